@@ -1,0 +1,103 @@
+"""Benchmark: tokens/s and τ of autoregressive vs chain speculative decoding, measured in one run on this machine.
+
+Models are random-weight presets (no trained pair is required), so τ reflects how alike the random target and
+drafter are, not a real model pair; the speed ratio is what this benchmark is for. Prints a table (ratio last)
+and writes JSON.
+
+    python experiments/bench_decode.py --out results/bench_decode.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from specjax.config import named_config
+from specjax.decode import generate
+from specjax.drafters import early_exit_drafter
+from specjax.model import init_model
+from specjax.sampling import SamplingConfig
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    target: str = "byte-small"
+    draft: str = "byte-small-draft"
+    early_exit_layers: int = 2
+    batch_sizes: tuple[int, ...] = (1, 8)
+    num_draft: tuple[int, ...] = (4,)
+    temperatures: tuple[float, ...] = (0.0, 1.0)
+    prompt_len: int = 32
+    max_new_tokens: int = 128
+    repeats: int = 3
+
+
+def _time(fn, repeats):
+    out = fn()                                  # compile + warm up
+    out.tokens.block_until_ready()
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        out.tokens.block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def run(config: BenchConfig, seed: int) -> list[dict]:
+    target = init_model(named_config(config.target), seed)
+    drafters = {"draft-model": init_model(named_config(config.draft), seed + 1),
+                f"early-exit-L{config.early_exit_layers}": early_exit_drafter(target, config.early_exit_layers)}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for batch in config.batch_sizes:
+        prompts = rng.integers(0, 256, (batch, config.prompt_len)).astype(np.int32)
+        lengths = np.full(batch, config.prompt_len, np.int32)
+        for temp in config.temperatures:
+            sampling = SamplingConfig(temperature=temp)
+            key = jax.random.key(seed)
+            common = dict(max_new_tokens=config.max_new_tokens, sampling=sampling)
+            ar_s, ar = _time(lambda: generate(target, prompts, lengths, key, method="ar", **common), config.repeats)
+            ar_tps = float(np.asarray(ar.lengths).sum() / ar_s)
+            rows.append(dict(batch=batch, temperature=temp, method="ar", drafter="-", num_draft=0,
+                             tokens_per_s=ar_tps, tau=1.0, speedup=1.0))
+            print(f"batch {batch} T={temp}: AR {ar_tps:.1f} tok/s", flush=True)
+            for name, drafter in drafters.items():
+                for k in config.num_draft:
+                    sd_s, sd = _time(lambda: generate(target, prompts, lengths, key, method="chain", num_draft=k,
+                                                      drafter=drafter, **common), config.repeats)
+                    tps = float(np.asarray(sd.lengths).sum() / sd_s)
+                    rows.append(dict(batch=batch, temperature=temp, method="chain", drafter=name, num_draft=k,
+                                     tokens_per_s=tps, tau=sd.acceptance_length, speedup=tps / ar_tps))
+                    print(f"  chain {name} K={k}: {tps:.1f} tok/s, tau {sd.acceptance_length:.2f}", flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="batch 1, T=0 only, 32 new tokens")
+    parser.add_argument("--out", type=Path, default=Path("results/bench_decode.json"))
+    args = parser.parse_args(argv)
+    config = BenchConfig()
+    if args.quick:
+        config = BenchConfig(batch_sizes=(1,), temperatures=(0.0,), max_new_tokens=32, repeats=1)
+    rows = run(config, args.seed)
+    print(f"\n{'batch':>5} {'T':>4} {'method':>6} {'drafter':>14} {'K':>2} {'tok/s':>8} {'tau':>5} {'SD/AR':>6}")
+    for r in rows:
+        print(f"{r['batch']:>5} {r['temperature']:>4} {r['method']:>6} {r['drafter']:>14} {r['num_draft']:>2} "
+              f"{r['tokens_per_s']:>8.1f} {r['tau']:>5.2f} {r['speedup']:>6.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"config": asdict(config), "seed": args.seed, "device": str(jax.devices()[0]),
+                                    "machine": platform.processor() or platform.machine(), "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
