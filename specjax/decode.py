@@ -78,7 +78,7 @@ def verify_chain(target: Drafter, target_params: Any, target_cache: Any, ctx: De
     return target_cache, num_accepted, out, hidden
 
 
-verify_step = jax.jit(verify_chain, static_argnames=("target", "sampling"))
+verify_step = jax.jit(verify_chain, static_argnames=("target", "sampling"), donate_argnames=("target_cache",))
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,26 @@ def test_committed_round_equals_one_by_one_decoding(tiny_pair):
         ref, _, _ = target(jnp.asarray(np.r_[committed, int(out[row, n])][None], jnp.int32),
                            jnp.arange(slots + 1)[None])
         np.testing.assert_allclose(np.asarray(lg[0, 0]), np.asarray(ref[0, -1]), atol=1e-4)
+
+
+def test_jitted_steps_compose_into_a_round(tiny_pair):
+    """The public jitted draft and verify steps (caches donated) give the same round as the traced functions."""
+    from specjax.decode import verify_step
+    from specjax.draft import draft_step
+    target, draft = tiny_pair
+    runner, params = model_runner(target)
+    d_runner, d_params = model_runner(draft)
+    b = 3
+    ctx = DecodeContext(prev=jnp.array([1, 2, 3]), pending=jnp.array([4, 5, 6]), position=jnp.array([1, 1, 1]),
+                        features=jnp.zeros((b, 2, target.config.d_model)))
+    sampling = SamplingConfig(temperature=0.0)
+    results = []
+    for draft_fn, verify_fn in [(draft_chain, verify_chain), (draft_step, verify_step)]:
+        d_cache = d_runner.init_cache(d_params, b, 12)
+        t_cache = runner.init_cache(params, b, 12)
+        _, tokens, probs, _ = draft_fn(d_runner, d_params, d_cache, ctx.prev, ctx.pending, ctx.position,
+                                       ctx.features, jax.random.key(0), 3, sampling)
+        _, n, out, _ = verify_fn(runner, params, t_cache, ctx, tokens, probs, jax.random.key(1), sampling)
+        results.append((np.asarray(tokens), np.asarray(n), np.asarray(out)))
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
