@@ -1,0 +1,160 @@
+"""Exact numpy float64 kernels of the verifier rules: for one draft tuple, the joint law of (slot, token).
+
+`kernel(rule, p, q, drafts) -> out [k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] =
+P(no slot accepted, correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and
+are the reference for exact enumeration (losslessness, acceptance) and for Monte Carlo checks of the jax rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from transport import laws
+
+RULES = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
+
+
+def residual(p: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """norm((p - sub)_+) `[V]`; zeros when there is no residual mass (that branch then has probability 0)."""
+    res = np.maximum(p - sub, 0.0)
+    mass = res.sum()
+    return res / mass if mass > 0 else np.zeros_like(p)
+
+
+def _ratio(num: float, den: float) -> float:
+    """min(1, num/den) with den == 0 meaning certain acceptance (mirrors `u * den < num`)."""
+    return 1.0 if num >= den else num / den
+
+
+def _place(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
+    """Add weight·law to the correction row; tokens landing on a draft go to its first slot if `to_slots`."""
+    law = weight * law
+    if to_slots:
+        for j, x in enumerate(drafts):
+            if law[x] > 0:
+                out[j + 1, x] += law[x]
+                law[x] = 0.0
+    out[0] += law
+
+
+def kernel_rrs(p, q, drafts, without_replacement: bool) -> np.ndarray:
+    out = np.zeros((len(drafts) + 1, len(p)))
+    pi, qi, reach = p.copy(), q.copy(), 1.0
+    for j, x in enumerate(drafts):
+        qn = qi / qi.sum() if without_replacement else qi
+        acc = _ratio(pi[x], qn[x])
+        out[j + 1, x] += reach * acc
+        reach *= 1.0 - acc
+        pi = residual(pi, qn)
+        if without_replacement:
+            qi[x] = 0.0
+    out[0] += reach * pi
+    return out
+
+
+def kseq_rho_star(p: np.ndarray, q: np.ndarray, k: int) -> float:
+    """ρ* in float64 (bisection to 1e-15 relative, upper end returned so the residual is non-negative)."""
+    def h(rho):
+        not_beta = np.maximum(q - p / rho, 0.0).sum()
+        return rho * (1.0 - not_beta) - (1.0 - not_beta ** k)
+    if h(1.0) >= 0:
+        return 1.0
+    lo, hi = 1.0, float(k)
+    while hi - lo > 1e-15 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if h(mid) >= 0 else (mid, hi)
+    return hi
+
+
+def kernel_kseq(p, q, drafts, rho: float | None = None) -> np.ndarray:
+    k = len(drafts)
+    rho = kseq_rho_star(p, q, k) if rho is None else rho
+    out = np.zeros((k + 1, len(p)))
+    reach = 1.0
+    for j, x in enumerate(drafts):
+        acc = _ratio(p[x], rho * q[x])
+        out[j + 1, x] += reach * acc
+        reach *= 1.0 - acc
+    m = np.minimum(q, p / rho)
+    beta = m.sum()
+    gamma = (1.0 - np.maximum(q - p / rho, 0.0).sum() ** k) / beta if beta > 0 else k
+    out[0] += reach * residual(p, gamma * m)
+    return out
+
+
+def kernel_spechub(p, q, drafts) -> np.ndarray:
+    a = int(laws.greedy_set(q, 1)[0])
+    not_hub = np.arange(len(p)) != a
+    q_not_a = q[not_hub].sum()
+    w = np.where(not_hub, q[a] * q / q_not_a, 0.0)
+    p1 = np.where(not_hub, np.maximum(p - q, 0.0), 0.0)
+    big_u = np.where(not_hub, np.maximum(q - p, 0.0), 0.0).sum()
+    big_w = np.where(not_hub, np.maximum(w - p1, 0.0), 0.0).sum()
+    pa1 = max(p[a] - big_w, 0.0)
+    accepted = np.where(not_hub, np.minimum(p, q / q_not_a), min(p[a], big_u + big_w))
+    hub_first = drafts[0] == a
+    i = drafts[1] if hub_first else drafts[0]
+    slot_i = 1 if hub_first else 0
+    first = _ratio(p1[i], w[i]) if hub_first else _ratio(p[i], q[i])
+    second = _ratio(p[a], big_w) if hub_first else _ratio(pa1, big_u)
+    out = np.zeros((3, len(p)))
+    out[slot_i + 1, i] += first
+    out[2 - slot_i, a] += (1.0 - first) * second
+    out[0] += (1.0 - first) * (1.0 - second) * residual(p, accepted)
+    return out
+
+
+def kernel_greedy(p, q, drafts) -> np.ndarray:
+    g, x = drafts[:-1], drafts[-1]
+    in_g = np.zeros(len(p), bool)
+    in_g[g] = True
+    q_rest = np.where(in_g, 0.0, q)
+    rest = q_rest.sum()
+    out = np.zeros((len(drafts) + 1, len(p)))
+    acc = _ratio(p[x] * rest, q[x])
+    out[len(drafts), x] += acc
+    _place(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
+    return out
+
+
+def kernel_lp(plan, drafts) -> np.ndarray:
+    """Kernel of the LP-plan verifier (`transport.lp.LPPlan`) for the tuple `drafts`."""
+    member = np.zeros(plan.sets.shape[1], bool)
+    member[drafts] = True
+    row = int(np.flatnonzero(np.all(plan.sets == member, axis=1))[0])
+    out = np.zeros((len(drafts) + 1, plan.sets.shape[1]))
+    _place(out, plan.output_law(row), 1.0, np.asarray(drafts), to_slots=True)
+    return out
+
+
+def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
+    """Joint law `[k+1, V]` of (slot, token) of `rule` (see module doc) given one ordered draft tuple."""
+    drafts = np.asarray(drafts)
+    if rule == "rrs":
+        return kernel_rrs(p, q, drafts, False)
+    if rule == "rrs_without_replacement":
+        return kernel_rrs(p, q, drafts, True)
+    if rule == "kseq":
+        return kernel_kseq(p, q, drafts, **kw)
+    if rule == "spechub":
+        return kernel_spechub(p, q, drafts)
+    if rule == "greedy":
+        return kernel_greedy(p, q, drafts)
+    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES}")
+
+
+DRAFT_LAW_OF = {"rrs": "iid", "rrs_without_replacement": "without_replacement", "kseq": "iid",
+                "spechub": "spechub", "greedy": "greedy"}
+
+
+def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:
+    """Exact enumeration over the rule's draft law: (output law `[V]`, membership acceptance P(Y ∈ X),
+    first-stage acceptance P(slot >= 0 before any correction)). Cost O(|supp q|^k · k V): small V only."""
+    tuples, probs = laws.tuple_law(q, k, DRAFT_LAW_OF[rule])
+    law, member, first = np.zeros(len(p)), 0.0, 0.0
+    for x, w in zip(tuples, probs):
+        out = kernel(rule, p, q, x, **kw)
+        y = out.sum(0)
+        law += w * y
+        member += w * y[np.unique(x)].sum()
+        first += w * out[1:].sum()
+    return law, member, first
