@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cases import random_pair
+from .cases import random_pair
 from transport import kernels, laws, lp
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cases import random_pair
+from .cases import random_pair
 from transport import kernels, laws, optimal_acceptance, verifier_acceptance
 
 OWN_LAW = {"rrs": "iid", "kseq": "iid", "rrs_without_replacement": "without_replacement", "greedy": "greedy",

@@ -1,3 +1,4 @@
+"""Fixtures shared by every test package."""
 import numpy as np
 import pytest
 
@@ -13,5 +14,6 @@ def tiny_pair():
 
 @pytest.fixture(scope="session")
 def ragged_prompts():
+    """Right-padded prompts of lengths 5, 2, 1, 4."""
     tokens = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0], [3, 3, 3, 9, 0]], np.int32)
     return tokens, np.array([5, 2, 1, 4], np.int32)

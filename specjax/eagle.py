@@ -1,0 +1,136 @@
+"""EAGLE-style drafter for a Llama-family target: one decoder layer over [token embedding ; target feature].
+
+Token t is paired with the target's final-normed hidden state at t-1 (the `features` of `specjax.drafters`); the
+layer's final-normed output stands in for the target feature at t when drafting further. The target's embedding
+(frozen, shared) embeds tokens and, tied, serves as the head. VocabTrim: with `trim_size`, the head scores only the
+`trim_size` most frequent target tokens (`params["keep_ids"]`) and the rest get probability exactly zero, so the
+draft law stays an exact distribution over the full vocabulary for the verifier.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from specjax.cache import KVCache, init_cache, slot_mask
+from specjax.config import ModelConfig
+from specjax.drafters import Drafter, causal_mask
+from specjax.model import DecoderLayer, LlamaLM, RMSNorm
+
+
+def eagle_layer_config(target: ModelConfig, d_ff: int | None = None) -> ModelConfig:
+    """Config of the head's single decoder layer: the target's attention shape, an optionally narrower MLP."""
+    return target.replace(n_layers=1, d_ff=d_ff or target.d_ff)
+
+
+class EagleHead(nnx.Module):
+    """fc `[2D -> D]` on [embedding ; feature], one decoder layer, a final RMSNorm (head = target embedding)."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.fc = nnx.Linear(2 * config.d_model, config.d_model, use_bias=False,
+                             kernel_init=nnx.initializers.normal(config.init_std), rngs=rngs)
+        self.layer = DecoderLayer(config, rngs)
+        self.norm = RMSNorm(config.d_model, config.rms_eps)
+
+    def __call__(self, embedded, features, positions, cache: KVCache | None, start, local_mask):
+        """embedded, features `[B, T, D]` -> (normed hidden `[B, T, D]`, cache)."""
+        b, t, _ = embedded.shape
+        if local_mask is None:
+            local_mask = causal_mask(b, t)
+        x = self.fc(jnp.concatenate([embedded, features.astype(embedded.dtype)], axis=-1))
+        if cache is None:
+            x, _, _ = self.layer(x, positions, None, None, None, local_mask)
+        else:
+            mask = slot_mask(start, local_mask, cache.capacity)
+            x, k, v = self.layer(x, positions, cache.keys[0], cache.values[0], start, mask)
+            cache = KVCache(keys=(k,), values=(v,))
+        return self.norm(x), cache
+
+
+def head_logits(hidden: jax.Array, embedding: jax.Array, keep_ids: jax.Array | None) -> jax.Array:
+    """Logits `[B, T, V]` f32 from normed hidden `[B, T, D]`; with `keep_ids [N]` only those ids get finite
+    logits (the others -inf, i.e. draft probability exactly 0)."""
+    if keep_ids is None:
+        return (hidden @ embedding.T).astype(jnp.float32)
+    trimmed = (hidden @ embedding[keep_ids].T).astype(jnp.float32)                   # [B, T, N]
+    full = jnp.full(hidden.shape[:-1] + (embedding.shape[0],), -jnp.inf, jnp.float32)
+    return full.at[..., keep_ids].set(trimmed)
+
+
+@dataclass(frozen=True)
+class EagleDrafter(Drafter):
+    """Drafter over params `{"head": nnx.State, "embedding": [V, D], "keep_ids": [N] int32 (VocabTrim only)}`."""
+
+    graphdef: Any
+    config: ModelConfig           # the target's config (vocabulary and width)
+    trimmed: bool = False
+    uses_features: bool = True
+
+    def init_cache(self, params, batch_size, capacity) -> KVCache:
+        return init_cache(self.config, batch_size, capacity, num_layers=1)
+
+    def hidden(self, params, tokens, positions, features, cache=None, start=None, local_mask=None):
+        head = nnx.merge(self.graphdef, params["head"])
+        embedded = jnp.take(params["embedding"], tokens, axis=0)
+        return head(embedded, features, positions, cache, start, local_mask)
+
+    def forward(self, params, cache, tokens, positions, start, local_mask, features=None):
+        if features is None:
+            raise ValueError("the EAGLE drafter needs the target's features")
+        hidden, cache = self.hidden(params, tokens, positions, features, cache, start, local_mask)
+        keep = params.get("keep_ids") if self.trimmed else None
+        return head_logits(hidden, params["embedding"], keep), hidden, cache
+
+
+def init_eagle(target: LlamaLM, *, d_ff: int | None = None, seed: int = 0) -> tuple[EagleDrafter, dict]:
+    """A randomly initialised EAGLE head for `target` (embedding shared, not trained)."""
+    head = EagleHead(eagle_layer_config(target.config, d_ff), rngs=nnx.Rngs(seed))
+    graphdef, state = nnx.split(head)
+    return EagleDrafter(graphdef, target.config), {"head": state, "embedding": target.embed.embedding[...]}
+
+
+def with_vocab_trim(drafter: EagleDrafter, params: dict, keep_ids: np.ndarray) -> tuple[EagleDrafter, dict]:
+    """VocabTrim variant: the head scores only `keep_ids` (sorted, unique, in-vocabulary)."""
+    keep_ids = np.unique(np.asarray(keep_ids, np.int64))
+    if keep_ids.size < 1 or keep_ids[0] < 0 or keep_ids[-1] >= drafter.config.vocab_size:
+        raise ValueError(f"keep_ids must be non-empty ids in [0, {drafter.config.vocab_size})")
+    trimmed = EagleDrafter(drafter.graphdef, drafter.config, trimmed=True)
+    return trimmed, {**params, "keep_ids": jnp.asarray(keep_ids, jnp.int32)}
+
+
+def frequent_token_ids(token_stream: np.ndarray, vocab_size: int, size: int, always: tuple[int, ...] = ()
+                       ) -> np.ndarray:
+    """The `size` most frequent ids of a token stream (plus `always`, e.g. EOS), sorted."""
+    counts = np.bincount(np.asarray(token_stream).ravel(), minlength=vocab_size)
+    counts[list(always)] = counts.max() + 1
+    return np.sort(np.argsort(-counts, kind="stable")[:size])
+
+
+def load_eagle(directory, target: LlamaLM, *, trim: bool = False) -> tuple[EagleDrafter, dict]:
+    """The trained head saved by `experiments/train_eagle.py` (bf16 on disk, float32 here) for `target`;
+    `trim=True` gives its VocabTrim variant (the stored frequent-token set). ValueError names any parameter that
+    does not match the target's config."""
+    from specjax.io.checkpoint import read_meta, restore_checkpoint
+
+    meta = read_meta(directory)
+    d_ff = meta["extra"].get("train", {}).get("d_ff")
+    drafter, params = init_eagle(target, d_ff=d_ff)
+    n_keep = meta["extra"].get("train", {}).get("trim", 0)
+    like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), params["head"]),
+            "keep_ids": jax.ShapeDtypeStruct((n_keep,), jnp.int32)}
+    saved, _, _ = restore_checkpoint(directory, like)
+    params = {**params, "head": jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"])}
+    if trim:
+        return with_vocab_trim(drafter, params, np.asarray(saved["keep_ids"]))
+    return drafter, params
+
+
+def default_eagle_path():
+    """Where the shipped SmolLM2 head lives (inside the package)."""
+    from pathlib import Path
+    return Path(__file__).resolve().parent / "data" / "eagle_smollm2"

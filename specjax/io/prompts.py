@@ -1,0 +1,32 @@
+"""Offline prompt sets for acceptance measurements: MT-bench (80 questions, first turns) and HumanEval (164
+problems). Both are vendored under `specjax/data/` with their licenses (see `specjax/data/README.md`)."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PROMPT_SETS = ("mt_bench", "humaneval")
+
+
+def mt_bench_prompts() -> list[str]:
+    """First-turn questions of MT-bench, in file order (question ids 81..160)."""
+    lines = (DATA_DIR / "mt_bench_questions.jsonl").read_text().splitlines()
+    return [json.loads(line)["turns"][0] for line in lines if line.strip()]
+
+
+def humaneval_prompts() -> list[str]:
+    """HumanEval problem prompts (function signature + docstring), in task order."""
+    with gzip.open(DATA_DIR / "HumanEval.jsonl.gz", "rt") as f:
+        return [json.loads(line)["prompt"] for line in f if line.strip()]
+
+
+def load_prompts(name: str, limit: int | None = None) -> list[str]:
+    """Prompts of set `name` ("mt_bench" | "humaneval"), the first `limit` of them if given."""
+    if name not in PROMPT_SETS:
+        raise ValueError(f"unknown prompt set {name!r}; known: {PROMPT_SETS}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    prompts = mt_bench_prompts() if name == "mt_bench" else humaneval_prompts()
+    return prompts[:limit]

