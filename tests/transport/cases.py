@@ -28,3 +28,11 @@ def random_pair(rng: np.random.Generator, v: int, kind: int) -> tuple[np.ndarray
     if q.sum() == 0:
         q[int(rng.integers(v))] = 1.0
     return p / p.sum(), q / q.sum()
+
+
+def correlated_softmax_pair(rng: np.random.Generator, rows: int, v: int, scale: float, mix: float,
+                            noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """`[rows, v]` target/draft softmaxes whose logits are correlated: z ~ N(0, scale), z' = mix z + N(0, noise)."""
+    z = rng.normal(0, scale, (rows, v))
+    z2 = mix * z + rng.normal(0, noise, z.shape)
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True), np.exp(z2) / np.exp(z2).sum(1, keepdims=True)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from .cases import random_pair
+from .cases import correlated_softmax_pair, random_pair
 from transport import laws, lp, optimal_acceptance, optimal_ref
 
 
@@ -56,10 +56,7 @@ def test_without_replacement_dominates_iid():
 def test_race_quadrature_is_converged_at_moderate_vocabulary():
     """Doubling the nodes changes α* (without replacement, k >= 3) by < 1e-13; the python reference agrees."""
     rng = np.random.default_rng(5)
-    z = rng.normal(0, 3, (3, 3000))
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    z2 = 0.7 * z + rng.normal(0, 2, z.shape)
-    q = np.exp(z2) / np.exp(z2).sum(1, keepdims=True)
+    p, q = correlated_softmax_pair(rng, 3, 3000, scale=3, mix=0.7, noise=2)
     for k in (5,):
         a = optimal_acceptance(p, q, k, "without_replacement")
         np.testing.assert_allclose(optimal_acceptance(p, q, k, "without_replacement", nodes_per_decade=40), a,

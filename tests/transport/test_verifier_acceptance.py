@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from .cases import random_pair
+from .cases import correlated_softmax_pair, random_pair
 from transport import kernels, laws, optimal_acceptance, verifier_acceptance
 
 OWN_LAW = {"rrs": "iid", "kseq": "iid", "rrs_without_replacement": "without_replacement", "greedy": "greedy",
@@ -63,10 +63,7 @@ def test_rrs_wor_k2_closed_form_with_near_one_hot_q():
 
 def test_large_vocabulary_closed_forms_run_and_are_ordered():
     rng = np.random.default_rng(9)
-    z = rng.normal(0, 2, (2, 20000))
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    z2 = 0.8 * z + rng.normal(0, 1, z.shape)
-    q = np.exp(z2) / np.exp(z2).sum(1, keepdims=True)
+    p, q = correlated_softmax_pair(rng, 2, 20000, scale=2, mix=0.8, noise=1)
     for k in (2, 4):
         star = optimal_acceptance(p, q, k, "iid")
         assert np.all(verifier_acceptance(p, q, k, "rrs") <= star + 1e-12)
