@@ -53,7 +53,11 @@ def warp_logits(logits: jax.Array, sampling: SamplingConfig) -> jax.Array:
     return jax.nn.softmax(x, axis=-1)
 
 
+def safe_log(probs: jax.Array) -> jax.Array:
+    """log(probs) with exact -inf at zeros (no NaN gradients through the masked branch)."""
+    return jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
+
+
 def sample_token(key: jax.Array, probs: jax.Array) -> jax.Array:
     """One token per row from `probs[..., V]` (int32 `[...]`); zero-probability tokens are never drawn."""
-    logp = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
-    return jax.random.categorical(key, logp, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, safe_log(probs), axis=-1).astype(jnp.int32)

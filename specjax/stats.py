@@ -11,10 +11,17 @@ def chi_square_pvalue(samples: np.ndarray, probs: np.ndarray, min_expected: floa
     Cells with expected count below `min_expected` are pooled into one cell (so the chi-square approximation holds).
     A sample landing on a zero-probability cell returns 0.0: the law is certainly wrong.
     """
-    samples = np.asarray(samples).ravel()
     probs = np.asarray(probs, dtype=np.float64).ravel()
-    n = samples.size
-    counts = np.bincount(samples, minlength=probs.size).astype(np.float64)
+    return chi_square_pvalue_counts(np.bincount(np.asarray(samples).ravel(), minlength=probs.size), probs,
+                                    min_expected)
+
+
+def chi_square_pvalue_counts(counts: np.ndarray, probs: np.ndarray, min_expected: float = 5.0) -> float:
+    """`chi_square_pvalue` from outcome counts `[V]` instead of samples (`probs` need not be normalised)."""
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    probs = probs / probs.sum()
+    counts = np.asarray(counts, dtype=np.float64).ravel()
+    n = counts.sum()
     if counts.size > probs.size or np.any(counts[probs == 0] > 0):
         return 0.0
     expected = probs * n

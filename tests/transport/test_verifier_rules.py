@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.stats
 
 from specjax.verify import draft_laws, multi_draft
+from specjax.stats import chi_square_pvalue_counts
 from transport import kernels, lp, verifier_acceptance
 
 N = 20_000
@@ -23,16 +23,6 @@ def _pair(seed, v=6, dtype=np.float32):
 def _f64(x):
     x = np.asarray(x, np.float64)
     return x / x.sum()
-
-
-def _chi2_pvalue(counts, probs):
-    probs = np.asarray(probs, np.float64).ravel()
-    counts = np.asarray(counts).ravel()
-    assert np.all(counts[probs == 0] == 0), "sampled a zero-probability outcome"
-    keep = probs > 0
-    if keep.sum() == 1:                            # a deterministic outcome: all mass must be on it
-        return 1.0
-    return scipy.stats.chisquare(counts[keep], probs[keep] / probs[keep].sum() * counts.sum()).pvalue
 
 
 def _run(rule, sampler, p, q, k, seed, **kw):
@@ -58,7 +48,7 @@ def test_sampled_rule_is_lossless_and_accepts_at_the_exact_rate(name, rule, samp
     p, q = _pair(1)
     slot, token, drafts = _run(rule, sampler, jnp.asarray(p), jnp.asarray(q), k, seed=2)
     slot, token, drafts = map(np.asarray, (slot, token, drafts))
-    assert _chi2_pvalue(np.bincount(token, minlength=len(p)), p) > P_MIN
+    assert chi_square_pvalue_counts(np.bincount(token, minlength=len(p)), p) > P_MIN
     accepted = slot >= 0
     assert np.all(token[accepted] == drafts[accepted, slot[accepted]])        # slot and token agree
     exact = verifier_acceptance(_f64(p), _f64(q), k, name)
@@ -76,7 +66,7 @@ def test_conditional_law_per_tuple_matches_exact_kernel(name, rule, tuple_):
         slot, token = jax.jit(jax.vmap(lambda key: rule(key, jnp.asarray(p), jnp.asarray(q), drafts, valid)))(keys)
     counts = np.zeros((4, len(p)))
     np.add.at(counts, (np.asarray(slot) + 1, np.asarray(token)), 1)
-    assert _chi2_pvalue(counts, kernels.kernel(name, p, q, tuple_)) > P_MIN
+    assert chi_square_pvalue_counts(counts, kernels.kernel(name, p, q, tuple_)) > P_MIN
 
 
 def test_padded_slots_are_skipped():
@@ -91,7 +81,7 @@ def test_padded_slots_are_skipped():
     exact = kernels.kernel("rrs_without_replacement", p, q, [1, 0])
     counts = np.zeros((3, len(p)))
     np.add.at(counts, (np.where(slot == 2, 2, slot + 1), token), 1)
-    assert _chi2_pvalue(counts, exact) > P_MIN
+    assert chi_square_pvalue_counts(counts, exact) > P_MIN
 
 
 def test_without_replacement_sampler_masks_slots_beyond_the_support():
@@ -110,7 +100,7 @@ def test_lp_plan_verifier_is_lossless_and_optimal():
         slot, token, _ = _run(lambda *a: multi_draft.lp_plan_verifier(*a, **arrays), draft_laws.sample_iid,
                               jnp.asarray(p), jnp.asarray(q), 2, seed=8)
     slot, token = np.asarray(slot), np.asarray(token)
-    assert _chi2_pvalue(np.bincount(token, minlength=len(p)), p) > P_MIN
+    assert chi_square_pvalue_counts(np.bincount(token, minlength=len(p)), p) > P_MIN
     a = plan.value
     assert abs((slot >= 0).mean() - a) < 5 * np.sqrt(a * (1 - a) / N) + 1e-6
 
