@@ -1,22 +1,21 @@
 """Peer benchmark: specjax vs Hugging Face transformers on the same SmolLM2-135M weights, prompts and machine, in
-one run. Measures greedy tokens/s of AR decoding and of speculative decoding (specjax early-exit self-draft vs
-transformers' early-exit assisted generation and prompt lookup), prints a ratio table last and writes JSON + PNG.
+one run. Measures greedy tokens/s of AR decoding and of speculative decoding (specjax prompt lookup, early-exit
+self-draft and EAGLE heads vs transformers' prompt lookup and early-exit assisted generation), prints a ratio table
+last and writes JSON + PNG.
 
     python experiments/bench_peer.py --prompts 4 --max-new-tokens 64 --threads 2 --out results/bench_peer.json
 
-Both sides get the same thread count (torch.set_num_threads and XLA's CPU thread pool via
---xla_cpu_multi_thread_eigen/intra_op_parallelism_threads) and the same stopping rule (EOS or max_new_tokens).
+The transformers side runs first, in its own subprocess (`--hf-worker`): in one process with JAX, torch's decoding
+collapsed to ~1 tok/s after the JAX runs (both thread pools fighting over 2 cores). Both sides get the same thread
+count (torch.set_num_threads; XLA's intra-op pool) and the same stopping rule (EOS or max_new_tokens).
 Needs the `models` and `parity` extras.
-
-Known issue (2026-11-22): in this one process, after the JAX runs, transformers' AR decoding measured ~1 tok/s,
-while the same model in a fresh process measured ~14.5 tok/s on the same machine; the transformers rows here are
-therefore not trustworthy until the HF side runs in its own subprocess (TODO).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ class BenchConfig:
     max_new_tokens: int = 64
     exit_layer: int = 4
     num_draft: int = 4
+    lookup_num_draft: int = 4
     threads: int = 2
     seed: int = 0
 
@@ -74,17 +74,45 @@ def hf_decode(hf, prompts_ids, max_new_tokens: int, eos_id: int, **gen_kwargs) -
     return {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs, "outputs": outs}
 
 
+def hf_worker(cfg: BenchConfig, ids: list[list[int]], out: Path) -> int:
+    """The transformers side, run in its own process: AR, early-exit assisted and prompt-lookup decoding."""
+    import torch
+    torch.set_num_threads(cfg.threads)
+    from specjax.io.smollm2 import load_smollm2
+    target, tok = load_smollm2()
+    hf = hf_model_from(target)
+    del target
+    rows = {"transformers AR": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id),
+            f"transformers early-exit L{cfg.exit_layer}": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id,
+                                                                    assistant_early_exit=cfg.exit_layer),
+            "transformers prompt lookup": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id,
+                                                    prompt_lookup_num_tokens=10)}
+    out.write_text(json.dumps(rows))
+    return 0
+
+
+def run_hf_side(cfg: BenchConfig, ids: list[list[int]], workdir: Path) -> dict:
+    """Run `hf_worker` in a fresh Python process and return its rows."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ids_path, rows_path = workdir / "hf_prompts.json", workdir / "hf_rows.json"
+    ids_path.write_text(json.dumps({"config": cfg.__dict__, "ids": ids}))
+    subprocess.run([sys.executable, __file__, "--hf-worker", str(ids_path), "--out", str(rows_path)], check=True)
+    return json.loads(rows_path.read_text())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f, v in BenchConfig().__dict__.items():
         p.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
     p.add_argument("--out", type=Path, default=Path("results/bench_peer.json"))
+    p.add_argument("--hf-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.hf_worker is not None:
+        job = json.loads(args.hf_worker.read_text())
+        return hf_worker(BenchConfig(**job["config"]), job["ids"], args.out)
     cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig().__dict__})
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
-    import torch
-    torch.set_num_threads(cfg.threads)
 
     from specjax.cli_demo import decode_all, encode_prompts, make_drafters, summarize
     from specjax.eagle import default_eagle_path
@@ -99,29 +127,28 @@ def main(argv=None) -> int:
     prompts = load_prompts(cfg.prompt_set, cfg.prompts)
     tokens, lengths = encode_prompts(tok, prompts)
     ids = [tokens[i, :lengths[i]].tolist() for i in range(len(prompts))]
+    print("transformers side (own process) ...", file=sys.stderr, flush=True)
+    hf_rows = run_hf_side(cfg, ids, args.out.parent / "bench_peer_hf")
     greedy = SamplingConfig(temperature=0.0)
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=greedy, eos_id=tok.eos_id, seed=cfg.seed)
 
+    print("specjax side ...", file=sys.stderr, flush=True)
     rows = {}
     ar = decode_all(target, tokens, lengths, method="ar", **common)
     rows["specjax AR"] = summarize(ar)
-    names = ["early-exit"] + (["eagle-trim", "eagle"] if default_eagle_path().is_dir() else [])
+    names = ["prompt-lookup", "early-exit"] + (["eagle-trim", "eagle-trim-lowrank"] if default_eagle_path().is_dir()
+                                               else [])
     sd_equal = True
     for name, drafter in make_drafters(target, names, [cfg.exit_layer]).items():
-        sd = decode_all(target, tokens, lengths, method="chain", drafter=drafter, num_draft=cfg.num_draft, **common)
-        rows[f"specjax {name} K{cfg.num_draft}"] = summarize(sd)
+        k = cfg.lookup_num_draft if name == "prompt_lookup" else cfg.num_draft
+        sd = decode_all(target, tokens, lengths, method="chain", drafter=drafter, num_draft=k, **common)
+        rows[f"specjax {name} K{k}"] = summarize(sd)
         sd_equal = sd_equal and all(a.tokens == s.tokens for a, s in zip(ar, sd))
+        print(f"  {name}: tau {rows[f'specjax {name} K{k}']['tau']:.2f}", file=sys.stderr, flush=True)
 
-    hf = hf_model_from(target)
-    hf_rows = {"transformers AR": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id),
-               f"transformers early-exit L{cfg.exit_layer}": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id,
-                                                                       assistant_early_exit=cfg.exit_layer),
-               "transformers prompt lookup": hf_decode(hf, ids, cfg.max_new_tokens, tok.eos_id,
-                                                       prompt_lookup_num_tokens=10)}
     hf_equal = hf_rows["transformers AR"]["outputs"] == [a.tokens for a in ar]
     for name, r in hf_rows.items():
         rows[name] = {k: v for k, v in r.items() if k != "outputs"}
-
     base = rows["transformers AR"]["tokens_per_s"]
     print(f"\nSmolLM2-135M, {cfg.prompt_set} x{cfg.prompts}, greedy, max_new_tokens={cfg.max_new_tokens}, "
           f"{cfg.threads} threads each")

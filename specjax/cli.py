@@ -43,7 +43,15 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--model", default="byte-small", help="named config of a random-weight byte-level target")
     p.add_argument("--draft", default="byte-small-draft", help="named config of the random draft model")
     p.add_argument("--early-exit", type=int, default=None, help="draft with the target's first L layers instead")
+    p.add_argument("--prompt-lookup", type=int, default=None, metavar="N",
+                   help="draft by n-gram lookup in the row's own history (n-grams up to N; chains only)")
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
+
+
+def _drafter_label(args) -> str:
+    if args.prompt_lookup:
+        return f"prompt-lookup n<={args.prompt_lookup}"
+    return f"early exit L={args.early_exit}" if args.early_exit else args.draft
 
 
 def run_generate(args) -> int:
@@ -53,6 +61,7 @@ def run_generate(args) -> int:
     from specjax.config import named_config
     from specjax.decode import generate
     from specjax.drafters import early_exit_drafter
+    from specjax.lookup import prompt_lookup_drafter
     from specjax.model import init_model
     from specjax.sampling import SamplingConfig
 
@@ -67,10 +76,17 @@ def run_generate(args) -> int:
     if target_cfg.vocab_size != bt.VOCAB_SIZE:
         raise SystemExit(f"--model {args.model} is not a byte-level preset (vocab {target_cfg.vocab_size})")
     print(f"note: no trained model pair is installed; using RANDOMLY INITIALISED models ({args.model} target, "
-          f"{'early exit L=%d' % args.early_exit if args.early_exit else args.draft} draft) with a byte tokenizer. "
+          f"{_drafter_label(args)} draft) with a byte tokenizer. "
           f"The text is noise; the statistics show the machinery.", file=sys.stderr)
     target = init_model(target_cfg, seed=0)
-    drafter = early_exit_drafter(target, args.early_exit) if args.early_exit else init_model(named_config(args.draft), 1)
+    if args.prompt_lookup:
+        if args.method not in CHAIN_METHODS:
+            raise SystemExit("--prompt-lookup drafts chains only: use --method chain")
+        drafter = prompt_lookup_drafter(target_cfg, args.prompt_lookup)
+    elif args.early_exit:
+        drafter = early_exit_drafter(target, args.early_exit)
+    else:
+        drafter = init_model(named_config(args.draft), 1)
     ids = [bt.encode(p) for p in prompts]
     width = max(map(len, ids))
     tokens = np.full((batch, width), bt.PAD, np.int32)

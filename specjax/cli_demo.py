@@ -24,21 +24,30 @@ DEFAULT_PROMPTS = (
 # first layers used by the early-exit self-drafter; chosen by `specjax demo --sweep` (see the issue note)
 DEFAULT_EXIT_LAYER = 4
 DEFAULT_NUM_DRAFT = 4
-DRAFTERS = ("eagle-trim", "eagle", "early-exit")
+DEFAULT_LOOKUP_NGRAM = 3
+LOW_RANK = 64
+DRAFTERS = ("prompt-lookup", "eagle-trim", "eagle-trim-lowrank", "eagle", "early-exit")
 
 
 def make_drafters(target, names: Sequence[str], exit_layers: Sequence[int]) -> dict[str, Any]:
-    """Drafters by CLI name: early-exit (one per layer), the shipped EAGLE head, and its VocabTrim variant."""
+    """Drafters by CLI name: prompt lookup (n-grams of the row's history), early-exit (one per layer), the shipped
+    EAGLE head, its VocabTrim variant and VocabTrim + a rank-64 (SlimSpec-style) head."""
     from specjax.drafters import early_exit_drafter
-    from specjax.eagle import default_eagle_path, load_eagle
+    from specjax.eagle import default_eagle_path, load_eagle, with_low_rank_head
+    from specjax.lookup import prompt_lookup_drafter
     out = {}
     for name in names:
         if name == "early-exit":
             out.update({f"early_exit_L{L}": early_exit_drafter(target, L) for L in exit_layers})
+        elif name == "prompt-lookup":
+            out["prompt_lookup"] = prompt_lookup_drafter(target.config, DEFAULT_LOOKUP_NGRAM)
         elif not default_eagle_path().is_dir():
             raise ValueError(f"drafter {name!r}: no shipped EAGLE head at {default_eagle_path()}")
         else:
-            out[name.replace("-", "_")] = load_eagle(default_eagle_path(), target, trim=name == "eagle-trim")
+            drafter = load_eagle(default_eagle_path(), target, trim=name.startswith("eagle-trim"))
+            if name.endswith("lowrank"):
+                drafter = with_low_rank_head(*drafter, LOW_RANK)
+            out[name.replace("-", "_")] = drafter
     return out
 
 

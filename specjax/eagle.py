@@ -4,7 +4,10 @@ Token t is paired with the target's final-normed hidden state at t-1 (the `featu
 layer's final-normed output stands in for the target feature at t when drafting further. The target's embedding
 (frozen, shared) embeds tokens and, tied, serves as the head. VocabTrim: with `trim_size`, the head scores only the
 `trim_size` most frequent target tokens (`params["keep_ids"]`) and the rest get probability exactly zero, so the
-draft law stays an exact distribution over the full vocabulary for the verifier.
+draft law stays an exact distribution over the full vocabulary for the verifier. Low-rank head (SlimSpec): the
+head is factorised as `hidden @ A @ B` (`A [D, r]`, `B [r, V]`, from the truncated SVD of the embedding), which
+cuts its cost from D·V to r·(D + V); the softmax still runs over the full vocabulary (or the VocabTrim set), so the
+draft law is again exact for the verifier, only a different (cheaper) law than the full head's.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from specjax.cache import KVCache, init_cache, slot_mask
 from specjax.config import ModelConfig
 from specjax.drafters import Drafter, causal_mask
 from specjax.model import DecoderLayer, LlamaLM, RMSNorm
+from specjax.validation import check_int
 
 
 def eagle_layer_config(target: ModelConfig, d_ff: int | None = None) -> ModelConfig:
@@ -52,23 +56,31 @@ class EagleHead(nnx.Module):
         return self.norm(x), cache
 
 
-def head_logits(hidden: jax.Array, embedding: jax.Array, keep_ids: jax.Array | None) -> jax.Array:
+def head_logits(hidden: jax.Array, embedding: jax.Array, keep_ids: jax.Array | None,
+                factors: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """Logits `[B, T, V]` f32 from normed hidden `[B, T, D]`; with `keep_ids [N]` only those ids get finite
-    logits (the others -inf, i.e. draft probability exactly 0)."""
+    logits (the others -inf, i.e. draft probability exactly 0). With `factors = (A [D, r], B [r, V'])` the head is
+    `hidden @ A @ B` (V' = N when `keep_ids` is given: B's columns are already the kept ids)."""
+    if factors is not None:
+        scores = ((hidden @ factors[0]) @ factors[1]).astype(jnp.float32)
+    else:
+        weight = embedding if keep_ids is None else embedding[keep_ids]
+        scores = (hidden @ weight.T).astype(jnp.float32)                              # [B, T, V or N]
     if keep_ids is None:
-        return (hidden @ embedding.T).astype(jnp.float32)
-    trimmed = (hidden @ embedding[keep_ids].T).astype(jnp.float32)                   # [B, T, N]
+        return scores
     full = jnp.full(hidden.shape[:-1] + (embedding.shape[0],), -jnp.inf, jnp.float32)
-    return full.at[..., keep_ids].set(trimmed)
+    return full.at[..., keep_ids].set(scores)
 
 
 @dataclass(frozen=True)
 class EagleDrafter(Drafter):
-    """Drafter over params `{"head": nnx.State, "embedding": [V, D], "keep_ids": [N] int32 (VocabTrim only)}`."""
+    """Drafter over params `{"head": nnx.State, "embedding": [V, D], "keep_ids": [N] int32 (VocabTrim only),
+    "head_factors": (A [D, r], B [r, V or N]) (low-rank head only)}`."""
 
     graphdef: Any
     config: ModelConfig           # the target's config (vocabulary and width)
     trimmed: bool = False
+    low_rank: bool = False
     uses_features: bool = True
 
     def init_cache(self, params, batch_size, capacity) -> KVCache:
@@ -83,8 +95,9 @@ class EagleDrafter(Drafter):
         if features is None:
             raise ValueError("the EAGLE drafter needs the target's features")
         hidden, cache = self.hidden(params, tokens, positions, features, cache, start, local_mask)
-        keep = params.get("keep_ids") if self.trimmed else None
-        return head_logits(hidden, params["embedding"], keep), hidden, cache
+        keep = params["keep_ids"] if self.trimmed else None
+        factors = params["head_factors"] if self.low_rank else None
+        return head_logits(hidden, params["embedding"], keep, factors), hidden, cache
 
 
 def init_eagle(target: LlamaLM, *, d_ff: int | None = None, seed: int = 0) -> tuple[EagleDrafter, dict]:
@@ -99,8 +112,27 @@ def with_vocab_trim(drafter: EagleDrafter, params: dict, keep_ids: np.ndarray) -
     keep_ids = np.unique(np.asarray(keep_ids, np.int64))
     if keep_ids.size < 1 or keep_ids[0] < 0 or keep_ids[-1] >= drafter.config.vocab_size:
         raise ValueError(f"keep_ids must be non-empty ids in [0, {drafter.config.vocab_size})")
+    if drafter.low_rank:
+        raise ValueError("apply with_vocab_trim before with_low_rank_head (the factors are cut to the kept ids)")
     trimmed = EagleDrafter(drafter.graphdef, drafter.config, trimmed=True)
     return trimmed, {**params, "keep_ids": jnp.asarray(keep_ids, jnp.int32)}
+
+
+def with_low_rank_head(drafter: EagleDrafter, params: dict, rank: int) -> tuple[EagleDrafter, dict]:
+    """Low-rank (SlimSpec-style) variant: the head `hidden @ E.T` becomes `hidden @ A @ B` with the rank-`rank`
+    truncated SVD of the embedding E `[V, D]` (over the VocabTrim rows when the drafter is trimmed), computed in
+    float64. `rank = D` reproduces the full head up to rounding."""
+    check_int("rank", rank, low=1, high=drafter.config.d_model)
+    if drafter.low_rank:
+        raise ValueError("the drafter already has a low-rank head")
+    weight = np.asarray(params["embedding"], np.float64)
+    if drafter.trimmed:
+        weight = weight[np.asarray(params["keep_ids"])]
+    u, s, vt = np.linalg.svd(weight, full_matrices=False)                 # weight = u diag(s) vt
+    a = (vt[:rank].T * s[:rank]).astype(np.float32)                        # [D, r]
+    b = u[:, :rank].T.astype(np.float32)                                   # [r, V or N]
+    low = EagleDrafter(drafter.graphdef, drafter.config, trimmed=drafter.trimmed, low_rank=True)
+    return low, {**params, "head_factors": (jnp.asarray(a), jnp.asarray(b))}
 
 
 def frequent_token_ids(token_stream: np.ndarray, vocab_size: int, size: int, always: tuple[int, ...] = ()

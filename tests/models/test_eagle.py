@@ -8,10 +8,12 @@ import pytest
 from specjax.config import named_config
 from specjax.decode import generate
 from specjax.drafters import causal_mask
-from specjax.eagle import frequent_token_ids, init_eagle, load_eagle, with_vocab_trim
+from specjax.eagle import frequent_token_ids, init_eagle, load_eagle, with_low_rank_head, with_vocab_trim
 from specjax.io.checkpoint import save_checkpoint
 from specjax.model import init_model
 from specjax.sampling import SamplingConfig
+from specjax.stats import chi_square_pvalue
+from tests.core.test_decode import ALPHA, _exact_law
 from specjax.train_drafter import TrainConfig, random_token_batches, train_distill
 
 PROMPTS = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0]], np.int32)
@@ -46,6 +48,52 @@ def test_vocabtrim_law_is_exact_over_full_vocab(target):
     assert np.all(probs[..., outside] == 0) and np.all(probs[..., [2, 5, 11]] > 0)
     with pytest.raises(ValueError, match="keep_ids"):
         with_vocab_trim(drafter, params, np.array([16]))
+
+
+def _draft_probs(drafter, params, d_model):
+    cache = drafter.init_cache(params, 1, 8)
+    feats = jax.random.normal(jax.random.key(0), (1, 3, d_model))
+    logits, _, _ = drafter.forward(params, cache, jnp.array([[1, 2, 3]]), jnp.arange(3)[None],
+                                   jnp.zeros((1,), jnp.int32), causal_mask(1, 3), feats)
+    return np.asarray(jax.nn.softmax(logits, -1), np.float64)
+
+
+def test_low_rank_head_is_exact_law_and_full_rank_reproduces_head(target):
+    d = target.config.d_model
+    full = init_eagle(target, seed=3)
+    trimmed = with_vocab_trim(*full, np.array([1, 4, 6, 9, 13]))
+    for base in (full, trimmed):
+        exact = _draft_probs(*base, d)
+        np.testing.assert_allclose(_draft_probs(*with_low_rank_head(*base, d), d), exact, atol=2e-5)
+        low = _draft_probs(*with_low_rank_head(*base, 2), d)
+        np.testing.assert_allclose(low.sum(-1), 1.0, atol=1e-6)
+        assert np.all((low > 0) == (exact > 0))              # same support (VocabTrim zeros stay exact zeros)
+        assert np.abs(low - exact).max() > 1e-3             # rank 2 really is a different, cheaper law
+    for bad, message in ((0, "rank"), (d + 1, "rank")):
+        with pytest.raises(ValueError, match=message):
+            with_low_rank_head(*full, bad)
+    with pytest.raises(ValueError, match="before"):
+        with_vocab_trim(*with_low_rank_head(*full, 4), np.array([1, 2]))
+
+
+def test_low_rank_drafter_is_lossless(target):
+    """Greedy SD == AR, and sampled SD matches the enumerated target law (chi-square), with a rank-3 head."""
+    drafter = with_low_rank_head(*init_eagle(target, seed=4), 3)
+    greedy = SamplingConfig(temperature=0.0)
+    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
+    sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method="chain", max_new_tokens=10, sampling=greedy,
+                  num_draft=3, drafter=drafter)
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
+    sampling = SamplingConfig(temperature=1.0)
+    prompt = [3, 1, 4]
+    joint12, third = _exact_law(target, prompt, sampling)
+    n = 6000
+    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(5),
+                   method="chain", num_draft=2, drafter=drafter, max_new_tokens=3, sampling=sampling)
+    gen = np.asarray(out.tokens)
+    assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) > ALPHA
+    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    assert 1.0 < out.acceptance_length < 3.0
 
 
 def test_frequent_token_ids():
