@@ -1,103 +1,201 @@
-"""Train the EAGLE-style head for SmolLM2-135M by distillation on the target's own outputs over an offline corpus
-(CPython standard library source + the KJV Bible text of Debian's `bible-kjv` package when installed), checkpoint
-it with orbax, and measure acceptance (τ) of every drafter on MT-bench and HumanEval at temperature 0 and 1.
+"""Train the EAGLE-style head for SmolLM2-135M by self-distillation: the target answers templated instructions
+(none from MT-bench or HumanEval), its answers and final hidden states are stored, and the head learns to match the
+target's next-token law (KL over the VocabTrim set) and its hidden state (EAGLE's feature regression, so the head's
+own output can stand in for the target feature when drafting several tokens). Checkpointed with orbax; `eval`
+measures acceptance (τ) and tokens/s of every drafter on MT-bench and HumanEval at temperature 0 and 1.
 
-    python experiments/train_eagle.py train --steps 120 --out specjax/data/eagle_smollm2
-    python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 3 --json results/eagle.json
-
-The loss is KL(p || q) restricted to the VocabTrim set (the `trim` most frequent corpus tokens, renormalised on
-both sides): it keeps the head's matmul small on a 2-core CPU and matches the trimmed drafter exactly.
+    python experiments/train_eagle.py data --out results/eagle_data.npz          # target answers + hidden states
+    python experiments/train_eagle.py data --prompts 576 --seed 1 --out results/eagle_data_big.npz
+    python experiments/train_eagle.py train --data results/eagle_data.npz results/eagle_data_big.npz --steps 1200
+    python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --json results/eagle.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+TEMPLATES = (
+    "Explain {t} to a high-school student.", "Write a short story that involves {t}.",
+    "What are the pros and cons of {t}?", "Give me five facts about {t}.", "Write a haiku about {t}.",
+    "How would you teach a child about {t}?", "Summarize the history of {t} in a paragraph.",
+    "Write a persuasive paragraph in favour of {t}.", "What are common misconceptions about {t}?",
+    "Describe {t} as if you were a tour guide.", "Write an email to a friend recommending {t}.",
+    "List three questions a scientist might ask about {t}, and answer them.",
+    "Compare {t} with something similar and explain the differences.", "Write a product description for {t}.",
+    "Give step-by-step advice for someone getting started with {t}.", "Why is {t} important today?",
+)
+CODE_TEMPLATES = (
+    "Write a Python function that {t}.", "Write a Python function that {t}, with a docstring and an example.",
+    "Explain, with Python code, how to write a function that {t}.",
+)
+TOPICS = (
+    "volcanoes", "the water cycle", "photosynthesis", "the Roman empire", "jazz music", "electric cars",
+    "black holes", "honey bees", "the printing press", "chess", "recycling", "the human heart", "rainforests",
+    "machine learning", "the Olympic games", "coffee", "earthquakes", "the moon landing", "vaccines", "origami",
+    "public libraries", "solar panels", "the Great Wall of China", "dinosaurs", "meditation", "bicycles",
+    "the stock market", "coral reefs", "the internet", "classical architecture", "gardening", "penguins",
+    "time management", "the French revolution", "renewable energy", "board games", "cloud computing",
+    "healthy breakfast ideas", "learning a second language", "the solar system",
+)
+CODE_TASKS = (
+    "reverses a string", "counts the vowels in a sentence", "returns the n-th Fibonacci number",
+    "merges two sorted lists", "checks whether a word is a palindrome", "computes the factorial of n",
+    "finds the largest element of a list", "removes duplicates from a list while keeping order",
+    "converts Celsius to Fahrenheit", "returns the sum of the digits of an integer", "sorts a list of tuples by "
+    "their second element", "counts how often each word appears in a text", "checks whether a year is a leap year",
+    "flattens a nested list", "returns the greatest common divisor of two integers", "validates an email address",
+    "computes the mean and median of a list", "transposes a matrix given as a list of lists",
+    "returns all prime numbers below n", "capitalizes the first letter of every word",
+)
+
 
 @dataclass(frozen=True)
-class EagleTrainConfig:
-    steps: int = 120
-    batch_size: int = 8
-    seq_len: int = 128
-    learning_rate: float = 2e-3
-    warmup_steps: int = 10
-    d_ff: int = 768
-    trim: int = 8192
-    corpus_chars: int = 3_000_000
+class EagleDataConfig:
+    prompts: int = 192
+    max_new_tokens: int = 160
+    batch_size: int = 32
+    sampled_fraction: float = 0.5      # this share of answers is sampled at temperature 0.7, the rest greedy
     seed: int = 0
 
 
-def corpus_text(max_chars: int, seed: int) -> str:
-    """Deterministic mix: stdlib .py files (sorted, sampled by seed) and, if `bible` is installed, KJV books."""
+@dataclass(frozen=True)
+class EagleTrainConfig:
+    steps: int = 400
+    batch_size: int = 8
+    seq_len: int = 192
+    learning_rate: float = 3e-3
+    warmup_steps: int = 20
+    d_ff: int = 768
+    trim: int = 8192
+    feature_weight: float = 1.0        # weight of EAGLE's smooth-L1 feature regression next to the KL
+    seed: int = 0
+
+
+def instruction_prompts(n: int, seed: int) -> list[str]:
+    """`n` distinct templated instructions (a quarter of them coding tasks), a pure function of the seed."""
     rng = np.random.default_rng(seed)
-    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
-    files = [files[i] for i in rng.permutation(len(files))]
-    parts, size = [], 0
-    kjv = ""
-    if shutil.which("bible"):
-        books = ["Gen1:1-50:26", "Mat1:1-28:20", "Psa1:1-150:6", "Pro1:1-31:31"]
-        out = [subprocess.run(["bible", "-f", b], capture_output=True, text=True, timeout=60).stdout for b in books]
-        kjv = "\n".join(line.split(" ", 1)[1] for text in out for line in text.splitlines() if " " in line)
-    budget_code = max_chars // 2 if kjv else max_chars
-    for f in files:
-        text = f.read_text(errors="ignore")
-        parts.append(text)
-        size += len(text)
-        if size >= budget_code:
-            break
-    if kjv:
-        parts.append(kjv[: max_chars - size])
-    return "\n\n".join(parts)
+    pool = [t.format(t=x) for t in TEMPLATES for x in TOPICS] + [t.format(t=x) for t in CODE_TEMPLATES
+                                                                 for x in CODE_TASKS]
+    n_code = len(CODE_TEMPLATES) * len(CODE_TASKS)
+    weights = np.r_[np.full(len(pool) - n_code, 0.75 / (len(pool) - n_code)), np.full(n_code, 0.25 / n_code)]
+    return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False, p=weights)]
+
+
+def make_data(args) -> int:
+    """Target answers to the instructions, then one no-cache target pass for the final hidden states."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from specjax.cli_demo import encode_prompts
+    from specjax.decode import generate
+    from specjax.io.smollm2 import load_smollm2
+    from specjax.sampling import SamplingConfig
+
+    cfg = EagleDataConfig(**{k: getattr(args, k) for k in asdict(EagleDataConfig())})
+    target, tok = load_smollm2()
+    prompts = instruction_prompts(cfg.prompts, cfg.seed)
+    sequences = []
+    t0 = time.time()
+    for lo in range(0, len(prompts), cfg.batch_size):
+        batch = prompts[lo:lo + cfg.batch_size]
+        tokens, lengths = encode_prompts(tok, batch)
+        sampled = (lo // cfg.batch_size) % max(round(1 / max(cfg.sampled_fraction, 1e-9)), 1) == 1
+        sampling = SamplingConfig(temperature=0.7 if sampled else 0.0)
+        out = generate(target, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
+                       max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
+        for row in range(len(batch)):
+            n = int(out.lengths[row])
+            sequences.append(tokens[row, :lengths[row]].tolist() + np.asarray(out.tokens[row, :n]).tolist())
+        print(f"answers {lo + len(batch)}/{len(prompts)} ({time.time() - t0:.0f}s)", flush=True)
+    width = max(map(len, sequences))
+    tokens = np.zeros((len(sequences), width), np.int32)
+    for i, seq in enumerate(sequences):
+        tokens[i, :len(seq)] = seq
+    lengths = np.array([len(s) for s in sequences], np.int32)
+    graphdef, params = nnx.split(target)
+
+    @jax.jit
+    def hidden_states(params, toks):
+        pos = jnp.broadcast_to(jnp.arange(toks.shape[1]), toks.shape)
+        return nnx.merge(graphdef, params)(toks, pos)[1]
+
+    hidden = np.zeros(tokens.shape + (target.config.d_model,), np.float32)
+    for lo in range(0, len(tokens), 8):
+        hidden[lo:lo + 8] = np.asarray(hidden_states(params, jnp.asarray(tokens[lo:lo + 8])))
+        print(f"hidden states {min(lo + 8, len(tokens))}/{len(tokens)} ({time.time() - t0:.0f}s)", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
+             config=json.dumps(asdict(cfg)))
+    print(f"wrote {args.out}: {len(tokens)} sequences, {int(lengths.sum())} tokens", flush=True)
+    return 0
+
+
+def data_batches(tokens: np.ndarray, lengths: np.ndarray, hidden: np.ndarray, batch_size: int, seq_len: int,
+                 seed: int):
+    """Batch function: random rows and windows of `seq_len`, a pure function of (seed, step); dict of tokens
+    `[B, T]`, hidden `[B, T, D]`, mask `[B, T]` (1 inside the sequence)."""
+    def batch(step: int) -> dict:
+        rng = np.random.default_rng([seed, step])
+        rows = rng.integers(0, len(tokens), batch_size)
+        starts = (rng.random(batch_size) * np.maximum(lengths[rows] - seq_len, 0)).astype(np.int64)
+        idx = starts[:, None] + np.arange(seq_len)[None, :]
+        idx = np.minimum(idx, tokens.shape[1] - 1)
+        return {"tokens": tokens[rows[:, None], idx], "hidden": hidden[rows[:, None], idx],
+                "mask": (idx < lengths[rows][:, None]).astype(np.float32)}
+    return batch
+
+
+def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """Concatenate files of the `data` subcommand: tokens `[N, L]`, lengths `[N]`, hidden `[N, L, D]`, configs."""
+    files = [np.load(p) for p in paths]
+    width = max(f["tokens"].shape[1] for f in files)
+    pad = [((0, 0), (0, width - f["tokens"].shape[1])) for f in files]
+    tokens = np.concatenate([np.pad(f["tokens"], w) for f, w in zip(files, pad)])
+    hidden = np.concatenate([np.pad(f["hidden"], w + ((0, 0),)) for f, w in zip(files, pad)])
+    return tokens, np.concatenate([f["lengths"] for f in files]), hidden, [json.loads(str(f["config"])) for f in files]
 
 
 def train(args) -> int:
     import jax
     import jax.numpy as jnp
-    from flax import nnx
 
     from specjax.eagle import frequent_token_ids, init_eagle
     from specjax.io.checkpoint import save_checkpoint
     from specjax.io.smollm2 import load_smollm2
-    from specjax.train_drafter import TrainConfig, corpus_batches, train_distill
+    from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
 
     cfg = EagleTrainConfig(**{k: getattr(args, k) for k in asdict(EagleTrainConfig())})
     target, tok = load_smollm2()
-    t0 = time.time()
-    ids = np.asarray(tok.encode(corpus_text(cfg.corpus_chars, cfg.seed)), np.int32)
-    keep = frequent_token_ids(ids, target.config.vocab_size, cfg.trim, always=(tok.eos_id, tok.bos_id))
-    print(f"corpus: {ids.size} tokens ({time.time() - t0:.1f}s); trim set {keep.size}", flush=True)
+    tokens, lengths, hidden, data_configs = load_data(args.data)
+    valid = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    keep = frequent_token_ids(tokens[valid], target.config.vocab_size, cfg.trim, always=(tok.eos_id, tok.bos_id))
+    print(f"data: {len(tokens)} sequences, {int(lengths.sum())} tokens; trim set {keep.size}", flush=True)
     drafter, params = init_eagle(target, d_ff=cfg.d_ff, seed=cfg.seed)
-    embedding = params["embedding"]
-    keep_j = jnp.asarray(keep, jnp.int32)
-    tgraph, tparams = nnx.split(target)
+    embedding_kept = params["embedding"][jnp.asarray(keep, jnp.int32)]
 
-    def target_apply(tokens):
-        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        _, hidden, _ = nnx.merge(tgraph, tparams)(tokens, positions)
-        return hidden @ embedding[keep_j].T, hidden          # trimmed teacher logits
-
-    def student_apply(head, tokens, hidden):
-        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        features = jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
-        h, _ = drafter.hidden({"head": head, "embedding": embedding}, tokens, positions, features)
-        return h @ embedding[keep_j].T
+    def loss_fn(head, batch):
+        toks, target_hidden, mask = batch["tokens"], batch["hidden"], batch["mask"]
+        positions = jnp.broadcast_to(jnp.arange(toks.shape[1]), toks.shape)
+        features = jnp.concatenate([jnp.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], axis=1)
+        h, _ = drafter.hidden({"head": head, "embedding": params["embedding"]}, toks, positions, features)
+        kl = distill_loss(h @ embedding_kept.T, target_hidden @ embedding_kept.T, mask)
+        regression = jnp.sum(optax_smooth_l1(h - target_hidden).mean(-1) * mask) / jnp.maximum(mask.sum(), 1)
+        return kl + cfg.feature_weight * regression
 
     tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                        checkpoint_every=max(cfg.steps // 4, 1))
-    work = Path(args.work)
     t0 = time.time()
-    head, _, losses = train_distill(params["head"], student_apply, target_apply,
-                                    corpus_batches(ids, cfg.batch_size, cfg.seq_len, cfg.seed), tcfg,
-                                    checkpoint_dir=work, log_every=10, stop_after=args.stop_after)
+    head, _, losses = train_with_loss(params["head"], loss_fn, data_batches(tokens, lengths, hidden, cfg.batch_size,
+                                                                            cfg.seq_len, cfg.seed),
+                                      tcfg, checkpoint_dir=Path(args.work), log_every=10, stop_after=args.stop_after)
     done = args.stop_after or cfg.steps
     print(f"trained {len(losses)} steps here (global step {done} of {cfg.steps}) in {time.time() - t0:.0f}s",
           flush=True)
@@ -105,26 +203,36 @@ def train(args) -> int:
     if out.exists():
         shutil.rmtree(out)
     head_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), head)     # shipped at half size
-    save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32)}, step=done,
-                    config=target.config, extra={"train": asdict(cfg), "stopped_at": done, "losses": losses})
+    states = hidden[valid].astype(np.float64)                             # the features the head learns to emit
+    moment = jnp.asarray(states.T @ states / len(states), jnp.float32)    # for the data-aware low-rank head
+    save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32), "feature_moment": moment},
+                    step=done, config=target.config,
+                    extra={"train": asdict(cfg), "data": data_configs, "feature_moment": True,
+                           "stopped_at": done, "losses": losses})
     print(f"wrote {out}")
     return 0
+
+
+def optax_smooth_l1(x):
+    """Elementwise smooth-L1 (Huber with delta 1), EAGLE's feature-regression loss."""
+    import optax
+    return optax.huber_loss(x, delta=1.0)
 
 
 def evaluate(args) -> int:
     import jax
 
-    from specjax.cli_demo import decode_all, encode_prompts, summarize
-    from specjax.drafters import early_exit_drafter
-    from specjax.eagle import load_eagle
+    from specjax.cli_demo import LOW_RANK, decode_all, encode_prompts, make_drafters, summarize
+    from specjax.eagle import load_eagle, with_low_rank_head
     from specjax.io.prompts import load_prompts
     from specjax.io.smollm2 import load_smollm2
     from specjax.sampling import SamplingConfig
 
     target, tok = load_smollm2()
-    drafters = {f"early_exit_L{args.exit_layer}": early_exit_drafter(target, args.exit_layer),
-                "eagle": load_eagle(args.ckpt, target),
-                "eagle_vocabtrim": load_eagle(args.ckpt, target, trim=True)}
+    drafters = make_drafters(target, ["prompt-lookup", "early-exit"], [args.exit_layer])
+    drafters["eagle"] = load_eagle(args.ckpt, target)
+    drafters["eagle_trim"] = load_eagle(args.ckpt, target, trim=True)
+    drafters["eagle_trim_lowrank"] = with_low_rank_head(*drafters["eagle_trim"], LOW_RANK)
     results = {}
     for temp in (0.0, 1.0):
         sampling = SamplingConfig(temperature=temp)
@@ -156,10 +264,11 @@ def evaluate(args) -> int:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(8, 3.5))
         names = [n for n in next(iter(results.values())) if n != "ar"]
+        width = 0.8 / len(names)
         for i, name in enumerate(names):
-            ax.bar(np.arange(len(results)) + 0.25 * i, [row[name]["tau"] for row in results.values()], 0.25,
+            ax.bar(np.arange(len(results)) + width * i, [row[name]["tau"] for row in results.values()], width,
                    label=name)
-        ax.set_xticks(np.arange(len(results)) + 0.25, list(results), fontsize=7)
+        ax.set_xticks(np.arange(len(results)) + 0.4 - width / 2, list(results), fontsize=7)
         ax.set_ylabel("τ (tokens per target call)")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -173,9 +282,14 @@ def evaluate(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data")
+    for f, v in asdict(EagleDataConfig()).items():
+        d.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
+    d.add_argument("--out", default="results/eagle_data.npz")
     t = sub.add_parser("train")
     for f, v in asdict(EagleTrainConfig()).items():
         t.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
+    t.add_argument("--data", nargs="+", default=["results/eagle_data.npz"], help="files of the `data` subcommand")
     t.add_argument("--work", default="results/eagle_work", help="resumable training checkpoints")
     t.add_argument("--stop-after", type=int, default=None, help="stop (and ship) after this global step; "
                    "a later run with the same --work resumes")
@@ -190,7 +304,7 @@ def main(argv=None) -> int:
     e.add_argument("--bucket", type=int, default=256, help="prompts are right-padded to a multiple of this")
     e.add_argument("--json", default="results/eagle_eval.json")
     args = p.parse_args(argv)
-    return train(args) if args.cmd == "train" else evaluate(args)
+    return {"data": make_data, "train": train, "eval": evaluate}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ DEFAULT_PROMPTS = (
 DEFAULT_EXIT_LAYER = 4
 DEFAULT_NUM_DRAFT = 4
 DEFAULT_LOOKUP_NGRAM = 3
-LOW_RANK = 64
+LOW_RANK = 128
 DRAFTERS = ("prompt-lookup", "eagle-trim", "eagle-trim-lowrank", "eagle", "early-exit")
 
 
 def make_drafters(target, names: Sequence[str], exit_layers: Sequence[int]) -> dict[str, Any]:
     """Drafters by CLI name: prompt lookup (n-grams of the row's history), early-exit (one per layer), the shipped
-    EAGLE head, its VocabTrim variant and VocabTrim + a rank-64 (SlimSpec-style) head."""
+    EAGLE head, its VocabTrim variant and VocabTrim + a rank-LOW_RANK (SlimSpec-style, data-aware) head."""
     from specjax.drafters import early_exit_drafter
     from specjax.eagle import default_eagle_path, load_eagle, with_low_rank_head
     from specjax.lookup import prompt_lookup_drafter

@@ -119,18 +119,31 @@ def with_vocab_trim(drafter: EagleDrafter, params: dict, keep_ids: np.ndarray) -
 
 
 def with_low_rank_head(drafter: EagleDrafter, params: dict, rank: int) -> tuple[EagleDrafter, dict]:
-    """Low-rank (SlimSpec-style) variant: the head `hidden @ E.T` becomes `hidden @ A @ B` with the rank-`rank`
-    truncated SVD of the embedding E `[V, D]` (over the VocabTrim rows when the drafter is trimmed), computed in
-    float64. `rank = D` reproduces the full head up to rounding."""
+    """Low-rank (SlimSpec-style) variant: the head `hidden @ W` (W = E.T `[D, V]`, only the VocabTrim columns when
+    the drafter is trimmed) becomes `hidden @ A @ B`, `A [D, r]`, `B [r, V or N]`, computed in float64.
+
+    With `params["feature_moment"]` (M = E[h h^T] `[D, D]` of the hidden states the head sees, stored by
+    `experiments/train_eagle.py`), the factors minimise the expected logit error E||h W - h A B||^2 =
+    ||M^(1/2) (W - A B)||_F^2: the truncated SVD of M^(1/2) W, mapped back by M^(-1/2). Without it, the plain
+    truncated SVD of W (every direction of h weighted alike). `rank = D` reproduces the full head up to rounding.
+    """
     check_int("rank", rank, low=1, high=drafter.config.d_model)
     if drafter.low_rank:
         raise ValueError("the drafter already has a low-rank head")
     weight = np.asarray(params["embedding"], np.float64)
     if drafter.trimmed:
         weight = weight[np.asarray(params["keep_ids"])]
-    u, s, vt = np.linalg.svd(weight, full_matrices=False)                 # weight = u diag(s) vt
-    a = (vt[:rank].T * s[:rank]).astype(np.float32)                        # [D, r]
-    b = u[:, :rank].T.astype(np.float32)                                   # [r, V or N]
+    weight = weight.T                                                      # [D, V or N]
+    moment = params.get("feature_moment")
+    if moment is None:
+        root, inv_root = np.eye(weight.shape[0]), np.eye(weight.shape[0])
+    else:
+        lam, vec = np.linalg.eigh(np.asarray(moment, np.float64))
+        lam = np.maximum(lam, 1e-9 * lam.max())                            # directions h never takes: kept, tiny
+        root, inv_root = (vec * np.sqrt(lam)) @ vec.T, (vec / np.sqrt(lam)) @ vec.T
+    u, s, vt = np.linalg.svd(root @ weight, full_matrices=False)          # M^(1/2) W = u diag(s) vt
+    a = (inv_root @ (u[:, :rank] * s[:rank])).astype(np.float32)          # [D, r]
+    b = vt[:rank].astype(np.float32)                                       # [r, V or N]
     low = EagleDrafter(drafter.graphdef, drafter.config, trimmed=drafter.trimmed, low_rank=True)
     return low, {**params, "head_factors": (jnp.asarray(a), jnp.asarray(b))}
 
@@ -155,8 +168,13 @@ def load_eagle(directory, target: LlamaLM, *, trim: bool = False) -> tuple[Eagle
     n_keep = meta["extra"].get("train", {}).get("trim", 0)
     like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), params["head"]),
             "keep_ids": jax.ShapeDtypeStruct((n_keep,), jnp.int32)}
+    d = target.config.d_model
+    if meta["extra"].get("feature_moment", False):
+        like["feature_moment"] = jax.ShapeDtypeStruct((d, d), jnp.float32)
     saved, _, _ = restore_checkpoint(directory, like)
     params = {**params, "head": jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"])}
+    if "feature_moment" in saved:
+        params["feature_moment"] = jnp.asarray(saved["feature_moment"], jnp.float32)
     if trim:
         return with_vocab_trim(drafter, params, np.asarray(saved["keep_ids"]))
     return drafter, params

@@ -6,6 +6,7 @@ reproduces the uninterrupted run exactly.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -60,16 +61,19 @@ def distill_loss(student_logits: jax.Array, target_logits: jax.Array, mask: jax.
     return jnp.sum(kl * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def make_train_step(student_apply: StudentApply, target_apply: TargetApply, optimizer: optax.GradientTransformation):
-    """Jitted `(params, opt_state, tokens) -> (params, opt_state, loss)`; params/opt_state are donated."""
-    def step(params, opt_state, tokens):
-        target_logits, hidden = target_apply(tokens)
-        target_logits, hidden = jax.lax.stop_gradient(target_logits), jax.lax.stop_gradient(hidden)
+def distill_loss_fn(student_apply: StudentApply, target_apply: TargetApply) -> Callable[[Any, jax.Array], jax.Array]:
+    """`loss_fn(params, tokens)`: KL(target || student) on the target's own scoring of `tokens[B, T]`."""
+    def loss_fn(params, tokens):
+        target_logits, hidden = jax.lax.stop_gradient(target_apply(tokens))
+        return distill_loss(student_apply(params, tokens, hidden), target_logits)
+    return loss_fn
 
-        def loss_fn(p):
-            return distill_loss(student_apply(p, tokens, hidden), target_logits)
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+def make_train_step(loss_fn: Callable[[Any, Any], jax.Array], optimizer: optax.GradientTransformation):
+    """Jitted `(params, opt_state, batch) -> (params, opt_state, loss)` for any `loss_fn(params, batch)`;
+    params/opt_state are donated."""
+    def step(params, opt_state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
     return jax.jit(step, donate_argnums=(0, 1))
@@ -85,24 +89,37 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 def train_distill(params: Any, student_apply: StudentApply, target_apply: TargetApply, batch_fn: BatchFn,
                   cfg: TrainConfig, *, checkpoint_dir: str | Path | None = None, stop_after: int | None = None,
                   log_every: int = 0) -> tuple[Any, Any, list[float]]:
-    """Train `params` for `cfg.steps` steps; returns (params, opt_state, losses of the steps run here).
+    """Train `params` for `cfg.steps` steps on KL(target || student) over token batches; returns (params,
+    opt_state, losses of the steps run here). Checkpointing and resumption as in `train_with_loss`."""
+    return train_with_loss(params, distill_loss_fn(student_apply, target_apply),
+                           lambda step: jnp.asarray(batch_fn(step), jnp.int32), cfg, checkpoint_dir=checkpoint_dir,
+                           stop_after=stop_after, log_every=log_every)
 
-    With `checkpoint_dir`, resumes from its latest `step_N` checkpoint and saves every `cfg.checkpoint_every` steps
-    and at the end. `stop_after` ends early after that global step (to test or split resumption).
+
+def train_with_loss(params: Any, loss_fn: Callable[[Any, Any], jax.Array], batch_fn: Callable[[int], Any],
+                    cfg: TrainConfig, *, checkpoint_dir: str | Path | None = None, stop_after: int | None = None,
+                    log_every: int = 0) -> tuple[Any, Any, list[float]]:
+    """Train `params` for `cfg.steps` steps of `loss_fn(params, batch_fn(step))`; returns (params, opt_state,
+    losses of the steps run here).
+
+    `batch_fn(step)` must depend only on the step (and fixed data / seed). With `checkpoint_dir`, resumes from its
+    latest `step_N` checkpoint and saves every `cfg.checkpoint_every` steps and at the end; `stop_after` ends early
+    after that global step (to test or split resumption).
     """
     optimizer = make_optimizer(cfg)
+    step_fn = make_train_step(loss_fn, optimizer)
     opt_state = optimizer.init(params)
     start = 0
     if checkpoint_dir is not None and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:
         params, opt_state, start = restore_checkpoint(ckpt, params, opt_state)
-    step_fn = make_train_step(student_apply, target_apply, optimizer)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     losses = []
+    t0 = time.perf_counter()
     for step in range(start, end):
-        params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(batch_fn(step), jnp.int32))
+        params, opt_state, loss = step_fn(params, opt_state, batch_fn(step))
         losses.append(float(loss))
         if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{cfg.steps} loss {float(loss):.4f}", flush=True)
+            print(f"step {step + 1}/{cfg.steps} loss {float(loss):.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
         done = step + 1
         if checkpoint_dir is not None and ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
                                            or done == end):

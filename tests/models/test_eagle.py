@@ -69,6 +69,20 @@ def test_low_rank_head_is_exact_law_and_full_rank_reproduces_head(target):
         np.testing.assert_allclose(low.sum(-1), 1.0, atol=1e-6)
         assert np.all((low > 0) == (exact > 0))              # same support (VocabTrim zeros stay exact zeros)
         assert np.abs(low - exact).max() > 1e-3             # rank 2 really is a different, cheaper law
+    # data-aware factors: hidden states confined to a 3-dim subspace are served exactly by a rank-3 head
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(d, 3)))[0]                  # [D, 3]
+    drafter, params = full
+    weighted = with_low_rank_head(drafter, {**params, "feature_moment": basis @ basis.T}, 3)
+    plain = with_low_rank_head(drafter, params, 3)
+    h = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)) @ basis.T, jnp.float32)     # [5, D] in the span
+    exact = np.asarray(h @ params["embedding"].T)
+    def low_logits(p):
+        a, b = p["head_factors"]
+        return np.asarray((h @ a) @ b)
+    np.testing.assert_allclose(low_logits(weighted[1]), exact, atol=1e-3)
+    assert np.abs(low_logits(plain[1]) - exact).max() > 10 * np.abs(low_logits(weighted[1]) - exact).max()
+    full_rank = with_low_rank_head(drafter, {**params, "feature_moment": np.eye(d) + basis @ basis.T}, d)
+    np.testing.assert_allclose(_draft_probs(*full_rank, d), _draft_probs(*full, d), atol=2e-5)
     for bad, message in ((0, "rank"), (d + 1, "rank")):
         with pytest.raises(ValueError, match=message):
             with_low_rank_head(*full, bad)

@@ -84,10 +84,11 @@ def test_parity_with_transformers(smol):
 
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter(smol):
-    """Temperature 0: every drafter (early exit; the shipped EAGLE head, full and VocabTrim) reproduces AR."""
+    """Temperature 0: every demo drafter (prompt lookup; early exit; the shipped EAGLE head, full, VocabTrim and
+    VocabTrim + low-rank head) reproduces AR token for token."""
+    from specjax.cli_demo import DRAFTERS, make_drafters
     from specjax.decode import generate
-    from specjax.drafters import early_exit_drafter
-    from specjax.eagle import default_eagle_path, load_eagle
+    from specjax.eagle import default_eagle_path
     from specjax.sampling import SamplingConfig
 
     model, tok = smol
@@ -96,10 +97,9 @@ def test_greedy_speculative_equals_ar_for_every_drafter(smol):
     lengths = np.array([len(ids)], np.int32)
     greedy = SamplingConfig(temperature=0.0)
     ar = generate(model, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=20, sampling=greedy)
-    drafters = {"early_exit": early_exit_drafter(model, 8)}
-    if default_eagle_path().is_dir():
-        drafters["eagle"] = load_eagle(default_eagle_path(), model)
-        drafters["eagle_trim"] = load_eagle(default_eagle_path(), model, trim=True)
+    names = [n for n in DRAFTERS if default_eagle_path().is_dir() or not n.startswith("eagle")]
+    drafters = make_drafters(model, names, [8])
+    assert len(drafters) == len(names)
     for name, drafter in drafters.items():
         sd = generate(model, prompt, lengths, jax.random.key(1), method="chain", max_new_tokens=20, sampling=greedy,
                       num_draft=4, drafter=drafter)
