@@ -117,8 +117,8 @@ def add_demo_parser(subparsers) -> None:
     p.add_argument("--sweep", type=str, default=None,
                    help="comma-separated exit layers to compare (e.g. 4,6,8,10,12)")
     p.add_argument("--drafter", action="append", choices=DRAFTERS,
-                   help="repeatable; default: eagle-trim (the shipped EAGLE head with VocabTrim) if present, "
-                        "else early-exit")
+                   help="repeatable; default: prompt-lookup and eagle-trim (the shipped EAGLE head with "
+                        "VocabTrim; early-exit if no head is shipped)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/demo.json"))
 
@@ -146,7 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"specjax demo: {e}", file=sys.stderr)
         return 2
     from specjax.eagle import default_eagle_path
-    names = args.drafter or (["eagle-trim"] if default_eagle_path().is_dir() else ["early-exit"])
+    names = args.drafter or ["prompt-lookup", "eagle-trim" if default_eagle_path().is_dir() else "early-exit"]
     if args.sweep and "early-exit" not in names:
         names.append("early-exit")
     try:
