@@ -5,9 +5,10 @@ layer's final-normed output stands in for the target feature at t when drafting 
 (frozen, shared) embeds tokens and, tied, serves as the head. VocabTrim: with `trim_size`, the head scores only the
 `trim_size` most frequent target tokens (`params["keep_ids"]`) and the rest get probability exactly zero, so the
 draft law stays an exact distribution over the full vocabulary for the verifier. Low-rank head (SlimSpec): the
-head is factorised as `hidden @ A @ B` (`A [D, r]`, `B [r, V]`, from the truncated SVD of the embedding), which
-cuts its cost from D·V to r·(D + V); the softmax still runs over the full vocabulary (or the VocabTrim set), so the
-draft law is again exact for the verifier, only a different (cheaper) law than the full head's.
+head is factorised as `hidden @ A @ B` (`A [D, r]`, `B [r, V]`, from a truncated SVD of the embedding weighted by
+the second moment of the head's hidden states, see `with_low_rank_head`), which cuts its cost from D·V to
+r·(D + V); the softmax still runs over the full vocabulary (or the VocabTrim set), so the draft law is again exact
+for the verifier, only a different (cheaper) law than the full head's.
 """
 from __future__ import annotations
 
