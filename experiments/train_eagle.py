@@ -107,7 +107,8 @@ def make_data(args) -> int:
     for lo in range(0, len(prompts), cfg.batch_size):
         batch = prompts[lo:lo + cfg.batch_size]
         tokens, lengths = encode_prompts(tok, batch)
-        sampled = (lo // cfg.batch_size) % max(round(1 / max(cfg.sampled_fraction, 1e-9)), 1) == 1
+        i = lo // cfg.batch_size                  # batch i is sampled when i * fraction crosses an integer
+        sampled = int((i + 1) * cfg.sampled_fraction) > int(i * cfg.sampled_fraction)
         sampling = SamplingConfig(temperature=0.7 if sampled else 0.0)
         out = generate(target, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
                        max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
@@ -166,6 +167,7 @@ def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
 def train(args) -> int:
     import jax
     import jax.numpy as jnp
+    import optax
 
     from specjax.eagle import frequent_token_ids, init_eagle
     from specjax.io.checkpoint import save_checkpoint
@@ -187,7 +189,9 @@ def train(args) -> int:
         features = jnp.concatenate([jnp.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], axis=1)
         h, _ = drafter.hidden({"head": head, "embedding": params["embedding"]}, toks, positions, features)
         kl = distill_loss(h @ embedding_kept.T, target_hidden @ embedding_kept.T, mask)
-        regression = jnp.sum(optax_smooth_l1(h - target_hidden).mean(-1) * mask) / jnp.maximum(mask.sum(), 1)
+        # EAGLE's feature regression: smooth-L1 (Huber, delta 1) between the head's and the target's hidden states
+        huber = optax.huber_loss(h - target_hidden, delta=1.0).mean(-1)
+        regression = jnp.sum(huber * mask) / jnp.maximum(mask.sum(), 1)
         return kl + cfg.feature_weight * regression
 
     tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
@@ -211,12 +215,6 @@ def train(args) -> int:
                            "stopped_at": done, "losses": losses})
     print(f"wrote {out}")
     return 0
-
-
-def optax_smooth_l1(x):
-    """Elementwise smooth-L1 (Huber with delta 1), EAGLE's feature-regression loss."""
-    import optax
-    return optax.huber_loss(x, delta=1.0)
 
 
 def evaluate(args) -> int:

@@ -398,9 +398,7 @@ def _greedy_np(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     for i in ties:
         tied = np.flatnonzero(q[i] == t[i])
         in_g[i, tied[k - 1 - np.count_nonzero(q[i] > t[i]):]] = False
-    q_rest = np.where(in_g, 0.0, q)
-    q_cond = q_rest / q_rest.sum(-1, keepdims=True)
-    return np.sum(np.where(in_g, p, np.minimum(p, q_cond)), -1), ~in_g & (p > q_cond)
+    return optimal_ref.greedy_given_set(p, q, in_g)
 
 
 def _bucketed(p, q, psum, qsum, law, k, with_set):

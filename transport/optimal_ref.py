@@ -73,6 +73,11 @@ def alpha_greedy(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     g = np.argsort(-q, axis=-1, kind="stable")[:, : k - 1]
     in_g = np.zeros(q.shape, bool)
     np.put_along_axis(in_g, g, True, axis=-1)
+    return greedy_given_set(p, q, in_g)
+
+
+def greedy_given_set(p: np.ndarray, q: np.ndarray, in_g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy closed form once the deterministic drafts G (`in_g [N, V]` bool) are known: (α* `[N]`, H)."""
     q_rest = np.where(in_g, 0.0, q)
     q_cond = q_rest / q_rest.sum(-1, keepdims=True)
     return np.sum(np.where(in_g, p, np.minimum(p, q_cond)), -1), ~in_g & (p > q_cond)
