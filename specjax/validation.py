@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import jax
+import jax.numpy as jnp
 
 
 def is_concrete(x: Any) -> bool:
@@ -18,8 +19,22 @@ def is_concrete(x: Any) -> bool:
 
 
 def default_tolerance(x: Any) -> float:
-    """Sum-to-one tolerance: 1e-9 for float64 inputs, 1e-4 for float32 (f32 softmax over 128k tokens drifts ~1e-5)."""
-    return 1e-9 if np.dtype(x.dtype) == np.float64 else 1e-4
+    """Sum-to-one tolerance for probability rows `x[..., V]`, from their dtype (and V for half precision).
+
+    float64: 1e-9. float32: 1e-4 (a 128k-way float32 softmax drifts ~1e-5; the float32 normaliser error grows like
+    sqrt(V)·eps32). float16 / bfloat16: max(1e-2, 2·eps + sqrt(V)·eps32). Each entry rounded to the half type is off by
+    at most eps/2 relative, so the row sum drifts by at most eps/2; the normaliser, accumulated in float32 (jax upcasts
+    half-precision sums) drifts ~sqrt(V)·eps32 and is rounded once more to the half type (another eps/2). 2·eps doubles
+    that worst case (measured: bfloat16 softmax rows drift up to 4.2e-3 = 0.54·eps at V = 100..128k); the 1e-2 floor
+    keeps float16 (eps ~1e-3) rows cast from another framework's softmax path.
+    """
+    dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+    if dtype == np.float64:
+        return 1e-9
+    if dtype.itemsize >= 4:
+        return 1e-4
+    eps32 = float(np.finfo(np.float32).eps)
+    return max(1e-2, 2.0 * float(jnp.finfo(dtype).eps) + float(np.sqrt(np.shape(x)[-1])) * eps32)
 
 
 def check_probs(name: str, x: Any, *, ndim: int | Sequence[int] | None = None, tol: float | None = None) -> None:
@@ -78,3 +93,16 @@ def check_tokens(name: str, tokens: Any, vocab_size: int) -> None:
         a = np.asarray(tokens)
         if a.size and (a.min() < 0 or a.max() >= vocab_size):
             raise ValueError(f"{name} has ids outside [0, {vocab_size}): min {a.min()}, max {a.max()}")
+
+
+def check_key(name: str, key: Any) -> None:
+    """Raise ValueError unless `key` is one jax PRNG key: a typed key `jax.random.key(seed)` of shape `()`, or a raw
+    `jax.random.PRNGKey(seed)` (uint32 `[2]`). Checked on shape and dtype only, so it also holds under jit/vmap."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(key) != ():
+            raise ValueError(f"{name} must be a single PRNG key (shape ()), got shape {np.shape(key)}")
+        return
+    if dtype is None or np.dtype(dtype) != np.uint32 or np.shape(key) != (2,):
+        raise ValueError(f"{name} must be a jax PRNG key (jax.random.key(seed)), got "
+                         f"{type(key).__name__} with dtype {dtype} and shape {np.shape(key)}")

@@ -82,6 +82,8 @@ def kernel_kseq(p, q, drafts, rho: float | None = None) -> np.ndarray:
 
 
 def kernel_spechub(p, q, drafts) -> np.ndarray:
+    if len(drafts) < 2:                 # one draft is the law's first, x1 ~ q: the single-draft rule (none: y ~ p)
+        return kernel_rrs(p, q, drafts, False)
     a = int(laws.greedy_set(q, 1)[0])
     not_hub = np.arange(len(p)) != a
     q_not_a = q[not_hub].sum()
@@ -104,6 +106,8 @@ def kernel_spechub(p, q, drafts) -> np.ndarray:
 
 
 def kernel_greedy(p, q, drafts) -> np.ndarray:
+    if len(drafts) == 0:                # no draft: y ~ p
+        return kernel_rrs(p, q, drafts, False)
     g, x = drafts[:-1], drafts[-1]
     in_g = np.zeros(len(p), bool)
     in_g[g] = True
@@ -118,11 +122,35 @@ def kernel_greedy(p, q, drafts) -> np.ndarray:
 
 def kernel_lp(plan, drafts) -> np.ndarray:
     """Kernel of the LP-plan verifier (`transport.lp.LPPlan`) for the tuple `drafts`."""
+    drafts = np.asarray(drafts, np.int64)
     member = np.zeros(plan.sets.shape[1], bool)
     member[drafts] = True
-    row = int(np.flatnonzero(np.all(plan.sets == member, axis=1))[0])
     out = np.zeros((len(drafts) + 1, plan.sets.shape[1]))
-    _place(out, plan.output_law(row), 1.0, np.asarray(drafts), to_slots=True)
+    if len(drafts) == 0:                # no draft: y ~ p = Σ_S π(S, ·) + (1 - α*) · residual
+        out[0] = plan.plan.sum(0) + (1.0 - plan.value) * plan.residual
+        return out
+    row = int(np.flatnonzero(np.all(plan.sets == member, axis=1))[0])
+    _place(out, plan.output_law(row), 1.0, drafts, to_slots=True)
+    return out
+
+
+def kernel_point_mass(p, drafts) -> np.ndarray:
+    """Kernel of the point-mass rule for deterministic drafts: y ~ p, accepted at the first slot holding y."""
+    drafts = np.asarray(drafts, np.int64)
+    out = np.zeros((len(drafts) + 1, len(p)))
+    _place(out, np.asarray(p, np.float64), 1.0, drafts, to_slots=True)
+    return out
+
+
+def kernel_padded(kernel_of, drafts, valid) -> np.ndarray:
+    """The padding contract: the kernel `[k+1, V]` of a call whose slots `valid` `[k]` mark the drafts is
+    `kernel_of(valid drafts in slot order)` with each row moved back to its slot (padded slots: all-zero rows)."""
+    drafts, valid = np.asarray(drafts, np.int64), np.asarray(valid, bool)
+    slots = np.flatnonzero(valid)
+    inner = kernel_of(drafts[slots])
+    out = np.zeros((len(drafts) + 1, inner.shape[1]))
+    out[0] = inner[0]
+    out[slots + 1] = inner[1:]
     return out
 
 

@@ -18,22 +18,10 @@ from specjax.cache import gather_path
 from specjax.drafters import Drafter
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
 from specjax.verify.chain import PAD_TOKEN
+from specjax.verify.multi_draft import point_mass_rule
 from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, ancestor_mask, depth_positions
 
 Rule = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-
-
-def point_mass_rule(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array
-                    ) -> tuple[jax.Array, jax.Array]:
-    """Point-mass RRS for deterministic children: sample y ~ p[V]; accept the first valid slot holding y.
-
-    Equal in law to "accept c_j w.p. p_j(c_j), else zero it and renormalise", and lossless for any child set
-    however it was chosen (q is ignored: a deterministic child's proposal law is a point mass, never q(x)).
-    Returns (accepted_slot int32, -1 if none; token int32).
-    """
-    y = sample_token(key, p)
-    hit = valid & (drafts == y)
-    return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32), y
 
 
 @dataclass(frozen=True)

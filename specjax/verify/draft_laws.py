@@ -1,5 +1,11 @@
 """Draft samplers for the multi-draft rules: each returns drafts `[k]` int32 in sampling order and valid `[k]` bool.
-q `[V]` must be the exact law the verifier will be given (pitfall 6.2.1); k is static."""
+
+q `[V]` must be the exact law the verifier will be given (pitfall 6.2.1); k is static. Public samplers check their
+inputs eagerly (ValueError: q a probability vector, k an int >= 1, the law's support constraint) and then call a
+jitted core, so they also run under jit/vmap, where only shapes are checked. A slot is valid iff its draft has
+q(x) > 0 (and is a real draw of the law); the cores mark slots invalid rather than emit zero-probability drafts, so
+the valid slots always form a draw of the same law with fewer drafts (the rules' padding contract).
+"""
 from __future__ import annotations
 
 from functools import partial
@@ -8,38 +14,72 @@ import jax
 import jax.numpy as jnp
 
 from specjax.sampling import safe_log
+from specjax.verify.checks import check_sampler_inputs
 
 
-@partial(jax.jit, static_argnums=2)
+@partial(jax.jit, static_argnums=1)
+def greedy_set(q: jax.Array, size: int) -> jax.Array:
+    """The top-`size` token ids of q `[V]` -> `[size]` int32, in decreasing q, ties to the smaller id (the G of Hu
+    et al.; `lax.top_k` puts the lower index first among equal values)."""
+    return jax.lax.top_k(q, size)[1].astype(jnp.int32)
+
+
 def sample_iid(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """k i.i.d. draws from q."""
-    drafts = jax.random.categorical(key, safe_log(q), shape=(k,)).astype(jnp.int32)
-    return drafts, jnp.ones(k, bool)
+    """k i.i.d. draws from q `[V]` -> drafts, valid `[k]` (any k >= 1)."""
+    k = check_sampler_inputs(key, q, k)
+    return _sample_iid(key, jnp.asarray(q), k)
 
 
 @partial(jax.jit, static_argnums=2)
+def _sample_iid(key, q, k):
+    drafts = jax.random.categorical(key, safe_log(q), shape=(k,)).astype(jnp.int32)
+    return drafts, q[drafts] > 0
+
+
 def sample_without_replacement(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Gumbel-top-k: sequential sampling without replacement, in descending perturbed score (= sampling order).
-    When k > |supp q| the extra slots are invalid (their ids are junk)."""
+    """Gumbel-top-k: sequential sampling without replacement from q `[V]`, in descending perturbed score (= sampling
+    order), 1 <= k <= V. When k > |supp q| only |supp q| drafts exist: the extra slots are marked invalid (their
+    ids are junk in [0, V)), which is the law's own k_eff = |supp q| (THEORY §0)."""
+    k = check_sampler_inputs(key, q, k, max_k_is_vocab=True)
+    return _sample_without_replacement(key, jnp.asarray(q), k)
+
+
+@partial(jax.jit, static_argnums=2)
+def _sample_without_replacement(key, q, k):
     scores = safe_log(q) + jax.random.gumbel(key, q.shape, q.dtype)
     top, drafts = jax.lax.top_k(scores, k)
     return drafts.astype(jnp.int32), top > -jnp.inf
 
 
-@partial(jax.jit, static_argnums=2)
 def sample_greedy_drafts(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Hu et al.: the top-(k-1) tokens of q (ties to the smaller id), then one draw from q outside them."""
-    _, g = jax.lax.top_k(q, k - 1)
+    """Hu et al.: the top-(k-1) tokens of q `[V]` (`greedy_set`), then one draw from q outside them. Needs
+    |supp q| >= k (checked on concrete q; under jit a smaller support marks the impossible slots invalid, leaving
+    the greedy law with k_eff = |supp q|)."""
+    k = check_sampler_inputs(key, q, k, max_k_is_vocab=True, min_support=k)
+    return _sample_greedy_drafts(key, jnp.asarray(q), k)
+
+
+@partial(jax.jit, static_argnums=2)
+def _sample_greedy_drafts(key, q, k):
+    g = greedy_set(q, k - 1)
     in_g = jnp.zeros(q.shape, bool).at[g].set(True)
-    last = jax.random.categorical(key, jnp.where(in_g, -jnp.inf, safe_log(q)))
-    return jnp.concatenate([g, last[None]]).astype(jnp.int32), jnp.ones(k, bool)
+    rest = jnp.where(in_g, -jnp.inf, safe_log(q))
+    last = jax.random.categorical(key, rest).astype(jnp.int32)
+    valid = jnp.concatenate([q[g] > 0, jnp.any(rest > -jnp.inf)[None]])   # no mass left outside G: no last draft
+    return jnp.concatenate([g, last[None]]), valid
+
+
+def sample_spechub(key: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """SpecHub's k = 2 law from one Gumbel vector over q `[V]`: x1 ~ q; if x1 is the hub a = argmax q then
+    x2 ~ q(·|V∖a), else x2 = a. Needs |supp q| >= 2 (checked on concrete q; under jit a one-token support leaves
+    only x1 valid)."""
+    check_sampler_inputs(key, q, 2, max_k_is_vocab=True, min_support=2)
+    return _sample_spechub(key, jnp.asarray(q))
 
 
 @jax.jit
-def sample_spechub(key: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """SpecHub's k = 2 law from one Gumbel vector: x1 ~ q; if x1 is the hub a = argmax q then x2 ~ q(·|V∖a),
-    else x2 = a."""
+def _sample_spechub(key, q):
     _, top2 = jax.lax.top_k(safe_log(q) + jax.random.gumbel(key, q.shape, q.dtype), 2)
     hub = jnp.argmax(q)
-    second = jnp.where(top2[0] == hub, top2[1], hub)
-    return jnp.stack([top2[0], second]).astype(jnp.int32), jnp.ones(2, bool)
+    drafts = jnp.stack([top2[0], jnp.where(top2[0] == hub, top2[1], hub)]).astype(jnp.int32)
+    return drafts, q[drafts] > 0

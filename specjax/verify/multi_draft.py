@@ -1,10 +1,18 @@
 """Multi-draft verifier rules as pure jax functions (one implementation each; jittable and vmappable).
 
-Shape contract (every rule): `rule(key, p[V], q[V], drafts[k] int32, valid[k] bool) -> (slot int32, token int32)`.
-`slot` is the accepted slot (-1 if none) and `token` the accepted draft or the correction token. A slot with
-`valid=False` is padding: never accepted, skipped. Drafts are verified in sampling order. Every rule is lossless:
-token ~ p exactly (float32: up to O(V·eps)). Acceptance tests are written `u * den < num` (no division, no 0/0).
-Public rules run eager ValueError checks on concrete inputs (shape-only under jit/vmap), then a jitted core.
+Shape contract (every rule): `rule(key, p[V], q[V], drafts[k] int, valid[k] bool) -> (slot int32, token int32)`
+with k >= 1 slots (k = 0 is a ValueError). `slot` is the accepted slot (-1 if none) and `token` the accepted draft
+or the correction token. Drafts are verified in sampling order; acceptance tests are written `u * den < num` (no
+division, no 0/0).
+
+Padding: a slot with `valid=False` is padding, never accepted. The valid slots, in slot order, are the drafts (a
+prefix-compacted list in sampling order): a padded call behaves exactly like the unpadded call on the valid slots
+(same key, same token, the slot mapped back), and a call with every slot padded has zero drafts and emits a sample
+of p with slot -1. Padded slots may hold any id in [0, V). Every rule is lossless when its valid drafts follow the
+rule's draft law: token ~ p exactly (float32: up to O(V·eps)).
+
+Public rules check their inputs eagerly (ValueError on concrete inputs, shape-only under jit/vmap:
+`specjax.verify.checks`) and then run a jitted core; what a trace cannot check is stated as the rule's assumption.
 """
 from __future__ import annotations
 
@@ -15,81 +23,103 @@ import jax.numpy as jnp
 import numpy as np
 
 from specjax.sampling import sample_token
-from specjax.validation import check_probs, check_same_shape, check_tokens, is_concrete
+from specjax.validation import check_int, check_key, check_probs, check_same_shape, default_tolerance, is_concrete
 from specjax.verify.chain import residual_distribution
+from specjax.verify.checks import check_distinct, check_plan, check_rule_inputs
+from specjax.verify.draft_laws import greedy_set
 
 
-def _check(p, q, drafts, valid, *, k: int | None = None) -> None:
-    check_probs("p", p, ndim=1)
-    check_probs("q", q, ndim=1)
-    check_same_shape("p", p, "q", q)
-    if np.ndim(drafts) != 1:
-        raise ValueError(f"drafts must be [k], got shape {np.shape(drafts)}")
-    check_tokens("drafts", drafts, np.shape(p)[0])
-    if np.shape(valid) != np.shape(drafts) or np.dtype(valid.dtype if hasattr(valid, "dtype") else np.asarray(valid).dtype) != bool:
-        raise ValueError(f"valid must be a bool array shaped like drafts {np.shape(drafts)}")
-    if k is not None and np.shape(drafts)[0] != k:
-        raise ValueError(f"this rule needs exactly {k} drafts, got {np.shape(drafts)[0]}")
-    if is_concrete(q) and is_concrete(drafts) and is_concrete(valid):
-        qx = np.asarray(q)[np.asarray(drafts)]
-        if np.any(np.asarray(valid) & (qx <= 0)):
-            raise ValueError("a valid draft has q(x) = 0: q must be the law the drafts were sampled from")
+def _on_valid_prefix(core, key, p, q, drafts, valid, *args):
+    """Run `core(key, p, q, drafts, live, *args)` on the valid drafts moved (stably) to the front, live `[k]` = the
+    first n = Σ valid slots, and map its slot back to the caller's slot: this is the whole padding contract."""
+    order = jnp.argsort(~valid, stable=True)
+    live = jnp.arange(drafts.shape[0]) < jnp.sum(valid)
+    slot, token = core(key, p, q, drafts[order], live, *args)
+    return jnp.where(slot >= 0, order[jnp.maximum(slot, 0)], -1).astype(jnp.int32), token.astype(jnp.int32)
 
 
-def _slot_of(token: jax.Array, drafts: jax.Array, valid: jax.Array) -> jax.Array:
-    """First valid slot holding `token`, or -1 (a correction token that lands on a draft counts as accepted)."""
-    hit = valid & (drafts == token)
+def _slot_uniforms(key: jax.Array, k: int, dtype) -> jax.Array:
+    """u_j `[k]` from fold_in(key, j): draft j sees the same uniform whatever the number of slots, so a padded call
+    reproduces the unpadded one exactly."""
+    return jax.vmap(lambda j: jax.random.uniform(jax.random.fold_in(key, j), (), dtype))(jnp.arange(k))
+
+
+def _slot_of(token: jax.Array, drafts: jax.Array, live: jax.Array) -> jax.Array:
+    """First live slot holding `token`, or -1 (a correction token that lands on a draft counts as accepted)."""
+    hit = live & (drafts == token)
     return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32)
 
 
-def _rrs_chain(u, p, q, drafts, valid, without_replacement: bool):
+def _arrays(*xs):
+    return tuple(jnp.asarray(x) for x in xs)
+
+
+# ---- recursive rejection sampling (iid and without replacement) ----------------------------------------------------
+
+def _rrs_chain(u, p, q, drafts, live, without_replacement: bool):
     """Recursive rejection sampling over the slots with uniforms u `[k]` -> (slot, final target residual `[V]`)."""
     def step(carry, xs):
         pi, qi, slot = carry
         j, x, ok, uj = xs
         mass = jnp.sum(qi) if without_replacement else jnp.ones((), qi.dtype)   # remaining q mass, summed directly
-        live = ok & (slot < 0)
-        accept = live & (uj * qi[x] < pi[x] * mass)
-        rejected = live & ~accept
+        active = ok & (slot < 0)
+        accept = active & (uj * qi[x] < pi[x] * mass)
+        rejected = active & ~accept
         pi = jnp.where(rejected, residual_distribution(pi, qi / mass), pi)
         if without_replacement:
             qi = jnp.where(rejected, qi.at[x].set(0.0), qi)
         return (pi, qi, jnp.where(accept, j, slot)), None
 
     init = (p, q, jnp.array(-1, jnp.int32))
-    (pi, _, slot), _ = jax.lax.scan(step, init, (jnp.arange(drafts.shape[0], dtype=jnp.int32), drafts, valid, u))
+    (pi, _, slot), _ = jax.lax.scan(step, init, (jnp.arange(drafts.shape[0], dtype=jnp.int32), drafts, live, u))
     return slot, pi
+
+
+def _rrs_core(key, p, q, drafts, live, without_replacement: bool):
+    key_u, key_res = jax.random.split(key)
+    u = _slot_uniforms(key_u, drafts.shape[0], p.dtype)
+    slot, pi = _rrs_chain(u, p, q, drafts, live, without_replacement)
+    return slot, jnp.where(slot >= 0, drafts[jnp.maximum(slot, 0)], sample_token(key_res, pi))
 
 
 @partial(jax.jit, static_argnames="without_replacement")
 def _rrs(key, p, q, drafts, valid, without_replacement):
-    key_u, key_res = jax.random.split(key)
-    u = jax.random.uniform(key_u, drafts.shape, p.dtype)
-    slot, pi = _rrs_chain(u, p, q, drafts, valid, without_replacement)
-    token = jnp.where(slot >= 0, drafts[jnp.maximum(slot, 0)], sample_token(key_res, pi))
-    return slot, token.astype(jnp.int32)
+    return _on_valid_prefix(partial(_rrs_core, without_replacement=without_replacement), key, p, q, drafts, valid)
 
 
 def rrs_iid(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
     """Recursive rejection sampling for i.i.d. drafts x_i ~ q (SpecInfer). p, q `[V]`; drafts, valid `[k]`.
     Accept x_i w.p. min(1, p_i(x_i)/q(x_i)), else p_{i+1} = norm((p_i - q)_+). Returns (slot, token)."""
-    _check(p, q, drafts, valid)
-    return _rrs(key, p, q, drafts, valid, without_replacement=False)
+    check_key("key", key)
+    check_rule_inputs(p, q, drafts, valid)
+    return _rrs(key, *_arrays(p, q, drafts, valid), without_replacement=False)
 
 
 def rrs_without_replacement(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """Recursive rejection sampling for drafts sampled without replacement from q (RSD), in sampling order.
-    Each draft is tested against q with the earlier drafts removed (renormalised by the remaining mass)."""
-    _check(p, q, drafts, valid)
-    return _rrs(key, p, q, drafts, valid, without_replacement=True)
+    """Recursive rejection sampling for drafts sampled without replacement from q (RSD), in sampling order. p, q `[V]`;
+    drafts, valid `[k]`. Each draft is tested against q with the earlier drafts removed (renormalised by the
+    remaining mass). The valid drafts must be distinct (checked on concrete inputs; assumed under jit)."""
+    check_key("key", key)
+    check_distinct(check_rule_inputs(p, q, drafts, valid), "without-replacement")
+    return _rrs(key, *_arrays(p, q, drafts, valid), without_replacement=True)
 
 
 @partial(jax.jit, static_argnames="without_replacement")
-def rrs_residual(p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, without_replacement: bool = False):
-    """Target residual `[V]` after every valid slot was rejected (the correction law of the RRS rules); for trees."""
+def _rrs_residual(p, q, drafts, valid, without_replacement):
     never = jnp.full(drafts.shape, jnp.inf, p.dtype)          # inf * q(x) < p(x) is never true: force rejection
     return _rrs_chain(never, p, q, drafts, valid, without_replacement)[1]
 
+
+def rrs_residual(p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, without_replacement: bool = False):
+    """Target residual `[V]` after every valid slot was rejected (the correction law of the RRS rules); for trees.
+    p, q `[V]`; drafts, valid `[k]` (same checks as the rule)."""
+    live = check_rule_inputs(p, q, drafts, valid)
+    if without_replacement:
+        check_distinct(live, "without-replacement")
+    return _rrs_residual(*_arrays(p, q, drafts, valid), without_replacement=bool(without_replacement))
+
+
+# ---- SpecTr K-SEQ ----------------------------------------------------------------------------------------------------
 
 def _kseq_h(p, q, k, rho):
     not_beta = jnp.sum(jnp.maximum(q - p / rho, 0.0), -1)     # 1 - β(ρ) as a direct sum
@@ -97,9 +127,7 @@ def _kseq_h(p, q, k, rho):
 
 
 @jax.jit
-def kseq_rho_star(p: jax.Array, q: jax.Array, k: jax.Array) -> jax.Array:
-    """SpecTr's ρ*: the smallest ρ in [1, k] with 1 - (1 - β(ρ))^k <= ρ β(ρ), β(ρ) = Σ min(q, p/ρ).
-    Bisection to the dtype's resolution, returning the upper end so the residual stays non-negative."""
+def _rho_star(p, q, k):
     k = jnp.asarray(k, p.dtype)
 
     def body(_, bracket):
@@ -113,33 +141,76 @@ def kseq_rho_star(p: jax.Array, q: jax.Array, k: jax.Array) -> jax.Array:
     return jnp.where(_kseq_h(p, q, k, one) >= 0, one, hi)
 
 
-@jax.jit
-def _kseq(key, p, q, drafts, valid, rho):
+def kseq_rho_star(p: jax.Array, q: jax.Array, k) -> jax.Array:
+    """SpecTr's ρ* for p, q `[V]` and k >= 0 drafts: the smallest ρ in [1, max(k, 1)] with
+    1 - (1 - β(ρ))^k <= ρ β(ρ), β(ρ) = Σ min(q, p/ρ). Bisection to the dtype's resolution, returning the upper end so
+    the residual stays non-negative. k = 0 gives 1 (nothing to accept)."""
+    check_probs("p", p, ndim=1)
+    check_probs("q", q, ndim=1)
+    check_same_shape("p", p, "q", q)
+    if isinstance(k, (int, np.integer, bool)):
+        check_int("k", k, low=0)
+    elif np.ndim(k) != 0:
+        raise ValueError(f"k must be a scalar, got shape {np.shape(k)}")
+    return _rho_star(*_arrays(p, q), k)
+
+
+def _check_rho(rho, p, q, live) -> None:
+    """ρ must be a real scalar in [1, max(k, 1)] (k = number of valid drafts) with 1 - (1-β(ρ))^k <= ρβ(ρ) (the
+    lossless condition, up to p's sum-to-one tolerance). Values are checked only when concrete."""
+    if rho is None:
+        return
+    dtype = np.dtype(rho.dtype if hasattr(rho, "dtype") else np.asarray(rho).dtype)
+    if np.ndim(rho) != 0 or isinstance(rho, bool) or dtype.kind not in "fiu":
+        raise ValueError(f"rho must be a real scalar, got {rho!r}")
+    if not is_concrete(rho) or live is None:
+        return
+    r, k = float(rho), len(live)
+    if not (np.isfinite(r) and 1.0 <= r <= max(k, 1)):
+        raise ValueError(f"rho must be in [1, k] with k = {k} valid drafts, got {r}")
+    if is_concrete(p) and is_concrete(q):
+        p64, q64 = np.asarray(p, np.float64), np.asarray(q, np.float64)
+        not_beta = np.maximum(q64 - p64 / r, 0.0).sum()
+        if r * (1.0 - not_beta) - (1.0 - not_beta ** k) < -default_tolerance(p):
+            raise ValueError(f"rho = {r} is not lossless for k = {k}: 1 - (1-β)^k > ρβ (use rho=None for ρ*)")
+
+
+def _kseq_core(key, p, q, drafts, live, rho):
     key_u, key_res = jax.random.split(key)
-    k = jnp.sum(valid).astype(p.dtype)
-    rho = jnp.where(jnp.isnan(rho), kseq_rho_star(p, q, k), rho)
-    u = jax.random.uniform(key_u, drafts.shape, p.dtype)
-    passed = valid & (u * rho * q[drafts] < p[drafts])        # accept w.p. min(1, p/(ρq))
+    k = jnp.sum(live).astype(p.dtype)
+    rho = jnp.where(jnp.isnan(rho), _rho_star(p, q, k), rho)
+    u = _slot_uniforms(key_u, drafts.shape[0], p.dtype)
+    passed = live & (u * rho * q[drafts] < p[drafts])        # accept w.p. min(1, p/(ρq))
     slot = jnp.where(jnp.any(passed), jnp.argmax(passed), -1).astype(jnp.int32)
     m = jnp.minimum(q, p / rho)
     beta = jnp.sum(m)
     accept1 = 1.0 - jnp.sum(jnp.maximum(q - p / rho, 0.0)) ** k
     gamma = jnp.where(beta > 0, accept1 / jnp.where(beta > 0, beta, 1.0), k)
     correction = sample_token(key_res, residual_distribution(p, gamma * m))
-    return slot, jnp.where(slot >= 0, drafts[jnp.maximum(slot, 0)], correction).astype(jnp.int32)
-
-
-def kseq(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, rho=None):
-    """SpecTr K-SEQ for i.i.d. drafts: accept the first x_i with u·ρ·q(x_i) < p(x_i), else sample
-    norm((p - γ·min(q, p/ρ))_+) with γ = (1 - (1-β)^k)/β. k = number of valid drafts; rho defaults to ρ*
-    (`kseq_rho_star`); a given rho must be lossless: 1 - (1-β(ρ))^k <= ρβ(ρ), e.g. any ρ >= k."""
-    _check(p, q, drafts, valid)
-    rho = jnp.asarray(jnp.nan if rho is None else rho, jnp.asarray(p).dtype)
-    return _kseq(key, p, q, drafts, valid, rho)
+    return slot, jnp.where(slot >= 0, drafts[jnp.maximum(slot, 0)], correction)
 
 
 @jax.jit
-def _spechub(key, p, q, drafts, valid):
+def _kseq(key, p, q, drafts, valid, rho):
+    return _on_valid_prefix(_kseq_core, key, p, q, drafts, valid, rho)
+
+
+def kseq(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, rho=None):
+    """SpecTr K-SEQ for i.i.d. drafts; p, q `[V]`, drafts, valid `[k]`: accept the first x_i with u·ρ·q(x_i) < p(x_i),
+    else sample norm((p - γ·min(q, p/ρ))_+) with γ = (1 - (1-β)^k)/β. k = number of valid drafts; rho defaults to
+    ρ* (`kseq_rho_star`); a given rho must be in [1, max(k, 1)] and lossless, 1 - (1-β(ρ))^k <= ρβ(ρ) (ρ = k always
+    is): checked on concrete inputs, assumed under jit."""
+    check_key("key", key)
+    live = check_rule_inputs(p, q, drafts, valid)
+    _check_rho(rho, p, q, live)
+    p, q, drafts, valid = _arrays(p, q, drafts, valid)
+    return _kseq(key, p, q, drafts, valid, jnp.asarray(jnp.nan if rho is None else rho, p.dtype))
+
+
+# ---- SpecHub (k = 2) -------------------------------------------------------------------------------------------------
+
+def _spechub_pair(key, p, q, drafts):
+    """SpecHub on two drafts, one of them the hub a = argmax q (THEORY §3.5)."""
     v = p.shape[0]
     a = jnp.argmax(q)                                        # the hub; ties -> smallest id
     not_hub = jnp.arange(v) != a
@@ -158,66 +229,142 @@ def _spechub(key, p, q, drafts, valid):
     correction = sample_token(jax.random.fold_in(key, 1), residual_distribution(p, accepted))
     slot_i = jnp.where(hub_first, 1, 0)
     slot = jnp.where(first, slot_i, jnp.where(second, 1 - slot_i, -1)).astype(jnp.int32)
-    token = jnp.where(first, i, jnp.where(second, a, correction))
-    return slot, token.astype(jnp.int32)
+    return slot, jnp.where(first, i, jnp.where(second, a, correction))
+
+
+def _spechub_core(key, p, q, drafts, live):
+    single = _rrs_core(key, p, q, drafts, live, without_replacement=False)   # <= 1 draft: x1 ~ q, single-draft rule
+    if drafts.shape[0] == 1:
+        return single
+    pair = _spechub_pair(key, p, q, drafts)
+    return jnp.where(live[1], pair[0], single[0]), jnp.where(live[1], pair[1], single[1])
+
+
+@jax.jit
+def _spechub(key, p, q, drafts, valid):
+    return _on_valid_prefix(_spechub_core, key, p, q, drafts, valid)
 
 
 def spechub(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """SpecHub (k = 2) for drafts from `sample_spechub`: one draft is the hub a = argmax q. Optimal for its draft law:
-    acceptance min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))). Needs both slots valid."""
-    _check(p, q, drafts, valid, k=2)
-    if is_concrete(valid) and not np.all(np.asarray(valid)):
-        raise ValueError("spechub needs both draft slots valid")
-    if is_concrete(q) and is_concrete(drafts):
-        hub = int(np.argmax(np.asarray(q)))
-        if hub not in np.asarray(drafts).tolist() or drafts[0] == drafts[1]:
-            raise ValueError("spechub drafts must be two distinct tokens, one of them the hub argmax q")
-    return _spechub(key, p, q, drafts, valid)
+    """SpecHub for drafts from `sample_spechub`; p, q `[V]`, drafts, valid `[k]` with k in {1, 2}. Two valid drafts
+    must be distinct with one of them the hub a = argmax q (checked on concrete inputs, assumed under jit); optimal
+    for its draft law: acceptance min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))). One valid draft is the law's first
+    draft, x1 ~ q, verified by the single-draft rule; none emits y ~ p."""
+    check_key("key", key)
+    live = check_rule_inputs(p, q, drafts, valid, max_slots=2)
+    if live is not None and len(live) == 2 and is_concrete(q):
+        hub = int(np.argmax(np.asarray(q, np.float64)))
+        if hub not in live.tolist() or live[0] == live[1]:
+            raise ValueError(f"spechub drafts must be two distinct tokens, one of them the hub argmax q = {hub}; "
+                             f"got {live.tolist()}")
+    return _spechub(key, *_arrays(p, q, drafts, valid))
+
+
+# ---- greedy drafts (Hu et al.) ---------------------------------------------------------------------------------------
+
+def _greedy_core(key, p, q, drafts, live):
+    k = drafts.shape[0]
+    n = jnp.sum(live)
+    in_g_slot = live & (jnp.arange(k) < n - 1)               # every valid draft but the last is G
+    in_g = jnp.zeros(p.shape[0], bool).at[drafts].max(in_g_slot)
+    q_rest = jnp.where(in_g, 0.0, q)
+    rest_mass = jnp.sum(q_rest)
+    last = jnp.maximum(n - 1, 0)
+    x = drafts[last]
+    key_u, key_res = jax.random.split(key)
+    accept = (n > 0) & (jax.random.uniform(key_u, (), p.dtype) * q[x] < p[x] * rest_mass)
+    # q' = q(·|V∖G), the last draft's law; with no draft nothing is subtracted and the correction is p itself
+    q_last = jnp.where((n > 0) & (rest_mass > 0), q_rest / jnp.where(rest_mass > 0, rest_mass, 1.0), 0.0)
+    correction = sample_token(key_res, residual_distribution(p, q_last))                 # equals p on G
+    token = jnp.where(accept, x, correction)
+    return jnp.where(accept, last, _slot_of(token, drafts, in_g_slot)), token
 
 
 @jax.jit
 def _greedy(key, p, q, drafts, valid):
-    v = p.shape[0]
-    in_g = jnp.zeros(v, bool).at[drafts[:-1]].max(valid[:-1])
-    q_rest = jnp.where(in_g, 0.0, q)
-    rest_mass = jnp.sum(q_rest)
-    x = drafts[-1]
-    key_u, key_res = jax.random.split(key)
-    accept = valid[-1] & (jax.random.uniform(key_u, (), p.dtype) * q[x] < p[x] * rest_mass)
-    correction = sample_token(key_res, residual_distribution(p, q_rest / rest_mass))   # equals p on G
-    token = jnp.where(accept, x, correction).astype(jnp.int32)
-    slot = jnp.where(accept, drafts.shape[0] - 1, _slot_of(token, drafts[:-1], valid[:-1]))
-    return slot.astype(jnp.int32), token
+    return _on_valid_prefix(_greedy_core, key, p, q, drafts, valid)
+
+
+def _check_greedy_drafts(q, live) -> None:
+    """The valid drafts but the last must be G = top-(n-1) of q (ties to the smaller id, in any order) and the last
+    must lie outside G."""
+    if live is None or len(live) == 0 or not is_concrete(q):
+        return
+    g, last = live[:-1], int(live[-1])
+    expected = np.asarray(greedy_set(jnp.asarray(q), len(g)))
+    if len(np.unique(g)) != len(g) or set(g.tolist()) != set(expected.tolist()) or last in g.tolist():
+        raise ValueError(f"greedy drafts: the first {len(g)} valid drafts must be the top-{len(g)} tokens of q "
+                         f"{sorted(expected.tolist())} (ties to the smaller id) and the last a token outside them; "
+                         f"got {live.tolist()}")
 
 
 def greedy_drafts_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """Optimal verifier for greedy drafts (Hu et al.): drafts[:-1] = G (top-(k-1) of q), drafts[-1] ~ q(·|V∖G).
-    Accept the last draft w.p. min(1, p/q'), else sample norm((p - q')_+), which equals p on G; landing on a
-    token of G accepts that slot. Acceptance p(G) + Σ_{x∉G} min(p_x, q'_x) = α*(greedy)."""
-    _check(p, q, drafts, valid)
-    return _greedy(key, p, q, drafts, valid)
+    """Optimal verifier for greedy drafts (Hu et al.); p, q `[V]`, drafts, valid `[k]`. Of the n valid drafts the
+    first n-1 are G = top-(n-1) of q (`sample_greedy_drafts`; checked on concrete inputs, assumed under jit) and the
+    last was drawn from q' = q(·|V∖G). Accept it w.p. min(1, p/q'), else sample norm((p - q')_+), which equals p on
+    G; landing on a token of G accepts that slot. Acceptance p(G) + Σ_{x∉G} min(p_x, q'_x) = α*(greedy)."""
+    check_key("key", key)
+    _check_greedy_drafts(q, check_rule_inputs(p, q, drafts, valid))
+    return _greedy(key, *_arrays(p, q, drafts, valid))
+
+
+# ---- LP transport plan -----------------------------------------------------------------------------------------------
+
+def _lp_core(key, p, q, drafts, live, sets, accept_probs, residual):
+    member = jnp.zeros(p.shape[0], bool).at[drafts].max(live)
+    row = jnp.argmax(jnp.all(sets == member[None, :], axis=1))
+    acc = accept_probs[row]
+    law = jnp.where(jnp.any(live), acc + jnp.maximum(1.0 - jnp.sum(acc), 0.0) * residual, p)   # no draft: y ~ p
+    token = sample_token(key, law)
+    return _slot_of(token, drafts, live), token
 
 
 @jax.jit
 def _lp_plan(key, p, q, drafts, valid, sets, accept_probs, residual):
-    member = jnp.zeros(p.shape[0], bool).at[drafts].max(valid)
-    row = jnp.argmax(jnp.all(sets == member[None, :], axis=1))
-    acc = accept_probs[row]
-    law = acc + jnp.maximum(1.0 - jnp.sum(acc), 0.0) * residual
-    token = sample_token(key, law)
-    return _slot_of(token, drafts, valid), token
+    return _on_valid_prefix(_lp_core, key, p, q, drafts, valid, sets, accept_probs, residual)
 
 
 def lp_plan_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, *,
                      sets: jax.Array, accept_probs: jax.Array, residual: jax.Array):
-    """Sample from an LP transport plan (e.g. `transport.lp.LPPlan`): sets `[M, V]` bool (the draft sets of the
-    plan), accept_probs `[M, V]` = π(y|S), residual `[V]` the global correction law. The output is y ~ π(·|S) or the
-    residual with the leftover mass; y in the draft set counts as accepted. Optimal when the plan is."""
-    _check(p, q, drafts, valid)
-    if is_concrete(sets) and is_concrete(drafts) and is_concrete(valid):
+    """Sample from an LP transport plan (e.g. `transport.lp.LPPlan`); p, q `[V]`, drafts, valid `[k]`. sets `[M, V]`
+    bool (the draft sets of the plan), accept_probs `[M, V]` = π(y|S) (rows summing to <= 1), residual `[V]` the
+    global correction law. The output is y ~ π(·|S) or the residual with the leftover mass; y in the draft set counts
+    as accepted; with no valid draft, y ~ p. Optimal when the plan is; lossless when it is a lossless plan for the
+    law of the valid drafts (the draft set must be a row of `sets`: checked on concrete inputs)."""
+    check_key("key", key)
+    live = check_rule_inputs(p, q, drafts, valid)
+    check_plan(p, sets, accept_probs, residual)
+    if live is not None and len(live) and is_concrete(sets):
         member = np.zeros(np.shape(p)[0], bool)
-        member[np.asarray(drafts)[np.asarray(valid)]] = True
+        member[live] = True
         if not np.any(np.all(np.asarray(sets) == member, axis=1)):
             raise ValueError("the draft set is not a set of the LP plan")
-    return _lp_plan(key, p, q, drafts, valid, jnp.asarray(sets), jnp.asarray(accept_probs, jnp.asarray(p).dtype),
-                    jnp.asarray(residual, jnp.asarray(p).dtype))
+    p, q, drafts, valid = _arrays(p, q, drafts, valid)
+    return _lp_plan(key, p, q, drafts, valid, jnp.asarray(sets), jnp.asarray(accept_probs, p.dtype),
+                    jnp.asarray(residual, p.dtype))
+
+
+# ---- deterministic drafts --------------------------------------------------------------------------------------------
+
+def _point_mass_core(key, p, q, drafts, live):
+    token = sample_token(key, p)
+    return _slot_of(token, drafts, live), token
+
+
+@jax.jit
+def _point_mass(key, p, q, drafts, valid):
+    return _on_valid_prefix(_point_mass_core, key, p, q, drafts, valid)
+
+
+def point_mass_rule(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
+    """Point-mass RRS for deterministic drafts (greedy / top-k tree children); p, q `[V]`, drafts, valid `[k]`:
+    sample y ~ p and accept the first valid slot holding y.
+
+    Equal in law to "accept c_j w.p. p_j(c_j), else zero it and renormalise", and lossless for any draft tuple however
+    it was chosen: q is checked like every rule's q but ignored (a deterministic draft's proposal law is a point
+    mass, never q(x)), so a valid draft may have q(x) = 0 and drafts may repeat. Returns (slot int32, -1 if none;
+    token int32).
+    """
+    check_key("key", key)
+    check_rule_inputs(p, q, drafts, valid, drafts_from_q=False)
+    return _point_mass(key, *_arrays(p, q, drafts, valid))
