@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from specjax.sampling import sample_token
-from specjax.validation import check_probs, check_tokens, is_concrete
+from specjax.validation import check_key, check_probs, check_tokens, is_concrete
 
 PAD_TOKEN = -1
 
@@ -31,6 +31,7 @@ def accept_chain(key: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array
     draft equals the target argmax, and the correction is the argmax.
     Raises ValueError (eagerly, on concrete inputs) for malformed shapes or probabilities.
     """
+    check_key("key", key)
     _check_chain_inputs(draft_tokens, draft_probs, target_probs)
     return accept_chain_unchecked(key, draft_tokens, draft_probs, target_probs)
 

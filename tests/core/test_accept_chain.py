@@ -116,3 +116,24 @@ def _set(a, idx, value):
     a = np.array(a)
     a[idx] = value
     return a
+
+
+def test_bfloat16_softmax_rows_over_a_large_vocabulary_are_accepted():
+    """A real bf16 softmax row drifts from 1 by more than float32's 1e-4; the tolerance follows the dtype."""
+    v, k = 128_000, 2
+    logits = 3.0 * jax.random.normal(jax.random.key(7), (1, 2 * k + 1, v))
+    probs = jax.nn.softmax(logits.astype(jnp.bfloat16), axis=-1)
+    q, p = probs[:, :k], probs[:, k:]
+    assert np.abs(np.asarray(probs, np.float64).sum(-1) - 1).max() > 1e-4
+    drafts = jax.random.categorical(jax.random.key(8), jnp.log(q.astype(jnp.float32)), axis=-1).astype(jnp.int32)
+    num, tokens = accept_chain(jax.random.key(9), drafts, q, p)
+    n = int(num[0])
+    assert 0 <= n <= k and 0 <= int(tokens[0, n]) < v and np.all(np.asarray(tokens[0, n + 1:]) == PAD_TOKEN)
+    with pytest.raises(ValueError, match="sum to 1"):
+        accept_chain(jax.random.key(9), drafts, q, p * 1.05)
+
+
+def test_a_malformed_key_is_refused():
+    d, q, p = _valid_inputs()
+    with pytest.raises(ValueError, match="PRNG key"):
+        accept_chain(0, d, q, p)
