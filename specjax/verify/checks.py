@@ -1,6 +1,7 @@
-"""Eager input checks shared by the multi-draft rules and the draft samplers (ValueError, plain Python, before any
-jax call, so no jax frame is ever on the stack of the error). Shape and dtype checks always run; value checks run only
-on concrete arrays (under jit/vmap the same entry points trust their inputs: `specjax.validation`).
+"""Eager input checks of the multi-draft rules (ValueError, plain Python, before any jax call, so no jax frame is ever
+on the stack of the error). Shape and dtype checks always run; value checks run only on concrete arrays (under
+jit/vmap the same entry points trust their inputs: `specjax.validation`). Each `live` argument is the concrete valid
+drafts `[n]` in slot order returned by `check_rule_inputs`, or None when they are traced.
 
 Axes: V vocabulary, k draft slots, M sets of an LP plan.
 """
@@ -10,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from specjax.validation import (check_int, check_key, check_probs, check_same_shape, check_tokens, default_tolerance,
-                                is_concrete)
+import jax.numpy as jnp
+
+from specjax.validation import check_probs, check_same_shape, check_tokens, default_tolerance, is_concrete
+from specjax.verify.draft_laws import greedy_set
 
 
 def _dtype(x: Any) -> np.dtype:
@@ -55,26 +58,10 @@ def check_distinct(live: np.ndarray | None, what: str) -> None:
         raise ValueError(f"{what} drafts must be distinct, got valid drafts {live.tolist()}")
 
 
-def check_sampler_inputs(key: Any, q: Any, k: Any, *, max_k_is_vocab: bool = False, min_support: int = 0) -> int:
-    """Check a draft sampler's key, q `[V]` and k (an int >= 1; <= V when `max_k_is_vocab`); on concrete q, require
-    |supp q| >= min_support. Returns k as int."""
-    check_key("key", key)
-    check_probs("q", q, ndim=1)
-    v = np.shape(q)[0]
-    k = check_int("k", k, low=1)
-    if max_k_is_vocab and k > v:
-        raise ValueError(f"k = {k} drafts exceed the vocabulary size V = {v} for this draft law")
-    if min_support and is_concrete(q):
-        support = int(np.count_nonzero(np.asarray(q, np.float64) > 0))
-        if support < min_support:
-            raise ValueError(f"q has {support} token(s) with positive probability; this draft law needs at least "
-                             f"{min_support}")
-    return k
-
-
-def check_plan(p: Any, sets: Any, accept_probs: Any, residual: Any) -> None:
-    """Check LP-plan arrays: sets `[M, V]` bool, accept_probs `[M, V]` with rows of non-negative finite entries
-    summing to at most 1, residual `[V]` a probability vector, or all zero when no row leaves correction mass."""
+def check_plan(p: Any, sets: Any, accept_probs: Any, residual: Any, live: np.ndarray | None) -> None:
+    """Check LP-plan arrays: sets `[M, V]` bool holding the set of the valid drafts (unless there is none),
+    accept_probs `[M, V]` with rows of non-negative finite entries summing to at most 1, residual `[V]` a probability
+    vector, or all zero when no row leaves correction mass."""
     v = np.shape(p)[0]
     if np.ndim(sets) != 2 or np.shape(sets)[1] != v or np.shape(sets)[0] < 1 or _dtype(sets) != bool:
         raise ValueError(f"sets must be a bool [M, V] array with M >= 1, V = {v}; got {_dtype(sets)} "
@@ -84,6 +71,11 @@ def check_plan(p: Any, sets: Any, accept_probs: Any, residual: Any) -> None:
                          f"{_dtype(accept_probs)} {np.shape(accept_probs)}")
     if np.shape(residual) != (v,) or not np.issubdtype(_dtype(residual), np.floating):
         raise ValueError(f"residual must be a float [V] = ({v},) array, got {_dtype(residual)} {np.shape(residual)}")
+    if live is not None and len(live) and is_concrete(sets):
+        member = np.zeros(v, bool)
+        member[live] = True
+        if not np.any(np.all(np.asarray(sets) == member, axis=1)):
+            raise ValueError(f"the draft set {sorted(set(live.tolist()))} is not a set of the LP plan")
     if not (is_concrete(accept_probs) and is_concrete(residual)):
         return
     acc, res = np.asarray(accept_probs, np.float64), np.asarray(residual, np.float64)
@@ -97,3 +89,44 @@ def check_plan(p: Any, sets: Any, accept_probs: Any, residual: Any) -> None:
     if not (abs(res.sum() - 1.0) <= tol or (res.sum() == 0 and leftover <= tol)):
         raise ValueError(f"residual must sum to 1 (or be all zero when no set leaves correction mass), "
                          f"got sum {res.sum():.6g}")
+
+
+def check_kseq_rho(rho: Any, p: Any, q: Any, live: np.ndarray | None) -> None:
+    """ρ (None = ρ*) must be a real scalar in [1, max(k, 1)], k = number of valid drafts, with
+    1 - (1-β(ρ))^k <= ρβ(ρ) (K-SEQ's lossless condition, up to p's sum-to-one tolerance)."""
+    if rho is None:
+        return
+    if np.ndim(rho) != 0 or isinstance(rho, bool) or _dtype(rho).kind not in "fiu":
+        raise ValueError(f"rho must be a real scalar, got {rho!r}")
+    if not is_concrete(rho) or live is None:
+        return
+    r, k = float(rho), len(live)
+    if not (np.isfinite(r) and 1.0 <= r <= max(k, 1)):
+        raise ValueError(f"rho must be in [1, k] with k = {k} valid drafts, got {r}")
+    if is_concrete(p) and is_concrete(q):
+        p64, q64 = np.asarray(p, np.float64), np.asarray(q, np.float64)
+        not_beta = np.maximum(q64 - p64 / r, 0.0).sum()
+        if r * (1.0 - not_beta) - (1.0 - not_beta ** k) < -default_tolerance(p):
+            raise ValueError(f"rho = {r} is not lossless for k = {k}: 1 - (1-β)^k > ρβ (use rho=None for ρ*)")
+
+
+def check_spechub_drafts(q: Any, live: np.ndarray | None) -> None:
+    """Two valid SpecHub drafts must be distinct, one of them the hub argmax q (ties to the smaller id)."""
+    if live is None or len(live) != 2 or not is_concrete(q):
+        return
+    hub = int(np.argmax(np.asarray(q, np.float64)))
+    if hub not in live.tolist() or live[0] == live[1]:
+        raise ValueError(f"spechub drafts must be two distinct tokens, one of them the hub argmax q = {hub}; "
+                         f"got {live.tolist()}")
+
+
+def check_greedy_drafts(q: Any, live: np.ndarray | None) -> None:
+    """Of n valid greedy drafts, the first n-1 must be G = top-(n-1) of q (`greedy_set`, the sampler's own choice:
+    ties to the smaller id; in any order) and the last a token outside G."""
+    if live is None or len(live) == 0 or not is_concrete(q):
+        return
+    g, last = live[:-1], int(live[-1])
+    expected = sorted(np.asarray(greedy_set(jnp.asarray(q), len(g))).tolist())
+    if sorted(g.tolist()) != expected or last in g.tolist():
+        raise ValueError(f"greedy drafts: the first {len(g)} valid drafts must be the top-{len(g)} tokens of q "
+                         f"{expected} (ties to the smaller id) and the last a token outside them; got {live.tolist()}")

@@ -9,12 +9,31 @@ the valid slots always form a draw of the same law with fewer drafts (the rules'
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from specjax.sampling import safe_log
-from specjax.verify.checks import check_sampler_inputs
+from specjax.validation import check_int, check_key, check_probs, is_concrete
+
+
+def _check_sampler_inputs(key: Any, q: Any, k: Any, *, max_k_is_vocab: bool = False, min_support: int = 0) -> int:
+    """Check a draft sampler's key, q `[V]` and k (an int >= 1; <= V when `max_k_is_vocab`); on concrete q, require
+    |supp q| >= min_support. Returns k as int."""
+    check_key("key", key)
+    check_probs("q", q, ndim=1)
+    v = np.shape(q)[0]
+    k = check_int("k", k, low=1)
+    if max_k_is_vocab and k > v:
+        raise ValueError(f"k = {k} drafts exceed the vocabulary size V = {v} for this draft law")
+    if min_support and is_concrete(q):
+        support = int(np.count_nonzero(np.asarray(q, np.float64) > 0))
+        if support < min_support:
+            raise ValueError(f"q has {support} token(s) with positive probability; this draft law needs at least "
+                             f"{min_support}")
+    return k
 
 
 @partial(jax.jit, static_argnums=1)
@@ -26,7 +45,7 @@ def greedy_set(q: jax.Array, size: int) -> jax.Array:
 
 def sample_iid(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """k i.i.d. draws from q `[V]` -> drafts, valid `[k]` (any k >= 1)."""
-    k = check_sampler_inputs(key, q, k)
+    k = _check_sampler_inputs(key, q, k)
     return _sample_iid(key, jnp.asarray(q), k)
 
 
@@ -40,7 +59,7 @@ def sample_without_replacement(key: jax.Array, q: jax.Array, k: int) -> tuple[ja
     """Gumbel-top-k: sequential sampling without replacement from q `[V]`, in descending perturbed score (= sampling
     order), 1 <= k <= V. When k > |supp q| only |supp q| drafts exist: the extra slots are marked invalid (their
     ids are junk in [0, V)), which is the law's own k_eff = |supp q| (THEORY §0)."""
-    k = check_sampler_inputs(key, q, k, max_k_is_vocab=True)
+    k = _check_sampler_inputs(key, q, k, max_k_is_vocab=True)
     return _sample_without_replacement(key, jnp.asarray(q), k)
 
 
@@ -55,7 +74,7 @@ def sample_greedy_drafts(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Arra
     """Hu et al.: the top-(k-1) tokens of q `[V]` (`greedy_set`), then one draw from q outside them. Needs
     |supp q| >= k (checked on concrete q; under jit a smaller support marks the impossible slots invalid, leaving
     the greedy law with k_eff = |supp q|)."""
-    k = check_sampler_inputs(key, q, k, max_k_is_vocab=True, min_support=k)
+    k = _check_sampler_inputs(key, q, k, max_k_is_vocab=True, min_support=k)
     return _sample_greedy_drafts(key, jnp.asarray(q), k)
 
 
@@ -73,7 +92,7 @@ def sample_spechub(key: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
     """SpecHub's k = 2 law from one Gumbel vector over q `[V]`: x1 ~ q; if x1 is the hub a = argmax q then
     x2 ~ q(·|V∖a), else x2 = a. Needs |supp q| >= 2 (checked on concrete q; under jit a one-token support leaves
     only x1 valid)."""
-    check_sampler_inputs(key, q, 2, max_k_is_vocab=True, min_support=2)
+    _check_sampler_inputs(key, q, 2, max_k_is_vocab=True, min_support=2)
     return _sample_spechub(key, jnp.asarray(q))
 
 

@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from specjax.sampling import sample_token
-from specjax.validation import check_int, check_key, check_probs, check_same_shape, default_tolerance, is_concrete
+from specjax.validation import check_int, check_key, check_probs, check_same_shape
 from specjax.verify.chain import residual_distribution
-from specjax.verify.checks import check_distinct, check_plan, check_rule_inputs
-from specjax.verify.draft_laws import greedy_set
+from specjax.verify.checks import (check_distinct, check_greedy_drafts, check_kseq_rho, check_plan, check_rule_inputs,
+                                   check_spechub_drafts)
 
 
 def _on_valid_prefix(core, key, p, q, drafts, valid, *args):
@@ -155,26 +155,6 @@ def kseq_rho_star(p: jax.Array, q: jax.Array, k) -> jax.Array:
     return _rho_star(*_arrays(p, q), k)
 
 
-def _check_rho(rho, p, q, live) -> None:
-    """ρ must be a real scalar in [1, max(k, 1)] (k = number of valid drafts) with 1 - (1-β(ρ))^k <= ρβ(ρ) (the
-    lossless condition, up to p's sum-to-one tolerance). Values are checked only when concrete."""
-    if rho is None:
-        return
-    dtype = np.dtype(rho.dtype if hasattr(rho, "dtype") else np.asarray(rho).dtype)
-    if np.ndim(rho) != 0 or isinstance(rho, bool) or dtype.kind not in "fiu":
-        raise ValueError(f"rho must be a real scalar, got {rho!r}")
-    if not is_concrete(rho) or live is None:
-        return
-    r, k = float(rho), len(live)
-    if not (np.isfinite(r) and 1.0 <= r <= max(k, 1)):
-        raise ValueError(f"rho must be in [1, k] with k = {k} valid drafts, got {r}")
-    if is_concrete(p) and is_concrete(q):
-        p64, q64 = np.asarray(p, np.float64), np.asarray(q, np.float64)
-        not_beta = np.maximum(q64 - p64 / r, 0.0).sum()
-        if r * (1.0 - not_beta) - (1.0 - not_beta ** k) < -default_tolerance(p):
-            raise ValueError(f"rho = {r} is not lossless for k = {k}: 1 - (1-β)^k > ρβ (use rho=None for ρ*)")
-
-
 def _kseq_core(key, p, q, drafts, live, rho):
     key_u, key_res = jax.random.split(key)
     k = jnp.sum(live).astype(p.dtype)
@@ -202,7 +182,7 @@ def kseq(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: j
     is): checked on concrete inputs, assumed under jit."""
     check_key("key", key)
     live = check_rule_inputs(p, q, drafts, valid)
-    _check_rho(rho, p, q, live)
+    check_kseq_rho(rho, p, q, live)
     p, q, drafts, valid = _arrays(p, q, drafts, valid)
     return _kseq(key, p, q, drafts, valid, jnp.asarray(jnp.nan if rho is None else rho, p.dtype))
 
@@ -251,12 +231,7 @@ def spechub(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid
     for its draft law: acceptance min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))). One valid draft is the law's first
     draft, x1 ~ q, verified by the single-draft rule; none emits y ~ p."""
     check_key("key", key)
-    live = check_rule_inputs(p, q, drafts, valid, max_slots=2)
-    if live is not None and len(live) == 2 and is_concrete(q):
-        hub = int(np.argmax(np.asarray(q, np.float64)))
-        if hub not in live.tolist() or live[0] == live[1]:
-            raise ValueError(f"spechub drafts must be two distinct tokens, one of them the hub argmax q = {hub}; "
-                             f"got {live.tolist()}")
+    check_spechub_drafts(q, check_rule_inputs(p, q, drafts, valid, max_slots=2))
     return _spechub(key, *_arrays(p, q, drafts, valid))
 
 
@@ -285,26 +260,13 @@ def _greedy(key, p, q, drafts, valid):
     return _on_valid_prefix(_greedy_core, key, p, q, drafts, valid)
 
 
-def _check_greedy_drafts(q, live) -> None:
-    """The valid drafts but the last must be G = top-(n-1) of q (ties to the smaller id, in any order) and the last
-    must lie outside G."""
-    if live is None or len(live) == 0 or not is_concrete(q):
-        return
-    g, last = live[:-1], int(live[-1])
-    expected = np.asarray(greedy_set(jnp.asarray(q), len(g)))
-    if len(np.unique(g)) != len(g) or set(g.tolist()) != set(expected.tolist()) or last in g.tolist():
-        raise ValueError(f"greedy drafts: the first {len(g)} valid drafts must be the top-{len(g)} tokens of q "
-                         f"{sorted(expected.tolist())} (ties to the smaller id) and the last a token outside them; "
-                         f"got {live.tolist()}")
-
-
 def greedy_drafts_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
     """Optimal verifier for greedy drafts (Hu et al.); p, q `[V]`, drafts, valid `[k]`. Of the n valid drafts the
     first n-1 are G = top-(n-1) of q (`sample_greedy_drafts`; checked on concrete inputs, assumed under jit) and the
     last was drawn from q' = q(·|V∖G). Accept it w.p. min(1, p/q'), else sample norm((p - q')_+), which equals p on
     G; landing on a token of G accepts that slot. Acceptance p(G) + Σ_{x∉G} min(p_x, q'_x) = α*(greedy)."""
     check_key("key", key)
-    _check_greedy_drafts(q, check_rule_inputs(p, q, drafts, valid))
+    check_greedy_drafts(q, check_rule_inputs(p, q, drafts, valid))
     return _greedy(key, *_arrays(p, q, drafts, valid))
 
 
@@ -332,13 +294,7 @@ def lp_plan_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Arr
     as accepted; with no valid draft, y ~ p. Optimal when the plan is; lossless when it is a lossless plan for the
     law of the valid drafts (the draft set must be a row of `sets`: checked on concrete inputs)."""
     check_key("key", key)
-    live = check_rule_inputs(p, q, drafts, valid)
-    check_plan(p, sets, accept_probs, residual)
-    if live is not None and len(live) and is_concrete(sets):
-        member = np.zeros(np.shape(p)[0], bool)
-        member[live] = True
-        if not np.any(np.all(np.asarray(sets) == member, axis=1)):
-            raise ValueError("the draft set is not a set of the LP plan")
+    check_plan(p, sets, accept_probs, residual, check_rule_inputs(p, q, drafts, valid))
     p, q, drafts, valid = _arrays(p, q, drafts, valid)
     return _lp_plan(key, p, q, drafts, valid, jnp.asarray(sets), jnp.asarray(accept_probs, p.dtype),
                     jnp.asarray(residual, p.dtype))
