@@ -148,7 +148,7 @@ def kseq_rho_star(p: jax.Array, q: jax.Array, k) -> jax.Array:
     check_probs("p", p, ndim=1)
     check_probs("q", q, ndim=1)
     check_same_shape("p", p, "q", q)
-    if isinstance(k, (int, np.integer, bool)):
+    if not hasattr(k, "shape"):                              # a Python number must be an int; arrays: a scalar
         check_int("k", k, low=0)
     elif np.ndim(k) != 0:
         raise ValueError(f"k must be a scalar, got shape {np.shape(k)}")
