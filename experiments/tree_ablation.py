@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,11 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.apps.bench import timed
 from specjax.config import named_config
-from specjax.decode import DecodeContext, generate
-from specjax.drafters import causal_mask, model_runner
+from specjax.decode import generate, prefill
 from specjax.model import init_model
-from specjax.sampling import SamplingConfig
+from specjax.runners import model_handle
+from specjax.sampling import SamplingConfig, warp_logits
 from trees import TREE_METHODS, make_speculator
 from trees.reward import tree_reward
 from trees.verify import default_rules, score_tree, walk_tree
@@ -50,40 +50,33 @@ class AblationConfig:
 
 def _probe(spec, target, draft, texts: np.ndarray, sampling: SamplingConfig, key) -> tuple[float, float]:
     """One round at contexts `texts[R, L]` (the last token is pending): (mean E[L | tree], mean measured L)."""
-    t_run, t_par = model_runner(target)
-    d_run, d_par = model_runner(draft)
     rows, length = texts.shape
     cap = length + spec.capacity_margin + 2
     builder = spec.builder
+    rules = spec.rules if spec.rules is not None else default_rules()
 
     @jax.jit
-    def run(t_par, d_par, texts, key):
+    def run(target, draft, texts, key):
         ctx_len = length - 1
-        prompt = texts[:, :ctx_len]
-        pos = jnp.broadcast_to(jnp.arange(ctx_len), (rows, ctx_len))
-        zero = jnp.zeros(rows, jnp.int32)
-        tc = t_run.init_cache(t_par, rows, cap)
-        _, hid, tc = t_run.forward(t_par, tc, prompt, pos, zero, causal_mask(rows, ctx_len))
-        dc = d_run.init_cache(d_par, rows, cap)
-        _, _, dc = d_run.forward(d_par, dc, prompt, pos, zero, causal_mask(rows, ctx_len))
-        ctx = DecodeContext(prev=texts[:, ctx_len - 1], pending=texts[:, ctx_len],
-                            position=jnp.full((rows,), ctx_len, jnp.int32), features=hid[:, -2:])
+        caches, ctx = prefill(target, draft, texts[:, :ctx_len], jnp.full((rows,), ctx_len, jnp.int32), key,
+                              sampling, cap)
+        ctx = ctx.replace(pending=texts[:, ctx_len])             # the probe's own next token, not a sampled one
         k1, k2 = jax.random.split(key)
-        tree, _, _ = builder.build(d_run, d_par, dc, ctx, k1, sampling)
-        probs, _, _ = score_tree(t_run, t_par, tc, tree, ctx.position, sampling, builder.max_depth)
-        rules = spec.rules if spec.rules is not None else default_rules()
-        _, n, _ = walk_tree(k2, tree, probs, rules, builder.max_depth, builder.laws)
-        return tree_reward(tree, probs, builder.max_depth), n
+        built = builder.build(draft, caches.drafter, ctx, k1, sampling)
+        scored = score_tree(target, caches.target, built.tree, ctx.position, builder.max_depth)
+        probs = warp_logits(scored.logits, sampling)
+        _, n, _ = walk_tree(k2, built.tree, probs, rules, builder.max_depth, builder.laws)
+        return tree_reward(built.tree, probs, builder.max_depth), n
 
-    pred, n = run(t_par, d_par, jnp.asarray(texts, jnp.int32), key)
+    pred, n = run(target, draft, jnp.asarray(texts, jnp.int32), key)
     return float(np.mean(pred)), float(np.mean(n))
 
 
 def run_ablation(cfg: AblationConfig, json_path: Path | None = None) -> dict:
     """Run every (method, budget, temperature) cell; returns the JSON-able results (also written to `out` after
     every cell to `json_path`, so an interrupted run keeps what it measured)."""
-    target = init_model(named_config(cfg.target), cfg.seed)
-    draft = init_model(named_config(cfg.draft), cfg.seed + 1)
+    target = model_handle(init_model(named_config(cfg.target), cfg.seed))
+    draft = model_handle(init_model(named_config(cfg.draft), cfg.seed + 1))
     vocab = target.config.vocab_size
     rng = np.random.default_rng(cfg.seed)
     prompts = rng.integers(0, vocab, (cfg.batch, cfg.prompt_len)).astype(np.int32)
@@ -96,16 +89,10 @@ def run_ablation(cfg: AblationConfig, json_path: Path | None = None) -> dict:
             for budget in cfg.budgets:
                 spec = make_speculator(method, budget=budget)
                 key = jax.random.key(cfg.seed)
-                t0 = time.perf_counter()
-                out = generate(target, prompts, lengths, key, speculator=spec, drafter=draft,
-                               max_new_tokens=cfg.max_new_tokens, sampling=sampling)
-                out.tokens.block_until_ready()
-                compile_s = time.perf_counter() - t0
-                t0 = time.perf_counter()                        # second run: same shapes, compiled
-                out = generate(target, prompts, lengths, key, speculator=spec, drafter=draft,
-                               max_new_tokens=cfg.max_new_tokens, sampling=sampling)
-                out.tokens.block_until_ready()
-                seconds = time.perf_counter() - t0
+                run = lambda: generate(target, prompts, lengths, key, method=spec, drafter=draft,
+                                       max_new_tokens=cfg.max_new_tokens, sampling=sampling)
+                _, compile_s = timed(run)
+                out, seconds = timed(run)                       # second run: same shapes, compiled
                 texts = np.concatenate([prompts, np.asarray(out.tokens)], axis=1)
                 cut = rng.integers(cfg.prompt_len + 1, texts.shape[1] - 1, cfg.probe_rows)
                 rows = rng.integers(0, cfg.batch, cfg.probe_rows)

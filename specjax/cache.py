@@ -1,11 +1,12 @@
-"""Preallocated KV cache addressed by slot, plus the attention mask that lets one call score a chain or a tree.
+"""Preallocated KV cache addressed by slot (see `specjax.block` for what a forward writes and sees).
 
-Slot `s` of row `b` holds the key/value of the token at sequence position `s` of that row. A forward call writes its
-`T` new tokens at slots `[start_b, start_b + T)`; everything at slots `< start_b` is the committed prefix. Slots past
-the committed prefix may hold stale speculative entries: the mask never lets a query see them before they are
-rewritten, so rejected candidates need no clean-up, and a chain needs no copy at all on commit.
+Once committed, slot `s` of row `b` holds the key/value of the token at sequence position `s` of that row. A chain
+is written where it will be committed, so it needs no copy; an accepted tree path is moved to its positions by
+`gather_path`.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,44 +44,29 @@ def init_cache(config: ModelConfig, batch_size: int, capacity: int, *, num_layer
                    values=tuple(jnp.zeros(shape, dtype) for _ in range(layers)))
 
 
-def write_slots(cache_array: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
-    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at slots `[start_b, start_b + T)` for each row."""
-    def one_row(row, update, s):
-        return jax.lax.dynamic_update_slice_in_dim(row, update, s, axis=0)
-    return jax.vmap(one_row)(cache_array, new.astype(cache_array.dtype), start)
+def write_slots(cache_array: jax.Array, new: jax.Array, slots: jax.Array) -> jax.Array:
+    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at `slots[B, T]` (each row its own slots)."""
+    rows = jnp.arange(cache_array.shape[0])[:, None]
+    return cache_array.at[rows, slots].set(new.astype(cache_array.dtype), mode="drop")
 
 
-def slot_mask(start: jax.Array, local_mask: jax.Array, capacity: int) -> jax.Array:
-    """Visibility of cache slots for the `T` new queries: `[B, T, S]` bool.
-
-    A query sees every committed slot `< start_b`, and among the new block `[start_b, start_b + T)` exactly the
-    entries `local_mask[b, t, :]` allows (causal for a chain, ancestors-or-self for a tree).
-    start: `[B]` int; local_mask: `[B, T, T]` bool.
-    """
-    _, t, _ = local_mask.shape
-    rel = jnp.arange(capacity)[None, None, :] - start[:, None, None]            # [B, 1, S]
-    in_block = (rel >= 0) & (rel < t)
-    idx = jnp.broadcast_to(jnp.clip(rel, 0, t - 1), (local_mask.shape[0], t, capacity))
-    local = jnp.take_along_axis(local_mask, idx, axis=2)
-    return (rel < 0) | (in_block & local)
-
-
-def gather_path(cache: KVCache, start: jax.Array, path_slots: jax.Array, path_len: jax.Array) -> KVCache:
+def gather_path(cache: Any, start: jax.Array, path_slots: jax.Array, path_len: jax.Array) -> Any:
     """Commit an accepted tree path: move block entries `start_b + path_slots[b, j]` to slots `start_b + j`.
 
-    path_slots: `[B, P]` int offsets into the block written at `start`; path_len: `[B]` number of entries to keep.
+    cache: any pytree of slot-addressed arrays `[B, S, ...]` (a `KVCache`, a token history). path_slots: `[B, P]`
+    int offsets into the block written at `start` (-1 past the path); path_len: `[B]` number of entries to keep.
     Entries `j >= path_len[b]` are left as they were (stale, invisible). For a chain path_slots = arange: a no-op.
     """
     p = path_slots.shape[1]
-    src = start[:, None] + path_slots                                          # [B, P]
+    src = start[:, None] + jnp.clip(path_slots, 0, None)                       # [B, P]
     dst = start[:, None] + jnp.arange(p)[None, :]
     keep = jnp.arange(p)[None, :] < path_len[:, None]
 
     def move(arr):
         def one_row(row, s, d, k):
-            moved = row[s]                                                     # [P, H, D]
-            current = row[d]
-            return row.at[d].set(jnp.where(k[:, None, None], moved, current))
+            moved, current = row[s], row[d]                                   # [P, ...]
+            k = k.reshape((-1,) + (1,) * (moved.ndim - 1))
+            return row.at[d].set(jnp.where(k, moved, current), mode="drop")
         return jax.vmap(one_row)(arr, src, dst, keep)
 
-    return KVCache(keys=tuple(move(k) for k in cache.keys), values=tuple(move(v) for v in cache.values))
+    return jax.tree.map(move, cache)

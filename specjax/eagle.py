@@ -20,10 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from specjax.cache import KVCache, init_cache, slot_mask
+from flax import struct
+
+from specjax.block import Block, causal_mask
+from specjax.cache import KVCache, init_cache
 from specjax.config import ModelConfig
-from specjax.drafters import Drafter, causal_mask
-from specjax.model import DecoderLayer, LlamaLM, RMSNorm
+from specjax.model import DecoderLayer, RMSNorm
+from specjax.runners import Forward, Handle, Runner, as_model
 from specjax.validation import check_int
 
 
@@ -42,17 +45,16 @@ class EagleHead(nnx.Module):
         self.layer = DecoderLayer(config, rngs)
         self.norm = RMSNorm(config.d_model, config.rms_eps)
 
-    def __call__(self, embedded, features, positions, cache: KVCache | None, start, local_mask):
-        """embedded, features `[B, T, D]` -> (normed hidden `[B, T, D]`, cache)."""
+    def __call__(self, embedded, features, positions, cache: KVCache | None = None, slots=None, mask=None):
+        """embedded, features `[B, T, D]`, positions `[B, T]` -> (normed hidden `[B, T, D]`, cache). Without a
+        cache: causal attention among the T tokens (training); with one: write at slots `[B, T]`, see mask
+        `[B, T, S]`."""
         b, t, _ = embedded.shape
-        if local_mask is None:
-            local_mask = causal_mask(b, t)
         x = self.fc(jnp.concatenate([embedded, features.astype(embedded.dtype)], axis=-1))
         if cache is None:
-            x, _, _ = self.layer(x, positions, None, None, None, local_mask)
+            x, _, _ = self.layer(x, positions, None, None, None, causal_mask(b, t) if mask is None else mask)
         else:
-            mask = slot_mask(start, local_mask, cache.capacity)
-            x, k, v = self.layer(x, positions, cache.keys[0], cache.values[0], start, mask)
+            x, k, v = self.layer(x, positions, cache.keys[0], cache.values[0], slots, mask)
             cache = KVCache(keys=(k,), values=(v,))
         return self.norm(x), cache
 
@@ -73,53 +75,69 @@ def head_logits(hidden: jax.Array, embedding: jax.Array, keep_ids: jax.Array | N
     return full.at[..., keep_ids].set(scores)
 
 
+@struct.dataclass
+class EagleParams:
+    """The head's parameters. head: the `EagleHead` state; embedding `[V, D]`: the target's (frozen, shared);
+    keep_ids `[N]` int32: the VocabTrim set (None = full vocabulary); head_factors `(A [D, r], B [r, V or N])`: the
+    low-rank head (None = full head); feature_moment `[D, D]`: E[h h^T] of the head's hidden states, stored with a
+    trained head for `with_low_rank_head` (None if unknown). Which options are on is the pytree's structure, so the
+    jitted loop specialises on it without flags that could disagree with the arrays."""
+
+    head: Any
+    embedding: jax.Array
+    keep_ids: jax.Array | None = None
+    head_factors: tuple[jax.Array, jax.Array] | None = None
+    feature_moment: jax.Array | None = None
+
+
 @dataclass(frozen=True)
-class EagleDrafter(Drafter):
-    """Drafter over params `{"head": nnx.State, "embedding": [V, D], "keep_ids": [N] int32 (VocabTrim only),
-    "head_factors": (A [D, r], B [r, V or N]) (low-rank head only)}`."""
+class EagleRunner(Runner):
+    """EAGLE-style drafter over `EagleParams`; reads the target's features."""
 
     graphdef: Any
     config: ModelConfig           # the target's config (vocabulary and width)
-    trimmed: bool = False
-    low_rank: bool = False
-    uses_features: bool = True
+    reads_features: bool = True
+
+    @property
+    def name(self) -> str:
+        return "eagle"
 
     def init_cache(self, params, batch_size, capacity) -> KVCache:
         return init_cache(self.config, batch_size, capacity, num_layers=1)
 
-    def hidden(self, params, tokens, positions, features, cache=None, start=None, local_mask=None):
-        head = nnx.merge(self.graphdef, params["head"])
-        embedded = jnp.take(params["embedding"], tokens, axis=0)
-        return head(embedded, features, positions, cache, start, local_mask)
+    def hidden(self, params: EagleParams, tokens, positions, features, cache=None, slots=None, mask=None):
+        """Normed head output `[B, T, D]` and cache for tokens/positions `[B, T]`, features `[B, T, D]`."""
+        head = nnx.merge(self.graphdef, params.head)
+        embedded = jnp.take(params.embedding, tokens, axis=0)
+        return head(embedded, features, positions, cache, slots, mask)
 
-    def forward(self, params, cache, tokens, positions, start, local_mask, features=None):
-        if features is None:
-            raise ValueError("the EAGLE drafter needs the target's features")
-        hidden, cache = self.hidden(params, tokens, positions, features, cache, start, local_mask)
-        keep = params["keep_ids"] if self.trimmed else None
-        factors = params["head_factors"] if self.low_rank else None
-        return head_logits(hidden, params["embedding"], keep, factors), hidden, cache
+    def forward(self, params: EagleParams, cache, block: Block) -> Forward:
+        if block.features is None:
+            raise ValueError("the EAGLE drafter needs the target's features in its blocks")
+        hidden, cache = self.hidden(params, block.tokens, block.positions, block.features, cache, block.slots,
+                                    block.cache_mask(cache.capacity))
+        return Forward(head_logits(hidden, params.embedding, params.keep_ids, params.head_factors), hidden, cache)
 
 
-def init_eagle(target: LlamaLM, *, d_ff: int | None = None, seed: int = 0) -> tuple[EagleDrafter, dict]:
-    """A randomly initialised EAGLE head for `target` (embedding shared, not trained)."""
+def init_eagle(target: Handle, *, d_ff: int | None = None, seed: int = 0) -> Handle:
+    """A randomly initialised EAGLE head for the model handle `target` (its embedding shared, not trained)."""
     head = EagleHead(eagle_layer_config(target.config, d_ff), rngs=nnx.Rngs(seed))
     graphdef, state = nnx.split(head)
-    return EagleDrafter(graphdef, target.config), {"head": state, "embedding": target.embed.embedding[...]}
+    embedding = as_model(target).embed.embedding[...]
+    return Handle(EagleRunner(graphdef, target.config), EagleParams(state, embedding))
 
 
-def with_vocab_trim(drafter: EagleDrafter, params: dict, keep_ids: np.ndarray) -> tuple[EagleDrafter, dict]:
+def with_vocab_trim(eagle: Handle, keep_ids: np.ndarray) -> Handle:
     """VocabTrim variant: the head scores only `keep_ids` (sorted, unique, in-vocabulary)."""
     keep_ids = np.unique(np.asarray(keep_ids, np.int64))
-    if keep_ids.size < 1 or keep_ids[0] < 0 or keep_ids[-1] >= drafter.config.vocab_size:
-        raise ValueError(f"keep_ids must be non-empty ids in [0, {drafter.config.vocab_size})")
-    if drafter.low_rank:
+    if keep_ids.size < 1 or keep_ids[0] < 0 or keep_ids[-1] >= eagle.config.vocab_size:
+        raise ValueError(f"keep_ids must be non-empty ids in [0, {eagle.config.vocab_size})")
+    if eagle.params.head_factors is not None:
         raise ValueError("apply with_vocab_trim before with_low_rank_head (the factors are cut to the kept ids)")
-    trimmed = EagleDrafter(drafter.graphdef, drafter.config, trimmed=True)
-    return trimmed, {**params, "keep_ids": jnp.asarray(keep_ids, jnp.int32)}
+    return eagle.replace(params=eagle.params.replace(keep_ids=jnp.asarray(keep_ids, jnp.int32)))
 
 
-def with_low_rank_head(drafter: EagleDrafter, params: dict, rank: int) -> tuple[EagleDrafter, dict]:
+def with_low_rank_head(eagle: Handle, rank: int) -> Handle:
     """Low-rank (SlimSpec-style) variant: the head `hidden @ W` (W = E.T `[D, V]`, only the VocabTrim columns when
     the drafter is trimmed) becomes `hidden @ A @ B`, `A [D, r]`, `B [r, V or N]`, computed in float64.
 
@@ -128,14 +146,15 @@ def with_low_rank_head(drafter: EagleDrafter, params: dict, rank: int) -> tuple[
     ||M^(1/2) (W - A B)||_F^2: the truncated SVD of M^(1/2) W, mapped back by M^(-1/2). Without it, the plain
     truncated SVD of W (every direction of h weighted alike). `rank = D` reproduces the full head up to rounding.
     """
-    check_int("rank", rank, low=1, high=drafter.config.d_model)
-    if drafter.low_rank:
+    params = eagle.params
+    check_int("rank", rank, low=1, high=eagle.config.d_model)
+    if params.head_factors is not None:
         raise ValueError("the drafter already has a low-rank head")
-    weight = np.asarray(params["embedding"], np.float64)
-    if drafter.trimmed:
-        weight = weight[np.asarray(params["keep_ids"])]
+    weight = np.asarray(params.embedding, np.float64)
+    if params.keep_ids is not None:
+        weight = weight[np.asarray(params.keep_ids)]
     weight = weight.T                                                      # [D, V or N]
-    moment = params.get("feature_moment")
+    moment = params.feature_moment
     if moment is None:
         root, inv_root = np.eye(weight.shape[0]), np.eye(weight.shape[0])
     else:
@@ -145,8 +164,7 @@ def with_low_rank_head(drafter: EagleDrafter, params: dict, rank: int) -> tuple[
     u, s, vt = np.linalg.svd(root @ weight, full_matrices=False)          # M^(1/2) W = u diag(s) vt
     a = (inv_root @ (u[:, :rank] * s[:rank])).astype(np.float32)          # [D, r]
     b = vt[:rank].astype(np.float32)                                       # [r, V or N]
-    low = EagleDrafter(drafter.graphdef, drafter.config, trimmed=drafter.trimmed, low_rank=True)
-    return low, {**params, "head_factors": (jnp.asarray(a), jnp.asarray(b))}
+    return eagle.replace(params=params.replace(head_factors=(jnp.asarray(a), jnp.asarray(b))))
 
 
 def frequent_token_ids(token_stream: np.ndarray, vocab_size: int, size: int, always: tuple[int, ...] = ()
@@ -157,7 +175,7 @@ def frequent_token_ids(token_stream: np.ndarray, vocab_size: int, size: int, alw
     return np.sort(np.argsort(-counts, kind="stable")[:size])
 
 
-def load_eagle(directory, target: LlamaLM, *, trim: bool = False) -> tuple[EagleDrafter, dict]:
+def load_eagle(directory, target: Handle, *, trim: bool = False) -> Handle:
     """The trained head saved by `experiments/train_eagle.py` (bf16 on disk, float32 here) for `target`;
     `trim=True` gives its VocabTrim variant (the stored frequent-token set). ValueError names any parameter that
     does not match the target's config."""
@@ -165,20 +183,19 @@ def load_eagle(directory, target: LlamaLM, *, trim: bool = False) -> tuple[Eagle
 
     meta = read_meta(directory)
     d_ff = meta["extra"].get("train", {}).get("d_ff")
-    drafter, params = init_eagle(target, d_ff=d_ff)
+    eagle = init_eagle(target, d_ff=d_ff)
     n_keep = meta["extra"].get("train", {}).get("trim", 0)
-    like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), params["head"]),
+    like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), eagle.params.head),
             "keep_ids": jax.ShapeDtypeStruct((n_keep,), jnp.int32)}
     d = target.config.d_model
     if meta["extra"].get("feature_moment", False):
         like["feature_moment"] = jax.ShapeDtypeStruct((d, d), jnp.float32)
     saved, _, _ = restore_checkpoint(directory, like)
-    params = {**params, "head": jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"])}
+    params = eagle.params.replace(head=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"]))
     if "feature_moment" in saved:
-        params["feature_moment"] = jnp.asarray(saved["feature_moment"], jnp.float32)
-    if trim:
-        return with_vocab_trim(drafter, params, np.asarray(saved["keep_ids"]))
-    return drafter, params
+        params = params.replace(feature_moment=jnp.asarray(saved["feature_moment"], jnp.float32))
+    eagle = eagle.replace(params=params)
+    return with_vocab_trim(eagle, np.asarray(saved["keep_ids"])) if trim else eagle
 
 
 def default_eagle_path():

@@ -1,76 +1,141 @@
-"""Prompt-lookup drafting (n-gram matching over the row's own history): no weights, no extra model call.
+"""Prompt-lookup drafting (n-gram matching over the row's own history): no weights, no model call.
 
-The drafter's "cache" is the token history of each row, `[B, S]` int32 with slot = position (-1 = never written),
-so it plugs into the same `Drafter.forward` contract as a model: a call writes its tokens at their positions and,
-for each query position `p`, proposes the token that followed the most recent earlier occurrence of the longest
-suffix `history[p-n+1 .. p]` (`max_ngram >= n >= min_ngram`); with no match it proposes `history[p]` again.
+The runner's cache is the row's token history `[B, S]` int32, slot-addressed like a KV cache (-1 = never written),
+so it drafts chains and trees through the same `Runner` protocol as a model. For each query the runner takes the
+last `n` tokens of the query's own path (the committed prefix below the block's window, then the window slots the
+query sees: its ancestors and itself), finds every earlier occurrence of that n-gram in the committed history for
+the longest `n` in `[min_ngram, max_ngram]` that occurs at all, and proposes the distinct tokens that followed those
+occurrences, most frequent first (ties: most recent first), up to `num_proposals`. With no match it proposes the
+query token again.
 
-The proposal is deterministic, so the draft law is the one-hot on it (logits 0 there, -inf elsewhere; every warp
-keeps it one-hot). Verifying one-hot drafts with the chain rule accepts token x with probability p(x): lossless for
-any proposal, which is why a crude matcher can never change the output law, only the speed.
-
-Only slots `<= p` are read, and they always hold the committed prefix and the chain drafted so far: stale slots past
-`p` (rejected drafts, prompt padding) are never looked at. Chains only: a tree builder would write several nodes at
-one depth position.
+The proposals are deterministic. Their logits are `-PROPOSAL_GAP * rank` (the rest -inf), so the draft law is
+essentially one-hot on the best proposal: a chain drafts it, a deterministic tree builder takes the proposals in
+rank order as children, and a sampled builder draws from that exact law. Any proposal is lossless under a correct
+verifier (the drafts are verified against the law they were drawn from, or as point masses), which is why a crude
+matcher can only change the speed, never the output law.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from specjax.block import Block
 from specjax.config import ModelConfig
-from specjax.drafters import Drafter
+from specjax.runners import Forward, Handle, Runner
 from specjax.validation import check_int
 
 NEVER_WRITTEN = -1
+PROPOSAL_GAP = 20.0          # logit gap between consecutive proposals: the best one carries 1 - O(e^-20) mass
 
 
-def lookup_next(history: jax.Array, position: jax.Array, max_ngram: int, min_ngram: int = 1) -> jax.Array:
-    """The token after the most recent earlier match of the longest n-gram ending at `position`.
+def path_suffix(history: jax.Array, window: jax.Array, window_tokens: jax.Array, visible: jax.Array,
+                length: int) -> tuple[jax.Array, jax.Array]:
+    """The last `length` tokens of one query's path, newest first, and the first token of its in-window path.
 
-    history: `[S]` int (slot = position); position: scalar int. Only `history[:position + 1]` is read.
-    Returns a scalar int32: the continuation, or `history[position]` when no n-gram matches.
+    history `[S]` int (slot-addressed); window: scalar first window slot; window_tokens, visible `[W]`: the tokens
+    at the window slots and which of them the query sees (the query itself is the last one it sees). Returns
+    (suffix `[length]` int32, -1 where the path is shorter; first `[]` int32, the oldest visible window token).
     """
-    slots = jnp.arange(history.shape[0])
-    proposal = history[position]
-    for n in range(min_ngram, max_ngram + 1):          # longer n-grams override shorter ones
-        # a match ends at slot j < position: history[j - i] == history[position - i] for i < n
-        match = (slots >= n - 1) & (slots < position) & (position >= n - 1)
-        for i in range(n):
-            match &= jnp.roll(history, i) == history[jnp.maximum(position - i, 0)]
-        last = jnp.max(jnp.where(match, slots, -1))
-        proposal = jnp.where(last >= 0, history[jnp.clip(last + 1, 0, history.shape[0] - 1)], proposal)
-    return proposal.astype(jnp.int32)
+    seen = visible.astype(jnp.int32)
+    after = jnp.cumsum(seen[::-1])[::-1] - seen                 # visible window slots after each slot
+    count = jnp.sum(seen)
+    picks = []
+    for i in range(length):                                     # i = 0 is the query itself
+        in_window = jnp.sum(jnp.where(visible & (after == i), window_tokens, 0))
+        back = window - 1 - (i - count)                         # past the window: the committed history
+        from_history = jnp.where(back >= 0, history[jnp.clip(back, 0, history.shape[0] - 1)], -1)
+        picks.append(jnp.where(i < count, in_window, from_history))
+    first = jnp.sum(jnp.where(visible & (after == count - 1), window_tokens, 0))
+    return jnp.stack(picks).astype(jnp.int32), first.astype(jnp.int32)
+
+
+def lookup_proposals(history: jax.Array, window: jax.Array, suffix: jax.Array, first: jax.Array, max_ngram: int,
+                     min_ngram: int, num_proposals: int) -> tuple[jax.Array, jax.Array]:
+    """Distinct continuations of the longest matching n-gram, most frequent first (ties: most recent first).
+
+    history `[S]` int; window: scalar (slots below it are the committed history that may be matched); suffix
+    `[max_ngram]` the path's last tokens, newest first; first: the path token right after the history. Returns
+    (tokens `[num_proposals]` int32, valid `[num_proposals]` bool).
+    """
+    s = history.shape[0]
+    slots = jnp.arange(s)
+    nxt = jnp.where(slots + 1 < window, history[jnp.clip(slots + 1, 0, s - 1)], first)
+    best = jnp.zeros((s,), bool)
+    match = (slots < window) & (nxt >= 0)
+    for n in range(1, max_ngram + 1):                           # the n-gram ending at j equals the path's last n
+        back = slots - (n - 1)
+        match &= (back >= 0) & (suffix[n - 1] >= 0) & (history[jnp.clip(back, 0, s - 1)] == suffix[n - 1])
+        if n >= min_ngram:
+            best = jnp.where(jnp.any(match), match, best)       # longer n-grams override shorter ones
+    # distinct continuations by frequency: sort (token, slot), count each run, score = count * S + last slot
+    token = jnp.where(best, nxt, jnp.iinfo(jnp.int32).max)
+    order = jnp.lexsort((slots, token))
+    tok_sorted, slot_sorted = token[order], slots[order]
+    run_start = jnp.concatenate([jnp.array([True]), tok_sorted[1:] != tok_sorted[:-1]])
+    run_end = jnp.concatenate([tok_sorted[1:] != tok_sorted[:-1], jnp.array([True])])
+    start_index = jax.lax.cummax(jnp.where(run_start, slots, 0))
+    count = slots - start_index + 1
+    score = jnp.where(run_end & (tok_sorted < jnp.iinfo(jnp.int32).max),
+                      count * s + slot_sorted, -1)
+    top, idx = jax.lax.top_k(score, num_proposals)
+    tokens = jnp.where(top >= 0, tok_sorted[idx], 0)
+    valid = top >= 0
+    # no match at all: propose the query token again (cheap, sometimes right in repetitive text)
+    tokens = tokens.at[0].set(jnp.where(valid[0], tokens[0], suffix[0]))
+    return tokens.astype(jnp.int32), valid.at[0].set(True)
+
+
+def proposal_logits(tokens: jax.Array, valid: jax.Array, vocab_size: int) -> jax.Array:
+    """Logits `[..., V]` float32: `-PROPOSAL_GAP * rank` at the valid proposals `tokens[..., M]`, -inf elsewhere."""
+    rank = jnp.arange(tokens.shape[-1], dtype=jnp.float32)
+    where = jnp.where(valid, tokens, vocab_size)                 # invalid proposals are dropped by the scatter
+    flat_where = where.reshape(-1, tokens.shape[-1])
+    rows = jnp.arange(flat_where.shape[0])[:, None]
+    logits = jnp.full((flat_where.shape[0], vocab_size), -jnp.inf, jnp.float32)
+    logits = logits.at[rows, flat_where].set(-PROPOSAL_GAP * rank, mode="drop")
+    return logits.reshape(tokens.shape[:-1] + (vocab_size,))
 
 
 @dataclass(frozen=True)
-class PromptLookupDrafter(Drafter):
-    """Drafter over no parameters; `config` is the target's (vocabulary and width of the dummy features)."""
+class LookupRunner(Runner):
+    """n-gram drafter over no parameters; `config` is the target's (vocabulary; width of its zero features)."""
 
     config: ModelConfig
     max_ngram: int = 3
     min_ngram: int = 1
+    num_proposals: int = 4
+
+    @property
+    def name(self) -> str:
+        return f"lookup:{self.max_ngram}"
 
     def init_cache(self, params, batch_size, capacity) -> jax.Array:
         return jnp.full((batch_size, capacity), NEVER_WRITTEN, jnp.int32)
 
-    def forward(self, params, cache, tokens, positions, start, local_mask, features=None):
-        b, t = tokens.shape
-        slots = jnp.clip(positions, 0, cache.shape[1] - 1)
-        cache = cache.at[jnp.arange(b)[:, None], slots].set(tokens.astype(jnp.int32))
-        per_query = jax.vmap(lambda h, p: lookup_next(h, p, self.max_ngram, self.min_ngram), (None, 0))
-        proposals = jax.vmap(per_query)(cache, slots)                                     # [B, T]
-        vocab = jnp.arange(self.config.vocab_size)
-        logits = jnp.where(proposals[..., None] == vocab, 0.0, -jnp.inf).astype(jnp.float32)
-        return logits, jnp.zeros((b, t, self.config.d_model), jnp.float32), cache
+    def forward(self, params, cache, block: Block) -> Forward:
+        b, t = block.tokens.shape
+        rows = jnp.arange(b)[:, None]
+        cache = cache.at[rows, block.slots].set(block.tokens, mode="drop")
+        w = block.visible.shape[2]
+        window_slots = jnp.clip(block.window[:, None] + jnp.arange(w)[None, :], 0, cache.shape[1] - 1)
+        window_tokens = jnp.take_along_axis(cache, window_slots, axis=1)                  # [B, W]
+
+        def one_query(history, window, win_tokens, visible):
+            suffix, first = path_suffix(history, window, win_tokens, visible, self.max_ngram)
+            return lookup_proposals(history, window, suffix, first, self.max_ngram, self.min_ngram,
+                                    self.num_proposals)
+
+        per_row = jax.vmap(one_query, in_axes=(None, None, None, 0))
+        tokens, valid = jax.vmap(per_row)(cache, block.window, window_tokens, block.visible)   # [B, T, M]
+        logits = proposal_logits(tokens, valid, self.config.vocab_size)
+        return Forward(logits, jnp.zeros((b, t, self.config.d_model), jnp.float32), cache)
 
 
-def prompt_lookup_drafter(config: ModelConfig, max_ngram: int = 3, min_ngram: int = 1
-                          ) -> tuple[PromptLookupDrafter, dict[str, Any]]:
-    """(runner, params) for `generate(..., method="chain", drafter=...)`; params are empty."""
+def lookup_handle(config: ModelConfig, max_ngram: int = 3, min_ngram: int = 1, num_proposals: int = 4) -> Handle:
+    """Handle of a prompt-lookup drafter for a target with `config` (its parameters are empty)."""
     check_int("max_ngram", max_ngram, low=1, high=16)
     check_int("min_ngram", min_ngram, low=1, high=max_ngram)
-    return PromptLookupDrafter(config, max_ngram, min_ngram), {}
+    check_int("num_proposals", num_proposals, low=1, high=config.vocab_size)
+    return Handle(LookupRunner(config, max_ngram, min_ngram, num_proposals), {})

@@ -1,9 +1,10 @@
 """A Llama-family decoder-only LM in flax.nnx: RMSNorm, rotary embeddings at explicit positions, grouped-query
 attention over a slot-addressed KV cache, SwiGLU, tied or untied head.
 
-The forward is pure in the cache: `(tokens, positions, cache, start, local_mask) -> (logits, hidden, cache')`, so a
+The forward is pure in the cache: `(tokens, positions, cache, slots, mask) -> (logits, hidden, cache')`, so a
 single call can prefill a prompt, score a chain of candidates, or score a whole draft tree (ancestor mask + depth
-positions). Hot loops should `nnx.split` the model once and merge inside a `jax.jit` (see `specjax.decode`).
+positions). Hot loops drive it through a runner (`specjax.runners.ModelRunner`), which `nnx.split`s the model once
+and merges it inside `jax.jit`.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from specjax.cache import KVCache, slot_mask, write_slots
+from specjax.block import causal_mask
+from specjax.cache import KVCache, write_slots
 from specjax.config import ModelConfig
 
 
@@ -49,8 +51,9 @@ class Attention(nnx.Module):
         self.o_proj = _linear(rngs, c.n_heads * hd, c.d_model, std)
         self.config = config
 
-    def __call__(self, x, positions, cache_k, cache_v, start, mask):
-        """x `[B,T,D]`; cache_k/v `[B,S,Hkv,Dh]` or None; mask `[B,T,S]` (or `[B,T,T]` without cache)."""
+    def __call__(self, x, positions, cache_k, cache_v, slots, mask):
+        """x `[B,T,D]`; cache_k/v `[B,S,Hkv,Dh]` or None; slots `[B,T]` (write slots); mask `[B,T,S]` (or
+        `[B,T,T]` without cache)."""
         c = self.config
         b, t, _ = x.shape
         hd, g = c.dim_per_head, c.n_heads // c.n_kv_heads
@@ -58,7 +61,7 @@ class Attention(nnx.Module):
         k = apply_rope(self.k_proj(x).reshape(b, t, c.n_kv_heads, hd), positions, c.rope_theta)
         v = self.v_proj(x).reshape(b, t, c.n_kv_heads, hd)
         if cache_k is not None:
-            cache_k, cache_v = write_slots(cache_k, k, start), write_slots(cache_v, v, start)
+            cache_k, cache_v = write_slots(cache_k, k, slots), write_slots(cache_v, v, slots)
             k, v = cache_k, cache_v
         q = q.reshape(b, t, c.n_kv_heads, g, hd)
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k) * (hd ** -0.5)
@@ -86,8 +89,8 @@ class DecoderLayer(nnx.Module):
         self.mlp_norm = RMSNorm(config.d_model, config.rms_eps)
         self.mlp = MLP(config, rngs)
 
-    def __call__(self, x, positions, cache_k, cache_v, start, mask):
-        h, cache_k, cache_v = self.attn(self.attn_norm(x), positions, cache_k, cache_v, start, mask)
+    def __call__(self, x, positions, cache_k, cache_v, slots, mask):
+        h, cache_k, cache_v = self.attn(self.attn_norm(x), positions, cache_k, cache_v, slots, mask)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), cache_k, cache_v
 
@@ -109,32 +112,32 @@ class LlamaLM(nnx.Module):
         """Logits `[..., V]` from final-normed hidden states `[..., D]`."""
         return self.embed.attend(hidden) if self.lm_head is None else self.lm_head(hidden)
 
-    def __call__(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None,
-                 start: jax.Array | None = None, local_mask: jax.Array | None = None, *,
+    def __call__(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None, *,
+                 slots: jax.Array | None = None, mask: jax.Array | None = None,
                  num_layers: int | None = None) -> tuple[jax.Array, jax.Array, KVCache | None]:
         """Score `T` new tokens per row.
 
-        tokens, positions: `[B, T]` int. cache: `KVCache` with at least `num_layers` layers, or None (no cache:
-        attention among the T tokens only, e.g. for training). start: `[B]` slot where the block is written (the
-        committed prefix is `[0, start_b)`). local_mask: `[B, T, T]` bool visibility inside the block (default
-        causal). num_layers: run only the first L layers then the final norm and head (early-exit drafting).
-        Returns logits `[B, T, V]` (float32), final-normed hidden states `[B, T, D]`, and the updated cache.
+        tokens, positions: `[B, T]` int. Without a cache: attention among the T tokens only (training, parity),
+        mask `[B, T, T]` bool (default causal). With a cache (at least `num_layers` layers): slots `[B, T]` where
+        the new keys/values are written, mask `[B, T, S]` bool, which cache slots each query sees after the write
+        (see `specjax.block.Block.cache_mask`). num_layers: run only the first L layers, then the final norm and
+        head (early-exit drafting). Returns logits `[B, T, V]` float32, final-normed hidden states `[B, T, D]`, and
+        the updated cache.
         """
         b, t = tokens.shape
         layers = self.layers if num_layers is None else self.layers[:num_layers]
-        if local_mask is None:
-            local_mask = jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool)), (b, t, t))
         if cache is None:
-            mask, keys, values = local_mask, [None] * len(layers), [None] * len(layers)
+            mask = causal_mask(b, t) if mask is None else mask
+            keys, values = [None] * len(layers), [None] * len(layers)
         else:
             if cache.num_layers < len(layers):
                 raise ValueError(f"cache has {cache.num_layers} layers, the forward needs {len(layers)}")
-            if start is None:
-                start = jnp.zeros((b,), jnp.int32)
-            mask, keys, values = slot_mask(start, local_mask, cache.capacity), list(cache.keys), list(cache.values)
+            if slots is None or mask is None:
+                raise ValueError("a cached forward needs write slots [B, T] and a cache mask [B, T, S]")
+            keys, values = list(cache.keys), list(cache.values)
         x = self.embed(tokens)
         for i, layer in enumerate(layers):
-            x, keys[i], values[i] = layer(x, positions, keys[i], values[i], start, mask)
+            x, keys[i], values[i] = layer(x, positions, keys[i], values[i], slots, mask)
         hidden = self.final_norm(x)
         logits = self.head(hidden).astype(jnp.float32)
         if cache is not None:

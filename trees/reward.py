@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trees.tree import LAW_DET, LAW_IID, LAW_WOR, LAW_NAMES, DraftTree
+from trees.tree import LAW_DET, LAW_IID, LAW_WOR, LAW_NAMES, DraftTree, draft_laws
 from trees.verify import RuleSet, walk_tree
 
 Shape = tuple  # nested tuples: a node's shape is the tuple of its child slots' shapes; a leaf is ()
@@ -188,7 +188,8 @@ def tree_reward(tree: DraftTree, target_probs: jax.Array, max_depth: int) -> jax
         edge = jnp.zeros((n1,), slot_p.dtype).at[safe.reshape(-1)].add(jnp.where(kvalid, slot_p, 0.0).reshape(-1))
         return edge
 
-    edge = jax.vmap(per_row)(tree.token, tree.valid, tree.children, tree.law, tree.probs, target_probs)
+    edge = jax.vmap(per_row)(tree.token, tree.valid, tree.children, tree.law, draft_laws(tree, target_probs),
+                             target_probs)
     return _path_sum(tree, edge, max_depth)
 
 

@@ -23,7 +23,9 @@ class DraftTree:
     """Fields (B = batch, N+1 = nodes including the root, K = max child slots, V = vocabulary):
     token `[B, N+1]` int32 (root = pending), parent `[B, N+1]` int32 (-1 at the root), depth `[B, N+1]` int32,
     valid `[B, N+1]` bool, children `[B, N+1, K]` int32 (sampling order, -1 empty), law `[B, N+1]` int32,
-    probs `[B, N+1, V]` float32 (the law the node's children were drawn from; unused at leaves)."""
+    probs `[B, N+1, V]` float32 (the law the node's children were drawn from; unused at leaves), or `[B, N+1, 1]`
+    when every node's children are deterministic (point-mass verification never reads a draft law, so builders of
+    such trees do not store one; see `draft_laws`)."""
 
     token: jax.Array
     parent: jax.Array
@@ -38,6 +40,10 @@ class DraftTree:
         return self.token.shape[0]
 
     @property
+    def stores_laws(self) -> bool:
+        return self.probs.shape[-1] > 1
+
+    @property
     def num_nodes(self) -> int:
         """N: drafted node capacity (the root is not counted)."""
         return self.token.shape[1] - 1
@@ -45,6 +51,12 @@ class DraftTree:
     @property
     def max_children(self) -> int:
         return self.children.shape[2]
+
+
+def draft_laws(tree: DraftTree, target_probs: jax.Array) -> jax.Array:
+    """The draft law of every node `[B, N+1, V]` for the rules: `tree.probs`, or, for a tree of deterministic
+    children that stores none, the target law itself (any `[V]` law does: point-mass rules never read it)."""
+    return tree.probs if tree.stores_laws else target_probs
 
 
 def ancestor_mask(parent: jax.Array, max_depth: int) -> jax.Array:
@@ -142,8 +154,10 @@ def validate_tree(tree: DraftTree, vocab_size: int | None = None) -> None:
     if vocab_size is not None:
         if np.any(valid & ((token < 0) | (token >= vocab_size))):
             raise ValueError(f"tree tokens must lie in [0, {vocab_size})")
-        if np.shape(tree.probs)[2] != vocab_size:
+        if np.shape(tree.probs)[2] not in (1, vocab_size):
             raise ValueError(f"tree.probs vocabulary {np.shape(tree.probs)[2]} != {vocab_size}")
+        if np.shape(tree.probs)[2] == 1 and np.any(valid & (np.asarray(tree.law) != LAW_DET)):
+            raise ValueError("a tree without stored draft laws (probs [B, N+1, 1]) must have deterministic nodes only")
     law = np.asarray(tree.law)
     if np.any((law < 0) | (law >= len(LAW_NAMES))):
         raise ValueError(f"tree.law codes must be in [0, {len(LAW_NAMES)})")

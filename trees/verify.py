@@ -3,7 +3,7 @@ node the multi-draft rule matching how its children were drawn, and the accepted
 
 Rules share the core's signature `rule(key, p[V], q[V], drafts[k], valid[k]) -> (accepted_slot | -1, token)`.
 i.i.d. children use `rrs_iid`, children drawn without replacement `rrs_without_replacement` (both from
-`specjax.verify.multi_draft`); deterministic children use `point_mass_rule` below. At temperature 0 every rule
+`specjax.verify.multi_draft`); deterministic children use its `point_mass_rule`. At temperature 0 every rule
 accepts exactly the target argmax when it is a child, so greedy tree decoding equals greedy AR decoding.
 """
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from specjax.cache import gather_path
-from specjax.drafters import Drafter
+from specjax.block import Block
+from specjax.runners import Forward, Handle
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
 from specjax.verify.chain import PAD_TOKEN
 from specjax.verify.multi_draft import point_mass_rule
-from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, ancestor_mask, depth_positions
+from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, ancestor_mask, depth_positions, draft_laws
 
 Rule = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -40,18 +40,18 @@ def default_rules() -> RuleSet:
     return RuleSet(iid=rrs_iid, wor=rrs_without_replacement)
 
 
-def score_tree(target: Drafter, target_params: Any, target_cache: Any, tree: DraftTree, position: jax.Array,
-               sampling: SamplingConfig, max_depth: int | None = None):
-    """One target call over all N+1 nodes, written at slots `position + i` (ancestor mask, depth positions).
+def tree_block(tree: DraftTree, position: jax.Array, max_depth: int) -> Block:
+    """The target's block for a whole tree: node i at slot `position + i`, rotary position `position + depth`,
+    seeing the committed prefix and its ancestors-or-self (`max_depth`: static bound on the depth)."""
+    n1 = tree.token.shape[1]
+    return Block(tokens=tree.token, positions=depth_positions(tree.depth, position),
+                 slots=position[:, None] + jnp.arange(n1, dtype=jnp.int32)[None, :], window=position,
+                 visible=ancestor_mask(tree.parent, max_depth))
 
-    max_depth: static bound on the tree depth (default N, always safe). Returns (target_probs `[B, N+1, V]`
-    warped, hidden `[B, N+1, D]`, target_cache).
-    """
-    max_depth = tree.num_nodes if max_depth is None else max_depth
-    mask = ancestor_mask(tree.parent, max_depth)
-    logits, hidden, target_cache = target.forward(target_params, target_cache, tree.token,
-                                                  depth_positions(tree.depth, position), position, mask)
-    return warp_logits(logits, sampling), hidden, target_cache
+
+def score_tree(target: Handle, target_cache: Any, tree: DraftTree, position: jax.Array, max_depth: int) -> Forward:
+    """One target call over all N+1 nodes (root first) at slots `position + i`; logits `[B, N+1, V]`."""
+    return target.forward(target_cache, tree_block(tree, position, max_depth))
 
 
 def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: RuleSet, max_depth: int,
@@ -99,13 +99,8 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
         (_, _, n, path, out), _ = jax.lax.scan(step, init, jnp.arange(max_depth + 1))
         return path, n, out
 
-    return jax.vmap(one_row)(keys, tree.token, tree.valid, tree.children, tree.law, tree.probs, target_probs)
-
-
-def commit_path(cache: Any, position: jax.Array, path_slots: jax.Array, num_accepted: jax.Array) -> Any:
-    """Move the accepted path's block entries to slots `position + j` (j = 0..n). path_slots `[B, P]`: block offset
-    (from `position`) of the root and each accepted node; -1 entries are ignored."""
-    return gather_path(cache, position, jnp.clip(path_slots, 0, None), num_accepted + 1)
+    return jax.vmap(one_row)(keys, tree.token, tree.valid, tree.children, tree.law, draft_laws(tree, target_probs),
+                             target_probs)
 
 
 def check_tree_batch(tree: DraftTree, batch: int) -> None:

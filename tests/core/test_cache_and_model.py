@@ -1,63 +1,85 @@
-"""Model + cache: one scoring call equals token-by-token decoding; a committed round equals one-by-one decoding."""
+"""Model + cache: one scoring call equals token-by-token decoding; a committed round equals one-by-one decoding;
+a block's visibility is exactly what it says."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.cache import init_cache
-from specjax.decode import DecodeContext, verify_chain
-from specjax.draft import draft_chain
-from specjax.drafters import causal_mask, model_runner
+from specjax.block import Block
+from specjax.draft import draft_chain, draft_step
 from specjax.sampling import SamplingConfig
+from specjax.speculators import verify_chain, verify_step
+from specjax.state import DecodeContext
 
 
-def _decode_one_by_one(model, tokens, capacity):
+def _decode_one_by_one(handle, tokens, capacity):
     b, t = tokens.shape
-    cache = init_cache(model.config, b, capacity)
+    cache = handle.init_cache(b, capacity)
     logits = []
     for i in range(t):
-        lg, _, cache = model(tokens[:, i:i + 1], jnp.full((b, 1), i), cache, jnp.full((b,), i, jnp.int32),
-                             causal_mask(b, 1))
-        logits.append(lg)
+        out = handle.forward(cache, Block.chain(tokens[:, i:i + 1], jnp.full((b,), i, jnp.int32)))
+        logits.append(out.logits)
+        cache = out.cache
     return jnp.concatenate(logits, 1), cache
+
+
+def _full(handle, tokens):
+    b, t = tokens.shape
+    return handle.forward(handle.init_cache(b, t), Block.chain(tokens, jnp.zeros((b,), jnp.int32)))
 
 
 def test_block_scoring_equals_incremental_decoding(tiny_pair):
     target, _ = tiny_pair
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 16, (3, 9)), jnp.int32)
-    full, _, _ = target(tokens, jnp.broadcast_to(jnp.arange(9), (3, 9)))
     inc, _ = _decode_one_by_one(target, tokens, 12)
-    np.testing.assert_allclose(np.asarray(full), np.asarray(inc), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(_full(target, tokens).logits), np.asarray(inc), atol=1e-4)
+
+
+def test_window_visibility_scores_each_node_on_its_own_path(tiny_pair):
+    """Two sibling branches written in one cache: each node scored through a window that shows only its ancestors
+    gets the logits of its own path alone, although its cousins sit in the cache (what tree levels rely on)."""
+    target, _ = tiny_pair
+    prefix = jnp.asarray([[3, 1, 4]], jnp.int32)
+    cache = _full(target, prefix).cache
+    cache = jax.tree.map(lambda a: jnp.pad(a, ((0, 0), (0, 5)) + ((0, 0),) * (a.ndim - 2)), cache)
+    # window from slot 3: slot 3 = branch A token 7, slot 4 = branch B token 9, slot 5 = A's child 2 (sees 3, 5)
+    level1 = Block(tokens=jnp.asarray([[7, 9]]), positions=jnp.asarray([[3, 3]]), slots=jnp.asarray([[3, 4]]),
+                   window=jnp.asarray([3]), visible=jnp.asarray([[[1, 0, 0], [0, 1, 0]]], bool))
+    out1 = target.forward(cache, level1)
+    level2 = Block(tokens=jnp.asarray([[2]]), positions=jnp.asarray([[4]]), slots=jnp.asarray([[5]]),
+                   window=jnp.asarray([3]), visible=jnp.asarray([[[1, 0, 1]]], bool))
+    out2 = target.forward(out1.cache, level2)
+    ref_a = _full(target, jnp.asarray([[3, 1, 4, 7, 2]], jnp.int32)).logits
+    ref_b = _full(target, jnp.asarray([[3, 1, 4, 9]], jnp.int32)).logits
+    np.testing.assert_allclose(np.asarray(out1.logits[0, 0]), np.asarray(ref_a[0, 3]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out1.logits[0, 1]), np.asarray(ref_b[0, 3]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out2.logits[0, 0]), np.asarray(ref_a[0, 4]), atol=1e-4)
+    # negative control: letting the child also see its cousin (slot 4) changes its logits
+    leaky = target.forward(out1.cache, level2.replace(visible=jnp.ones((1, 1, 3), bool)))
+    assert np.abs(np.asarray(leaky.logits[0, 0]) - np.asarray(ref_a[0, 4])).max() > 1e-3
 
 
 def test_committed_round_equals_one_by_one_decoding(tiny_pair):
     """After prefill + one chain round with ragged acceptance, the target cache over the committed prefix equals
     the cache of decoding those tokens one at a time, and so do the next-token logits."""
     target, draft = tiny_pair
-    runner, params = model_runner(target)
-    d_runner, d_params = model_runner(draft)
     b, prompt_len, k, capacity = 6, 4, 4, 16
     prompts = jnp.asarray(np.random.default_rng(1).integers(0, 16, (b, prompt_len)), jnp.int32)
-    pos = jnp.broadcast_to(jnp.arange(prompt_len), (b, prompt_len))
     zeros = jnp.zeros((b,), jnp.int32)
-    cache = runner.init_cache(params, b, capacity)
-    _, hidden, cache = runner.forward(params, cache, prompts[:, :-1], pos[:, :-1], zeros,
-                                      causal_mask(b, prompt_len - 1))
-    d_cache = d_runner.init_cache(d_params, b, capacity)
-    _, _, d_cache = d_runner.forward(d_params, d_cache, prompts[:, :-1], pos[:, :-1], zeros,
-                                     causal_mask(b, prompt_len - 1))
+    cache = target.forward(target.init_cache(b, capacity), Block.chain(prompts[:, :-1], zeros)).cache
+    d_cache = draft.forward(draft.init_cache(b, capacity), Block.chain(prompts[:, :-1], zeros)).cache
     position = jnp.full((b,), prompt_len - 1, jnp.int32)
     ctx = DecodeContext(prev=prompts[:, -2], pending=prompts[:, -1], position=position,
                         features=jnp.zeros((b, 2, target.config.d_model)))
     sampling = SamplingConfig(temperature=1.0)
-    _, drafts, probs, _ = draft_chain(d_runner, d_params, d_cache, ctx.prev, ctx.pending, position, ctx.features,
-                                      jax.random.key(0), k, sampling)
-    cache, num_accepted, out, _ = verify_chain(runner, params, cache, ctx, drafts, probs, jax.random.key(1), sampling)
+    drafted = draft_chain(draft, d_cache, ctx, jax.random.key(0), k, sampling)
+    cache, num_accepted, out, _ = verify_chain(target, cache, ctx, drafted.tokens, drafted.probs, jax.random.key(1),
+                                               sampling)
     num_accepted = np.asarray(num_accepted)
     assert len(set(num_accepted.tolist())) > 1, "want ragged acceptance across rows"
     for row in range(b):
         n = int(num_accepted[row])
         committed = np.r_[np.asarray(prompts[row]), np.asarray(out[row, :n])]      # prompt + accepted drafts
-        ref_logits, ref_cache = _decode_one_by_one(target, jnp.asarray(committed[None], jnp.int32), capacity)
+        _, ref_cache = _decode_one_by_one(target, jnp.asarray(committed[None], jnp.int32), capacity)
         slots = len(committed)
         for layer in range(target.config.n_layers):
             np.testing.assert_allclose(np.asarray(cache.keys[layer][row, :slots]),
@@ -65,33 +87,25 @@ def test_committed_round_equals_one_by_one_decoding(tiny_pair):
             np.testing.assert_allclose(np.asarray(cache.values[layer][row, :slots]),
                                        np.asarray(ref_cache.values[layer][0, :slots]), atol=1e-5)
         # scoring the correction token on top of the committed cache gives the reference next-token logits
-        corr = jnp.asarray([[out[row, n]]], jnp.int32)
         row_cache = jax.tree.map(lambda a: a[row:row + 1], cache)
-        lg, _, _ = target(corr, jnp.full((1, 1), slots), row_cache, jnp.full((1,), slots, jnp.int32),
-                          causal_mask(1, 1))
-        ref, _, _ = target(jnp.asarray(np.r_[committed, int(out[row, n])][None], jnp.int32),
-                           jnp.arange(slots + 1)[None])
+        lg = target.forward(row_cache, Block.chain(jnp.asarray([[out[row, n]]], jnp.int32),
+                                                   jnp.full((1,), slots, jnp.int32))).logits
+        ref = _full(target, jnp.asarray(np.r_[committed, int(out[row, n])][None], jnp.int32)).logits
         np.testing.assert_allclose(np.asarray(lg[0, 0]), np.asarray(ref[0, -1]), atol=1e-4)
 
 
 def test_jitted_steps_compose_into_a_round(tiny_pair):
     """The public jitted draft and verify steps (caches donated) give the same round as the traced functions."""
-    from specjax.decode import verify_step
-    from specjax.draft import draft_step
     target, draft = tiny_pair
-    runner, params = model_runner(target)
-    d_runner, d_params = model_runner(draft)
     b = 3
     ctx = DecodeContext(prev=jnp.array([1, 2, 3]), pending=jnp.array([4, 5, 6]), position=jnp.array([1, 1, 1]),
                         features=jnp.zeros((b, 2, target.config.d_model)))
     sampling = SamplingConfig(temperature=0.0)
     results = []
     for draft_fn, verify_fn in [(draft_chain, verify_chain), (draft_step, verify_step)]:
-        d_cache = d_runner.init_cache(d_params, b, 12)
-        t_cache = runner.init_cache(params, b, 12)
-        _, tokens, probs, _ = draft_fn(d_runner, d_params, d_cache, ctx.prev, ctx.pending, ctx.position,
-                                       ctx.features, jax.random.key(0), 3, sampling)
-        _, n, out, _ = verify_fn(runner, params, t_cache, ctx, tokens, probs, jax.random.key(1), sampling)
-        results.append((np.asarray(tokens), np.asarray(n), np.asarray(out)))
+        drafted = draft_fn(draft, draft.init_cache(b, 12), ctx, jax.random.key(0), 3, sampling)
+        _, n, out, _ = verify_fn(target, target.init_cache(b, 12), ctx, drafted.tokens, drafted.probs,
+                                 jax.random.key(1), sampling)
+        results.append((np.asarray(drafted.tokens), np.asarray(n), np.asarray(out)))
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)

@@ -1,31 +1,31 @@
-"""The decode loop: greedy SD == greedy AR; sampled SD matches the enumerated target law; stopping; bad input."""
-import itertools
-
+"""The decode loop: greedy SD == greedy AR; sampled SD matches the enumerated target law; stopping; bucketed
+recompilation; bad input."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from specjax.config import named_config
-from specjax.decode import generate
-from specjax.drafters import early_exit_drafter
+from specjax.decode import _generate, generate
+from specjax.lookup import lookup_handle
 from specjax.model import init_model
-from specjax.sampling import GREEDY, SamplingConfig, warp_logits
+from specjax.runners import early_exit, model_handle
+from specjax.sampling import GREEDY, SamplingConfig
+from specjax.speculators import make_method
 from specjax.stats import chi_square_pvalue
+from specjax.testing import exact_joint_law, tiny_pair
 
 ALPHA = 1e-4
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_speculative_equals_greedy_autoregressive(seed, ragged_prompts):
-    target = init_model(named_config("tiny"), 10 + seed)
-    draft = init_model(named_config("tiny-draft"), 20 + seed)
+    target, draft = tiny_pair(10 + seed, 20 + seed)
     tokens, lengths = ragged_prompts
     key = jax.random.key(seed)
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
     assert ar.acceptance_length == 1.0
     for k in range(1, 6):
-        sd = generate(target, tokens, lengths, key, method="chain", num_draft=k, drafter=draft,
+        sd = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=k), drafter=draft,
                       max_new_tokens=24, sampling=GREEDY)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"K={k}")
         assert np.all(np.asarray(sd.lengths) == 24)
@@ -36,26 +36,15 @@ def test_greedy_early_exit_self_draft_equals_autoregressive(tiny_pair, ragged_pr
     tokens, lengths = ragged_prompts
     key = jax.random.key(5)
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=16, sampling=GREEDY)
-    sd = generate(target, tokens, lengths, key, method="chain", num_draft=3,
-                  drafter=early_exit_drafter(target, 1), max_new_tokens=16, sampling=GREEDY)
+    sd = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=3),
+                  drafter=early_exit(target, 1), max_new_tokens=16, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
 
 
 def _exact_law(target, prompt, sampling):
     """Exact joint law of the first two generated tokens [V, V] and marginal of the third [V], by enumeration."""
-    v = target.config.vocab_size
-    def next_probs(seqs):
-        seqs = jnp.asarray(seqs, jnp.int32)
-        pos = jnp.broadcast_to(jnp.arange(seqs.shape[1]), seqs.shape)
-        logits, _, _ = target(seqs, pos)
-        return np.asarray(warp_logits(logits[:, -1], sampling), np.float64)
-    p1 = next_probs([prompt])[0]
-    p2 = next_probs([prompt + [a] for a in range(v)])                          # [V, V]
-    pairs = list(itertools.product(range(v), range(v)))
-    p3 = next_probs([prompt + [a, b] for a, b in pairs]).reshape(v, v, v)
-    joint12 = p1[:, None] * p2
-    third = np.einsum("ab,abc->c", joint12, p3)
-    return joint12, third
+    law = exact_joint_law(target, prompt, sampling, 3)
+    return law.sum(2), law.sum((0, 1))
 
 
 @pytest.mark.parametrize("sampling, k", [
@@ -70,7 +59,7 @@ def test_speculative_sampling_matches_exact_target_law(tiny_pair, sampling, k):
     joint12, third = _exact_law(target, prompt, sampling)
     n = 6000
     tokens = np.tile(np.array(prompt, np.int32), (n, 1))
-    out = generate(target, tokens, np.full(n, 3), jax.random.key(42), method="chain", num_draft=k,
+    out = generate(target, tokens, np.full(n, 3), jax.random.key(42), method=make_method("chain", num_draft=k),
                    drafter=draft, max_new_tokens=3, sampling=sampling)
     gen = np.asarray(out.tokens)
     v = target.config.vocab_size
@@ -99,8 +88,8 @@ def test_eos_stops_each_row_and_pads(tiny_pair, ragged_prompts):
     key = jax.random.key(3)
     ar = np.asarray(generate(target, tokens, lengths, key, method="ar", max_new_tokens=20, sampling=GREEDY).tokens)
     eos = int(ar[0, 4])                          # a token that row 0 emits at step 5
-    for method, k in [("ar", 1), ("chain", 3)]:
-        out = generate(target, tokens, lengths, key, method=method, num_draft=k, drafter=draft,
+    for method, drafter in [("ar", None), (make_method("chain", num_draft=3), draft)]:
+        out = generate(target, tokens, lengths, key, method=method, drafter=drafter,
                        max_new_tokens=20, sampling=GREEDY, eos_id=eos)
         toks, lens = np.asarray(out.tokens), np.asarray(out.lengths)
         for row in range(len(ar)):
@@ -114,8 +103,8 @@ def test_eos_stops_each_row_and_pads(tiny_pair, ragged_prompts):
 def test_round_statistics_are_consistent(tiny_pair, ragged_prompts):
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
-    out = generate(target, tokens, lengths, jax.random.key(0), method="chain", num_draft=4, drafter=draft,
-                   max_new_tokens=30, sampling=SamplingConfig(temperature=1.0))
+    out = generate(target, tokens, lengths, jax.random.key(0), method=make_method("chain", num_draft=4),
+                   drafter=draft, max_new_tokens=30, sampling=SamplingConfig(temperature=1.0))
     acc, drafted = np.asarray(out.accepted), np.asarray(out.drafted)
     ran = acc >= 0
     # every row emitted at least max_new tokens: 1 from prefill plus (accepted + 1) per round
@@ -124,31 +113,55 @@ def test_round_statistics_are_consistent(tiny_pair, ragged_prompts):
     assert np.array_equal(np.asarray(out.num_rounds), ran.sum(1))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="chain", num_draft=0), "num_draft"),
-    (dict(method="chain", num_draft=2, cache_capacity=20), "cache slots"),
-    (dict(method="ar", sampling_t=-1.0), "temperature"),
-    (dict(method="beam"), "unknown method"),
-    (dict(method="chain", num_draft=2, drafter=None), "needs a drafter"),
-    (dict(method="chain", num_draft=2, wrong_vocab=True), "vocabulary"),
-    (dict(method="ar", max_new_tokens=0), "max_new_tokens"),
-    (dict(method="ar", bad_tokens=True), "token ids"),
-    (dict(method="ar", bad_lengths=True), "prompt_lengths"),
-])
-def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts, kwargs, message):
+def test_new_max_new_tokens_in_bucket_or_new_eos_does_not_recompile(tiny_pair, ragged_prompts):
+    """max_new_tokens is bucketed and eos_id traced: within a bucket neither triggers a compilation, nor does a new
+    prompt width in the same bucket; a new bucket does."""
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
-    kwargs = dict(kwargs)
-    if kwargs.pop("wrong_vocab", False):
-        kwargs["drafter"] = init_model(named_config("tiny-draft").replace(vocab_size=17), 0)
-    if kwargs.pop("bad_tokens", False):
-        tokens = tokens.copy()
-        tokens[0, 0] = 99
-    if kwargs.pop("bad_lengths", False):
-        lengths = np.array([5, 2, 0, 4])
+    chain = make_method("chain", num_draft=2)
+    run = lambda toks, lens, **kw: generate(target, toks, lens, jax.random.key(0), method=chain, drafter=draft,
+                                            sampling=GREEDY, **kw)
+    full = run(tokens, lengths, max_new_tokens=20)
+    before = _generate._cache_size()
+    short = run(tokens, lengths, max_new_tokens=17)
+    with_eos = run(tokens, lengths, max_new_tokens=24, eos_id=int(np.asarray(full.tokens)[0, 3]))
+    run(tokens[:, :4], np.minimum(lengths, 4), max_new_tokens=18)
+    assert _generate._cache_size() == before
+    np.testing.assert_array_equal(np.asarray(short.tokens), np.asarray(full.tokens)[:, :17])
+    assert int(with_eos.lengths[0]) == 4 and np.all(np.asarray(with_eos.tokens)[0, 4:] == -1)
+    run(tokens, lengths, max_new_tokens=40)                                   # bucket 64: one more program
+    assert _generate._cache_size() == before + 1
+
+
+def _bad_call(case, target, draft, tokens, lengths):
+    """(method, drafter, target, tokens, lengths, extra kwargs) of one bad-input case."""
+    chain = lambda: make_method("chain", num_draft=2)
+    bad_tokens = tokens.copy()
+    bad_tokens[0, 0] = 99
+    cases = {
+        "num_draft": lambda: (make_method("chain", num_draft=0), draft, target, tokens, lengths, {}),
+        "cache slots": lambda: (chain(), draft, target, tokens, lengths, dict(cache_capacity=20)),
+        "temperature": lambda: ("ar", None, target, tokens, lengths, dict(sampling=SamplingConfig(-1.0))),
+        "unknown method": lambda: ("beam", None, target, tokens, lengths, {}),
+        "needs a drafter": lambda: (chain(), None, target, tokens, lengths, {}),
+        "drafts nothing": lambda: ("ar", draft, target, tokens, lengths, {}),
+        "vocabulary": lambda: (chain(), model_handle(init_model(named_config("tiny-draft").replace(vocab_size=17),
+                                                                 0)), target, tokens, lengths, {}),
+        "cannot be a target": lambda: (chain(), draft, lookup_handle(target.config), tokens, lengths, {}),
+        "Handle": lambda: (chain(), init_model(named_config("tiny-draft"), 0), target, tokens, lengths, {}),
+        "max_new_tokens": lambda: ("ar", None, target, tokens, lengths, dict(max_new_tokens=0)),
+        "token ids": lambda: ("ar", None, target, bad_tokens, lengths, {}),
+        "prompt_lengths": lambda: ("ar", None, target, tokens, np.array([5, 2, 0, 4]), {}),
+        "bogus": lambda: (make_method("chain", bogus=1), draft, target, tokens, lengths, {}),
+    }
+    return cases[case]()
+
+
+@pytest.mark.parametrize("message", ["num_draft", "cache slots", "temperature", "unknown method", "needs a drafter",
+                                     "drafts nothing", "vocabulary", "cannot be a target", "Handle",
+                                     "max_new_tokens", "token ids", "prompt_lengths", "bogus"])
+def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts, message):
     with pytest.raises(ValueError, match=message):
-        if "sampling_t" in kwargs:
-            SamplingConfig(temperature=kwargs.pop("sampling_t"))
-        kwargs.setdefault("drafter", draft)
+        method, drafter, target, tokens, lengths, kwargs = _bad_call(message, *tiny_pair, *ragged_prompts)
         kwargs.setdefault("max_new_tokens", 16)
-        generate(target, tokens, lengths, jax.random.key(0), **kwargs)
+        generate(target, tokens, lengths, jax.random.key(0), method=method, drafter=drafter, **kwargs)

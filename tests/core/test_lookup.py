@@ -1,67 +1,119 @@
-"""Prompt-lookup drafting: the matcher against a plain-Python reference, greedy SD == AR, the sampled law equals
-the enumerated target law, bad input."""
+"""Prompt-lookup drafting: proposals against a plain-Python reference (chains and tree paths), nothing outside the
+query's own path is read, greedy SD == AR with chains and trees, the sampled law equals the enumerated target law,
+bad input."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import trees
+from specjax.block import Block
 from specjax.decode import generate
-from specjax.lookup import lookup_next, prompt_lookup_drafter
+from specjax.lookup import PROPOSAL_GAP, lookup_handle
 from specjax.sampling import GREEDY, SamplingConfig
+from specjax.speculators import make_method
 from specjax.stats import chi_square_pvalue
 from tests.core.test_decode import ALPHA, _exact_law
 
 
-def _reference_lookup(history: list[int], p: int, max_ngram: int, min_ngram: int = 1) -> int:
-    """Longest n-gram ending at p, most recent earlier occurrence, the token after it; else history[p]."""
+def _reference(seq: list[int], n_hist: int, max_ngram: int, min_ngram: int, m: int) -> list[int]:
+    """Distinct continuations (most frequent, then most recent, first) of the longest n-gram ending the path `seq`
+    that occurs ending at some j < n_hist; else [the query token]."""
+    p = len(seq) - 1
     for n in range(max_ngram, min_ngram - 1, -1):
         if p - n + 1 < 0:
             continue
-        suffix = history[p - n + 1:p + 1]
-        for j in range(p - 1, n - 2, -1):
-            if history[j - n + 1:j + 1] == suffix:
-                return history[j + 1]
-    return history[p]
+        suffix = seq[p - n + 1:p + 1]
+        ends = [j for j in range(n - 1, n_hist) if seq[j - n + 1:j + 1] == suffix]
+        if ends:
+            count, last = {}, {}
+            for j in ends:
+                count[seq[j + 1]] = count.get(seq[j + 1], 0) + 1
+                last[seq[j + 1]] = j
+            return sorted(count, key=lambda t: (-count[t], -last[t]))[:m]
+    return [seq[p]]
+
+
+def _proposals(logits_row):
+    finite = np.isfinite(logits_row)
+    order = np.argsort(-np.where(finite, logits_row, -np.inf), kind="stable")
+    return order[:finite.sum()].tolist()
 
 
 @pytest.mark.parametrize("max_ngram, min_ngram", [(1, 1), (3, 1), (4, 2)])
-def test_lookup_matches_reference(max_ngram, min_ngram):
+def test_proposals_match_reference_on_chains_and_tree_paths(max_ngram, min_ngram):
     rng = np.random.default_rng(max_ngram * 10 + min_ngram)
-    fn = jax.jit(jax.vmap(lambda h, p: lookup_next(h, p, max_ngram, min_ngram), (None, 0)))
-    for _ in range(20):
-        history = rng.integers(0, 4, 24).tolist()          # small alphabet: many matches of every length
-        got = np.asarray(fn(jnp.asarray(history), jnp.arange(24)))
-        want = [_reference_lookup(history, p, max_ngram, min_ngram) for p in range(24)]
-        np.testing.assert_array_equal(got, want)
+    handle = lookup_handle(trees_config(), max_ngram, min_ngram, num_proposals=3)
+    forward = jax.jit(lambda cache, block: handle.forward(cache, block))
+    s, w = 32, 6
+    for _ in range(12):
+        history = rng.integers(0, 4, s).tolist()               # small alphabet: many matches of every length
+        window = int(rng.integers(w, s - w))
+        window_tokens = rng.integers(0, 4, w)
+        visible = np.zeros((w, w), bool)                       # a random tree over the window slots
+        parent = [-1] + [int(rng.integers(0, i)) for i in range(1, w)]
+        for i in range(w):
+            j = i
+            while j >= 0:
+                visible[i, j] = True
+                j = parent[j]
+        cache = jnp.asarray([history], jnp.int32)
+        block = Block(tokens=jnp.asarray([window_tokens], jnp.int32), positions=jnp.zeros((1, w), jnp.int32),
+                      slots=jnp.asarray([window + np.arange(w)], jnp.int32), window=jnp.asarray([window]),
+                      visible=jnp.asarray(visible[None]))
+        logits = np.asarray(forward(cache, block).logits[0])
+        for i in range(w):
+            seq = history[:window] + [int(t) for t, v in zip(window_tokens, visible[i]) if v]
+            want = _reference(seq, window, max_ngram, min_ngram, 3)
+            assert _proposals(logits[i]) == want, (i, seq, window)
+            got = logits[i][want]
+            np.testing.assert_allclose(got, -PROPOSAL_GAP * np.arange(len(want)))
 
 
-def test_lookup_reads_nothing_past_the_query():
-    history = jnp.asarray([1, 2, 3, 1, 2, 7, 7, 7])
-    stale = history.at[5:].set(9)
-    for p in range(5):
-        assert int(lookup_next(history, p, 3)) == int(lookup_next(stale, p, 3))
+def trees_config():
+    from specjax.config import named_config
+    return named_config("tiny")
 
 
-def test_greedy_prompt_lookup_equals_autoregressive(tiny_pair, ragged_prompts):
+def test_lookup_reads_nothing_outside_the_query_path():
+    """Stale slots past the window and cousin slots inside it never change a query's proposals."""
+    handle = lookup_handle(trees_config(), 3)
+    history = jnp.asarray([[1, 2, 3, 1, 2, 7, 0, 0, 0, 0]], jnp.int32)
+    block = Block(tokens=jnp.asarray([[3, 5, 1]]), positions=jnp.zeros((1, 3), jnp.int32),
+                  slots=jnp.asarray([[6, 7, 8]]), window=jnp.asarray([6]),
+                  visible=jnp.asarray([[[1, 0, 0], [0, 1, 0], [1, 0, 1]]], bool))
+    base = np.asarray(handle.forward(history, block).logits)
+    stale = history.at[0, 9].set(3)                                        # past the window: never read
+    np.testing.assert_array_equal(np.asarray(handle.forward(stale, block).logits), base)
+    cousin = block.replace(tokens=jnp.asarray([[3, 2, 1]]))                # node 1 is no ancestor of node 2
+    np.testing.assert_array_equal(np.asarray(handle.forward(history, cousin).logits)[0, 2], base[0, 2])
+
+
+@pytest.mark.parametrize("method", ["chain"] + list(trees.TREE_METHODS))
+def test_greedy_prompt_lookup_equals_autoregressive(method, tiny_pair, ragged_prompts):
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(7)
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
-    for k in (1, 3, 6):
-        sd = generate(target, tokens, lengths, key, method="chain", num_draft=k,
-                      drafter=prompt_lookup_drafter(target.config), max_new_tokens=24, sampling=GREEDY)
-        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"K={k}")
-        assert sd.acceptance_length > 1.0          # the random tiny model repeats itself: lookups do hit
+    options = dict(num_draft=3) if method == "chain" else dict(budget=6)
+    sd = generate(target, tokens, lengths, key, method=make_method(method, **options),
+                  drafter=lookup_handle(target.config), max_new_tokens=24, sampling=GREEDY)
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=method)
+    assert sd.acceptance_length > 1.0          # the random tiny model repeats itself: lookups do hit
 
 
-@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.8, top_k=5)])
-def test_prompt_lookup_sampling_matches_exact_target_law(tiny_pair, sampling):
+@pytest.mark.parametrize("method, sampling", [("chain", SamplingConfig(temperature=1.0)),
+                                              ("chain", SamplingConfig(temperature=0.8, top_k=5)),
+                                              ("eagle", SamplingConfig(temperature=1.0)),
+                                              ("rsd-c", SamplingConfig(temperature=1.0))])
+def test_prompt_lookup_sampling_matches_exact_target_law(tiny_pair, method, sampling):
     target, _ = tiny_pair
     prompt = [3, 1, 4, 3]                        # the prompt repeats a token, so the first draft is a real match
     joint12, third = _exact_law(target, prompt, sampling)
     n = 6000
+    options = dict(num_draft=3) if method == "chain" else dict(budget=6)
     out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, len(prompt)),
-                   jax.random.key(11), method="chain", num_draft=3, drafter=prompt_lookup_drafter(target.config),
+                   jax.random.key(11), method=make_method(method, **options), drafter=lookup_handle(target.config),
                    max_new_tokens=3, sampling=sampling)
     gen = np.asarray(out.tokens)
     v = target.config.vocab_size
@@ -70,7 +122,8 @@ def test_prompt_lookup_sampling_matches_exact_target_law(tiny_pair, sampling):
     assert 1.0 < out.acceptance_length < 4.0     # some drafts accepted, some rejected: not a vacuous check
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_ngram=0), dict(max_ngram=2, min_ngram=3), dict(max_ngram=2.5)])
+@pytest.mark.parametrize("kwargs", [dict(max_ngram=0), dict(max_ngram=2, min_ngram=3), dict(max_ngram=2.5),
+                                    dict(num_proposals=0)])
 def test_bad_ngram_sizes_raise(tiny_pair, kwargs):
-    with pytest.raises(ValueError, match="ngram"):
-        prompt_lookup_drafter(tiny_pair[0].config, **kwargs)
+    with pytest.raises(ValueError, match="ngram|proposals"):
+        lookup_handle(tiny_pair[0].config, **kwargs)

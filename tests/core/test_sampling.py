@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from specjax.stats import chi_square_pvalue
+from specjax.stats import binomial_z, chi_square_pvalue
 
 
 def test_warps_match_their_definitions():
@@ -27,6 +27,26 @@ def test_sample_token_follows_probs():
     probs = jnp.array([0.1, 0.0, 0.6, 0.3])
     draws = sample_token(jax.random.key(0), jnp.broadcast_to(probs, (20000, 4)))
     assert chi_square_pvalue(np.asarray(draws), np.asarray(probs)) > 1e-4
+
+
+@pytest.mark.parametrize("v", [700, 1300])
+def test_two_stage_sampler_follows_probs_over_large_vocabularies(v):
+    """The two-stage sampler (V > 2 blocks; a ragged last block at 1300) against the exact law, with zeros, a
+    near-one-hot block and a negative control: the same draws fail against a slightly different law."""
+    rng = np.random.default_rng(v)
+    probs = rng.dirichlet(np.full(v, 0.3))
+    probs[rng.choice(v, v // 3, replace=False)] = 0.0
+    probs[5] = 2.0                                             # one heavy token
+    probs /= probs.sum()
+    draws = np.asarray(sample_token(jax.random.key(1), jnp.broadcast_to(jnp.asarray(probs, jnp.float32),
+                                                                        (200_000, v))))
+    assert np.all(probs[draws] > 0)
+    assert chi_square_pvalue(draws, probs) > 1e-4
+    heavy = int(np.sum(draws == 5))
+    assert abs(binomial_z(heavy, len(draws), probs[5])) < 4.5
+    other = probs.copy()
+    other[5] *= 0.97                                          # a 3% error on the heavy token is detected
+    assert abs(binomial_z(heavy, len(draws), other[5] / other.sum())) > 4.5
 
 
 @pytest.mark.parametrize("kwargs", [dict(temperature=-0.1), dict(temperature=float("nan")), dict(top_k=-1),

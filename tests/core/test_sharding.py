@@ -8,18 +8,21 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     assert len(jax.devices()) == 8, jax.devices()
-    from specjax.config import named_config
+    import trees
     from specjax.decode import generate
-    from specjax.model import init_model
     from specjax.sampling import SamplingConfig
     from specjax.sharding import batch_mesh
-    target, draft = init_model(named_config("tiny"), 0), init_model(named_config("tiny-draft"), 1)
+    from specjax.speculators import make_method
+    from specjax.testing import tiny_pair
+    target, draft = tiny_pair()
     rng = np.random.default_rng(0)
     prompts = rng.integers(0, 16, (16, 6)).astype(np.int32)
     lengths = rng.integers(1, 7, 16).astype(np.int32)
     mesh = batch_mesh(8)
-    for sampling in [SamplingConfig(0.0), SamplingConfig(1.0)]:
-        kw = dict(method="chain", num_draft=3, drafter=draft, max_new_tokens=12, sampling=sampling)
+    cases = [(make_method("chain", num_draft=3), SamplingConfig(0.0)), (make_method("chain", num_draft=3),
+             SamplingConfig(1.0)), (make_method("rsd-c", budget=6), SamplingConfig(1.0))]
+    for method, sampling in cases:
+        kw = dict(method=method, drafter=draft, max_new_tokens=12, sampling=sampling)
         one = generate(target, prompts, lengths, jax.random.key(7), **kw)
         many = generate(target, prompts, lengths, jax.random.key(7), mesh=mesh, **kw)
         assert len(many.tokens.sharding.device_set) == 8, many.tokens.sharding

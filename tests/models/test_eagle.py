@@ -5,16 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from specjax.block import Block
 from specjax.config import named_config
 from specjax.decode import generate
-from specjax.drafters import causal_mask
 from specjax.eagle import frequent_token_ids, init_eagle, load_eagle, with_low_rank_head, with_vocab_trim
 from specjax.io.checkpoint import save_checkpoint
 from specjax.model import init_model
+from specjax.runners import model_handle
 from specjax.sampling import SamplingConfig
+from specjax.speculators import make_method
 from specjax.stats import chi_square_pvalue
-from tests.core.test_decode import ALPHA, _exact_law
 from specjax.train_drafter import TrainConfig, random_token_batches, train_distill
+from tests.core.test_decode import ALPHA, _exact_law
 
 PROMPTS = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0]], np.int32)
 LENGTHS = np.array([5, 2, 1], np.int32)
@@ -22,88 +24,90 @@ LENGTHS = np.array([5, 2, 1], np.int32)
 
 @pytest.fixture(scope="module")
 def target():
-    return init_model(named_config("tiny"), 0)
+    return model_handle(init_model(named_config("tiny"), 0))
+
+
+def _eagle_forward(drafter, tokens, features):
+    """One cached forward of an EAGLE handle over tokens `[1, T]` at positions 0.. with the given features."""
+    block = Block.chain(tokens, jnp.zeros((1,), jnp.int32), features)
+    return drafter.forward(drafter.init_cache(1, 8), block)
 
 
 def test_greedy_eagle_and_vocabtrim_equal_ar(target):
     greedy = SamplingConfig(temperature=0.0)
     ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
     drafter = init_eagle(target, seed=1)
-    for d in (drafter, with_vocab_trim(*drafter, np.array([0, 3, 4, 9]))):
-        sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method="chain", max_new_tokens=10,
-                      sampling=greedy, num_draft=3, drafter=d)
+    for d in (drafter, with_vocab_trim(drafter, np.array([0, 3, 4, 9]))):
+        sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
+                      max_new_tokens=10, sampling=greedy, drafter=d)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
 
 
 def test_vocabtrim_law_is_exact_over_full_vocab(target):
-    drafter, params = with_vocab_trim(*init_eagle(target), np.array([2, 5, 11]))
-    cache = drafter.init_cache(params, 1, 8)
+    drafter = with_vocab_trim(init_eagle(target), np.array([2, 5, 11]))
     feats = jax.random.normal(jax.random.key(0), (1, 3, target.config.d_model))
-    logits, hidden, _ = drafter.forward(params, cache, jnp.array([[1, 2, 3]]), jnp.arange(3)[None],
-                                        jnp.zeros((1,), jnp.int32), causal_mask(1, 3), feats)
-    probs = np.asarray(jax.nn.softmax(logits, -1))
-    assert probs.shape == (1, 3, 16) and hidden.shape == (1, 3, target.config.d_model)
+    out = _eagle_forward(drafter, jnp.array([[1, 2, 3]]), feats)
+    probs = np.asarray(jax.nn.softmax(out.logits, -1))
+    assert probs.shape == (1, 3, 16) and out.hidden.shape == (1, 3, target.config.d_model)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
     outside = np.setdiff1d(np.arange(16), [2, 5, 11])
     assert np.all(probs[..., outside] == 0) and np.all(probs[..., [2, 5, 11]] > 0)
     with pytest.raises(ValueError, match="keep_ids"):
-        with_vocab_trim(drafter, params, np.array([16]))
+        with_vocab_trim(drafter, np.array([16]))
 
 
-def _draft_probs(drafter, params, d_model):
-    cache = drafter.init_cache(params, 1, 8)
+def _draft_probs(drafter, d_model):
     feats = jax.random.normal(jax.random.key(0), (1, 3, d_model))
-    logits, _, _ = drafter.forward(params, cache, jnp.array([[1, 2, 3]]), jnp.arange(3)[None],
-                                   jnp.zeros((1,), jnp.int32), causal_mask(1, 3), feats)
+    logits = _eagle_forward(drafter, jnp.array([[1, 2, 3]]), feats).logits
     return np.asarray(jax.nn.softmax(logits, -1), np.float64)
 
 
 def test_low_rank_head_is_exact_law_and_full_rank_reproduces_head(target):
     d = target.config.d_model
     full = init_eagle(target, seed=3)
-    trimmed = with_vocab_trim(*full, np.array([1, 4, 6, 9, 13]))
+    trimmed = with_vocab_trim(full, np.array([1, 4, 6, 9, 13]))
     for base in (full, trimmed):
-        exact = _draft_probs(*base, d)
-        np.testing.assert_allclose(_draft_probs(*with_low_rank_head(*base, d), d), exact, atol=2e-5)
-        low = _draft_probs(*with_low_rank_head(*base, 2), d)
+        exact = _draft_probs(base, d)
+        np.testing.assert_allclose(_draft_probs(with_low_rank_head(base, d), d), exact, atol=2e-5)
+        low = _draft_probs(with_low_rank_head(base, 2), d)
         np.testing.assert_allclose(low.sum(-1), 1.0, atol=1e-6)
         assert np.all((low > 0) == (exact > 0))              # same support (VocabTrim zeros stay exact zeros)
         assert np.abs(low - exact).max() > 1e-3             # rank 2 really is a different, cheaper law
     # data-aware factors: hidden states confined to a 3-dim subspace are served exactly by a rank-3 head
     basis = np.linalg.qr(np.random.default_rng(0).normal(size=(d, 3)))[0]                  # [D, 3]
-    drafter, params = full
-    weighted = with_low_rank_head(drafter, {**params, "feature_moment": basis @ basis.T}, 3)
-    plain = with_low_rank_head(drafter, params, 3)
+    with_moment = lambda m: full.replace(params=full.params.replace(feature_moment=jnp.asarray(m, jnp.float32)))
+    weighted = with_low_rank_head(with_moment(basis @ basis.T), 3)
+    plain = with_low_rank_head(full, 3)
     h = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)) @ basis.T, jnp.float32)     # [5, D] in the span
-    exact = np.asarray(h @ params["embedding"].T)
-    def low_logits(p):
-        a, b = p["head_factors"]
+    exact = np.asarray(h @ full.params.embedding.T)
+    def low_logits(handle):
+        a, b = handle.params.head_factors
         return np.asarray((h @ a) @ b)
-    np.testing.assert_allclose(low_logits(weighted[1]), exact, atol=1e-3)
-    assert np.abs(low_logits(plain[1]) - exact).max() > 10 * np.abs(low_logits(weighted[1]) - exact).max()
-    full_rank = with_low_rank_head(drafter, {**params, "feature_moment": np.eye(d) + basis @ basis.T}, d)
-    np.testing.assert_allclose(_draft_probs(*full_rank, d), _draft_probs(*full, d), atol=2e-5)
+    np.testing.assert_allclose(low_logits(weighted), exact, atol=1e-3)
+    assert np.abs(low_logits(plain) - exact).max() > 10 * np.abs(low_logits(weighted) - exact).max()
+    full_rank = with_low_rank_head(with_moment(np.eye(d) + basis @ basis.T), d)
+    np.testing.assert_allclose(_draft_probs(full_rank, d), _draft_probs(full, d), atol=2e-5)
     for bad, message in ((0, "rank"), (d + 1, "rank")):
         with pytest.raises(ValueError, match=message):
-            with_low_rank_head(*full, bad)
+            with_low_rank_head(full, bad)
     with pytest.raises(ValueError, match="before"):
-        with_vocab_trim(*with_low_rank_head(*full, 4), np.array([1, 2]))
+        with_vocab_trim(with_low_rank_head(full, 4), np.array([1, 2]))
 
 
 def test_low_rank_drafter_is_lossless(target):
     """Greedy SD == AR, and sampled SD matches the enumerated target law (chi-square), with a rank-3 head."""
-    drafter = with_low_rank_head(*init_eagle(target, seed=4), 3)
+    drafter = with_low_rank_head(init_eagle(target, seed=4), 3)
     greedy = SamplingConfig(temperature=0.0)
     ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
-    sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method="chain", max_new_tokens=10, sampling=greedy,
-                  num_draft=3, drafter=drafter)
+    sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
+                  max_new_tokens=10, sampling=greedy, drafter=drafter)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
     prompt = [3, 1, 4]
     joint12, third = _exact_law(target, prompt, sampling)
     n = 6000
     out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(5),
-                   method="chain", num_draft=2, drafter=drafter, max_new_tokens=3, sampling=sampling)
+                   method=make_method("chain", num_draft=2), drafter=drafter, max_new_tokens=3, sampling=sampling)
     gen = np.asarray(out.tokens)
     assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) > ALPHA
     assert chi_square_pvalue(gen[:, 2], third) > ALPHA
@@ -117,32 +121,32 @@ def test_frequent_token_ids():
 
 
 def test_training_lowers_loss_and_checkpoint_reloads(target, tmp_path):
-    from flax import nnx
-    drafter, params = init_eagle(target, d_ff=24, seed=2)
-    tgraph, tparams = nnx.split(target)
+    from specjax.runners import as_model
+    eagle = init_eagle(target, d_ff=24, seed=2)
+    params = eagle.params
 
     def target_apply(tokens):
         pos = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        logits, hidden, _ = nnx.merge(tgraph, tparams)(tokens, pos)
+        logits, hidden, _ = as_model(target)(tokens, pos)
         return logits, hidden
 
     def student_apply(head, tokens, hidden):
         pos = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         feats = jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
-        h, _ = drafter.hidden({"head": head, "embedding": params["embedding"]}, tokens, pos, feats)
-        return h @ params["embedding"].T
+        h, _ = eagle.runner.hidden(params.replace(head=head), tokens, pos, feats)
+        return h @ params.embedding.T
 
-    head, _, losses = train_distill(params["head"], student_apply, target_apply, random_token_batches(16, 8, 8, 0),
+    head, _, losses = train_distill(params.head, student_apply, target_apply, random_token_batches(16, 8, 8, 0),
                                     TrainConfig(steps=30, learning_rate=1e-2, warmup_steps=2))
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
     save_checkpoint(tmp_path / "head", {"head": jax.tree.map(lambda x: x.astype(jnp.bfloat16), head),
                                         "keep_ids": jnp.arange(4, dtype=jnp.int32)},
                     config=target.config, extra={"train": {"d_ff": 24, "trim": 4}})
-    d2, p2 = load_eagle(tmp_path / "head", target, trim=True)
-    assert d2.trimmed and np.array_equal(np.asarray(p2["keep_ids"]), np.arange(4))
+    loaded = load_eagle(tmp_path / "head", target, trim=True)
+    assert np.array_equal(np.asarray(loaded.params.keep_ids), np.arange(4))
     a = jax.tree.leaves(head)[0]
-    b = jax.tree.leaves(p2["head"])[0]
+    b = jax.tree.leaves(loaded.params.head)[0]
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-2, atol=1e-2)   # bf16 on disk
     save_checkpoint(tmp_path / "wide", {"head": head, "keep_ids": jnp.arange(4, dtype=jnp.int32)},
                     extra={"train": {"d_ff": 32, "trim": 4}})

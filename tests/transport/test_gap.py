@@ -2,7 +2,7 @@
 import argparse
 import json
 
-from specjax.cli_bounds import add_bounds_parser
+from specjax.apps.bounds import add_bounds_parser
 from transport.gap import GapConfig, run_verifier_gap
 
 

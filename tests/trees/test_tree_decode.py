@@ -1,25 +1,26 @@
 """Tree decoding in the shared loop: greedy == AR for every builder; sampled tree decoding matches the enumerated
-target law for every builder x verifier (with a negative control); committing a path equals one-by-one decoding;
-bad input raises clear errors."""
-import itertools
-
+target law for every builder x verifier (with a negative control); each level is drafted once (drafter tokens per
+round); committing a path equals one-by-one decoding; bad input raises clear errors."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trees.verify import default_rules
-
-RULES = default_rules()
-from specjax.decode import DecodeContext, generate
-from specjax.drafters import causal_mask, early_exit_drafter, model_runner
+from specjax.block import Block
+from specjax.decode import generate
 from specjax.eagle import init_eagle
-from specjax.sampling import GREEDY, SamplingConfig, warp_logits
+from specjax.lookup import lookup_handle
+from specjax.runners import early_exit
+from specjax.sampling import GREEDY, SamplingConfig
+from specjax.state import Caches, DecodeContext
 from specjax.stats import chi_square_pvalue
+from specjax.testing import counting, exact_joint_law
 from trees import TREE_METHODS, make_speculator
 from trees.builders import StaticTree
 from trees.tree import tree_from_parents
-from trees.verify import RuleSet, check_tree_batch
+from trees.verify import RuleSet, check_tree_batch, default_rules
+
+RULES = default_rules()
 
 ALPHA = 1e-4
 # small shapes with depth >= 2 so that deep acceptance is exercised (few nodes keep compile time low)
@@ -36,8 +37,8 @@ def test_greedy_tree_decoding_equals_greedy_autoregressive(method, tiny_pair, ra
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=14, sampling=GREEDY)
     # drafters: the separate draft model; the early-exit self-drafter for RSD-S; the EAGLE-style head (random,
     # untrained, fed the target's hidden states) for the static tree
-    drafter = {"rsd-s": early_exit_drafter(target, 1), "static": init_eagle(target, seed=3)}.get(method, draft)
-    out = generate(target, tokens, lengths, key, speculator=make_speculator(method, rules=RULES, **SHAPES[method]),
+    drafter = {"rsd-s": early_exit(target, 1), "static": init_eagle(target, seed=3)}.get(method, draft)
+    out = generate(target, tokens, lengths, key, method=make_speculator(method, rules=RULES, **SHAPES[method]),
                    drafter=drafter, max_new_tokens=14, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
     if method != "static":                      # an untrained EAGLE head may never be right
@@ -46,25 +47,8 @@ def test_greedy_tree_decoding_equals_greedy_autoregressive(method, tiny_pair, ra
 
 def _exact_laws(target, prompt, sampling):
     """Exact joint law of tokens (1,2) [V*V], of tokens (2,3) [V*V] and the marginal of token 4 [V]."""
-    v = target.config.vocab_size
-    runner, params = model_runner(target)
-
-    @jax.jit
-    def last_probs(params, seqs):
-        pos = jnp.broadcast_to(jnp.arange(seqs.shape[1]), seqs.shape)
-        logits, _, _ = runner.forward(params, None, seqs, pos, None, causal_mask(*seqs.shape))
-        return warp_logits(logits[:, -1], sampling)
-
-    def next_probs(seqs):
-        return np.asarray(last_probs(params, jnp.asarray(seqs, jnp.int32)), np.float64)
-
-    p1 = next_probs([prompt])[0]
-    p2 = next_probs([prompt + [a] for a in range(v)])
-    p3 = next_probs([prompt + [a, b] for a, b in itertools.product(range(v), repeat=2)]).reshape(v, v, v)
-    p4 = next_probs([prompt + list(c) for c in itertools.product(range(v), repeat=3)]).reshape(v, v, v, v)
-    j12 = p1[:, None] * p2
-    j123 = j12[..., None] * p3
-    return j12.ravel(), j123.sum(0).ravel(), np.einsum("abc,abcd->d", j123, p4)
+    law = exact_joint_law(target, prompt, sampling, 4)
+    return law.sum((2, 3)).ravel(), law.sum((0, 3)).ravel(), law.sum((0, 1, 2))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +59,7 @@ def exact_t1(tiny_pair):
 def _pvalues(target, draft, speculator, sampling, n=4096, seed=42):
     prompt = [3, 1, 4]
     out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(seed),
-                   speculator=speculator, drafter=draft, max_new_tokens=4, sampling=sampling)
+                   method=speculator, drafter=draft, max_new_tokens=4, sampling=sampling)
     g = np.asarray(out.tokens)
     return g, out
 
@@ -108,6 +92,27 @@ def test_law_test_has_power_against_the_q_rule_for_deterministic_children(tiny_p
     assert min(pv) < ALPHA, pv
 
 
+@pytest.mark.parametrize("method", TREE_METHODS)
+def test_each_level_is_drafted_once(method, tiny_pair, ragged_prompts):
+    """Drafter tokens processed per round = `prev` + each level's frontier once (N + 1 at most, and for EAGLE-2
+    the expanded nodes only), counted at trace time from the calls the drafter actually receives."""
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    for shape in (SHAPES[method], dict(budget=16)):
+        spec = make_speculator(method, **shape)
+        calls = []
+        generate(target, tokens, lengths, jax.random.key(0), method=spec, drafter=counting(draft, calls),
+                 max_new_tokens=6, sampling=SamplingConfig(temperature=1.0))
+        per_round = calls[1:]                               # calls[0] is the prefill over the prompt
+        builder = spec.builder
+        assert len(per_round) == builder.max_depth, calls   # one drafter call per level
+        assert sum(per_round) == builder.drafter_tokens_per_round
+        if method == "eagle":      # expands top_k nodes per level (never all k^2): k * depth, whatever the budget
+            assert per_round == [2] + [builder.top_k] * (builder.max_depth - 1)
+        else:                      # prev, the root and every non-leaf node once
+            assert builder.drafter_tokens_per_round <= builder.num_nodes + 1
+
+
 def test_commit_equals_one_by_one_decoding(tiny_pair, ragged_prompts):
     """After one sampled round, both caches at the committed slots equal a causal forward of the emitted text."""
     target, draft = tiny_pair
@@ -115,46 +120,39 @@ def test_commit_equals_one_by_one_decoding(tiny_pair, ragged_prompts):
     tokens, lengths = np.tile(tokens, (4, 1)), np.tile(lengths, 4)
     b, length = tokens.shape
     spec = make_speculator("static", rules=RULES, paths=((0,), (1,), (2,), (0, 0), (0, 1), (1, 0), (0, 0, 0)))
-    t_run, t_par = model_runner(target)
-    d_run, d_par = model_runner(draft)
     cap = length + 12
     sampling = SamplingConfig(temperature=1.0)
     rows = np.arange(b)
 
-    @jax.jit
-    def one_round(t_par, d_par, key):
-        pos = jnp.broadcast_to(jnp.arange(length), (b, length))
-        tc = t_run.init_cache(t_par, b, cap)
-        _, _, tc = t_run.forward(t_par, tc, jnp.asarray(tokens), pos, jnp.zeros(b, jnp.int32), causal_mask(b, length))
-        dc = d_run.init_cache(d_par, b, cap)
-        _, _, dc = d_run.forward(d_par, dc, jnp.asarray(tokens), pos, jnp.zeros(b, jnp.int32), causal_mask(b, length))
-        ctx = DecodeContext(prev=jnp.asarray(tokens[rows, lengths - 1]), pending=jnp.full((b,), 5, jnp.int32),
-                            position=jnp.asarray(lengths), features=jnp.zeros((b, 2, 32)))
-        return spec.round(t_run, t_par, d_run, d_par, tc, dc, ctx, key, sampling)
+    def causal(handle, seqs, capacity):
+        return handle.forward(handle.init_cache(seqs.shape[0], capacity),
+                              Block.chain(seqs, jnp.zeros((seqs.shape[0],), jnp.int32))).cache
 
     @jax.jit
-    def reference(t_par, d_par, seqs):
+    def one_round(target, draft, key):
+        caches = Caches(causal(target, jnp.asarray(tokens), cap), causal(draft, jnp.asarray(tokens), cap))
+        ctx = DecodeContext(prev=jnp.asarray(tokens[rows, lengths - 1]), pending=jnp.full((b,), 5, jnp.int32),
+                            position=jnp.asarray(lengths), features=jnp.zeros((b, 2, 32)))
+        return spec.round(target, draft, caches, ctx, key, sampling)
+
+    @jax.jit
+    def reference(target, draft, seqs):
         """Causal one-by-one-equivalent forward of the emitted text (right padding never affects earlier slots)."""
-        bb, ll = seqs.shape
-        pos = jnp.broadcast_to(jnp.arange(ll), (bb, ll))
-        zero = jnp.zeros(bb, jnp.int32)
-        _, _, tc = t_run.forward(t_par, t_run.init_cache(t_par, bb, ll), seqs, pos, zero, causal_mask(bb, ll))
-        _, _, dc = d_run.forward(d_par, d_run.init_cache(d_par, bb, ll), seqs, pos, zero, causal_mask(bb, ll))
-        return tc, dc
+        return causal(target, seqs, seqs.shape[1]), causal(draft, seqs, seqs.shape[1])
 
     deepest = 0
     for seed in range(6):
-        res = one_round(t_par, d_par, jax.random.key(seed))
+        res = one_round(target, draft, jax.random.key(seed))
         n = np.asarray(res.num_accepted)
         emitted = np.asarray(res.tokens)
         seqs = np.zeros((b, length + 5), np.int32)
         for r in range(b):
             seq = list(tokens[r, :lengths[r]]) + [5] + list(emitted[r, :n[r]])
             seqs[r, :len(seq)] = seq
-        ref_t, ref_d = reference(t_par, d_par, jnp.asarray(seqs))
+        ref_t, ref_d = reference(target, draft, jnp.asarray(seqs))
         for r in range(b):
             end = lengths[r] + 1 + n[r]                       # target: prompt, pending, accepted path
-            for cache, ref, upto in ((res.target_cache, ref_t, end), (res.draft_cache, ref_d, end - 1)):
+            for cache, ref, upto in ((res.caches.target, ref_t, end), (res.caches.drafter, ref_d, end - 1)):
                 for layer in range(len(cache.keys)):          # the drafter's cache is valid below position + n
                     np.testing.assert_allclose(np.asarray(cache.keys[layer][r, :upto]),
                                                np.asarray(ref.keys[layer][r, :upto]), atol=2e-5)
@@ -169,16 +167,23 @@ def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts):
     tokens, lengths = ragged_prompts
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="cache slots"):
-        generate(target, tokens, lengths, key, speculator=make_speculator("rsd-c", budget=64, rules=RULES),
+        generate(target, tokens, lengths, key, method=make_speculator("rsd-c", budget=64, rules=RULES),
                  drafter=draft, max_new_tokens=8, cache_capacity=40)
     with pytest.raises(ValueError, match="vocabulary"):
-        generate(target, tokens, lengths, key, speculator=make_speculator("rsd-c", branching=(17,), rules=RULES),
+        generate(target, tokens, lengths, key, method=make_speculator("rsd-c", branching=(17,), rules=RULES),
                  drafter=draft, max_new_tokens=4)
     with pytest.raises(ValueError, match="vocabulary"):
-        generate(target, tokens, lengths, key, speculator=make_speculator("rsd-s", width=20, depth=1, rules=RULES),
+        generate(target, tokens, lengths, key, method=make_speculator("rsd-s", width=20, depth=1, rules=RULES),
                  drafter=draft, max_new_tokens=4)
     with pytest.raises(ValueError, match="unknown tree method"):
         make_speculator("beam")
+    with pytest.raises(ValueError, match="no shape option"):
+        make_speculator("eagle", chains=3)
+    with pytest.raises(ValueError, match="needs a drafter"):
+        generate(target, tokens, lengths, key, method="rsd-c", max_new_tokens=4)
+    with pytest.raises(ValueError, match="cannot be a target"):   # an n-gram drafter scores nothing
+        generate(lookup_handle(target.config), tokens, lengths, key, method="eagle",
+                 drafter=init_eagle(target), max_new_tokens=4)
     with pytest.raises(ValueError, match="exceeds"):
         make_speculator("eagle", budget=50, top_k=2, depth=3)
     with pytest.raises(ValueError, match="parent path"):
@@ -188,3 +193,42 @@ def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts):
     tree = tree_from_parents([0, 1, 2], [-1, 0, 1], vocab_size=16)
     with pytest.raises(ValueError, match="batch"):
         check_tree_batch(tree, 4)
+
+
+
+def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompts):
+    """A hybrid (model + n-gram) drafter: greedy tree decoding equals AR; the root's children are the n-gram
+    proposal first, then the model's best other tokens, with no duplicate; the sampled law is the target's."""
+    from specjax.decode import prefill
+    from specjax.hybrid import hybrid_handle
+
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    hybrid = hybrid_handle(draft, lookup_handle(target.config))
+    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=14, sampling=GREEDY)
+    for method in ("eagle", "static"):
+        out = generate(target, tokens, lengths, jax.random.key(0), method=make_speculator(method, **SHAPES[method]),
+                       drafter=hybrid, max_new_tokens=14, sampling=GREEDY)
+        np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens), err_msg=method)
+
+    builder = make_speculator("static", paths=((0,), (1,), (2,))).builder
+    prompt = (jnp.asarray(tokens), jnp.asarray(lengths))
+
+    def root_children(drafter):
+        caches, ctx = prefill(target, drafter, *prompt, jax.random.key(1), GREEDY, 32)
+        return np.asarray(builder.build(drafter, caches.drafter, ctx, jax.random.key(2), GREEDY).tree.token[:, 1:4])
+
+    root_kids, model_kids = root_children(hybrid), root_children(draft)
+    lk_kids = root_children(lookup_handle(target.config))[:, 0]
+    for row in range(len(tokens)):
+        assert root_kids[row, 0] == lk_kids[row]                               # the n-gram proposal first
+        assert len(set(root_kids[row].tolist())) == 3                          # deduplicated
+        rest = [t for t in model_kids[row].tolist() if t != lk_kids[row]][:2]
+        assert root_kids[row, 1:].tolist() == rest                             # then the model's best others
+
+    g, out = _pvalues(target, hybrid, make_speculator("eagle", rules=RULES, **SHAPES["eagle"]),
+                      SamplingConfig(temperature=1.0))
+    j12, _, m4 = _exact_laws(target, [3, 1, 4], SamplingConfig(temperature=1.0))
+    assert min(chi_square_pvalue(g[:, 0] * 16 + g[:, 1], j12), chi_square_pvalue(g[:, 3], m4)) > ALPHA
+    with pytest.raises(ValueError, match="n-gram"):
+        hybrid_handle(draft, draft)

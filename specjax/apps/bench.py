@@ -1,0 +1,64 @@
+"""Shared benchmark helpers: decode a list of prompts with one method, timed after compilation, and summarise.
+
+Each prompt is decoded alone (batch 1), as a user would; every prompt-width bucket is compiled by a warm-up call
+before the clock starts, so the timings never include compilation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from specjax.batching import bucket_size, pad_prompts
+from specjax.decode import GenerateResult, generate
+from specjax.runners import Handle
+
+
+@dataclass
+class Run:
+    """One prompt decoded by one method: generated ids, wall seconds (compiled), τ, mean drafted tokens/round."""
+
+    tokens: list[int]
+    seconds: float
+    tau: float
+    drafted_per_round: float
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """(result, wall seconds) of `fn(*args, **kwargs)` with every output array ready."""
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args, **kwargs))
+    return out, time.perf_counter() - t0
+
+
+def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, **kwargs) -> list[Run]:
+    """Decode each prompt (token ids) with `generate(target, ..., **kwargs)`, one at a time, timed after a warm-up
+    call per prompt-width bucket. Prompt i uses key `seed + 1 + i`."""
+    seen: set[int] = set()
+    runs = []
+    for i, ids in enumerate(prompts):
+        tokens, lengths = pad_prompts([ids])
+        if bucket_size(len(ids)) not in seen:
+            seen.add(bucket_size(len(ids)))
+            generate(target, tokens, lengths, jax.random.key(seed), **kwargs).tokens.block_until_ready()
+        res, seconds = timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
+        runs.append(run_of(res, seconds))
+    return runs
+
+
+def run_of(res: GenerateResult, seconds: float) -> Run:
+    """The `Run` of a batch-1 result."""
+    n = int(res.lengths[0])
+    return Run(np.asarray(res.tokens[0, :n]).tolist(), seconds, res.acceptance_length, res.drafted_per_round)
+
+
+def summarize(runs: Sequence[Run]) -> dict[str, float]:
+    """Total tokens, seconds, tokens/s, mean τ and mean drafted tokens per round over runs."""
+    toks = sum(len(r.tokens) for r in runs)
+    secs = sum(r.seconds for r in runs)
+    return {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs else 0.0,
+            "tau": float(np.mean([r.tau for r in runs])),
+            "drafted_per_round": float(np.mean([r.drafted_per_round for r in runs]))}

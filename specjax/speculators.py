@@ -1,0 +1,168 @@
+"""Speculators: what one decode round does (draft, score, verify, commit), behind one narrow contract, and the
+registry that names them.
+
+A speculator is a frozen (hashable) object, the static key of the jitted loop. Its contract:
+- `max_emit` (the most tokens a round emits) and `capacity_margin` (cache slots a round may write past the
+  committed prefix), both static;
+- `check(target, drafter, sampling)`: eager, plain-Python validation of the combination; raises ValueError for a
+  combination that cannot work, before anything is traced;
+- `round(target, drafter, caches, ctx, key, sampling) -> RoundOutput` (`specjax.state`).
+
+`ChainSpeculator` covers autoregressive decoding (`num_draft=0`) and chain speculative decoding. Tree methods live
+in the `trees` package and register themselves here when it is imported, so the core never imports them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from specjax.block import Block
+from specjax.draft import draft_chain
+from specjax.runners import Handle, Runner
+from specjax.sampling import SamplingConfig, warp_logits
+from specjax.state import Caches, DecodeContext, RoundOutput
+from specjax.validation import check_int
+from specjax.verify.chain import accept_chain_unchecked
+
+CHAIN_VERIFIERS = ("token",)
+
+
+class Speculator:
+    """Base class of the round contract (see the module docstring)."""
+
+    @property
+    def max_emit(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def capacity_margin(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def needs_drafter(self) -> bool:
+        return True
+
+    def check(self, target: Runner, drafter: Runner | None, sampling: SamplingConfig) -> None:
+        check_pair(self, target, drafter)
+
+    def round(self, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
+              sampling: SamplingConfig) -> RoundOutput:
+        raise NotImplementedError
+
+
+def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> None:
+    """The checks every method shares: the target is a model (it emits the features EAGLE-style drafters read), a
+    drafter iff the method drafts, the same vocabulary, and features of the right width for a drafter that reads
+    them. ValueError names what is wrong."""
+    if not target.emits_features:
+        raise ValueError(f"{target.name} cannot be a target: a target is a model that emits its hidden states")
+    if not method.needs_drafter:
+        if drafter is not None:
+            raise ValueError(f"{method!r} drafts nothing: pass no drafter")
+        return
+    if drafter is None:
+        raise ValueError(f"{method!r} needs a drafter")
+    if drafter.config.vocab_size != target.config.vocab_size:
+        raise ValueError(f"drafter vocabulary ({drafter.config.vocab_size}) does not match the target's "
+                         f"({target.config.vocab_size})")
+    if drafter.reads_features and drafter.config.d_model != target.config.d_model:
+        raise ValueError(f"drafter {drafter.name} reads features of width {drafter.config.d_model}, the target's "
+                         f"are {target.config.d_model}")
+
+
+def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
+                 draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig
+                 ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+    """Verify step: score `[pending, drafts]` in one target call and apply the chain rule.
+
+    draft_tokens `[B, K]`, draft_probs `[B, K, V]`. Returns (target cache with the block written at `position`,
+    num_accepted `[B]`, tokens `[B, K+1]`, hidden `[B, K+1, D]`). The committed path is the block prefix, so the
+    cache needs no copy: slots past it are stale and invisible.
+    """
+    tokens = jnp.concatenate([ctx.pending[:, None], draft_tokens], axis=1)
+    with jax.named_scope("score"):
+        out = target.forward(target_cache, Block.chain(tokens, ctx.position))
+    with jax.named_scope("verify"):
+        num_accepted, emitted = accept_chain_unchecked(key, draft_tokens, draft_probs,
+                                                       warp_logits(out.logits, sampling))
+    return out.cache, num_accepted, emitted, out.hidden
+
+
+verify_step = jax.jit(verify_chain, static_argnames=("sampling",), donate_argnames=("target_cache",))
+
+
+@dataclass(frozen=True)
+class ChainSpeculator(Speculator):
+    """Chain speculative decoding with `num_draft` drafts per round; `num_draft=0` is autoregressive decoding."""
+
+    num_draft: int
+    verifier: str = "token"
+
+    def __post_init__(self):
+        check_int("num_draft", self.num_draft, low=0)
+        if self.verifier not in CHAIN_VERIFIERS:
+            raise ValueError(f"unknown chain verifier {self.verifier!r}; known: {CHAIN_VERIFIERS}")
+
+    @property
+    def max_emit(self) -> int:
+        return self.num_draft + 1
+
+    @property
+    def capacity_margin(self) -> int:
+        return self.num_draft + 1
+
+    @property
+    def needs_drafter(self) -> bool:
+        return self.num_draft > 0
+
+    def round(self, target, drafter, caches, ctx, key, sampling):
+        b = ctx.pending.shape[0]
+        key_draft, key_verify = jax.random.split(key)
+        draft_cache = caches.drafter
+        if self.num_draft == 0:
+            tokens = jnp.zeros((b, 0), jnp.int32)
+            probs = jnp.zeros((b, 0, target.config.vocab_size), jnp.float32)
+        else:
+            with jax.named_scope("draft"):
+                draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling)
+            draft_cache, tokens, probs = draft.cache, draft.tokens, draft.probs
+        target_cache, num_accepted, emitted, hidden = verify_chain(target, caches.target, ctx, tokens, probs,
+                                                                   key_verify, sampling)
+        return RoundOutput(Caches(target_cache, draft_cache), emitted, num_accepted,
+                           jnp.full((b,), self.num_draft, jnp.int32), hidden)
+
+
+# --- the registry: method name -> factory(**options) -> Speculator --------------------------------------------
+
+METHODS: dict[str, Callable[..., Speculator]] = {}
+
+
+def register_method(name: str, factory: Callable[..., Speculator]) -> None:
+    """Make `make_method(name, **options)` build `factory(**options)` (re-registering a name replaces it)."""
+    METHODS[name] = factory
+
+
+def make_method(name: str, **options: Any) -> Speculator:
+    """The speculator registered as `name`, built with `options` (e.g. `make_method("chain", num_draft=4)`,
+    `make_method("rsd-c", budget=16)` once `trees` is imported). ValueError on an unknown name or option."""
+    if name not in METHODS:
+        hint = "" if "eagle" in METHODS else " (tree methods register when the `trees` package is imported)"
+        raise ValueError(f"unknown method {name!r}; registered: {sorted(METHODS)}{hint}")
+    try:
+        return METHODS[name](**options)
+    except TypeError as e:                  # an option the factory does not take
+        raise ValueError(f"method {name!r}: {e}") from None
+
+
+register_method("ar", lambda: ChainSpeculator(0))
+
+
+def _chain(num_draft: int = 4, verifier: str = "token") -> ChainSpeculator:
+    check_int("num_draft", num_draft, low=1)
+    return ChainSpeculator(num_draft, verifier)
+
+
+register_method("chain", _chain)

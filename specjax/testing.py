@@ -1,0 +1,84 @@
+"""Test helpers that ship with the library: a tiny model pair whose loops compile in seconds, the exact law of a
+target's first generated tokens by enumeration, and a runner that counts the tokens its drafter processes."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from specjax.block import Block
+from specjax.config import named_config
+from specjax.model import init_model
+from specjax.runners import Forward, Handle, Runner, model_handle
+from specjax.sampling import SamplingConfig, warp_logits
+
+
+def tiny_pair(target_seed: int = 0, draft_seed: int = 1) -> tuple[Handle, Handle]:
+    """Handles of a random V=16 target and a different random draft model (peaked laws, so p and q differ)."""
+    return (model_handle(init_model(named_config("tiny"), target_seed)),
+            model_handle(init_model(named_config("tiny-draft"), draft_seed)))
+
+
+def exact_joint_law(target: Handle, prompt: list[int], sampling: SamplingConfig, length: int) -> np.ndarray:
+    """The exact law of the first `length` tokens the target generates after `prompt` under `sampling`:
+    `[V] * length` float64, by scoring every prefix (V^(length-1) sequences: tiny vocabularies only)."""
+    v = target.config.vocab_size
+
+    @jax.jit
+    def next_probs(seqs):
+        b, t = seqs.shape
+        out = target.forward(target.init_cache(b, t), Block.chain(seqs, jnp.zeros((b,), jnp.int32)))
+        return warp_logits(out.logits[:, -1], sampling)
+
+    law = np.ones(())
+    for i in range(length):
+        prefixes = list(itertools.product(range(v), repeat=i))
+        seqs = jnp.asarray([list(prompt) + list(c) for c in prefixes], jnp.int32)
+        probs = np.asarray(next_probs(seqs), np.float64).reshape((v,) * i + (v,))
+        law = law[..., None] * probs
+    return law
+
+
+@dataclass(frozen=True)
+class CountingRunner(Runner):
+    """Wraps a runner and records, at trace time, the number of tokens of every forward call in `calls` (a list
+    owned by the test; the wrapper stays hashable because it compares by identity)."""
+
+    inner: Runner
+    calls: list
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    @property
+    def reads_features(self):
+        return self.inner.reads_features
+
+    @property
+    def emits_features(self):
+        return self.inner.emits_features
+
+    def init_cache(self, params, batch_size, capacity):
+        return self.inner.init_cache(params, batch_size, capacity)
+
+    def forward(self, params, cache, block: Block) -> Forward:
+        self.calls.append(block.length)
+        return self.inner.forward(params, cache, block)
+
+    def commit(self, cache, position, path_slots, num_accepted):
+        return self.inner.commit(cache, position, path_slots, num_accepted)
+
+
+def counting(handle: Handle, calls: list) -> Handle:
+    """`handle` with a `CountingRunner` that appends each forward's token count to `calls`."""
+    return Handle(CountingRunner(handle.runner, calls), handle.params)
