@@ -1,0 +1,63 @@
+"""Shared fixtures for exact-enumeration tests: context-dependent random tables, chain sampling in numpy, and the
+index of an emitted-token pattern (accepted drafts + one token) among all patterns of a depth-K round."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_tables(rng: np.random.Generator, v: int, count: int, conc: float = 1.0, zeros: float = 0.0) -> list:
+    """count tables, tables[i] `[V]*i + [V]`: random conditional laws; `zeros` = chance of zeroing an entry."""
+    out = []
+    for i in range(count):
+        t = rng.dirichlet(np.full(v, conc), size=(v,) * i)
+        if zeros:
+            t = np.where(rng.random(t.shape) < zeros, 0.0, t)
+            t[t.sum(-1) == 0, 0] = 1.0
+        out.append(t / t.sum(-1, keepdims=True))
+    return out
+
+
+def sample_chains(rng: np.random.Generator, q_tables: list, n: int) -> np.ndarray:
+    """n chains `[n, K]` drawn from q_tables along their own prefixes (numpy, fixed seed)."""
+    k, v = len(q_tables), q_tables[0].shape[-1]
+    x = np.zeros((n, k), np.int64)
+    for i in range(k):
+        probs = q_tables[i][tuple(x[:, j] for j in range(i))] if i else np.broadcast_to(q_tables[0], (n, v))
+        cum = np.cumsum(probs, -1)
+        x[:, i] = np.minimum((rng.random((n, 1)) * cum[:, -1:] > cum).sum(-1), v - 1)
+    return x
+
+
+def laws_along(tables: list, x: np.ndarray, count: int) -> np.ndarray:
+    """`[n, count, V]`: tables[i] after each row's prefix x[:, :i]."""
+    return np.stack([tables[i][tuple(x[:, j] for j in range(i))] if i else np.broadcast_to(tables[0], (len(x),) +
+                     tables[0].shape) for i in range(count)], axis=1)
+
+
+def complete(rng: np.random.Generator, p_tables: list, tokens: np.ndarray, num: np.ndarray, depth: int) -> np.ndarray:
+    """Continue each emitted row (tokens[:, :num+1]) with target samples to depth+1 tokens -> flat cell ids `[n]`."""
+    n, v = len(tokens), p_tables[0].shape[-1]
+    seq = np.where(np.arange(depth + 1)[None] <= num[:, None], tokens[:, :depth + 1], 0)
+    for i in range(depth + 1):
+        fill = np.arange(n)[i > num]
+        if len(fill) == 0:
+            continue
+        probs = p_tables[i][tuple(seq[fill, j] for j in range(i))] if i else np.broadcast_to(p_tables[0], (len(fill), v))
+        cum = np.cumsum(probs, -1)
+        seq[fill, i] = np.minimum((rng.random((len(fill), 1)) * cum[:, -1:] > cum).sum(-1), v - 1)
+    return np.ravel_multi_index(tuple(seq.T), (v,) * (depth + 1))
+
+
+def pattern_index(tokens: np.ndarray, num: np.ndarray, v: int, depth: int) -> np.ndarray:
+    """A unique id per emitted pattern (n, tokens[:n+1]) of a depth-`depth` round: offset of n + base-V digits."""
+    offsets = np.concatenate([[0], np.cumsum([v ** (m + 1) for m in range(depth + 1)])])
+    ids = np.zeros(len(tokens), np.int64)
+    for m in range(depth + 1):
+        rows = num == m
+        if rows.any():
+            ids[rows] = offsets[m] + np.ravel_multi_index(tuple(tokens[rows, :m + 1].T), (v,) * (m + 1))
+    return ids
+
+
+def pattern_count(v: int, depth: int) -> int:
+    return int(sum(v ** (m + 1) for m in range(depth + 1)))
