@@ -61,3 +61,36 @@ def pattern_index(tokens: np.ndarray, num: np.ndarray, v: int, depth: int) -> np
 
 def pattern_count(v: int, depth: int) -> int:
     return int(sum(v ** (m + 1) for m in range(depth + 1)))
+
+
+def to_draft_tree(trees: list, p_tables: list, q_tables: list, dtype=np.float32):
+    """Concrete numpy trees (transport.tree_laws.ConcreteTree) -> one batched `DraftTree` `[B, N+1]` and the target
+    laws `[B, N+1, V]` at every node (padding nodes: invalid, uniform laws)."""
+    import jax.numpy as jnp
+    from trees.tree import LAW_NAMES, DraftTree
+    b, v = len(trees), p_tables[0].shape[-1]
+    n1 = max(len(t.tokens) for t in trees)
+    kmax = max(1, max(len(c) for t in trees for c in t.children))
+    token = np.zeros((b, n1), np.int32)
+    parent = np.zeros((b, n1), np.int32)
+    depth = np.ones((b, n1), np.int32)
+    valid = np.zeros((b, n1), bool)
+    children = np.full((b, n1, kmax), -1, np.int32)
+    law = np.zeros((b, n1), np.int32)
+    probs = np.full((b, n1, v), 1.0 / v)
+    target = np.full((b, n1, v), 1.0 / v)
+    for r, t in enumerate(trees):
+        m = len(t.tokens)
+        token[r, :m], parent[r, :m], valid[r, :m] = t.tokens, t.parent, True
+        for i in range(m):
+            ctx = t.path(i)
+            depth[r, i] = len(ctx)
+            law[r, i] = LAW_NAMES.index(t.law[i])
+            children[r, i, :len(t.children[i])] = t.children[i]
+            target[r, i] = p_tables[len(ctx)][ctx]
+            if t.children[i]:
+                probs[r, i] = q_tables[len(ctx)][ctx]
+    tree = DraftTree(token=jnp.asarray(token), parent=jnp.asarray(parent), depth=jnp.asarray(depth),
+                     valid=jnp.asarray(valid), children=jnp.asarray(children), law=jnp.asarray(law),
+                     probs=jnp.asarray(probs, dtype))
+    return tree, jnp.asarray(target, dtype)
