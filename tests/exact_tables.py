@@ -94,3 +94,47 @@ def to_draft_tree(trees: list, p_tables: list, q_tables: list, dtype=np.float32)
                      valid=jnp.asarray(valid), children=jnp.asarray(children), law=jnp.asarray(law),
                      probs=jnp.asarray(probs, dtype))
     return tree, jnp.asarray(target, dtype)
+
+
+def trie_of_chains(chain_sets, p_tables: list, q_tables: list, dtype=np.float32):
+    """Rows of K chains of L tokens -> the `trees.builders.SpecInferTree` layout: pool node 1 + d*K + j holds chain
+    j's token d; the first chain with the same prefix owns the (valid) node; slot j of a valid node at depth d points
+    to chain j's canonical node at depth d+1 when chain j shares its prefix. Returns (DraftTree, target `[B, N+1, V]`)."""
+    import jax.numpy as jnp
+    from trees.tree import LAW_IID, DraftTree
+    chains = np.asarray(chain_sets, np.int64)                       # [B, K, L]
+    b, k, depth = chains.shape
+    v = p_tables[0].shape[-1]
+    n1 = 1 + k * depth
+    rows = np.arange(b)[:, None]
+    codes = np.cumsum(chains * v ** np.arange(depth)[None, None, :], axis=2)   # prefix codes through depth d
+    same = codes[:, :, None, :] == codes[:, None, :, :]                       # [B, K(row), K(j), L]
+    canon = 1 + np.arange(depth)[None, None, :] * k + np.argmax(same, axis=1)   # [B, K(j), L]: first equal chain
+    token = np.zeros((b, n1), np.int32)
+    parent = np.full((b, n1), -1, np.int32)
+    dep = np.zeros((b, n1), np.int32)
+    valid = np.zeros((b, n1), bool)
+    valid[:, 0] = True
+    children = np.full((b, n1, k), -1, np.int32)
+    children[:, 0, :] = canon[:, :, 0]
+    probs = np.zeros((b, n1, v))
+    target = np.zeros((b, n1, v))
+    probs[:, 0], target[:, 0] = q_tables[0], p_tables[0]
+    for d in range(depth):
+        ids = 1 + d * k + np.arange(k)
+        token[:, ids], dep[:, ids] = chains[:, :, d], d + 1
+        parent[:, ids] = 0 if d == 0 else canon[:, :, d - 1]
+        valid[:, ids] = canon[:, :, d] == ids[None, :]
+        ctx = tuple(chains[:, :, i] for i in range(d + 1))
+        target[:, ids] = p_tables[d + 1][ctx]
+        probs[:, ids] = q_tables[d + 1][ctx] if d + 1 < len(q_tables) else 1.0 / v
+        if d + 1 < depth:
+            # slot j of the canonical node of row i at depth d: chain j's node at d+1, if chain j shares row i's prefix
+            share = same[:, :, :, d]                                          # [B, i, j]
+            nxt = np.broadcast_to(canon[:, None, :, d + 1], share.shape)
+            own = canon[:, :, d]                                              # node of chain i
+            children[rows, own] = np.where(share, nxt, -1)
+    tree = DraftTree(token=jnp.asarray(token), parent=jnp.asarray(parent), depth=jnp.asarray(dep),
+                     valid=jnp.asarray(valid), children=jnp.asarray(children),
+                     law=jnp.full((b, n1), LAW_IID, jnp.int32), probs=jnp.asarray(probs, dtype))
+    return tree, jnp.asarray(target, dtype)

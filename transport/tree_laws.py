@@ -112,21 +112,30 @@ def enumerate_trees(shape, law, q_tables: Sequence[np.ndarray]) -> Iterator[tupl
     yield from rec(0, [0] * n, 1.0)
 
 
-def chains_tree(chains: Sequence[Sequence[int]], merge: bool) -> ConcreteTree:
-    """K i.i.d. chains as a tree: `merge=False` keeps them apart (root has K children, each a chain); `merge=True`
-    builds the trie with distinct children in first-appearance order (how a port would dedupe SpecInfer's trie)."""
+CHAIN_LAYOUTS = ("separate", "trie_slots", "trie_distinct")
+
+
+def chains_tree(chains: Sequence[Sequence[int]], layout: str = "separate") -> ConcreteTree:
+    """K i.i.d. chains as one tree. "separate": the root has K children, each heading its own chain; "trie_slots":
+    the SpecInfer trie (shared prefixes merged, one child slot per chain through a node, so ids may repeat);
+    "trie_distinct": the trie with each distinct child listed once (how a port dedupes the trie)."""
+    if layout not in CHAIN_LAYOUTS:
+        raise ValueError(f"unknown chain layout {layout!r}; expected one of {CHAIN_LAYOUTS}")
+    merge = layout != "separate"
     tokens, parent, children = [0], [-1], [[]]
     index: dict = {(): 0}
+    key = (lambda j, prefix: tuple(prefix)) if merge else (lambda j, prefix: (j,) + tuple(prefix) if prefix else ())
     for j, chain in enumerate(chains):
         for d in range(len(chain)):
-            key = tuple(chain[:d + 1]) if merge else (j,) + tuple(chain[:d + 1])
-            if key not in index:
-                index[key] = len(tokens)
+            node = key(j, chain[:d + 1])
+            par = index[key(j, chain[:d])]
+            if node not in index:
+                index[node] = len(tokens)
                 tokens.append(int(chain[d]))
-                par = index[tuple(chain[:d]) if merge else ((j,) + tuple(chain[:d]) if d else ())]
                 parent.append(par)
                 children.append([])
-                children[par].append(index[key])
+            if layout == "trie_slots" or index[node] not in children[par]:
+                children[par].append(index[node])
     return ConcreteTree(tuple(tokens), tuple(parent), tuple(tuple(c) for c in children), ("iid",) * len(tokens))
 
 
