@@ -11,6 +11,9 @@ import numpy as np
 from transport import laws
 
 RULES = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
+# Khisti et al.'s two-step rules (transport.importance): their residual may land on an unselected draft, so their
+# membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
+TWO_STEP_RULES = ("khisti", "khisti_lp")
 
 
 def residual(p: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -139,17 +142,23 @@ def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
         return kernel_spechub(p, q, drafts)
     if rule == "greedy":
         return kernel_greedy(p, q, drafts)
-    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES}")
+    if rule in ("khisti", "khisti_lp"):
+        from transport import importance         # imported here: transport.importance builds on this module
+        return importance.kernel_importance(p, q, drafts, kw.get("selection"))
+    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES + TWO_STEP_RULES}")
 
 
 DRAFT_LAW_OF = {"rrs": "iid", "rrs_without_replacement": "without_replacement", "kseq": "iid",
-                "spechub": "spechub", "greedy": "greedy"}
+                "spechub": "spechub", "greedy": "greedy", "khisti": "iid", "khisti_lp": "iid"}
 
 
 def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:
     """Exact enumeration over the rule's draft law: (output law `[V]`, membership acceptance P(Y ∈ X),
     first-stage acceptance P(slot >= 0 before any correction)). Cost O(|supp q|^k · k V): small V only."""
     tuples, probs = laws.tuple_law(q, k, DRAFT_LAW_OF[rule])
+    if rule == "khisti_lp" and k == 2 and "selection" not in kw:
+        from transport import importance
+        kw = {**kw, "selection": importance.pair_selection_lp(p, q)}
     law, member, first = np.zeros(len(p)), 0.0, 0.0
     for x, w in zip(tuples, probs):
         out = kernel(rule, p, q, x, **kw)

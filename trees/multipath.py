@@ -19,6 +19,7 @@ import numpy as np
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int, check_probs, default_tolerance, is_concrete
 from specjax.verify.block import block_decision, emitted_tokens
+from specjax.verify.importance import importance_keys, log_best_of_law, mass_below, xlogy
 from trees.tree import LAW_IID, DraftTree, validate_tree
 
 RANKS = ("ratio", "target", "draft")
@@ -27,44 +28,29 @@ RANKS = ("ratio", "target", "draft")
 def _keys(p, q, rank: str):
     """Ranking key `[..., V]` (higher = better); tokens with q = 0 last."""
     if rank == "ratio":
-        return jnp.where(q > 0, p / jnp.where(q > 0, q, 1.0), -1.0)
+        return importance_keys(p, q)
     if rank == "target":
         return jnp.where(q > 0, p, -1.0)
     return q
 
 
-def _xlogy(n, log_x):
-    """n · log x with 0 · (-inf) = 0 (a power x^0 = 1 even when x = 0)."""
-    return jnp.where(n == 0, 0.0, n * log_x)
-
-
 def selected_path_law(path_tokens, p_path, q_path, k: int, rank: str):
     """log q^Γ `[L, V]` along a selected path of one row: tokens `[L]`, p_path `[L, V]`, q_path `[L, V]`."""
-    m = jnp.arange(1, k + 1)
-    l_ = jnp.arange(k)
-    binom = jnp.asarray(np.log([[comb(a, j) if j <= a else 1 for j in range(1, k + 1)] for a in range(1, k + 1)]))
-    ok = (l_[None, :] < m[:, None])                                   # [m, l]: l = 0..m-1
-    jm = (jnp.arange(1, k + 1)[None, :] <= m[:, None])                # [m, j]: j = 1..m
+    m = jnp.arange(1, k + 1)[:, None]
+    j = jnp.arange(1, k + 1)[None, :]
+    log_binom = jnp.asarray(np.log([[comb(a, b) if b <= a else 1 for b in range(1, k + 1)] for a in range(1, k + 1)]))
 
     def step(log_pi, xs):
         y, p, q = xs
-        key = _keys(p, q, rank)
-        order = jnp.lexsort((-jnp.arange(q.shape[0]), key))           # worst first
-        below = jnp.zeros_like(q).at[order].set(jnp.concatenate([jnp.zeros_like(q[:1]), jnp.cumsum(q[order])[:-1]]))
-        log_below, log_upto, log_q = safe_log(below), safe_log(below + q), safe_log(q)
-        # log e_m(y) = log Σ_{l<m} upto^l below^(m-1-l), then log q^Γ(y) = log q(y) + log Σ_m π_m e_m(y)
-        terms = (_xlogy(l_[None, :, None], log_upto[None, None, :])
-                 + _xlogy((m[:, None, None] - 1 - l_[None, :, None]), log_below[None, None, :]))
-        log_e = jax.nn.logsumexp(jnp.where(ok[..., None], terms, -jnp.inf), axis=1)            # [m, V]
-        log_law = log_q + jax.nn.logsumexp(log_pi[:, None] + log_e, axis=0)
-        # posterior of the number of chains sharing Γ_≤d: ∝ Σ_m π_m C(m, j) q(y)^j below(y)^(m-j)
-        j = jnp.arange(1, k + 1)[None, :]
-        upd = log_pi[:, None] + binom + _xlogy(j, log_q[y]) + _xlogy(m[:, None] - j, log_below[y])
-        log_next = jax.nn.logsumexp(jnp.where(jm, upd, -jnp.inf), axis=0)
+        below = mass_below(q, _keys(p, q, rank))
+        log_law = log_best_of_law(q, below, log_pi)
+        # posterior of the number of chains sharing Γ_≤d: ∝ Σ_m π_m C(m, j) q(y)^j below(y)^(m-j), j <= m
+        upd = log_pi[:, None] + log_binom + xlogy(j, safe_log(q[y])) + xlogy(m - j, safe_log(below[y]))
+        log_next = jax.nn.logsumexp(jnp.where(j <= m, upd, -jnp.inf), axis=0)
         return log_next - jax.nn.logsumexp(log_next), log_law
 
-    log_pi0 = jnp.full((k,), -jnp.inf).at[k - 1].set(0.0)
-    _, log_laws = jax.lax.scan(step, log_pi0.astype(p_path.dtype), (path_tokens, p_path, q_path))
+    log_pi0 = jnp.full((k,), -jnp.inf, p_path.dtype).at[k - 1].set(0.0)
+    _, log_laws = jax.lax.scan(step, log_pi0, (path_tokens, p_path, q_path))
     return log_laws
 
 
