@@ -153,3 +153,15 @@ def verify_all(trees: Iterable[tuple[ConcreteTree, float]], verifier: Callable[[
                ) -> list[tuple[list[Stop], float]]:
     """Apply a verifier (tree -> stops) to every tree of an enumerated law."""
     return [(verifier(t), prob) for t, prob in trees]
+
+
+def tree_acceptance(shape, law, p_tables, q_tables, verifier: str = "token") -> float:
+    """Exact E[accepted drafts] of a tree shape whose children are drawn by `law` ("iid" | "wor" | "det", or one per
+    depth), verified token-level ("token": the rule of each node's law) or by traversal ("traversal"), by
+    enumerating every drafted tree (small V and trees only). The token-level value is `trees.reward`'s recursion."""
+    from transport.tree_laws import enumerate_trees
+    verifiers = {"token": lambda t: token_stops(t, p_tables, q_tables),
+                 "traversal": lambda t: traversal_stops(t, p_tables, q_tables)}
+    if verifier not in verifiers:
+        raise ValueError(f"unknown tree verifier {verifier!r}; expected one of {tuple(verifiers)}")
+    return expected_length(verify_all(enumerate_trees(shape, law, q_tables), verifiers[verifier]))

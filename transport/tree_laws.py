@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -151,14 +151,14 @@ def enumerate_chain_sets(k: int, depth: int, q_tables) -> Iterator[tuple[tuple[t
         yield tuple(c[0] for c in combo), float(np.prod([c[1] for c in combo]))
 
 
-def enumerate_sbs_trees(q_tables, drop_token: int | None = None) -> Iterator[tuple[ConcreteTree, float]]:
+def enumerate_sbs_trees(q_tables, keep_second: Callable | None = None) -> Iterator[tuple[ConcreteTree, float]]:
     """RSD-S trees of stochastic beam search, width 2, depth 2, exactly (Kool et al.: the final beam is a
     without-replacement sample (s1, s2) of 2 sequences from q(a)q(b|a), in score order; the first level holds
     a1 = s1[0] and a2 = s2[0], or, when s2 shares a1, a2 ~ q(·|V∖a1) since a Gumbel argmax is independent of its
     max). Layout as `trees.builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law "wor".
 
-    drop_token: the sensitivity case; a1's second child is dropped when its own token equals drop_token (its
-    existence then depends on its token). Only meaningful when s2 shares a1.
+    keep_second(a1, b1, b2) -> bool: the sensitivity case; when s2 shares a1, a1's second child b2 is kept only if
+    this returns True, so its existence depends on its own token (default: always kept).
     """
     v = q_tables[0].shape[-1]
     seq = {(a, b): q_tables[0][a] * q_tables[1][a, b] for a in range(v) for b in range(v)}
@@ -176,7 +176,8 @@ def enumerate_sbs_trees(q_tables, drop_token: int | None = None) -> Iterator[tup
             other = np.sum(np.where(np.arange(v) == s1[0], 0.0, q0))
             for a2 in range(v):
                 if a2 != s1[0] and q0[a2] > 0:
-                    yield _sbs_tree(s1, s2, a2, shared=True, keep=s2[1] != drop_token), base * q0[a2] / other
+                    keep = keep_second is None or bool(keep_second(s1[0], s1[1], s2[1]))
+                    yield _sbs_tree(s1, s2, a2, shared=True, keep=keep), base * q0[a2] / other
 
 
 def _sbs_tree(s1, s2, a2, shared: bool, keep: bool) -> ConcreteTree:
