@@ -162,3 +162,19 @@ def alpha_wor(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = NODE
         hit[m] = np.sum(w * lam[m] * np.exp(-lam[m] * t) * dist.sum(0))
     a, h = best_prefix((suffix_sums(p[o]) + np.minimum(hit, 1.0))[None], o[None])
     return float(a[0]), h[0]
+
+
+def run_chunked(p64: np.ndarray, q64: np.ndarray, groups, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Apply per-group row functions `fn(p, q, rows) -> (α*, H)` over small row chunks (they stay in cache) with x64
+    enabled for any jax call inside. groups: [(row ids, fn)]. Returns (α* `[N]`, H `[N, V]`)."""
+    import jax                                       # only the jax-backed functions need it
+    alpha = np.zeros(len(p64))
+    mask = np.zeros(p64.shape, bool)
+    with jax.enable_x64(True):
+        for rows, fn in groups:
+            for part in np.array_split(rows, max(1, -(-len(rows) // chunk))):
+                if len(part):
+                    alpha[part], h = fn(p64[part], q64[part], part)
+                    if h is not None:
+                        mask[part] = h
+    return alpha, mask
