@@ -125,10 +125,13 @@ def importance_membership(p: np.ndarray, q: np.ndarray, k: int) -> float:
     zs = np.flatnonzero((r > 0) & (a < 1))
     if not len(ys) or not len(zs):
         return first
-    after = (key[ys][:, None] < key[zs][None, :]) | ((key[ys][:, None] == key[zs][None, :]) & (ys[:, None] > zs[None, :]))
-    qy = q[ys][:, None]
-    joint = np.where(after, r[zs][None, :] - ((upto[zs][None, :] - qy) ** k - np.maximum(below[zs][None, :] - qy, 0.0) ** k),
-                     0.0)
-    joint = joint + np.where(ys[:, None] == zs[None, :], r[zs][None, :], 0.0)
-    hit = (joint * (1.0 - a[zs])[None, :]).sum(1)                    # P(y ∈ X, selected z rejected)
+    hit = np.zeros(len(ys))                                         # P(y ∈ X, selected z rejected)
+    for lo in range(0, len(ys), 512):                              # [512, V] blocks bound the memory at large V
+        y = ys[lo:lo + 512]
+        after = (key[y][:, None] < key[zs][None, :]) | ((key[y][:, None] == key[zs][None, :]) & (y[:, None] > zs[None, :]))
+        qy = q[y][:, None]
+        joint = np.where(after, r[zs][None, :] - ((upto[zs][None, :] - qy) ** k
+                                                   - np.maximum(below[zs][None, :] - qy, 0.0) ** k), 0.0)
+        joint += np.where(y[:, None] == zs[None, :], r[zs][None, :], 0.0)
+        hit[lo:lo + 512] = (joint * (1.0 - a[zs])[None, :]).sum(1)
     return first + float(np.sum(res[ys] * hit))
