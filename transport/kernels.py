@@ -1,4 +1,5 @@
-"""Exact numpy float64 kernels of the verifier rules: for one draft tuple, the joint law of (slot, token).
+"""Exact numpy float64 kernels of the verifier rules (transport/THEORY.md §3): for one draft tuple, the joint law of
+(slot, token).
 
 `kernel(rule, p, q, drafts) -> out [k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] =
 P(no slot accepted, correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and

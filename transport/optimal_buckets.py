@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Bucketed exact path (CPU, numpy): no full sort (THEORY §2.3 prefix theorem + a monotone lower bound).
+# Bucketed exact path (CPU, numpy): no full sort (transport/THEORY.md §2.3 prefix theorem + a monotone lower bound).
 #
 # Tokens are bucketed by the float64 bit pattern of r = p/q (for r >= 0 the IEEE-754 bits are monotone in r), keeping
 # the exponent and the top `sub` mantissa bits: 2^sub buckets per octave of r. Only the octaves a chunk of rows uses

@@ -1,4 +1,4 @@
-"""Numpy float64 α* (the CPU backend of `transport.optimal`, batched `[N, V]`) (THEORY §2): the prefix (threshold) theorem for iid and without-replacement drafts,
+"""Numpy float64 α* (the CPU backend of `transport.optimal`, batched `[N, V]`) (transport/THEORY.md §2): the prefix (threshold) theorem for iid and without-replacement drafts,
 the closed form for greedy drafts, and the exponential-race quadrature for without replacement with k >= 3.
 
 `alpha_wor` is a one-pair python-loop reference for the race; `transport.optimal` runs the same recursion as a jax
@@ -139,7 +139,7 @@ def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = NODES_P
 
 def alpha_wor(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = NODES_PER_DECADE
               ) -> tuple[float, np.ndarray]:
-    """α* for k drafts without replacement, any k, by the exponential race (THEORY §2.4); python loop over V.
+    """α* for k drafts without replacement, any k, by the exponential race (transport/THEORY.md §2.4); python loop over V.
 
     f(H) = ∫ λ e^{-λt} P(N_S(t) <= k_eff - 1) dt, S = V∖H, λ = q(H); k_eff = min(k, |supp q|).
     """

@@ -1,4 +1,5 @@
-"""Eager input checks shared by the transport entry points (ValueError, in plain Python, before any jax call)."""
+"""Eager input checks shared by the transport entry points (ValueError, in plain Python, before any jax call;
+the pitfalls of transport/THEORY.md §6)."""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -1,6 +1,6 @@
 """Exact membership acceptance P(Y ∈ X) of each multi-draft verifier rule as a function of (p, q, k), float64.
 
-Closed forms (THEORY §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
+Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
 SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def kseq_acceptance(p: np.ndarray, q: np.ndarray, k: int, rho: float | None = No
 
 
 def spechub_acceptance(p: np.ndarray, q: np.ndarray) -> float:
-    """min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))), a = argmax q (our identity, THEORY §3.5)."""
+    """min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))), a = argmax q (our identity, transport/THEORY.md §3.5)."""
     a = int(laws.greedy_set(q, 1)[0])
     not_hub = np.arange(len(q)) != a
     return float(min(1.0, p[a] + np.minimum(p, q / q[not_hub].sum())[not_hub].sum()))

@@ -24,9 +24,12 @@ from specjax.verify.chain import residual_distribution
 
 
 def mass_below(q: jax.Array, key: jax.Array) -> jax.Array:
-    """below(y) `[V]`: q-mass of the tokens ranked after y (key descending, ties to the smaller id)."""
-    order = jnp.lexsort((-jnp.arange(q.shape[-1]), key))              # worst first
-    return jnp.zeros_like(q).at[order].set(jnp.concatenate([jnp.zeros_like(q[:1]), jnp.cumsum(q[order])[:-1]]))
+    """below(y) `[V]`: q-mass of the tokens ranked after y (key descending, ties to the smaller id), as exclusive
+    suffix sums of the ranked masses (direct sums, no complement by subtraction)."""
+    order = jnp.argsort(-key, stable=True)                           # best first; ties: smaller id first
+    ranked = q[order]
+    suffix = jnp.flip(jnp.cumsum(jnp.flip(ranked)))
+    return jnp.zeros_like(q).at[order].set(jnp.concatenate([suffix[1:], jnp.zeros_like(q[:1])]))
 
 
 def xlogy(n, log_x):
@@ -36,14 +39,15 @@ def xlogy(n, log_x):
 
 def log_best_of_law(q: jax.Array, below: jax.Array, log_pi: jax.Array) -> jax.Array:
     """log law `[V]` of the best of M i.i.d. draws from q under a ranking, M ~ exp(log_pi) over 1..len(log_pi):
-    log q(y) + log Σ_m π_m Σ_{l<m} upto(y)^l below(y)^(m−1−l), all terms positive (stable at any M)."""
-    k = log_pi.shape[0]
-    m = jnp.arange(1, k + 1)[:, None, None]
-    l_ = jnp.arange(k)[None, :, None]
+    log q(y) + log Σ_m π_m e_m(y), e_m = Σ_{l<m} upto^l below^(m−1−l) = upto^m − below^m over q, by the positive
+    recurrence e_1 = 1, e_{m+1} = below^m + upto · e_m (log space, O(M V); stable at any M)."""
     log_below, log_upto = safe_log(below), safe_log(below + q)
-    terms = xlogy(l_, log_upto[None, None]) + xlogy(m - 1 - l_, log_below[None, None])
-    log_e = jax.nn.logsumexp(jnp.where(l_ < m, terms, -jnp.inf), axis=1)                        # [M, V]
-    return safe_log(q) + jax.nn.logsumexp(log_pi[:, None] + log_e, axis=0)
+    log_e = jnp.zeros_like(q)
+    total = log_pi[0] + log_e
+    for m in range(1, log_pi.shape[0]):
+        log_e = jnp.logaddexp(xlogy(m, log_below), log_upto + log_e)
+        total = jnp.logaddexp(total, log_pi[m] + log_e)
+    return safe_log(q) + total
 
 
 def importance_keys(p: jax.Array, q: jax.Array) -> jax.Array:

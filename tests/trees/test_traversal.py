@@ -40,6 +40,20 @@ def test_reference_is_lossless_on_enumerated_tree_laws(shape, law):
     assert total_variation(completed_law(bad, p, 3), target) > 1e-3
 
 
+@pytest.mark.parametrize("law", ["iid", "wor", "det"])
+def test_token_enumeration_equals_the_reward_recursion(law):
+    """The token-level E[L] by enumeration (transport) equals GTO's recursion (trees.reward); traversal is measured."""
+    from trees.reward import expected_accept_length
+    from transport.tree_kernels import tree_acceptance
+    p, q = _tables(6)
+    shape = SHAPES["irregular"]
+    exact = tree_acceptance(shape, law, p, q, "token")
+    recursion = float(expected_accept_length(shape, law, [t.astype(np.float32) for t in p[:3]],
+                                             [t.astype(np.float32) for t in q]))
+    assert recursion == pytest.approx(exact, rel=2e-6)
+    assert tree_acceptance(shape, law, p, q, "traversal") > 0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_traversal_on_a_chain_is_block_verification(seed):
     p, q = _tables(seed, conc=[0.3, 1.0, 3.0, 0.7][seed])
