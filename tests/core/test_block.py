@@ -145,3 +145,17 @@ def test_bad_input_raises_before_tracing():
         accept_block(key, x, np.where(np.arange(v) == 0, 0.0, 1 / 3).astype(np.float32) * np.ones((b, k, 1), np.float32), p)
     with pytest.raises(ValueError, match="K >= 1"):
         accept_block(key, np.zeros((b, 0), np.int32), q[:, :0], p[:, :1])
+
+
+def test_exact_reference_rejects_bad_tables():
+    p, q = _case(0, v=3, k=2)
+    with pytest.raises(ValueError, match="needs q_tables"):
+        chain_acceptance(p[:2], q)
+    with pytest.raises(ValueError, match="must have shape"):
+        chain_acceptance([p[0], p[2], p[2]], q)
+    with pytest.raises(ValueError, match="probability rows"):
+        chain_acceptance([p[0] * 2, p[1], p[2]], q)
+    with pytest.raises(ValueError, match="probability rows"):
+        chain_acceptance([np.full(3, np.nan), p[1], p[2]], q)
+    with pytest.raises(ValueError, match="unknown chain verifier"):
+        chain_acceptance(p, q, "blocky")

@@ -123,10 +123,11 @@ def test_degenerate_inputs():
     chains = np.tile(np.array([[1, 2], [3, 1], [2, 2]]), (16, 1, 1))
     _, num, tokens, _ = _jax_round(chains, p_dis, q_dis, seed=0)
     assert np.all(num == 0) and np.all(tokens[:, 0] == 0)
-    # identical chains (K copies of one path) and p = q: still lossless by the exact reference
+    # p = q: the selected chain's law q^Γ differs from q, yet GBV stays exactly lossless
     p, q = _tables(5)
-    stops = [(gbv_stops(((0, 1),) * 4, p, q), 1.0)]
-    assert expected_length(stops) >= 0
+    same = [p[0], p[1]]
+    stops = [(gbv_stops(c, p, same), w) for c, w in enumerate_chain_sets(3, L, same)]
+    assert total_variation(completed_law(stops, p, L), completions(p, L)[0]) < 1e-13
     fn = jax.jit(gbv_walk_unchecked, static_argnames=("max_depth", "rank"))
     tree, target = trie_of_chains(np.tile(np.array([[0, 1], [0, 1]]), (4, 1, 1)), p, q)
     path, n, _ = fn(jax.random.key(0), tree, target, max_depth=L)
