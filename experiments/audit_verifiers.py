@@ -1,5 +1,5 @@
 """Exactness audit of verification rules on a tiny enumerable model: TV to the target law and E[accepted drafts] per
-(scheme, verifier), exactly (transport/audit.py).
+(scheme, verifier), exactly (transport/audit.py; transport/THEORY.md §7).
 
     python experiments/audit_verifiers.py --seed 1 --out results/audit_verifiers
 Writes audit_verifiers.json and audit_verifiers.png under --out and prints the table.

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from transport import kernels
-from transport.chain import along, chain_output_law, completions, stop_law, total_variation
+from transport.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
 from transport.multipath import best_chain, gbv_stops
 from transport.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
 from transport.tree_laws import (ConcreteTree, chains_tree, enumerate_chain_sets, enumerate_sbs_trees,
@@ -57,7 +57,6 @@ def chain_rows(p, q) -> list[AuditRow]:
     target = completions(p, len(q))[0]
     spec = {"token": "specjax", "block": "specjax", "traversal": "specjax", "block_tokenwise": "port",
             "exact_match": "paper", "exact_match_argmax": "misuse", "typical": "lossy by design"}
-    from transport.chain import chain_acceptance
     return [AuditRow(f"chain K={len(q)}", name, source, total_variation(chain_output_law(p, q, name), target),
                      chain_acceptance(p, q, name)) for name, source in spec.items()]
 

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 
-from transport.kernels import _place, residual
+from transport.kernels import place_law, residual
 
 PAIR_LP_MAX_V = 256          # the pair LP has V(V-1)/2 selection variables
 
@@ -107,7 +107,7 @@ def kernel_importance(p: np.ndarray, q: np.ndarray, drafts, selection: PairSelec
         acc = 1.0 if p[z] >= r[z] else p[z] / r[z]
         first = int(np.flatnonzero(drafts == z)[0])
         out[first + 1, z] += w * acc
-        _place(out, res.copy(), w * (1.0 - acc), drafts, to_slots=True)
+        place_law(out, res.copy(), w * (1.0 - acc), drafts, to_slots=True)
     return out
 
 

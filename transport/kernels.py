@@ -29,7 +29,7 @@ def _ratio(num: float, den: float) -> float:
     return 1.0 if num >= den else num / den
 
 
-def _place(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
+def place_law(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
     """Add weight·law to the correction row; tokens landing on a draft go to its first slot if `to_slots`."""
     law = weight * law
     if to_slots:
@@ -116,7 +116,7 @@ def kernel_greedy(p, q, drafts) -> np.ndarray:
     out = np.zeros((len(drafts) + 1, len(p)))
     acc = _ratio(p[x] * rest, q[x])
     out[len(drafts), x] += acc
-    _place(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
+    place_law(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
     return out
 
 
@@ -126,7 +126,7 @@ def kernel_lp(plan, drafts) -> np.ndarray:
     member[drafts] = True
     row = int(np.flatnonzero(np.all(plan.sets == member, axis=1))[0])
     out = np.zeros((len(drafts) + 1, plan.sets.shape[1]))
-    _place(out, plan.output_law(row), 1.0, np.asarray(drafts), to_slots=True)
+    place_law(out, plan.output_law(row), 1.0, np.asarray(drafts), to_slots=True)
     return out
 
 
