@@ -1,5 +1,8 @@
-"""The verifier-vs-optimum gap experiment: α* (iid, without replacement, greedy) against every verifier's exact
-acceptance, for k = 1..8, several temperatures and synthetic (p, q) families. Writes JSON and a PNG."""
+"""The verifier-vs-optimum gap experiment (transport/THEORY.md §2–§5): per k and temperature, α* (iid, without
+replacement, greedy) against every verifier's exact acceptance (incl. Khisti et al.'s two-step rule) on synthetic
+(p, q) families; and for sequences, the exact expected accepted length of token vs block verification on chains,
+token-level vs traversal on small trees, and SpecInfer's RRS vs traversal vs GBV on i.i.d. chains
+(`transport.length_gap`). Writes JSON and a PNG."""
 from __future__ import annotations
 
 import json
@@ -10,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from transport.importance import PAIR_LP_MAX_V
+from transport.length_gap import length_rows
 from transport.optimal import optimal_acceptance
 from transport.verifiers import MAX_ENUMERATION, verifier_acceptance
 
 OWN_LAW = {"rrs": "iid", "kseq": "iid", "rrs_without_replacement": "without_replacement", "spechub": "greedy",
-           "greedy": "greedy"}
+           "greedy": "greedy", "khisti": "iid", "khisti_lp": "iid"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,12 @@ class GapConfig:
     temperatures: tuple[float, ...] = (0.5, 1.0, 2.0)
     families: tuple[str, ...] = ("dirichlet", "zipf", "correlated_softmax")
     pairs: int = 8
-    verifiers: tuple[str, ...] = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
+    verifiers: tuple[str, ...] = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti",
+                                  "khisti_lp")
+    length_vocab: int = 4
+    """vocabulary of the sequence-level comparisons (every draft enumerated)"""
+    length_models: int = 2
+    """random table sets averaged per temperature in the sequence-level comparisons"""
 
     @staticmethod
     def default() -> "GapConfig":
@@ -34,7 +44,8 @@ class GapConfig:
 
     @staticmethod
     def small() -> "GapConfig":
-        return replace(GapConfig(), vocab_size=12, ks=(1, 2, 3, 4), temperatures=(0.5, 1.0), pairs=4)
+        return replace(GapConfig(), vocab_size=12, ks=(1, 2, 3, 4), temperatures=(0.5, 1.0), pairs=4,
+                       length_vocab=3, length_models=1)
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -62,6 +73,8 @@ def synthetic_pairs(family: str, n: int, v: int, temperature: float, rng: np.ran
 def _applicable(verifier: str, k: int, v: int) -> bool:
     if verifier == "spechub":
         return k == 2
+    if verifier == "khisti_lp":
+        return k <= 2 and v <= PAIR_LP_MAX_V
     if verifier == "rrs_without_replacement":
         return k <= 2 or float(v) ** k <= MAX_ENUMERATION
     return True
@@ -80,34 +93,54 @@ def run_verifier_gap(config: GapConfig, seed: int, out_dir: str | Path) -> dict:
         per_law = {law: {s: optimal_acceptance(*data[s], k, law) for s in settings}
                    for law in ("iid", "without_replacement", "greedy")}
         for law, vals in per_law.items():
-            stars.append({"k": k, "law": law, "mean_alpha_star": float(np.mean(np.concatenate(list(vals.values()))))})
+            for t in config.temperatures:
+                stars.append({"k": k, "law": law, "temperature": t, "mean_alpha_star": _mean(vals, settings, t)})
         for verifier in config.verifiers:
             if not _applicable(verifier, k, config.vocab_size):
                 continue
             acc = {s: verifier_acceptance(*data[s], k, verifier) for s in settings}
-            gaps = {s: per_law[OWN_LAW[verifier]][s] - acc[s] for s in settings}
-            worst = max(settings, key=lambda s: gaps[s].max())
-            all_gaps = np.concatenate(list(gaps.values()))
-            rows.append({"k": k, "verifier": verifier, "law": OWN_LAW[verifier],
-                         "mean_acceptance": float(np.mean(np.concatenate(list(acc.values())))),
-                         "mean_alpha_star": float(np.mean(np.concatenate(list(per_law[OWN_LAW[verifier]].values())))),
-                         "mean_gap": float(all_gaps.mean()), "worst_gap": float(all_gaps.max()),
-                         "min_gap": float(all_gaps.min()),
-                         "worst_setting": {"family": worst[0], "temperature": worst[1]}})
+            star = per_law[OWN_LAW[verifier]]
+            for t in config.temperatures:
+                mine = [s for s in settings if s[1] == t]
+                gaps = {s: star[s] - acc[s] for s in mine}
+                worst = max(mine, key=lambda s: gaps[s].max())
+                all_gaps = np.concatenate([gaps[s] for s in mine])
+                rows.append({"k": k, "temperature": t, "verifier": verifier, "law": OWN_LAW[verifier],
+                             "mean_acceptance": _mean(acc, settings, t), "mean_alpha_star": _mean(star, settings, t),
+                             "mean_gap": float(all_gaps.mean()), "worst_gap": float(all_gaps.max()),
+                             "min_gap": float(all_gaps.min()), "worst_family": worst[0]})
         print(f"[verifier_gap] k={k} done ({time.time() - start:.1f}s)", file=sys.stderr, flush=True)
-    result = {"config": asdict(config), "seed": seed, "rows": rows, "alpha_star": stars,
+    lengths = []
+    for t in config.temperatures:
+        pair_fn = lambda n, t=t: synthetic_pairs("correlated_softmax", n, config.length_vocab, t, rng)
+        lengths += length_rows(pair_fn, t, config.length_vocab, models=config.length_models)
+        print(f"[verifier_gap] sequence-level lengths at T={t} done ({time.time() - start:.1f}s)", file=sys.stderr,
+              flush=True)
+    result = {"config": asdict(config), "seed": seed, "rows": rows, "alpha_star": stars, "lengths": lengths,
               "seconds": time.time() - start}
     (out_dir / "verifier_gap.json").write_text(json.dumps(result, indent=2))
     _plot(result, out_dir / "verifier_gap.png")
     return result
 
 
+def _mean(values: dict, settings: list, temperature: float) -> float:
+    return float(np.mean(np.concatenate([values[s] for s in settings if s[1] == temperature])))
+
+
 def format_table(result: dict) -> str:
-    """Plain-text table of the rows of `run_verifier_gap`."""
-    lines = [f"{'k':>2} {'verifier':<24} {'law':<20} {'accept':>8} {'alpha*':>8} {'mean gap':>9} {'worst gap':>9}"]
+    """Plain-text tables of `run_verifier_gap`: per (k, temperature) acceptance vs α*, then sequence lengths."""
+    lines = [f"{'k':>2} {'T':>4} {'verifier':<24} {'law':<20} {'accept':>8} {'alpha*':>8} {'mean gap':>9} "
+             f"{'worst gap':>9}"]
     for r in result["rows"]:
-        lines.append(f"{r['k']:>2} {r['verifier']:<24} {r['law']:<20} {r['mean_acceptance']:8.4f} "
-                     f"{r['mean_alpha_star']:8.4f} {r['mean_gap']:9.2e} {r['worst_gap']:9.2e}")
+        lines.append(f"{r['k']:>2} {r['temperature']:>4} {r['verifier']:<24} {r['law']:<20} "
+                     f"{r['mean_acceptance']:8.4f} {r['mean_alpha_star']:8.4f} {r['mean_gap']:9.2e} "
+                     f"{r['worst_gap']:9.2e}")
+    lines.append("")
+    lines.append("exact E[accepted drafts] per round (V = %d)" % result["config"]["length_vocab"])
+    for r in result["lengths"]:
+        rules = ", ".join(f"{name} {val:.4f}" for name, val in r.items()
+                          if name not in ("temperature", "scheme", "setting"))
+        lines.append(f"T={r['temperature']:<4} {r['scheme']:<11} {r['setting']:<24} {rules}")
     return "\n".join(lines)
 
 
@@ -115,18 +148,37 @@ def _plot(result: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for law in ("iid", "without_replacement", "greedy"):
-        pts = [(s["k"], s["mean_alpha_star"]) for s in result["alpha_star"] if s["law"] == law]
-        ax.plot(*zip(*pts), "-", lw=2.5, alpha=0.5, label=f"α* {law}")
-    for verifier in result["config"]["verifiers"]:
-        pts = [(r["k"], r["mean_acceptance"]) for r in result["rows"] if r["verifier"] == verifier]
+    temps = result["config"]["temperatures"]
+    fig, axes = plt.subplots(1, len(temps) + 1, figsize=(5 * (len(temps) + 1), 4.5))
+    for ax, t in zip(axes, temps):
+        for law in ("iid", "without_replacement", "greedy"):
+            pts = [(s["k"], s["mean_alpha_star"]) for s in result["alpha_star"] if s["law"] == law
+                   and s["temperature"] == t]
+            ax.plot(*zip(*pts), "-", lw=2.5, alpha=0.5, label=f"α* {law}")
+        for verifier in result["config"]["verifiers"]:
+            pts = [(r["k"], r["mean_acceptance"]) for r in result["rows"] if r["verifier"] == verifier
+                   and r["temperature"] == t]
+            if pts:
+                ax.plot(*zip(*pts), "o--", ms=4, label=verifier)
+        ax.set_xlabel("number of drafts k")
+        ax.set_ylabel("mean acceptance P(Y ∈ X)")
+        ax.set_title(f"T = {t} (V={result['config']['vocab_size']}, seed {result['seed']})", fontsize=9)
+    axes[0].legend(fontsize=7)
+    ax = axes[-1]
+    labels, pairs = [], []
+    for r in result["lengths"]:
+        vals = [(name, val) for name, val in r.items() if name not in ("temperature", "scheme", "setting")]
+        labels.append(f"T={r['temperature']} {r['setting']}")
+        pairs.append(vals)
+    y = np.arange(len(labels))
+    for j in range(3):
+        pts = [(vals[j][1], i) for i, vals in enumerate(pairs) if j < len(vals)]
         if pts:
-            ax.plot(*zip(*pts), "o--", ms=4, label=verifier)
-    ax.set_xlabel("number of drafts k")
-    ax.set_ylabel("mean acceptance P(Y ∈ X)")
-    ax.set_title(f"verifiers vs optimum (V={result['config']['vocab_size']}, seed {result['seed']})")
-    ax.legend(fontsize=8)
+            ax.plot(*zip(*pts), "os^"[j], ms=4, label=["token-level", "block / traversal", "GBV"][j])
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xlabel("exact E[accepted drafts]")
+    ax.set_title("sequence-level rules", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""Exact numpy float64 kernels of the verifier rules: for one draft tuple, the joint law of (slot, token).
+"""Exact numpy float64 kernels of the verifier rules (transport/THEORY.md §3): for one draft tuple, the joint law of
+(slot, token).
 
 `kernel(rule, p, q, drafts) -> out [k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] =
 P(no slot accepted, correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and
@@ -11,6 +12,9 @@ import numpy as np
 from transport import laws
 
 RULES = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
+# Khisti et al.'s two-step rules (transport.importance): their residual may land on an unselected draft, so their
+# membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
+TWO_STEP_RULES = ("khisti", "khisti_lp")
 
 
 def residual(p: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -25,7 +29,7 @@ def _ratio(num: float, den: float) -> float:
     return 1.0 if num >= den else num / den
 
 
-def _place(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
+def place_law(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
     """Add weight·law to the correction row; tokens landing on a draft go to its first slot if `to_slots`."""
     law = weight * law
     if to_slots:
@@ -116,7 +120,7 @@ def kernel_greedy(p, q, drafts) -> np.ndarray:
     out = np.zeros((len(drafts) + 1, len(p)))
     acc = _ratio(p[x] * rest, q[x])
     out[len(drafts), x] += acc
-    _place(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
+    place_law(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
     return out
 
 
@@ -130,7 +134,7 @@ def kernel_lp(plan, drafts) -> np.ndarray:
         out[0] = plan.plan.sum(0) + (1.0 - plan.value) * plan.residual
         return out
     row = int(np.flatnonzero(np.all(plan.sets == member, axis=1))[0])
-    _place(out, plan.output_law(row), 1.0, drafts, to_slots=True)
+    place_law(out, plan.output_law(row), 1.0, drafts, to_slots=True)
     return out
 
 
@@ -138,7 +142,7 @@ def kernel_point_mass(p, drafts) -> np.ndarray:
     """Kernel of the point-mass rule for deterministic drafts: y ~ p, accepted at the first slot holding y."""
     drafts = np.asarray(drafts, np.int64)
     out = np.zeros((len(drafts) + 1, len(p)))
-    _place(out, np.asarray(p, np.float64), 1.0, drafts, to_slots=True)
+    place_law(out, np.asarray(p, np.float64), 1.0, drafts, to_slots=True)
     return out
 
 
@@ -167,17 +171,23 @@ def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
         return kernel_spechub(p, q, drafts)
     if rule == "greedy":
         return kernel_greedy(p, q, drafts)
-    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES}")
+    if rule in ("khisti", "khisti_lp"):
+        from transport import importance         # imported here: transport.importance builds on this module
+        return importance.kernel_importance(p, q, drafts, kw.get("selection"))
+    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES + TWO_STEP_RULES}")
 
 
 DRAFT_LAW_OF = {"rrs": "iid", "rrs_without_replacement": "without_replacement", "kseq": "iid",
-                "spechub": "spechub", "greedy": "greedy"}
+                "spechub": "spechub", "greedy": "greedy", "khisti": "iid", "khisti_lp": "iid"}
 
 
 def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:
     """Exact enumeration over the rule's draft law: (output law `[V]`, membership acceptance P(Y ∈ X),
     first-stage acceptance P(slot >= 0 before any correction)). Cost O(|supp q|^k · k V): small V only."""
     tuples, probs = laws.tuple_law(q, k, DRAFT_LAW_OF[rule])
+    if rule == "khisti_lp" and k == 2 and "selection" not in kw:
+        from transport import importance
+        kw = {**kw, "selection": importance.pair_selection_lp(p, q)}
     law, member, first = np.zeros(len(p)), 0.0, 0.0
     for x, w in zip(tuples, probs):
         out = kernel(rule, p, q, x, **kw)

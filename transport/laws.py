@@ -1,4 +1,5 @@
-"""Joint draft laws as explicit tables (small vocabularies, numpy float64): ordered tuples -> sets -> hit function.
+"""Joint draft laws as explicit tables (small vocabularies, numpy float64; transport/THEORY.md §0, §2): ordered
+tuples -> sets -> hit function.
 
 A tuple law is `(tuples [T, k'] int64, probs [T] float64)`; a set law is `(sets [M, V] bool, probs [M] float64)`.
 These tables feed the LP (`transport.lp`) and exact enumeration of verifier rules (`transport.kernels`).

@@ -1,415 +1,26 @@
-"""α*, the best acceptance of any lossless verifier, exact at full vocabulary size, batched with jax in float64.
+"""α*, the best acceptance of any lossless verifier, exact at full vocabulary size, float64 (transport/THEORY.md §2).
 
-Same formulas as the numpy reference `transport.optimal_ref` (THEORY §2.3–2.4): by the prefix theorem the minimum cut
-is a prefix of the tokens sorted by p/q, so α* = min_m [p(V∖H_m) + f(H_m)] with f the hit function of the draft law.
-float64 is enabled locally (`jax.enable_x64(True)` around the calls), never globally.
+By the prefix theorem (§2.3) the minimum cut is a prefix of the tokens sorted by p/q, so α* = min_m [p(V∖H_m) +
+f(H_m)] with f the hit function of the draft law. Two backends behind one dispatch table: `transport.optimal_numpy`
+(CPU: ratio buckets without a full sort, O(V) greedy, the race quadrature) and `transport.optimal_jax` (batched
+jax, for accelerators); both agree with the reference `transport.optimal_ref` to rounding.
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from transport import optimal_ref
-from specjax.validation import check_int, default_tolerance
-from transport.validate import check_draft_law, check_pair
+from transport import optimal_jax, optimal_numpy, optimal_ref
+from transport.validate import check_draft_law, checked_rows
 
 OPTIMAL_LAWS = ("iid", "without_replacement", "greedy")
-_CHUNK = 8
-_PYTHON_RACE_MAX_V = 2048
-
-
-def _ratio_sorted(p: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r = jnp.where(q > 0, p / jnp.where(q > 0, q, 1.0), jnp.where(p > 0, jnp.inf, -1.0))
-    order = jnp.argsort(-r, axis=-1, stable=True)
-    return order, jnp.take_along_axis(p, order, -1), jnp.take_along_axis(q, order, -1)
-
-
-def _suffix(x: jax.Array) -> jax.Array:
-    tail = jnp.flip(jnp.cumsum(jnp.flip(x, -1), -1), -1)
-    return jnp.concatenate([tail, jnp.zeros_like(x[..., :1])], -1)
-
-
-def _prefix(x: jax.Array) -> jax.Array:
-    return jnp.concatenate([jnp.zeros_like(x[..., :1]), jnp.cumsum(x, -1)], -1)
-
-
-def _best_prefix(vals: jax.Array) -> tuple[jax.Array, jax.Array]:
-    m = jnp.argmin(vals, axis=-1)
-    return jnp.take_along_axis(vals, m[:, None], -1)[:, 0], m
-
-
-@partial(jax.jit, static_argnums=2)
-def _iid(p, q, k):
-    order, ps, qs = _ratio_sorted(p, q)
-    return (*_best_prefix(_suffix(ps) + 1.0 - _suffix(qs) ** k), order)
-
-
-@jax.jit
-def _wor2(p, q):
-    order, ps, qs = _ratio_sorted(p, q)
-    loo = _prefix(qs)[:, :-1] + _suffix(qs)[:, 1:]            # q(V∖a) without 1 - q_a
-    a = _suffix(jnp.where(qs > 0, qs / jnp.where(loo > 0, loo, 1.0), 0.0))
-    return (*_best_prefix(_suffix(ps) + jnp.minimum(_prefix(qs) * (1.0 + a), 1.0)), order)
-
-
-@partial(jax.jit, static_argnums=5)
-def _race(p, q, t, w, k_eff, k):
-    """Exponential-race hit function for every ratio prefix; t, w: `[N, T]` quadrature per row, k_eff: `[N]`."""
-    order, ps, qs = _ratio_sorted(p, q)
-    lam = _prefix(qs)
-
-    def one(qs, lam, t, w, k_eff):
-        keep = (jnp.arange(k) < k_eff)[:, None]
-
-        def step(dist, xs):                                   # add token a to S: truncated Poisson-binomial update
-            a, lam_m = xs
-            dist = dist * jnp.exp(-a * t) + jnp.concatenate([jnp.zeros_like(t)[None], dist[:-1]], 0) * -jnp.expm1(-a * t)
-            survive = jnp.sum(jnp.where(keep, dist, 0.0), 0)  # P(N_S(t) <= k_eff - 1)
-            return dist, jnp.sum(w * lam_m * jnp.exp(-lam_m * t) * survive)
-
-        init = jnp.zeros((k, t.shape[0]), t.dtype).at[0].set(1.0)
-        _, hits = jax.lax.scan(step, init, (qs[::-1], lam[:-1][::-1]), unroll=4)
-        return jnp.concatenate([hits[::-1], jnp.ones((1,), t.dtype)])
-
-    hits = jax.vmap(one)(qs, lam, t, w, k_eff)
-    return (*_best_prefix(_suffix(ps) + jnp.minimum(hits, 1.0)), order)
-
-
-@partial(jax.jit, static_argnums=2)
-def _greedy(p, q, k):
-    _, g = jax.lax.top_k(q, k - 1)                            # ties -> smaller id
-    in_g = jnp.zeros(p.shape, bool).at[jnp.arange(p.shape[0])[:, None], g].set(True)
-    q_rest = jnp.where(in_g, 0.0, q)
-    q_cond = q_rest / jnp.sum(q_rest, -1, keepdims=True)
-    alpha = jnp.sum(jnp.where(in_g, p, jnp.minimum(p, q_cond)), -1)
-    return alpha, ~in_g & (p > q_cond)
-
-
-def _race_grids(q: np.ndarray, k_eff: np.ndarray, nodes_per_decade: int) -> tuple[np.ndarray, np.ndarray]:
-    grids = [optimal_ref.race_grid(row[row > 0], int(ke), nodes_per_decade) for row, ke in zip(q, k_eff)]
-    n = max(len(t) for t, _ in grids)
-    n = -(-n // 32) * 32                                     # pad to a multiple of 32: fewer recompilations
-    t = np.ones((len(q), n))
-    w = np.zeros((len(q), n))                                 # padded nodes carry zero weight
-    for i, (ti, wi) in enumerate(grids):
-        t[i, : len(ti)], w[i, : len(wi)] = ti, wi
-    return t, w
-
-
-def _prefix_masks(order: np.ndarray, m: np.ndarray) -> np.ndarray:
-    mask = np.zeros(order.shape, bool)
-    np.put_along_axis(mask, order, np.arange(order.shape[1])[None, :] < m[:, None], axis=1)
-    return mask
-
-
-def _jax_prefix(fn):
-    def run(p, q, *args):
-        a, m, order = fn(jnp.asarray(p), jnp.asarray(q), *args)
-        return np.asarray(a), _prefix_masks(np.asarray(order), np.asarray(m))
-    return run
-
-
-def _jax_greedy(p, q, k):
-    a, h = _greedy(jnp.asarray(p), jnp.asarray(q), k)
-    return np.asarray(a), np.asarray(h)
-
-
-def _race_rows(p, q, k_eff, nodes_per_decade, use_jax):
-    if not use_jax and p.shape[1] <= _PYTHON_RACE_MAX_V:     # small V: a python loop beats a jax compile
-        rows = [optimal_ref.alpha_wor(pp, qq, int(ke), nodes_per_decade) for pp, qq, ke in zip(p, q, k_eff)]
-        return np.array([a for a, _ in rows]), np.stack([h for _, h in rows])
-    t, w = _race_grids(q, k_eff, nodes_per_decade)
-    return _jax_prefix(_race)(p, q, jnp.asarray(t), jnp.asarray(w), jnp.asarray(k_eff), int(k_eff.max()))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Bucketed exact path (CPU, numpy): no full sort (THEORY §2.3 prefix theorem + a monotone lower bound).
-#
-# Tokens are bucketed by the float64 bit pattern of r = p/q (for r >= 0 the IEEE-754 bits are monotone in r), keeping
-# the exponent and the top `sub` mantissa bits: 2^sub buckets per octave of r. Only the octaves a chunk of rows uses
-# get buckets (`_coarse_buckets`): r = 0 (and -0.0, 0/0 on x86) go to the last bucket, r = +inf (q = 0 < p) to the
-# first, and `sub` (<= _MAX_SUB_BITS) is the finest resolution that keeps the bucket count within
-# V / _TOKENS_PER_BUCKET, so the bucket arrays stay small whatever the spread of r. Bucket b holds ratios above those
-# of bucket b + 1, so every union H_b of buckets < b is a prefix (threshold) set. With S_b = V∖H_b and f the
-# (monotone) hit function, any H with H_b ⊆ H ⊆ H_{b+1} has J(H) = p(V∖H) + f(H) >= p(S_{b+1}) + f(H_b) =: LB_b.
-# Buckets with LB_b > min_b J(H_b) + _PRUNE_MARGIN cannot contain the minimum; the others ("survivors") are
-# split into 2^_FINE_BITS sub-buckets by the next mantissa bits of r and pruned the same way; the tokens of the
-# surviving sub-buckets are sorted by ratio, and J is evaluated before each of them (the reference formula, from
-# prefix / suffix sums that are direct sums of non-negative terms, as in optimal_ref). Every set evaluated is a
-# threshold set and every threshold set that can reach the minimum is evaluated, so the least value is α*; the margin
-# (1e-12, >> the ~1e-15 rounding of the boundary values) only makes the pruning test safe against rounding.
-_MAX_SUB_BITS = 10
-_FINE_BITS = 5
-_PRUNE_MARGIN = 1e-12
-_INF_KEY = 0x7FF0_0000_0000_0000 >> (52 - _MAX_SUB_BITS)    # key of r = +inf at the finest resolution
-_FAST_CHUNK = 8                 # rows per pass: [8, 128k] float64 temporaries (8 MiB) stay near the caches
-_TOKENS_PER_BUCKET = 32         # tuned at V = 128k: finer coarse buckets cost more in per-bucket sums than they save
-
-
-def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits).
-
-    Bucket 0 holds the largest ratios. Keys are r's bits >> (52 - sub); keys <= 0 (r = 0, -0.0, negative NaN) and
-    keys >= the +inf key are clipped into one bucket below / above the finite positive keys in use, which merges
-    no two distinct finite positive keys, so the map stays monotone in r.
-    """
-    n, v = p.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
-        key = np.divide(p, q).view(np.int64)
-    np.right_shift(key, 52 - _MAX_SUB_BITS, out=key)
-    lo, hi = int(key.min()), int(key.max())
-    if lo <= 0:
-        lo = int(np.min(key, where=key > 0, initial=_INF_KEY))
-    if hi >= _INF_KEY:
-        hi = int(np.max(key, where=key < _INF_KEY, initial=0))
-    lo, hi = (1, 1) if lo > hi else (lo, hi)
-    drop = 0
-    while (hi >> drop) - (lo >> drop) + 3 > max(v // _TOKENS_PER_BUCKET, 64) and drop < _MAX_SUB_BITS:
-        drop += 1
-    if drop:
-        np.right_shift(key, drop, out=key)
-    lo, hi = (lo >> drop) - 1, (hi >> drop) + 1
-    nb = hi - lo + 1
-    np.clip(key, lo, hi, out=key)
-    flat = np.subtract((hi + np.arange(n) * nb)[:, None], key, out=key).ravel()
-    return flat, nb, _MAX_SUB_BITS - drop
-
-
-def _suffix_np(x):
-    """s[..., j] = Σ_{i >= j} x[..., i], j = 0..B (direct sums of non-negative terms)."""
-    tail = np.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
-    return np.concatenate([tail, np.zeros(x.shape[:-1] + (1,))], axis=-1)
-
-
-def _prefix_np(x):
-    return np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
-
-
-def _leave_one_out_terms(q, qsum):
-    """c_a = q_a / q(V∖a) for rows of q `[n, V]` (raw scale, row totals qsum; 0 where q_a = 0).
-
-    q(V∖a) = qsum - q_a is cancellation-free for every token with q_a <= qsum / 2 (relative error a few ulps); the
-    one token per row that may exceed qsum / 2 has it summed directly over the other tokens.
-    """
-    am = np.argmax(q, axis=1)
-    c = np.subtract(qsum[:, None], q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(q, c, out=c)
-    for i in np.flatnonzero(q[np.arange(len(q)), am] > qsum / 2):
-        row, a = q[i], am[i]
-        loo = np.sum(row[:a]) + np.sum(row[a + 1:])
-        c[i, a] = row[a] / loo if loo > 0 else 0.0
-    return c
-
-
-def _law_values(law, k, pS, qH, qS, cS):
-    """J at each prefix from the direct prefix / suffix sums (optimal_ref formulas); cS is unused (None) for iid."""
-    if law == "iid":
-        return pS + 1.0 - qS ** k
-    return pS + np.minimum(qH * (1.0 + cS), 1.0)                 # "wor2"
-
-
-def _level(law, k, sums, base):
-    """Prefix / suffix sums and J at the boundaries of consecutive buckets, for m groups of B buckets each.
-
-    sums: per-bucket (p, q, c) `[m, B]` in ratio order (c is None for iid); base: the group's surroundings
-    (p after, q before, q after, c after) `[m]`. Returns (pS, qH, qS, cS) `[m, B+1]`, J at every boundary
-    `[m, B+1]` and LB per bucket `[m, B]` (J of the boundary before the bucket with p of the boundary after it).
-    """
-    (pb, qb, cb), (pa, qbef, qa, ca) = sums, base
-    pS, qH, qS = pa[:, None] + _suffix_np(pb), qbef[:, None] + _prefix_np(qb), qa[:, None] + _suffix_np(qb)
-    cS = ca[:, None] + _suffix_np(cb) if cb is not None else None
-    lower = _law_values(law, k, pS[:, 1:], qH[:, :-1], qS[:, :-1], cS[:, :-1] if cb is not None else None)
-    return (pS, qH, qS, cS), _law_values(law, k, pS, qH, qS, cS), lower
-
-
-def _survivors(sums, lower, best, rows):
-    """Buckets `[m, B]` holding mass whose lower bound can reach the row's best value (+ rounding margin)."""
-    return ((sums[0] > 0) | (sums[1] > 0)) & (lower <= best[rows][:, None] + _PRUNE_MARGIN)
-
-
-def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
-    """Direct sums inside runs of equal seg (sorted) `[m]`: each token's rank in its run, and for each x `[m]` in xs
-    (None passes through) its exclusive prefix and inclusive suffix within the run.
-
-    Never a difference of running totals (c_a = q_a / q(V∖a) reaches ~1/q(V∖a), which would swamp the other terms):
-    runs are grouped by length class, padded to the class width (a power of two, so at most 2m cells) and summed
-    along rows.
-    """
-    m = len(seg)
-    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
-    lengths = np.diff(np.append(starts, m))
-    width = 1 << np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
-    rank = np.arange(m) - np.repeat(starts, lengths)
-    out = [(np.empty(m), np.empty(m)) if x is not None else (None, None) for x in xs]
-    for w in np.unique(width):
-        cls = width == w
-        pos = starts[cls][:, None] + np.arange(w)
-        valid = np.arange(w) < lengths[cls][:, None]
-        at = pos[valid]
-        for x, (pre, suf) in zip(xs, out):
-            if x is None:
-                continue
-            block = np.where(valid, x[np.minimum(pos, m - 1)], 0.0)
-            inclusive = np.cumsum(block, axis=1)
-            pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
-            suf[at] = np.cumsum(block[:, ::-1], axis=1)[:, ::-1][valid]
-    return rank, out
-
-
-def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
-    """α* (and H) for rows p, q `[n, V]` (raw, row totals psum, qsum) and law "iid" (k drafts) or "wor2".
-
-    Three levels, each evaluated only where the previous one could not rule the minimum out: coarse ratio buckets
-    of every token, 2^_FINE_BITS sub-buckets of the surviving buckets, and the tokens of the surviving
-    sub-buckets in ratio order. α* is the least J over the boundaries of all three levels.
-    """
-    n, v = p.shape
-    e = 1 << _FINE_BITS
-    c = _leave_one_out_terms(q, qsum) if law == "wor2" else None
-    flat, nb, sub_bits = _coarse_buckets(p, q)
-    # level 1: every token into its coarse bucket
-    sums1 = [np.bincount(flat, weights=x.ravel(), minlength=n * nb).reshape(n, nb) if x is not None else None
-             for x in (p, q, c)]
-    sums1[0] /= psum[:, None]
-    sums1[1] /= qsum[:, None]
-    zero = np.zeros(n)
-    acc1, vals1, lower1 = _level(law, k, sums1, (zero, zero, zero, zero))
-    best = vals1.min(axis=1)
-    surv = _survivors(sums1, lower1, best, np.arange(n))
-    # the surviving buckets' tokens: one index pass over all tokens, then short gathers
-    idx = np.flatnonzero(surv.ravel()[flat])
-    tflat = flat[idx]
-    tr = tflat // nb
-    tb = tflat - tr * nb
-    pt, qt = p.ravel()[idx], q.ravel()[idx]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rt = pt / qt
-    rt[np.isnan(rt)] = 0.0
-    pt /= psum[tr]
-    qt /= qsum[tr]
-    ct = c.ravel()[idx] if c is not None else None
-    # level 2: each surviving bucket split into 2^_FINE_BITS sub-buckets (the next mantissa bits of r)
-    slot_of = np.cumsum(surv.ravel()) - 1                       # slot of each surviving (row, bucket)
-    s_row, s_b = np.nonzero(surv)
-    ns = len(s_row)
-    fine = (e - 1) - ((rt.view(np.int64) >> (52 - sub_bits - _FINE_BITS)) & (e - 1))
-    fine[np.isinf(rt)] = 0
-    tslot = slot_of[tflat] * e + fine
-    sums2 = [np.bincount(tslot, weights=x, minlength=ns * e).reshape(ns, e) if x is not None else None
-             for x in (pt, qt, ct)]
-    base2 = tuple(a[s_row, s_b + shift] if a is not None else None for a, shift in zip(acc1, (1, 0, 1, 1)))
-    acc2, vals2, lower2 = _level(law, k, sums2, base2)
-    np.minimum.at(best, s_row, vals2.min(axis=1))
-    surv2 = _survivors(sums2, lower2, best, s_row)
-    # level 3: the surviving sub-buckets' tokens in ratio order; J before each token
-    tok = np.flatnonzero(surv2.ravel()[tslot])
-    o = tok[np.lexsort((-rt[tok], tslot[tok]))]
-    seg = tslot[o]
-    s3, f3 = seg // e, seg % e
-    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)])
-    cS3 = acc2[3][s3, f3 + 1] + within[2][1] if c is not None else None
-    vals3 = _law_values(law, k, acc2[0][s3, f3 + 1] + within[0][1], acc2[1][s3, f3] + within[1][0],
-                        acc2[2][s3, f3 + 1] + within[1][1], cS3)
-    np.minimum.at(best, s_row[s3], vals3)
-    if not with_set:
-        return best, None
-    return best, _minimizing_set(flat.reshape(n, v), nb, idx, tr, tb, fine, o, j3,
-                                 (vals1, vals2, vals3), (s_row, s_b, s3, f3))
-
-
-def _minimizing_set(flat, nb, idx, tr, tb, fine, o, j3, vals, slots):
-    """H of the least J over the three levels: every token in buckets < b, in bucket b's sub-buckets < f, and the
-    first j tokens of sub-bucket (b, f) -> `[n, V]` bool.
-
-    flat: row * nb + bucket `[n, V]`; idx, tr, tb, fine: the surviving buckets' tokens (flat index, row, bucket,
-    sub-bucket); o, j3: level-3 tokens (index into idx, rank in their sub-bucket); vals: J at level 1 `[n, nb+1]`,
-    level 2 `[ns, e+1]`, level 3 `[len(o)]`; slots: (row, bucket) of each level-2 group, (group, sub-bucket) of
-    each level-3 token.
-    """
-    n = len(flat)
-    vals1, vals2, vals3 = vals
-    s_row, s_b, s3, f3 = slots
-    m1, m2 = np.argmin(vals1, axis=1), np.argmin(vals2, axis=1)
-    zeros = np.zeros(n + len(m2), np.int64)
-    value = np.concatenate([vals1[np.arange(n), m1], vals2[np.arange(len(m2)), m2], vals3])
-    row = np.concatenate([np.arange(n), s_row, s_row[s3]])
-    b = np.concatenate([m1, s_b, s_b[s3]])
-    f = np.concatenate([np.zeros(n, np.int64), m2, f3])
-    j = np.concatenate([zeros, j3])
-    order = np.lexsort((value, row))
-    pick = order[np.searchsorted(row[order], np.arange(n))]     # each row's least J (every row has a level-1 entry)
-    b, f, j = b[pick], f[pick], j[pick]
-    mask = flat < (np.arange(n) * nb + b)[:, None]
-    rank = np.full(len(idx), np.iinfo(np.int64).max)
-    rank[o] = j3
-    sel = (tb == b[tr]) & ((fine < f[tr]) | ((fine == f[tr]) & (rank < j[tr])))
-    mask.ravel()[idx[sel]] = True
-    return mask
-
-
-def _checked_rows(p, q, k):
-    """Validate (same rules and messages as `check_pair`) and return k, (p rows, row sums), (q rows, row sums).
-
-    Rows are `[N, V]` float64 (a view when the input already is a float64 ndarray: no copy) with their float64 row
-    sums; callers renormalise by the sums. Plain float32/float64 ndarrays take a two-pass check (row sums, which also
-    catch NaN/Inf, and the minimum, which catches negatives); anything else, or any failure, goes through
-    `check_pair`, which raises the canonical error.
-    """
-    out = []
-    fast = (isinstance(p, np.ndarray) and isinstance(q, np.ndarray) and p.shape == q.shape and p.ndim in (1, 2)
-            and p.shape[-1] >= 1 and p.dtype in (np.float32, np.float64) and q.dtype in (np.float32, np.float64))
-    if fast:
-        for x in (p, q):
-            a = np.atleast_2d(np.asarray(x, np.float64))
-            s = a.sum(axis=-1)
-            tol = default_tolerance(x)
-            if not (np.all(np.isfinite(s)) and a.min() >= 0 and np.all(np.abs(s - 1.0) <= tol)):
-                fast = False
-                break
-            out.append((a, s))
-    if not fast:
-        k = check_pair(p, q, k)
-        return k, *[(np.atleast_2d(np.asarray(x, np.float64)), np.atleast_2d(np.asarray(x, np.float64)).sum(-1))
-                    for x in (p, q)]
-    return check_int("k", k, low=1), out[0], out[1]
-
-
-def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """x[rows] for sorted unique rows, as a view (no copy of `[N, V]`) when they are one contiguous range."""
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        return x[rows[0]:rows[-1] + 1]
-    return x[rows]
-
-
-def _greedy_np(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`optimal_ref.alpha_greedy` in O(V): G = top-(k-1) of q by partition instead of a full sort, `[n, V]`.
-
-    G holds every token above the (k-1)-th largest value t of q and, of the tokens equal to t, those with the
-    smallest ids: the first k-1 of a stable sort of -q, exactly the reference's G. Same closed form afterwards.
-    """
-    v = q.shape[1]
-    t = np.partition(q, v - (k - 1), axis=1)[:, v - (k - 1), None]
-    in_g = q >= t
-    ties = np.flatnonzero(np.count_nonzero(in_g, axis=1) > k - 1)     # more tokens equal t than places left
-    for i in ties:
-        tied = np.flatnonzero(q[i] == t[i])
-        in_g[i, tied[k - 1 - np.count_nonzero(q[i] > t[i]):]] = False
-    return optimal_ref.greedy_given_set(p, q, in_g)
-
-
-def _bucketed(p, q, psum, qsum, law, k, with_set):
-    alpha = np.zeros(len(p))
-    mask = np.zeros(p.shape, bool) if with_set else None
-    for lo in range(0, len(p), _FAST_CHUNK):
-        sl = slice(lo, lo + _FAST_CHUNK)
-        alpha[sl], h = _bucketed_rows(p[sl], q[sl], psum[sl], qsum[sl], law, k, with_set)
-        if with_set:
-            mask[sl] = h
-    return alpha, mask
+BACKENDS = ("auto", "numpy", "jax")
+
+# (backend, draft law) -> fn(rows...) -> (α* [N], H [N, V] or None). numpy functions take raw rows and their sums
+# (bucketing works on unnormalised rows); jax functions take normalised float64 rows.
+_NUMPY = {"iid": optimal_numpy.iid, "without_replacement": optimal_numpy.without_replacement,
+          "greedy": optimal_numpy.greedy}
+_JAX = {"iid": optimal_jax.iid, "without_replacement": optimal_jax.without_replacement, "greedy": optimal_jax.greedy}
 
 
 def optimal_acceptance(p, q, k: int, drafts: str = "iid", *, return_set: bool = False, backend: str = "auto",
@@ -420,73 +31,27 @@ def optimal_acceptance(p, q, k: int, drafts: str = "iid", *, return_set: bool = 
     drafts: "iid" | "without_replacement" (k_eff = min(k, |supp q|) drafts) | "greedy" (needs |supp q| >= k).
     Returns α* as a float (one pair) or `[N]` float64; with `return_set`, also the minimising token set H
     (`[V]` / `[N, V]` bool) of α* = p(V∖H) + P(X hits H).
-    Cost (numpy backend): O(V) for iid and without replacement with k_eff <= 2 (ratio buckets + exact pruning, see
-    `_bucketed_rows`: no full sort; the value equals the full-sort reference to rounding, ~1e-15), O(V) for greedy
-    (top-(k-1) by partition); O(V·k·nodes) for without replacement
-    with k_eff >= 3 (exponential-race quadrature, jax scan; `nodes_per_decade` Gauss–Legendre nodes per decade of
-    time, 20 agrees with exact enumeration to ~1e-15; compare with twice as many to bound the error).
+    Cost (numpy backend): O(V) for iid and without replacement with k_eff <= 2 (ratio buckets + exact pruning, no
+    full sort; equal to the full-sort reference to ~1e-15), O(V) for greedy (top-(k-1) by partition), O(V·k·nodes)
+    for without replacement with k_eff >= 3 (exponential-race quadrature; `nodes_per_decade` Gauss–Legendre nodes per
+    decade of time, 20 agrees with exact enumeration to ~1e-15; compare with twice as many to bound the error).
     backend: "numpy" (fastest on CPU: XLA's CPU sort is ~10x slower than numpy's; the race still runs as a jax scan
-    when V > 2048), "jax", or "auto" (numpy when jax's default backend is the CPU). All float64; x64 is enabled only around the jax calls.
-    Raises ValueError on malformed inputs, k < 1, or an unknown draft law.
+    when V > 2048), "jax", or "auto" (numpy when jax's default backend is the CPU). All float64; x64 is enabled only
+    around the jax calls. Raises ValueError on malformed inputs, k < 1, or an unknown draft law.
     """
-    k, (p_raw, p_sum), (q_raw, q_sum) = _checked_rows(p, q, k)
+    k, (p_raw, p_sum), (q_raw, q_sum) = checked_rows(p, q, k)
     check_draft_law(drafts, OPTIMAL_LAWS)
-    check_draft_law(backend, ("auto", "numpy", "jax"), "backend")
+    check_draft_law(backend, BACKENDS, "backend")
     use_jax = backend == "jax" or (backend == "auto" and jax.default_backend() != "cpu")
-    single = np.ndim(p) == 1
-    if not use_jax and (drafts == "iid" or (drafts == "greedy" and k == 1)):
-        alpha, mask = _bucketed(p_raw, q_raw, p_sum, q_sum, "iid", k, return_set)
-        if single:
-            return (float(alpha[0]), mask[0]) if return_set else float(alpha[0])
-        return (alpha, mask) if return_set else alpha
-    n_supp = np.count_nonzero(q_raw, axis=1)                     # q >= 0 checked (-0.0 counts as zero)
-    if not use_jax and drafts == "without_replacement":
-        k_eff = np.minimum(k, n_supp)
-        alpha = np.zeros(len(p_raw))
-        mask = np.zeros(p_raw.shape, bool) if return_set else None
-        for rows, law, kk in ((np.flatnonzero(k_eff == 1), "iid", 1), (np.flatnonzero(k_eff == 2), "wor2", 2)):
-            if len(rows):
-                a, h = _bucketed(_take_rows(p_raw, rows), _take_rows(q_raw, rows), p_sum[rows], q_sum[rows], law,
-                                 kk, return_set)
-                alpha[rows] = a
-                if return_set:
-                    mask[rows] = h
-        race = np.flatnonzero(k_eff >= 3)
-        if len(race):
-            with jax.enable_x64(True):
-                for chunk in np.array_split(race, max(1, -(-len(race) // _CHUNK))):
-                    pp, qq = p_raw[chunk] / p_sum[chunk, None], q_raw[chunk] / q_sum[chunk, None]
-                    alpha[chunk], h = _race_rows(pp, qq, k_eff[chunk], nodes_per_decade, False)
-                    if return_set:
-                        mask[chunk] = h
-        if single:
-            return (float(alpha[0]), mask[0]) if return_set else float(alpha[0])
-        return (alpha, mask) if return_set else alpha
-    p64, q64 = p_raw / p_sum[:, None], q_raw / q_sum[:, None]
-    if drafts == "greedy" and np.any(n_supp < k):
-        raise ValueError(f"greedy drafts need |supp q| >= k = {k} (got a row with {n_supp.min()})")
-    iid = _jax_prefix(_iid) if use_jax else partial(optimal_ref.alpha_iid, with_set=return_set)
-    all_rows = np.arange(len(p64))
-    if drafts == "iid" or (drafts == "greedy" and k == 1):
-        groups = [(all_rows, lambda pp, qq, rows: iid(pp, qq, k))]
-    elif drafts == "greedy":
-        greedy = _jax_greedy if use_jax else _greedy_np
-        groups = [(all_rows, lambda pp, qq, rows: greedy(pp, qq, k))]
+    if drafts == "greedy" and k > 1:
+        n_supp = np.count_nonzero(q_raw, axis=1)
+        if np.any(n_supp < k):
+            raise ValueError(f"greedy drafts need |supp q| >= k = {k} (got a row with {n_supp.min()})")
+    law = "iid" if drafts == "greedy" and k == 1 else drafts
+    if use_jax:
+        alpha, mask = _JAX[law](p_raw / p_sum[:, None], q_raw / q_sum[:, None], k, return_set, nodes_per_decade)
     else:
-        k_eff = np.minimum(k, n_supp)
-        wor2 = _jax_prefix(_wor2) if use_jax else partial(optimal_ref.alpha_wor2, with_set=return_set)
-        groups = [(np.flatnonzero(k_eff == 1), lambda pp, qq, rows: iid(pp, qq, 1)),
-                  (np.flatnonzero(k_eff == 2), lambda pp, qq, rows: wor2(pp, qq)),
-                  (np.flatnonzero(k_eff >= 3), lambda pp, qq, rows: _race_rows(pp, qq, k_eff[rows], nodes_per_decade, use_jax))]
-    alpha = np.zeros(len(p64))
-    mask = np.zeros(p64.shape, bool)
-    with jax.enable_x64(True):
-        for rows, fn in groups:
-            for chunk in np.array_split(rows, max(1, -(-len(rows) // _CHUNK))):   # small row chunks stay in cache
-                if len(chunk):
-                    alpha[chunk], h = fn(p64[chunk], q64[chunk], chunk)
-                    if h is not None:
-                        mask[chunk] = h
-    if single:
+        alpha, mask = _NUMPY[law](p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade)
+    if np.ndim(p) == 1:
         return (float(alpha[0]), mask[0]) if return_set else float(alpha[0])
     return (alpha, mask) if return_set else alpha

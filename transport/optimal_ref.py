@@ -1,4 +1,4 @@
-"""Numpy float64 α* (the CPU backend of `transport.optimal`, batched `[N, V]`) (THEORY §2): the prefix (threshold) theorem for iid and without-replacement drafts,
+"""Numpy float64 α* (the CPU backend of `transport.optimal`, batched `[N, V]`) (transport/THEORY.md §2): the prefix (threshold) theorem for iid and without-replacement drafts,
 the closed form for greedy drafts, and the exponential-race quadrature for without replacement with k >= 3.
 
 `alpha_wor` is a one-pair python-loop reference for the race; `transport.optimal` runs the same recursion as a jax
@@ -139,7 +139,7 @@ def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = NODES_P
 
 def alpha_wor(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = NODES_PER_DECADE
               ) -> tuple[float, np.ndarray]:
-    """α* for k drafts without replacement, any k, by the exponential race (THEORY §2.4); python loop over V.
+    """α* for k drafts without replacement, any k, by the exponential race (transport/THEORY.md §2.4); python loop over V.
 
     f(H) = ∫ λ e^{-λt} P(N_S(t) <= k_eff - 1) dt, S = V∖H, λ = q(H); k_eff = min(k, |supp q|).
     """
@@ -162,3 +162,19 @@ def alpha_wor(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = NODE
         hit[m] = np.sum(w * lam[m] * np.exp(-lam[m] * t) * dist.sum(0))
     a, h = best_prefix((suffix_sums(p[o]) + np.minimum(hit, 1.0))[None], o[None])
     return float(a[0]), h[0]
+
+
+def run_chunked(p64: np.ndarray, q64: np.ndarray, groups, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Apply per-group row functions `fn(p, q, rows) -> (α*, H)` over small row chunks (they stay in cache) with x64
+    enabled for any jax call inside. groups: [(row ids, fn)]. Returns (α* `[N]`, H `[N, V]`)."""
+    import jax                                       # only the jax-backed functions need it
+    alpha = np.zeros(len(p64))
+    mask = np.zeros(p64.shape, bool)
+    with jax.enable_x64(True):
+        for rows, fn in groups:
+            for part in np.array_split(rows, max(1, -(-len(rows) // chunk))):
+                if len(part):
+                    alpha[part], h = fn(p64[part], q64[part], part)
+                    if h is not None:
+                        mask[part] = h
+    return alpha, mask

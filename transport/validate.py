@@ -1,11 +1,12 @@
-"""Eager input checks shared by the transport entry points (ValueError, in plain Python, before any jax call)."""
+"""Eager input checks shared by the transport entry points (ValueError, in plain Python, before any jax call;
+the pitfalls of transport/THEORY.md §6)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
 
-from specjax.validation import check_int, check_probs, check_same_shape
+from specjax.validation import check_int, check_probs, check_same_shape, default_tolerance
 
 # Sum-to-one tolerance (stated in every public docstring): 1e-9 for float64 inputs, 1e-4 for float32 inputs
 # (specjax.validation.default_tolerance). Inputs within tolerance are renormalised in float64.
@@ -43,3 +44,37 @@ def as_float64_rows(x: Any) -> np.ndarray:
     """float64 copy of validated probability rows, renormalised (removes the input-tolerance drift)."""
     a = np.asarray(x, np.float64)
     return a / a.sum(axis=-1, keepdims=True)
+
+
+def checked_rows(p, q, k):
+    """Validate (same rules and messages as `check_pair`) and return k, (p rows, row sums), (q rows, row sums).
+
+    Rows are `[N, V]` float64 (a view when the input already is a float64 ndarray: no copy) with their float64 row
+    sums; callers renormalise by the sums. Plain float32/float64 ndarrays take a two-pass check (row sums, which also
+    catch NaN/Inf, and the minimum, which catches negatives); anything else, or any failure, goes through
+    `check_pair`, which raises the canonical error.
+    """
+    out = []
+    fast = (isinstance(p, np.ndarray) and isinstance(q, np.ndarray) and p.shape == q.shape and p.ndim in (1, 2)
+            and p.shape[-1] >= 1 and p.dtype in (np.float32, np.float64) and q.dtype in (np.float32, np.float64))
+    if fast:
+        for x in (p, q):
+            a = np.atleast_2d(np.asarray(x, np.float64))
+            s = a.sum(axis=-1)
+            tol = default_tolerance(x)
+            if not (np.all(np.isfinite(s)) and a.min() >= 0 and np.all(np.abs(s - 1.0) <= tol)):
+                fast = False
+                break
+            out.append((a, s))
+    if not fast:
+        k = check_pair(p, q, k)
+        return k, *[(np.atleast_2d(np.asarray(x, np.float64)), np.atleast_2d(np.asarray(x, np.float64)).sum(-1))
+                    for x in (p, q)]
+    return check_int("k", k, low=1), out[0], out[1]
+
+
+def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] for sorted unique rows, as a view (no copy of `[N, V]`) when they are one contiguous range."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return x[rows[0]:rows[-1] + 1]
+    return x[rows]

@@ -1,16 +1,16 @@
 """Exact membership acceptance P(Y ∈ X) of each multi-draft verifier rule as a function of (p, q, k), float64.
 
-Closed forms (THEORY §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
+Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
 SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from transport import kernels, laws
+from transport import importance, kernels, laws
 from transport.validate import as_float64_rows, check_draft_law, check_pair
 
-VERIFIERS = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
+VERIFIERS = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti", "khisti_lp")
 MAX_ENUMERATION = 200_000   # tuples; beyond this rrs_without_replacement with k >= 3 is refused
 
 
@@ -58,7 +58,7 @@ def kseq_acceptance(p: np.ndarray, q: np.ndarray, k: int, rho: float | None = No
 
 
 def spechub_acceptance(p: np.ndarray, q: np.ndarray) -> float:
-    """min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))), a = argmax q (our identity, THEORY §3.5)."""
+    """min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))), a = argmax q (our identity, transport/THEORY.md §3.5)."""
     a = int(laws.greedy_set(q, 1)[0])
     not_hub = np.arange(len(q)) != a
     return float(min(1.0, p[a] + np.minimum(p, q / q[not_hub].sum())[not_hub].sum()))
@@ -82,6 +82,10 @@ def _one(p: np.ndarray, q: np.ndarray, k: int, verifier: str) -> float:
         return spechub_acceptance(p, q)
     if verifier == "greedy":
         return greedy_acceptance(p, q, k)
+    if verifier == "khisti":
+        return importance.importance_membership(p, q, k)
+    if verifier == "khisti_lp":
+        return float(np.minimum(p, q).sum()) if k == 1 else kernels.enumerate_rule("khisti_lp", p, q, 2)[1]
     k_eff = min(k, n_supp)
     if k_eff == 1:
         return float(np.minimum(p, q).sum())
@@ -97,7 +101,9 @@ def verifier_acceptance(p, q, k: int, verifier: str = "rrs"):
     """Exact membership acceptance P(Y ∈ X) of `verifier` with its own draft law, for p, q `[V]` or `[N, V]`
     (float32: sum within 1e-4; float64: within 1e-9). verifier: "rrs" (iid drafts, SpecInfer),
     "rrs_without_replacement" (RSD; k_eff = min(k, |supp q|)), "kseq" (iid, ρ*), "spechub" (k = 2),
-    "greedy" (Hu et al., |supp q| >= k). Returns a float or `[N]`. Raises ValueError on bad input."""
+    "greedy" (Hu et al., |supp q| >= k), "khisti" (Khisti et al.'s two-step rule, largest importance weight
+    selected, any k), "khisti_lp" (the two-step rule with the optimal k = 2 selection LP; k <= 2, small V).
+    Returns a float or `[N]`. Raises ValueError on bad input."""
     k = check_pair(p, q, k)
     check_draft_law(verifier, VERIFIERS, "verifier")
     p64, q64 = np.atleast_2d(as_float64_rows(p)), np.atleast_2d(as_float64_rows(q))
@@ -106,5 +112,8 @@ def verifier_acceptance(p, q, k: int, verifier: str = "rrs"):
         raise ValueError(f"spechub needs k = 2 and |supp q| >= 2 (got k = {k})")
     if verifier == "greedy" and np.any(n_supp < k):
         raise ValueError(f"greedy drafts need |supp q| >= k = {k}")
+    if verifier == "khisti_lp" and (k > 2 or p64.shape[1] > importance.PAIR_LP_MAX_V):
+        raise ValueError(f"khisti_lp is the k <= 2 selection LP for V <= {importance.PAIR_LP_MAX_V} "
+                         f"(got k = {k}, V = {p64.shape[1]}); use \"khisti\" for larger k or V")
     out = np.array([_one(pp, qq, k, verifier) for pp, qq in zip(p64, q64)])
     return float(out[0]) if np.ndim(p) == 1 else out

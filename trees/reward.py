@@ -1,4 +1,4 @@
-"""GTO's draft tree reward: the exact expected accepted length of a draft tree under its verifier (THEORY.md §4).
+"""GTO's draft tree reward: the exact expected accepted length of a draft tree under its verifier (transport/THEORY.md §4).
 
 Two views of the same quantity:
 * `expected_accept_length(shape, law, p_tables, q_tables)`: the recursion of §4.2 over a tree *shape* whose child
@@ -97,7 +97,7 @@ def _expected_accept_length(shape: Shape, law: int, p_tables: tuple, q_tables: t
 
 def expected_accept_length(shape: Shape, law: str | int, p_tables: Sequence[Any], q_tables: Sequence[Any]
                            ) -> jax.Array:
-    """Exact E[accepted drafts] (no bonus token) of a tree shape under its verifier (THEORY.md §4.2).
+    """Exact E[accepted drafts] (no bonus token) of a tree shape under its verifier (transport/THEORY.md §4.2).
 
     shape: nested tuples (e.g. chain-2 `(((),),)`, binary depth 1 `((), ())`). law: "iid" | "wor" | "det".
     p_tables[d], q_tables[d]: target / draft laws after a context of d drafted tokens, shape `[V]*d + [V]`, for

@@ -1,0 +1,98 @@
+"""Block verification (Sun et al., ICLR'25, arXiv 2403.10444) along a chain of K sampled drafts
+(transport/THEORY.md §5.1): the block is accepted jointly instead of token by token.
+
+With p_0 = 1 and the drafted tokens x_1..x_K (B rows, vocabulary V):
+    p_i = min(1, p_{i-1} · p(x_i|x_<i) / q(x_i|x_<i))                         i = 1..K
+    Z_i = Σ_x (p_i p(x|x_≤i) − q(x|x_≤i))_+,   h_i = Z_i / (Z_i + 1 − p_i)  (i < K),   h_K = p_K
+    n   = the LAST i with u_i < h_i (0 if none), u_i ~ U(0,1) independent
+    emit x_1..x_n, then one token from norm((p_n p(·|x_≤n) − q(·|x_≤n))_+) (n < K) or from p(·|x_≤K) (n = K).
+Lossless for any autoregressive draft law and never worse than token verification in expectation (Sun et al.,
+Theorems 1–2; checked here by exact enumeration in tests/core/test_block.py). When h_i's denominator is 0 (p_i = 1
+and p = q at x_≤i) p_{i+1} = 1 again, so a later index passes with certainty and the 0/0 convention (h = 1) never
+changes n.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from specjax.sampling import sample_token
+from specjax.verify.chain import PAD_TOKEN, _check_chain_inputs, residual_distribution
+
+
+class BlockDecision(NamedTuple):
+    """num_accepted `[B]` int32 and the law of the token emitted after them, `[B, V]` (possibly unnormalised)."""
+
+    num_accepted: jax.Array
+    final_law: jax.Array
+
+
+def block_weights(draft_tokens: jax.Array, draft_probs: jax.Array, target_probs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sequence-level weights p_i `[B, K+1]` (p_0 = 1) and pass probabilities h_i `[B, K]` (i = 1..K).
+
+    draft_tokens `[B, K]`, draft_probs `[B, K, V]`, target_probs `[B, K+1, V]`.
+    """
+    k = draft_tokens.shape[1]
+    p_x = jnp.take_along_axis(target_probs[:, :k], draft_tokens[..., None], axis=-1)[..., 0]
+    q_x = jnp.take_along_axis(draft_probs, draft_tokens[..., None], axis=-1)[..., 0]
+
+    def step(w, xs):
+        px, qx = xs
+        # min(1, w p/q) written without dividing when it caps (q(x) > 0 for a drafted token; q = 0 caps at 1)
+        nxt = jnp.where(w * px >= qx, jnp.ones_like(w), w * px / jnp.where(qx > 0, qx, 1.0))
+        return nxt, nxt
+
+    _, w = jax.lax.scan(step, jnp.ones(p_x.shape[:1], target_probs.dtype), (p_x.T, q_x.T))
+    weights = jnp.concatenate([jnp.ones_like(p_x[:, :1]), w.T], axis=1)                       # [B, K+1]
+    z = jnp.sum(jnp.maximum(weights[:, 1:k, None] * target_probs[:, 1:k] - draft_probs[:, 1:k], 0.0), -1)
+    den = z + (1.0 - weights[:, 1:k])
+    h = jnp.where(den > 0, z / jnp.where(den > 0, den, 1.0), 1.0)
+    return weights, jnp.concatenate([h, weights[:, k:]], axis=1)
+
+
+def block_decision(u: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
+                   target_probs: jax.Array) -> BlockDecision:
+    """The block rule with given uniforms u `[B, K]`: how many drafts pass and the law of the next token."""
+    b, k = draft_tokens.shape
+    weights, h = block_weights(draft_tokens, draft_probs, target_probs)
+    index = jnp.arange(1, k + 1, dtype=jnp.int32)
+    n = jnp.max(jnp.where(u < h, index[None, :], 0), axis=1)                                 # the LAST index passing
+    w_n = jnp.take_along_axis(weights, n[:, None], axis=1)
+    p_n = jnp.take_along_axis(target_probs, n[:, None, None], axis=1)[:, 0]
+    q_ext = jnp.concatenate([draft_probs, jnp.zeros_like(target_probs[:, :1])], axis=1)
+    q_n = jnp.take_along_axis(q_ext, n[:, None, None], axis=1)[:, 0]                          # zero at n = K
+    return BlockDecision(n.astype(jnp.int32), residual_distribution(w_n * p_n, q_n))
+
+
+def emitted_tokens(draft_tokens: jax.Array, num_accepted: jax.Array, last: jax.Array) -> jax.Array:
+    """`[B, K+1]`: the accepted drafts, then `last [B]`, then PAD_TOKEN (the chain rules' output layout)."""
+    b, k = draft_tokens.shape
+    slots = jnp.arange(k + 1)[None, :]
+    ext = jnp.concatenate([draft_tokens, jnp.full((b, 1), PAD_TOKEN, draft_tokens.dtype)], axis=1)
+    n = num_accepted[:, None]
+    return jnp.where(slots < n, ext, jnp.where(slots == n, last[:, None], PAD_TOKEN)).astype(jnp.int32)
+
+
+def accept_block(key: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
+                 target_probs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Verify K chained drafts per row with block verification; lossless w.r.t. `target_probs`.
+
+    Same contract as `specjax.verify.accept_chain`: draft_tokens `[B, K]` int (sampled in order), draft_probs
+    `[B, K, V]` (the law each draft was sampled from, after warps), target_probs `[B, K+1, V]`. Returns
+    `num_accepted [B]` and `tokens [B, K+1]` (accepted drafts, one correction or bonus token, then PAD_TOKEN).
+    With one-hot drafts (temperature 0) p_i never caps and this equals token verification.
+    Raises ValueError (eagerly, on concrete inputs) for malformed shapes or probabilities.
+    """
+    _check_chain_inputs(draft_tokens, draft_probs, target_probs)
+    return accept_block_unchecked(key, draft_tokens, draft_probs, target_probs)
+
+
+@jax.jit
+def accept_block_unchecked(key, draft_tokens, draft_probs, target_probs):
+    """`accept_block` without input checks, for use inside jitted loops (same contract)."""
+    key_accept, key_residual = jax.random.split(key)
+    u = jax.random.uniform(key_accept, draft_tokens.shape, target_probs.dtype)
+    n, law = block_decision(u, draft_tokens, draft_probs, target_probs)
+    return n, emitted_tokens(draft_tokens, n, sample_token(key_residual, law))

@@ -1,0 +1,242 @@
+"""The bucketed exact α* of the numpy backend (transport/THEORY.md §2.3): O(V) per row for iid drafts and for two
+drafts without replacement, no full sort, equal to the full-sort reference to rounding (~1e-15).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Bucketed exact path (CPU, numpy): no full sort (transport/THEORY.md §2.3 prefix theorem + a monotone lower bound).
+#
+# Tokens are bucketed by the float64 bit pattern of r = p/q (for r >= 0 the IEEE-754 bits are monotone in r), keeping
+# the exponent and the top `sub` mantissa bits: 2^sub buckets per octave of r. Only the octaves a chunk of rows uses
+# get buckets (`_coarse_buckets`): r = 0 (and -0.0, 0/0 on x86) go to the last bucket, r = +inf (q = 0 < p) to the
+# first, and `sub` (<= _MAX_SUB_BITS) is the finest resolution that keeps the bucket count within
+# V / _TOKENS_PER_BUCKET, so the bucket arrays stay small whatever the spread of r. Bucket b holds ratios above those
+# of bucket b + 1, so every union H_b of buckets < b is a prefix (threshold) set. With S_b = V∖H_b and f the
+# (monotone) hit function, any H with H_b ⊆ H ⊆ H_{b+1} has J(H) = p(V∖H) + f(H) >= p(S_{b+1}) + f(H_b) =: LB_b.
+# Buckets with LB_b > min_b J(H_b) + _PRUNE_MARGIN cannot contain the minimum; the others ("survivors") are
+# split into 2^_FINE_BITS sub-buckets by the next mantissa bits of r and pruned the same way; the tokens of the
+# surviving sub-buckets are sorted by ratio, and J is evaluated before each of them (the reference formula, from
+# prefix / suffix sums that are direct sums of non-negative terms, as in optimal_ref). Every set evaluated is a
+# threshold set and every threshold set that can reach the minimum is evaluated, so the least value is α*; the margin
+# (1e-12, >> the ~1e-15 rounding of the boundary values) only makes the pruning test safe against rounding.
+_MAX_SUB_BITS = 10
+_FINE_BITS = 5
+_PRUNE_MARGIN = 1e-12
+_INF_KEY = 0x7FF0_0000_0000_0000 >> (52 - _MAX_SUB_BITS)    # key of r = +inf at the finest resolution
+_FAST_CHUNK = 8                 # rows per pass: [8, 128k] float64 temporaries (8 MiB) stay near the caches
+_TOKENS_PER_BUCKET = 32         # tuned at V = 128k: finer coarse buckets cost more in per-bucket sums than they save
+
+
+def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits).
+
+    Bucket 0 holds the largest ratios. Keys are r's bits >> (52 - sub); keys <= 0 (r = 0, -0.0, negative NaN) and
+    keys >= the +inf key are clipped into one bucket below / above the finite positive keys in use, which merges
+    no two distinct finite positive keys, so the map stays monotone in r.
+    """
+    n, v = p.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        key = np.divide(p, q).view(np.int64)
+    np.right_shift(key, 52 - _MAX_SUB_BITS, out=key)
+    lo, hi = int(key.min()), int(key.max())
+    if lo <= 0:
+        lo = int(np.min(key, where=key > 0, initial=_INF_KEY))
+    if hi >= _INF_KEY:
+        hi = int(np.max(key, where=key < _INF_KEY, initial=0))
+    lo, hi = (1, 1) if lo > hi else (lo, hi)
+    drop = 0
+    while (hi >> drop) - (lo >> drop) + 3 > max(v // _TOKENS_PER_BUCKET, 64) and drop < _MAX_SUB_BITS:
+        drop += 1
+    if drop:
+        np.right_shift(key, drop, out=key)
+    lo, hi = (lo >> drop) - 1, (hi >> drop) + 1
+    nb = hi - lo + 1
+    np.clip(key, lo, hi, out=key)
+    flat = np.subtract((hi + np.arange(n) * nb)[:, None], key, out=key).ravel()
+    return flat, nb, _MAX_SUB_BITS - drop
+
+
+def _suffix_np(x):
+    """s[..., j] = Σ_{i >= j} x[..., i], j = 0..B (direct sums of non-negative terms)."""
+    tail = np.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
+    return np.concatenate([tail, np.zeros(x.shape[:-1] + (1,))], axis=-1)
+
+
+def _prefix_np(x):
+    return np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+
+
+def _leave_one_out_terms(q, qsum):
+    """c_a = q_a / q(V∖a) for rows of q `[n, V]` (raw scale, row totals qsum; 0 where q_a = 0).
+
+    q(V∖a) = qsum - q_a is cancellation-free for every token with q_a <= qsum / 2 (relative error a few ulps); the
+    one token per row that may exceed qsum / 2 has it summed directly over the other tokens.
+    """
+    am = np.argmax(q, axis=1)
+    c = np.subtract(qsum[:, None], q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(q, c, out=c)
+    for i in np.flatnonzero(q[np.arange(len(q)), am] > qsum / 2):
+        row, a = q[i], am[i]
+        loo = np.sum(row[:a]) + np.sum(row[a + 1:])
+        c[i, a] = row[a] / loo if loo > 0 else 0.0
+    return c
+
+
+def _law_values(law, k, pS, qH, qS, cS):
+    """J at each prefix from the direct prefix / suffix sums (optimal_ref formulas); cS is unused (None) for iid."""
+    if law == "iid":
+        return pS + 1.0 - qS ** k
+    return pS + np.minimum(qH * (1.0 + cS), 1.0)                 # "wor2"
+
+
+def _level(law, k, sums, base):
+    """Prefix / suffix sums and J at the boundaries of consecutive buckets, for m groups of B buckets each.
+
+    sums: per-bucket (p, q, c) `[m, B]` in ratio order (c is None for iid); base: the group's surroundings
+    (p after, q before, q after, c after) `[m]`. Returns (pS, qH, qS, cS) `[m, B+1]`, J at every boundary
+    `[m, B+1]` and LB per bucket `[m, B]` (J of the boundary before the bucket with p of the boundary after it).
+    """
+    (pb, qb, cb), (pa, qbef, qa, ca) = sums, base
+    pS, qH, qS = pa[:, None] + _suffix_np(pb), qbef[:, None] + _prefix_np(qb), qa[:, None] + _suffix_np(qb)
+    cS = ca[:, None] + _suffix_np(cb) if cb is not None else None
+    lower = _law_values(law, k, pS[:, 1:], qH[:, :-1], qS[:, :-1], cS[:, :-1] if cb is not None else None)
+    return (pS, qH, qS, cS), _law_values(law, k, pS, qH, qS, cS), lower
+
+
+def _survivors(sums, lower, best, rows):
+    """Buckets `[m, B]` holding mass whose lower bound can reach the row's best value (+ rounding margin)."""
+    return ((sums[0] > 0) | (sums[1] > 0)) & (lower <= best[rows][:, None] + _PRUNE_MARGIN)
+
+
+def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
+    """Direct sums inside runs of equal seg (sorted) `[m]`: each token's rank in its run, and for each x `[m]` in xs
+    (None passes through) its exclusive prefix and inclusive suffix within the run.
+
+    Never a difference of running totals (c_a = q_a / q(V∖a) reaches ~1/q(V∖a), which would swamp the other terms):
+    runs are grouped by length class, padded to the class width (a power of two, so at most 2m cells) and summed
+    along rows.
+    """
+    m = len(seg)
+    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+    lengths = np.diff(np.append(starts, m))
+    width = 1 << np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
+    rank = np.arange(m) - np.repeat(starts, lengths)
+    out = [(np.empty(m), np.empty(m)) if x is not None else (None, None) for x in xs]
+    for w in np.unique(width):
+        cls = width == w
+        pos = starts[cls][:, None] + np.arange(w)
+        valid = np.arange(w) < lengths[cls][:, None]
+        at = pos[valid]
+        for x, (pre, suf) in zip(xs, out):
+            if x is None:
+                continue
+            block = np.where(valid, x[np.minimum(pos, m - 1)], 0.0)
+            inclusive = np.cumsum(block, axis=1)
+            pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
+            suf[at] = np.cumsum(block[:, ::-1], axis=1)[:, ::-1][valid]
+    return rank, out
+
+
+def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
+    """α* (and H) for rows p, q `[n, V]` (raw, row totals psum, qsum) and law "iid" (k drafts) or "wor2".
+
+    Three levels, each evaluated only where the previous one could not rule the minimum out: coarse ratio buckets
+    of every token, 2^_FINE_BITS sub-buckets of the surviving buckets, and the tokens of the surviving
+    sub-buckets in ratio order. α* is the least J over the boundaries of all three levels.
+    """
+    n, v = p.shape
+    e = 1 << _FINE_BITS
+    c = _leave_one_out_terms(q, qsum) if law == "wor2" else None
+    flat, nb, sub_bits = _coarse_buckets(p, q)
+    # level 1: every token into its coarse bucket
+    sums1 = [np.bincount(flat, weights=x.ravel(), minlength=n * nb).reshape(n, nb) if x is not None else None
+             for x in (p, q, c)]
+    sums1[0] /= psum[:, None]
+    sums1[1] /= qsum[:, None]
+    zero = np.zeros(n)
+    acc1, vals1, lower1 = _level(law, k, sums1, (zero, zero, zero, zero))
+    best = vals1.min(axis=1)
+    surv = _survivors(sums1, lower1, best, np.arange(n))
+    # the surviving buckets' tokens: one index pass over all tokens, then short gathers
+    idx = np.flatnonzero(surv.ravel()[flat])
+    tflat = flat[idx]
+    tr = tflat // nb
+    tb = tflat - tr * nb
+    pt, qt = p.ravel()[idx], q.ravel()[idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rt = pt / qt
+    rt[np.isnan(rt)] = 0.0
+    pt /= psum[tr]
+    qt /= qsum[tr]
+    ct = c.ravel()[idx] if c is not None else None
+    # level 2: each surviving bucket split into 2^_FINE_BITS sub-buckets (the next mantissa bits of r)
+    slot_of = np.cumsum(surv.ravel()) - 1                       # slot of each surviving (row, bucket)
+    s_row, s_b = np.nonzero(surv)
+    ns = len(s_row)
+    fine = (e - 1) - ((rt.view(np.int64) >> (52 - sub_bits - _FINE_BITS)) & (e - 1))
+    fine[np.isinf(rt)] = 0
+    tslot = slot_of[tflat] * e + fine
+    sums2 = [np.bincount(tslot, weights=x, minlength=ns * e).reshape(ns, e) if x is not None else None
+             for x in (pt, qt, ct)]
+    base2 = tuple(a[s_row, s_b + shift] if a is not None else None for a, shift in zip(acc1, (1, 0, 1, 1)))
+    acc2, vals2, lower2 = _level(law, k, sums2, base2)
+    np.minimum.at(best, s_row, vals2.min(axis=1))
+    surv2 = _survivors(sums2, lower2, best, s_row)
+    # level 3: the surviving sub-buckets' tokens in ratio order; J before each token
+    tok = np.flatnonzero(surv2.ravel()[tslot])
+    o = tok[np.lexsort((-rt[tok], tslot[tok]))]
+    seg = tslot[o]
+    s3, f3 = seg // e, seg % e
+    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)])
+    cS3 = acc2[3][s3, f3 + 1] + within[2][1] if c is not None else None
+    vals3 = _law_values(law, k, acc2[0][s3, f3 + 1] + within[0][1], acc2[1][s3, f3] + within[1][0],
+                        acc2[2][s3, f3 + 1] + within[1][1], cS3)
+    np.minimum.at(best, s_row[s3], vals3)
+    if not with_set:
+        return best, None
+    return best, _minimizing_set(flat.reshape(n, v), nb, idx, tr, tb, fine, o, j3,
+                                 (vals1, vals2, vals3), (s_row, s_b, s3, f3))
+
+
+def _minimizing_set(flat, nb, idx, tr, tb, fine, o, j3, vals, slots):
+    """H of the least J over the three levels: every token in buckets < b, in bucket b's sub-buckets < f, and the
+    first j tokens of sub-bucket (b, f) -> `[n, V]` bool.
+
+    flat: row * nb + bucket `[n, V]`; idx, tr, tb, fine: the surviving buckets' tokens (flat index, row, bucket,
+    sub-bucket); o, j3: level-3 tokens (index into idx, rank in their sub-bucket); vals: J at level 1 `[n, nb+1]`,
+    level 2 `[ns, e+1]`, level 3 `[len(o)]`; slots: (row, bucket) of each level-2 group, (group, sub-bucket) of
+    each level-3 token.
+    """
+    n = len(flat)
+    vals1, vals2, vals3 = vals
+    s_row, s_b, s3, f3 = slots
+    m1, m2 = np.argmin(vals1, axis=1), np.argmin(vals2, axis=1)
+    zeros = np.zeros(n + len(m2), np.int64)
+    value = np.concatenate([vals1[np.arange(n), m1], vals2[np.arange(len(m2)), m2], vals3])
+    row = np.concatenate([np.arange(n), s_row, s_row[s3]])
+    b = np.concatenate([m1, s_b, s_b[s3]])
+    f = np.concatenate([np.zeros(n, np.int64), m2, f3])
+    j = np.concatenate([zeros, j3])
+    order = np.lexsort((value, row))
+    pick = order[np.searchsorted(row[order], np.arange(n))]     # each row's least J (every row has a level-1 entry)
+    b, f, j = b[pick], f[pick], j[pick]
+    mask = flat < (np.arange(n) * nb + b)[:, None]
+    rank = np.full(len(idx), np.iinfo(np.int64).max)
+    rank[o] = j3
+    sel = (tb == b[tr]) & ((fine < f[tr]) | ((fine == f[tr]) & (rank < j[tr])))
+    mask.ravel()[idx[sel]] = True
+    return mask
+
+
+
+def bucketed(p, q, psum, qsum, law, k, with_set):
+    alpha = np.zeros(len(p))
+    mask = np.zeros(p.shape, bool) if with_set else None
+    for lo in range(0, len(p), _FAST_CHUNK):
+        sl = slice(lo, lo + _FAST_CHUNK)
+        alpha[sl], h = _bucketed_rows(p[sl], q[sl], psum[sl], qsum[sl], law, k, with_set)
+        if with_set:
+            mask[sl] = h
+    return alpha, mask

@@ -1,0 +1,74 @@
+"""The numpy backend of `transport.optimal` (CPU; transport/THEORY.md §2.3–2.4): ratio buckets with exact pruning for
+iid drafts and two drafts without replacement (`transport.optimal_buckets`), O(V) greedy by partition, and the
+exponential-race quadrature for without replacement with k_eff >= 3 (a python loop for V <= 2048, else the jax scan).
+Backend functions take raw rows `[N, V]` with their float64 row sums and return (α* `[N]`, H `[N, V]` or None).
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from transport import optimal_jax, optimal_ref
+from transport.optimal_buckets import bucketed
+
+_CHUNK = 8
+
+
+def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] for sorted unique rows, as a view (no copy of `[N, V]`) when they are one contiguous range."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return x[rows[0]:rows[-1] + 1]
+    return x[rows]
+
+
+
+def _greedy_np(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`optimal_ref.alpha_greedy` in O(V): G = top-(k-1) of q by partition instead of a full sort, `[n, V]`.
+
+    G holds every token above the (k-1)-th largest value t of q and, of the tokens equal to t, those with the
+    smallest ids: the first k-1 of a stable sort of -q, exactly the reference's G. Same closed form afterwards.
+    """
+    v = q.shape[1]
+    t = np.partition(q, v - (k - 1), axis=1)[:, v - (k - 1), None]
+    in_g = q >= t
+    ties = np.flatnonzero(np.count_nonzero(in_g, axis=1) > k - 1)     # more tokens equal t than places left
+    for i in ties:
+        tied = np.flatnonzero(q[i] == t[i])
+        in_g[i, tied[k - 1 - np.count_nonzero(q[i] > t[i]):]] = False
+    return optimal_ref.greedy_given_set(p, q, in_g)
+
+
+def iid(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
+    """α*, H for k iid drafts (and greedy with k = 1): bucketed, no full sort."""
+    return bucketed(p_raw, q_raw, p_sum, q_sum, "iid", k, return_set)
+
+
+def greedy(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
+    """α*, H for greedy drafts: top-(k-1) by partition, then the closed form."""
+    if k == 1:
+        return iid(p_raw, q_raw, p_sum, q_sum, 1, return_set, nodes_per_decade)
+    p64, q64 = p_raw / p_sum[:, None], q_raw / q_sum[:, None]
+    return optimal_ref.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _greedy_np(pp, qq, k))])
+
+
+def without_replacement(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
+    """α*, H for k drafts without replacement: bucketed for k_eff <= 2, the race quadrature for k_eff >= 3."""
+    k_eff = np.minimum(k, np.count_nonzero(q_raw, axis=1))     # q >= 0 checked (-0.0 counts as zero)
+    alpha = np.zeros(len(p_raw))
+    mask = np.zeros(p_raw.shape, bool) if return_set else None
+    for rows, law, kk in ((np.flatnonzero(k_eff == 1), "iid", 1), (np.flatnonzero(k_eff == 2), "wor2", 2)):
+        if len(rows):
+            a, h = bucketed(_take_rows(p_raw, rows), _take_rows(q_raw, rows), p_sum[rows], q_sum[rows], law, kk,
+                            return_set)
+            alpha[rows] = a
+            if return_set:
+                mask[rows] = h
+    race = np.flatnonzero(k_eff >= 3)
+    if len(race):
+        with jax.enable_x64(True):
+            for chunk in np.array_split(race, max(1, -(-len(race) // _CHUNK))):
+                pp, qq = p_raw[chunk] / p_sum[chunk, None], q_raw[chunk] / q_sum[chunk, None]
+                alpha[chunk], h = optimal_jax.race_rows(pp, qq, k_eff[chunk], nodes_per_decade, False)
+                if return_set:
+                    mask[chunk] = h
+    return alpha, mask
