@@ -54,9 +54,13 @@ def init_cache(config: ModelConfig, batch_size: int, capacity: int, *, num_layer
 
 
 def write_slots(cache_array: jax.Array, new: jax.Array, slots: jax.Array) -> jax.Array:
-    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at `slots[B, T]` (each row its own slots)."""
-    rows = jnp.arange(cache_array.shape[0])[:, None]
-    return cache_array.at[rows, slots].set(new.astype(cache_array.dtype), mode="drop")
+    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at `slots[B, T]` (each row its own slots).
+
+    A per-row scatter (vmapped): the batch is a scatter batch dimension, so with the batch split over devices each
+    device writes its own rows (a global `[rows, slots]` index would make the partitioner all-gather the update)."""
+    def one_row(row, update, where):
+        return row.at[where].set(update.astype(row.dtype), mode="drop")
+    return jax.vmap(one_row)(cache_array, new, slots)
 
 
 def gather_path(cache: Any, start: jax.Array, path_slots: jax.Array, path_len: jax.Array) -> Any:
