@@ -59,7 +59,8 @@ class MemoryPlan:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2 ** 30:.3f} GiB ({n:,} bytes)"
+    size = f"{n / 2 ** 30:.2f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.2f} MiB"
+    return f"{size} ({n:,} bytes)"
 
 
 def _sizes(mesh: Mesh | tuple[int, int] | None) -> tuple[int, int]:
