@@ -19,10 +19,10 @@ from jax.sharding import Mesh
 
 from specjax.batching import bucket_size
 from specjax.block import Block
+from specjax.memory import check_budget, plan_generate
 from specjax.metrics import acceptance_length
 from specjax.runners import Handle
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from specjax.memory import check_budget, plan_generate
 from specjax.sharding import shard_decode
 from specjax.speculators import Speculator, make_method
 from specjax.state import Caches, DecodeContext, LoopState, select_rows
@@ -123,12 +123,13 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
                          f"{new_bucket}) + draft margin ({speculator.capacity_margin}) needs {capacity} cache slots, "
                          f"more than the allowed {cache_capacity}: lower the draft length / tree budget or "
                          "max_new_tokens")
+    if memory_budget_bytes is not None:
+        check_int("memory_budget_bytes", memory_budget_bytes, low=1)
+        check_budget(plan_generate(target, drafter, batch=batch, capacity=capacity, prompt_len=width, mesh=mesh,
+                                   round_tokens=speculator.capacity_margin), memory_budget_bytes)
     tokens = np.zeros((batch, width), np.int32)
     tokens[:, :prompt_len] = prompt_tokens
     tokens, lengths = jnp.asarray(tokens), jnp.asarray(prompt_lengths, jnp.int32)
-    if memory_budget_bytes is not None:
-        check_budget(plan_generate(target, drafter, batch=batch, capacity=capacity, prompt_len=width, mesh=mesh,
-                                   round_tokens=speculator.capacity_margin), memory_budget_bytes)
     if mesh is not None:
         target, drafter, tokens, lengths = shard_decode(target, drafter, tokens, lengths, mesh)
     out = _generate(target, drafter, tokens, lengths, key, jnp.int32(max_new_tokens),

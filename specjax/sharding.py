@@ -11,12 +11,14 @@ collectives (an all-reduce after each row-parallel matmul, the cross-shard reduc
 Nothing is computed over a vocabulary shard alone: every warp, sampler and verifier is written over the whole
 vocabulary and the partitioner keeps it so, so a sharded run equals one device's up to float reassociation, and
 jax's partitionable threefry draws the same random bits whatever the layout: the same tokens for the same key.
-No `shard_map`: annotations alone give the Megatron collectives here (checked on the compiled HLO by
-`experiments/bench_sharding.py`), and a hand-written map would fix one layout where the partitioner can adapt.
+No `shard_map`: annotations alone give the Megatron collectives here (`experiments/bench_sharding.py` counts the
+collectives in each mesh's compiled decode loop), and a hand-written map would fix one layout where the partitioner
+can adapt.
 """
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -159,6 +161,34 @@ def shard_handle(handle: Any, mesh: Mesh, *, strict: bool = True) -> Any:
         layout = model_layout(handle.config, mesh, strict=strict)
         return Handle(dataclasses.replace(handle.runner, layout=layout), place_params(handle.params, layout))
     return Handle(handle.runner, replicate(handle.params, mesh))
+
+
+def init_sharded(config: ModelConfig, mesh: Mesh, seed: int = 0) -> Any:
+    """The handle of a random model (the `init_model` distribution: kernels and embeddings normal(init_std), norm
+    scales one, biases zero) created parameter by parameter straight in its layout on `mesh`: each device draws only
+    its own shards, so the model never exists whole on one host, and the transient float32 draws are one parameter's
+    at a time (the draws are not `init_model`'s, which follow nnx's random streams)."""
+    from specjax.io.weights import abstract_model, build_model
+    from specjax.runners import model_handle
+
+    layout = model_layout(config, mesh)
+    declared = {"/".join(map(str, path)): var
+                for path, var in nnx.to_flat_state(nnx.state(abstract_model(config), nnx.Param))}
+    key = jax.random.key(seed)
+    draws: dict = {}
+
+    def read(path: str) -> jax.Array:
+        var = declared[path]
+        shape, dtype, sharding = var.get_value().shape, var.get_value().dtype, layout.sharding(declared_axes(var))
+        if path.endswith(("scale", "bias")):
+            return jax.device_put(np.full(shape, 1.0 if path.endswith("scale") else 0.0, dtype), sharding)
+        if (shape, dtype, sharding) not in draws:
+            draws[shape, dtype, sharding] = jax.jit(
+                lambda k: (config.init_std * jax.random.normal(k, shape, np.float32)).astype(dtype),
+                out_shardings=sharding)
+        return draws[shape, dtype, sharding](jax.random.fold_in(key, zlib.crc32(path.encode())))
+
+    return shard_handle(model_handle(build_model(config, read, source="random", mesh=mesh)), mesh)
 
 
 def check_batch(batch_size: int, mesh: Mesh) -> None:
