@@ -2,7 +2,9 @@
 transformers' on tiny random checkpoints of Llama-3.x (rope type llama3), Qwen3 (q/k norms, explicit head_dim) and
 Gemma 3 (local/global layers with a sliding window smaller than the test sequences, q/k norms, post-norms, GeGLU,
 scaled embeddings, query_pre_attn_scalar, final soft-cap, norms stored as w for 1 + w), saved as multi-file
-safetensors with an index. Needs the `parity` extra (torch, transformers)."""
+safetensors with an index. Greedy tokens: transformers' greedy continuation scored in one forward (no decode loop to
+compile), and for Gemma 3 also decoded by `generate`, whose cache records positions for the sliding window.
+Needs the `parity` extra (torch, transformers)."""
 import json
 
 import jax
@@ -60,19 +62,22 @@ def test_family_logits_and_greedy_match_transformers(kind, tmp_path):
         assert config.sliding_layers == (0, 2) and config.sliding_window == 4 and config.rope_local_theta == 500.0
         assert config.post_norms and config.qk_norm and config.tie_embeddings and config.logit_softcap == 5.0
 
-    tokens = np.random.default_rng(0).integers(3, COMMON["vocab_size"], size=(2, 11)).astype(np.int32)
+    # transformers' greedy continuation of a random prompt; specjax scores the whole sequence in one forward: equal
+    # logits and every argmax equal to transformers' next token mean the same greedy tokens
+    prompt = np.random.default_rng(0).integers(3, COMMON["vocab_size"], size=(1, 6))
     with torch.no_grad():
-        ref = hf(torch.from_numpy(tokens.astype(np.int64))).logits.numpy()
-    logits, _, _ = model(jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(11), tokens.shape))
-    assert np.max(np.abs(np.asarray(logits) - ref)) <= 1e-4
-
-    prompt = tokens[:1, :6]
-    with torch.no_grad():
-        out = hf.generate(torch.from_numpy(prompt.astype(np.int64)), max_new_tokens=12, min_new_tokens=12,
-                          do_sample=False, eos_token_id=None, pad_token_id=0)
-    res = generate(model_handle(model), prompt, np.array([6], np.int32), jax.random.key(0), method="ar",
-                   max_new_tokens=12, sampling=SamplingConfig(temperature=0.0))
-    np.testing.assert_array_equal(np.asarray(res.tokens[0]), out[0, 6:].numpy())
+        ids = hf.generate(torch.from_numpy(prompt), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                          eos_token_id=None, pad_token_id=0)
+        ref = hf(ids).logits.numpy()
+    ids = ids.numpy()
+    logits, _, _ = model(jnp.asarray(ids, jnp.int32), jnp.arange(ids.shape[1])[None])
+    logits = np.asarray(logits)
+    assert np.max(np.abs(logits - ref)) <= 1e-4
+    np.testing.assert_array_equal(logits[0, 5:-1].argmax(-1), ids[0, 6:])
+    if kind == "gemma3":        # the cached decode past the window: local layers mask by the positions recorded
+        res = generate(model_handle(model), prompt.astype(np.int32), np.array([6], np.int32), jax.random.key(0),
+                       method="ar", max_new_tokens=12, sampling=SamplingConfig(temperature=0.0))
+        np.testing.assert_array_equal(np.asarray(res.tokens[0]), ids[0, 6:])
 
     # the exporter inverts the loader (Gemma's norm offset included)
     state = hf.state_dict()

@@ -9,23 +9,26 @@ import numpy as np
 import pytest
 
 from specjax.block import Block
-from specjax.config import named_config
 from specjax.decode import generate
 from specjax.io.weights import cast_model
-from specjax.model import init_model
 from specjax.runners import model_handle
 from specjax.sampling import SamplingConfig
 from specjax.speculators import make_method
 
 
-def _score(model, tokens):
-    handle = model_handle(model)
+@jax.jit
+def _score_handle(handle, tokens):
     b, t = tokens.shape
     return handle.forward(handle.init_cache(b, t + 4), Block.chain(tokens, jnp.zeros((b,), jnp.int32)))
 
 
-def test_bf16_logits_stay_float32_and_close_on_the_tiny_model():
-    model = init_model(named_config("tiny"), 0)
+def _score(model, tokens):
+    """One cached forward over `tokens` [B, T]: logits and the cache it wrote (one compiled program per dtype)."""
+    return _score_handle(model_handle(model), tokens)
+
+
+def test_bf16_logits_stay_float32_and_close_on_the_tiny_model(tiny_pair):
+    model = _model_of(tiny_pair[0])
     half = cast_model(model, "bfloat16")
     assert half.layers[0].attn.q_proj.kernel[...].dtype == jnp.bfloat16
     assert half.embed.embedding[...].dtype == jnp.bfloat16 and half.final_norm.scale[...].dtype == jnp.float32
@@ -49,9 +52,6 @@ def test_bf16_decode_loop_is_lossless_at_temperature_zero(tiny_pair):
     sd = generate(target, prompts, lengths, jax.random.key(1), method=make_method("chain", num_draft=3),
                   drafter=draft, max_new_tokens=12, sampling=greedy)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
-    sampled = generate(target, prompts, lengths, jax.random.key(2), method=make_method("chain", num_draft=3),
-                       drafter=draft, max_new_tokens=12, sampling=SamplingConfig(1.0))
-    assert np.all(np.asarray(sampled.lengths) == 12)
 
 
 def _model_of(handle):
