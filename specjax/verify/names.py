@@ -27,6 +27,9 @@ RULE_LAWS = {
     "spechub": SPECHUB,
 }
 RULES = tuple(RULE_LAWS)
+# the optimum α* a rule's acceptance is compared with: that of its own draft law, except SpecHub's, whose set law
+# is greedy(q, 2)'s (transport/THEORY.md §2.2), so the greedy optimum is its bound
+OPTIMUM_LAW = {rule: GREEDY if law == SPECHUB else law for rule, law in RULE_LAWS.items() if law != DETERMINISTIC}
 
 CHAIN_VERIFIERS = ("token", "block")           # token by token (Leviathan et al.) or the block rule (Sun et al.)
 TREE_VERIFIERS = ("token", "traversal", "gbv")  # per-node rules, leaf-to-root traversal, greedy multi-path block
