@@ -84,7 +84,7 @@ def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, pr
 
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,
              method: str | Speculator = "ar", drafter: Handle | None = None, max_new_tokens: int = 32,
-             sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None,
+             sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None, verifier: str | None = None,
              cache_capacity: int | None = None, mesh: Mesh | None = None,
              memory_budget_bytes: int | None = None) -> GenerateResult:
     """Decode `max_new_tokens` per row.
@@ -93,10 +93,12 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     `lookup_handle(config)`, ...). prompt_tokens `[B, L]` int, right-padded; prompt_lengths `[B]` in `[1, L]`.
     key: PRNG key (the only source of randomness). method: a registered name ("ar", "chain", the tree methods once
     `trees` is imported) or a speculator (`make_method("chain", num_draft=4)`, `trees.make_speculator(...)`).
-    cache_capacity: the largest cache the caller allows (slots per row). mesh: a `specjax.sharding.make_mesh(data=,
-    model=)` mesh: the batch split over `data`, the target over `model` (heads, MLP, vocabulary, KV cache), the
-    drafter by its own rule; same tokens as one device for the same key. memory_budget_bytes: refuse (ValueError
-    with the figure, `specjax.memory`) a run that needs more per device.
+    verifier: how the method verifies ("token" | "block" for chains, "token" | "traversal" | "gbv" for trees; default:
+    the method's own, "token" unless it was built with another). cache_capacity: the largest cache the caller
+    allows (slots per row). mesh: a `specjax.sharding.make_mesh(data=, model=)` mesh: the batch split over `data`,
+    the target over `model` (heads, MLP, vocabulary, KV cache), the drafter by its own rule; same tokens as one
+    device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.memory`) a run that
+    needs more per device.
     Input errors, an impossible (method, target, drafter) combination included, raise ValueError before tracing.
     """
     if not isinstance(target, Handle) or not (drafter is None or isinstance(drafter, Handle)):
@@ -104,6 +106,11 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     speculator = make_method(method) if isinstance(method, str) else method
     if not isinstance(speculator, Speculator):
         raise ValueError(f"method must be a registered name or a Speculator, got {type(method).__name__}")
+    if verifier is not None and verifier != getattr(speculator, "verifier", verifier):
+        if getattr(speculator, "verifier", "token") != "token":
+            raise ValueError(f"the method already verifies with {speculator.verifier!r}; pass verifier={verifier!r} "
+                             "to only one of them")
+        speculator = speculator.with_verifier(verifier)
     if not isinstance(sampling, SamplingConfig):
         raise ValueError("sampling must be a SamplingConfig")
     vocab = target.config.vocab_size
