@@ -124,7 +124,9 @@ def run_mesh(config: BenchConfig, data: int, model: int, seed: int) -> dict:
     collectives = _collectives(compiled.as_text())
     del compiled
     kw = dict(method="ar", sampling=SamplingConfig(config.temperature), mesh=mesh)
-    _, seconds_first = timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)
+    _, seconds_first = timed(generate, target, prompts, lengths, key, max_new_tokens=config.max_new_tokens, **kw)
+    if bucket_size(config.short_new_tokens) != bucket_size(config.max_new_tokens):     # another loop: compile it
+        timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)  # unclocked
     _, seconds_short = timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)
     out, seconds_long = timed(generate, target, prompts, lengths, key, max_new_tokens=config.max_new_tokens, **kw)
     decode_tokens = config.batch * (config.max_new_tokens - config.short_new_tokens)
