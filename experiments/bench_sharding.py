@@ -7,7 +7,9 @@ layout). Per mesh: the planner's bytes per device (`specjax.memory`), the bytes 
 (weights, the KV cache as `init_cache` lays it out), XLA's own figure for the compiled decode loop (arguments +
 temporaries per device), the collectives the partitioner inserted into it (counted in the compiled HLO), the
 process's peak host memory, the end-to-end tokens/s of AR decoding (prefill included), the decode-only tokens/s
-(the difference between a long and a short run), and whether the tokens equal the baseline's for the same key.
+(the difference between a long and a short run), and whether the tokens equal the baseline's for the same key
+(informative only: in bf16, with the near-uniform laws of random weights, another matmul shape or reduction order
+can flip a sampled token; exact equality is what tests/core/test_sharding.py asserts, in float32).
 Prints the figures, then each mesh's ratios to the baseline, and writes JSON.
 
 On a CPU host the "devices" are `--xla_force_host_platform_device_count` slices of the same cores, so the speed
