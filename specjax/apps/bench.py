@@ -5,8 +5,10 @@ before the clock starts, so the timings never include compilation.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -62,3 +64,24 @@ def summarize(runs: Sequence[Run]) -> dict[str, float]:
     return {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs else 0.0,
             "tau": float(np.mean([r.tau for r in runs])),
             "drafted_per_round": float(np.mean([r.drafted_per_round for r in runs]))}
+
+
+class Results:
+    """Records of an experiment keyed by a string, kept in a JSON file rewritten after every record, so an
+    interrupted run resumes where it stopped (`done(key)`). Records of another configuration are not reused: the
+    file remembers the configuration it was written for and is started afresh when it differs."""
+
+    def __init__(self, path: Path, config: dict[str, Any]):
+        self.path, self.config = Path(path), json.loads(json.dumps(config))     # tuples read back as lists
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.records: dict[str, Any] = saved.get("records", {}) if saved.get("config") == self.config else {}
+
+    def done(self, key: str) -> bool:
+        return key in self.records
+
+    def add(self, key: str, record: Any) -> None:
+        self.records[key] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"config": self.config, "records": self.records}, indent=1))
+        tmp.replace(self.path)                 # atomic: an interruption never leaves half a file
