@@ -109,6 +109,24 @@ class AcceptanceProfile:
                              "child of a node is accepted")
         object.__setattr__(self, "rates", tuple(tuple(float(x) for x in row) for row in a))
 
+    @classmethod
+    def from_ranks(cls, ranks: Any, num_ranks: int) -> "AcceptanceProfile":
+        """Rates from observed ranks `[starts, D]` (ranks[t, d]: the rank of the target's token at depth d + 1 of a
+        round starting at t, greedy; `specjax.apps.acceptance`): rates[d, j] = P(rank at depth d = j | every
+        earlier rank < `num_ranks`), i.e. conditional on the path lying in a full tree of that width."""
+        k = check_int("num_ranks", num_ranks, low=1)
+        r = np.asarray(ranks)
+        if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 1 or not np.issubdtype(r.dtype, np.integer) or r.min() < 0:
+            raise ValueError(f"ranks must be non-negative integers [starts, D], got {r.dtype} {r.shape}")
+        rows = []
+        inside = np.ones(r.shape[0], bool)
+        for d in range(r.shape[1]):
+            if not inside.any():
+                raise ValueError(f"no start reaches depth {d + 1} inside the top-{k} tree: use fewer depths")
+            rows.append(tuple(float(np.mean(r[inside, d] == j)) for j in range(k)))
+            inside &= r[:, d] < k
+        return cls(tuple(rows))
+
     @property
     def table(self) -> np.ndarray:
         """rates as a `[D, k]` float64 array."""

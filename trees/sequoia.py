@@ -60,6 +60,20 @@ def positional_reward(paths: Sequence[Sequence[int]], acceptance: AcceptanceProf
     return float(sum(np.prod([acceptance.rate(i, r) for i, r in enumerate(p)]) for p in paths))
 
 
+def empirical_reward(paths: Sequence[Sequence[int]], ranks) -> float:
+    """E[accepted drafts] of a tree of rank paths on observed greedy rounds, with no independence assumption:
+    the mean over starts t of the number of paths p with ranks[t, :len(p)] == p (`ranks [starts, D]`,
+    `specjax.apps.acceptance`). A greedy round accepts exactly the deepest such path, and its prefixes."""
+    r = np.asarray(ranks)
+    if r.ndim != 2:
+        raise ValueError(f"ranks must be [starts, D], got shape {r.shape}")
+    paths = [tuple(int(x) for x in p) for p in paths]
+    positional_reward(paths, AcceptanceProfile((1.0,)))          # the same checks on the paths
+    if max(map(len, paths)) > r.shape[1]:
+        raise ValueError(f"a path of depth {max(map(len, paths))} needs ranks of that many depths ({r.shape[1]})")
+    return float(sum(np.mean(np.all(r[:, :len(p)] == np.asarray(p), axis=1)) for p in paths))
+
+
 def _solve(rates: np.ndarray, budget: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """F `[D+1, M+1]` and the choice table `[D, k, M+1]` (subtree size given to rank j at depth l with m nodes
     left for ranks >= j; 0 = no child of that rank). rates `[D, k]` (already expanded to the depth limit)."""
