@@ -32,7 +32,8 @@ import trees
 from specjax.apps.acceptance import teacher_forced_ranks
 from specjax.apps.bench import decode_prompts, summarize
 from specjax.apps.models import load_drafter, load_target
-from specjax.apps.profile import STATS, ProfileConfig, device_name, measure_profile, restat, roofline
+from specjax.apps.profile import (STATS, ProfileConfig, device_name, generate_capacity, measure_profile,
+                                  restat, roofline)
 from specjax.batching import bucket_size
 from specjax.costs import DeviceProfile
 from specjax.io.prompts import load_prompts
@@ -92,11 +93,6 @@ def method_list(cfg: LatencyConfig) -> list[tuple[str, object, object]]:
     return out
 
 
-def capacity(spec, prompt_width: int, new_tokens: int) -> int:
-    """The cache capacity `generate` allocates (its formula)."""
-    return prompt_width + bucket_size(new_tokens) + spec.capacity_margin + 1
-
-
 def profile_config(cfg: LatencyConfig, plans, contexts) -> ProfileConfig:
     """Exactly the T values the methods (and the search, on a coarse grid) need."""
     target = {1, cfg.prompt_bucket} | {p.verify_tokens for p in plans}
@@ -110,7 +106,8 @@ def predicted_rate(profile: DeviceProfile, spec, plan, runs, widths, new_tokens)
     """Predicted tokens/s over the prompts (each with its measured τ), and the per-prompt terms."""
     terms, seconds = [], 0.0
     for run, w in zip(runs, widths):
-        pred = predict(profile.at(capacity(spec, w, new_tokens)), plan, run.tau, Workload(len(run.tokens), w))
+        pred = predict(profile.at(generate_capacity(spec, w, new_tokens)), plan, run.tau,
+                       Workload(len(run.tokens), w))
         seconds += pred.run_s
         terms.append(pred.terms())
     return sum(len(r.tokens) for r in runs) / seconds, terms
@@ -328,7 +325,7 @@ def main(argv=None) -> int:
           f"({[len(i) for i in ids]} tokens), {n} new tokens", flush=True)
 
     search_context = width + bucket_size(n) + max(cfg.search_budgets) + 2
-    caps = [capacity(spec, width, n) for _, spec, _ in methods] + [search_context]
+    caps = [generate_capacity(spec, width, n) for _, spec, _ in methods] + [search_context]
     if "profile" not in state:
         pcfg = profile_config(cfg, [pl for _, _, pl in methods], (min(caps), max(caps)))
         prof = measure_profile(target.handle, drafter, pcfg, {"target": target.label, "drafter": cfg.drafter},

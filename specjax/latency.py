@@ -10,8 +10,8 @@ A round of any method is  draft + verify + overhead:
 A round emits τ tokens on average (τ = accepted drafts + 1, `specjax.metrics`), so the steady rate is τ / round.
 A whole `generate` call adds the prefills (target, and drafter, over the prompt's width W) and a fixed run overhead,
 and needs E[R] ≈ (n - 1) / τ + (1 - 1/τ) / 2 rounds for n tokens (the first comes from the prefill; the second
-term is the mean overshoot of the last round when each round emits about τ tokens: exact for AR, and for any fixed
-step on the integer lattice).
+term is the mean overshoot of the last round when each round emits about τ tokens: exact for AR and, averaged over
+run lengths, for any fixed integer step).
 
 Axes: T tokens a call scores, S cache slots a query attends over (specjax's forward reads every slot of its cache
 under a mask, so a call's cost depends on the capacity S, not on how many slots are filled), B batch rows,

@@ -7,15 +7,15 @@ Measured, at each context S (cache slots) and batch size B:
 - tree_level: one tree level over a frontier of T nodes (`trees.pool.draft_level`, the ranking softmax, the
               top-4 children of each node written into the pool), i.e. what a builder pays per depth;
 and once, from AR `generate` runs of two lengths in the same compiled bucket, interleaved: the AR round (their
-time difference over the rounds between), whence the fixed per-round overhead (AR round - target(1)) and per-run overhead (the
-rest of a run beyond its rounds and the target's prefill).
+time difference over the rounds between), whence the fixed per-round overhead (AR round - target(1)) and per-run
+overhead (the rest of a run beyond its rounds and the target's prefill).
 Each cost is a statistic (median, or min: `ProfileConfig.stat`) over `repeats` of a jitted `lax.fori_loop` of
 `inner` calls divided by `inner` (so host dispatch is amortised, as inside the decode loop, and the loop carries the
 cache so no call is hoisted). Costs that fall as T grows (noise, or a kernel switch) are smoothed to a
 non-decreasing curve by isotonic regression; every raw sample is kept in `meta` (`restat` rebuilds the profile
 under the other statistic).
 
-    specjax profile --target smollm2 --drafter eagle --contexts 256 512 1024 --batches 1 4 --out results/profile_cpu.json
+    specjax profile --target smollm2 --drafter eagle --contexts 256 512 1024 --batches 1 4 --out results/cpu.json
     specjax profile --roofline h200 --out results/profile_h200.json
 """
 from __future__ import annotations
@@ -158,32 +158,32 @@ def _chain_args(batch: int, context: int, t: int):
     return jnp.zeros((batch, t), jnp.int32) + 3, start
 
 
-def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int, log=print) -> dict:
-    """Samples of seconds per call of the three curves at one (context, batch): {name: (tokens, samples
-    `[G][repeats]`)}."""
+def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int, log=print,
+                   parts=("target", "drafter", "tree_level")) -> dict:
+    """Samples of seconds per call of the curves in `parts` (the drafter's only with a drafter) at one (context,
+    batch): {name: (tokens, samples `[G][repeats]`)}."""
     from specjax.sampling import SamplingConfig
 
     sampling = SamplingConfig(temperature=cfg.temperature)
     stat = STATS[cfg.stat]
-    show = lambda name, unit: log(f"  S={context} B={batch} {name}: " + ", ".join(
-        f"{unit}={t} {1e3 * stat(s):.2f}" for t, s in zip(*curves[name])) + f" ms ({cfg.stat} of {cfg.repeats})")
-    curves = {"target": (cfg.tokens, [call_samples(_target_loop, (target, target.init_cache(batch, context),
-                                                                  *_chain_args(batch, context, t)),
-                                                   cfg.inner, cfg.repeats) for t in cfg.tokens])}
-    show("target", "T")
-    if drafter is None:
-        return curves
     feats = lambda t: (jnp.zeros((batch, t, drafter.config.d_model)) if drafter.runner.reads_features else None)
-    curves["drafter"] = (cfg.tokens, [call_samples(
-        partial(_drafter_loop, sampling=sampling),
-        (drafter, drafter.init_cache(batch, context), *_chain_args(batch, context, t), feats(t), jax.random.key(0)),
-        cfg.inner, cfg.repeats) for t in cfg.tokens])
-    curves["tree_level"] = (cfg.level_tokens, [call_samples(
-        partial(_level_loop, frontier=t), (drafter, drafter.init_cache(batch, context),
-                                           *_level_args(drafter, batch, context, t)),
-        cfg.inner, cfg.repeats) for t in cfg.level_tokens])
-    show("drafter", "T")
-    show("tree_level", "L")
+    jobs = {
+        "target": (cfg.tokens, lambda t: (_target_loop, (target, target.init_cache(batch, context),
+                                                         *_chain_args(batch, context, t)))),
+        "drafter": (cfg.tokens, lambda t: (partial(_drafter_loop, sampling=sampling),
+                                           (drafter, drafter.init_cache(batch, context),
+                                            *_chain_args(batch, context, t), feats(t), jax.random.key(0)))),
+        "tree_level": (cfg.level_tokens, lambda t: (partial(_level_loop, frontier=t),
+                                                    (drafter, drafter.init_cache(batch, context),
+                                                     *_level_args(drafter, batch, context, t))))}
+    curves = {}
+    for name in parts:
+        if name != "target" and drafter is None:
+            continue
+        grid, job = jobs[name]
+        curves[name] = (grid, [call_samples(*job(t), cfg.inner, cfg.repeats) for t in grid])
+        log(f"  S={context} B={batch} {name}: " + ", ".join(f"{t}: {1e3 * stat(x):.2f}" for t, x in
+                                                            zip(*curves[name])) + f" ms ({cfg.stat} of {cfg.repeats})")
     return curves
 
 
@@ -206,7 +206,7 @@ def measure_overheads(target, vocab_size: int, cfg: ProfileConfig, log=print) ->
     width = bucket_size(cfg.overhead_prompt)
     capacity = width + bucket_size(long) + 2           # AR's cache (`generate`: margin 1, plus 1)
     one = dataclasses.replace(cfg, tokens=(1, width))
-    c1, cw = measure_curves(target, None, one, capacity, 1, log=lambda *_: None)["target"][1]
+    c1, cw = measure_curves(target, None, one, capacity, 1, lambda *_: None, ("target",))["target"][1]
     raw = {"short": short, "long": long, "generate_short_s": [a for a, _ in times],
            "generate_long_s": [b for _, b in times], "target_1_s": c1, "target_prefill_s": cw,
            "prompt_width": width, "capacity": capacity}
@@ -250,18 +250,27 @@ def measure_profile(target, drafter, cfg: ProfileConfig, labels: dict | None = N
     return build_profile(device_name(), meta, cfg.stat)
 
 
-def build_profile(device: str, meta: dict, stat: str):
-    """The `DeviceProfile` of raw samples (`meta["raw"]`, `meta["raw_overheads"]`) under `stat`: each point's
-    statistic, curves made non-decreasing by isotonic regression, overheads clamped at 0."""
-    from specjax.costs import CostCurve, DeviceProfile, ProfileEntry
+def fit_curve(tokens, samples, stat: str, name: str):
+    """The `CostCurve` of one measured grid: each point's statistic (`STATS`) of its samples `[G][repeats]`, made
+    non-decreasing in T by isotonic regression (a dip is noise or a kernel switch, never less work)."""
+    from specjax.costs import CostCurve
 
     if stat not in STATS:
         raise ValueError(f"unknown statistic {stat!r}; known: {sorted(STATS)}")
-    f = STATS[stat]
+    return CostCurve(tuple(tokens), tuple(isotonic([STATS[stat](s) for s in samples])), name)
+
+
+def build_profile(device: str, meta: dict, stat: str):
+    """The `DeviceProfile` of raw samples (`meta["raw"]`, `meta["raw_overheads"]`) under `stat`: each point's
+    statistic, curves made non-decreasing by isotonic regression, overheads clamped at 0."""
+    from specjax.costs import DeviceProfile, ProfileEntry
+
+    if stat not in STATS:
+        raise ValueError(f"unknown statistic {stat!r}; known: {sorted(STATS)}")
     entries = []
     for e in meta["raw"]:
-        fit = {k: CostCurve(tuple(e[k]["tokens"]), tuple(isotonic([f(s) for s in e[k]["samples"]])), k)
-               for k in ("target", "drafter", "tree_level") if k in e}
+        fit = {k: fit_curve(e[k]["tokens"], e[k]["samples"], stat, k) for k in ("target", "drafter", "tree_level")
+               if k in e}
         entries.append(ProfileEntry(e["context"], e["batch"], fit["target"], fit.get("drafter"),
                                     fit.get("tree_level")))
     over = overheads(meta["raw_overheads"], stat)
@@ -272,6 +281,42 @@ def build_profile(device: str, meta: dict, stat: str):
 def restat(profile, stat: str):
     """The same measured profile under another statistic of its samples."""
     return build_profile(profile.device, dict(profile.meta), stat)
+
+
+def generate_capacity(speculator, prompt_width: int, new_tokens: int) -> int:
+    """The cache capacity S `specjax.decode.generate` allocates for a prompt of padded width W = `prompt_width`
+    (already a bucket) and `new_tokens` (bucketed here): what its calls attend over, so where to profile them."""
+    from specjax.batching import bucket_size
+    return prompt_width + bucket_size(new_tokens) + speculator.capacity_margin + 1
+
+
+def chain_break_even(target, drafters: dict, num_draft: int, context: int, repeats: int = 5, inner: int = 3
+                     ) -> dict:
+    """On this device at cache capacity S = `context`, batch 1: the cost ratio c(K+1)/c(1) of a chain's
+    verification call, and for each drafter (name -> handle) the τ a chain of K = `num_draft` drafts needs to match
+    AR (`specjax.latency.break_even_tau`). The per-round overhead is left out: both methods pay it, so it only
+    pulls τ* toward 1, and the figure printed is the conservative one. Each point is the median of `repeats`
+    timed loops of `inner` calls. ValueError for K < 1 or S too small, before anything is measured."""
+    from specjax.costs import CostProfile
+    from specjax.latency import break_even_tau, chain_plan
+    from specjax.validation import check_int
+
+    plan = chain_plan(num_draft)
+    check_int("context", context, low=plan.verify_tokens + 1)
+
+    def curve(drafter, part, tokens):
+        cfg = ProfileConfig(contexts=(context,), tokens=tokens, inner=inner, repeats=repeats)
+        return fit_curve(*measure_curves(target, drafter, cfg, context, 1, lambda *_: None, (part,))[part],
+                         "median", part)
+    tcurve = curve(None, "target", (1, plan.verify_tokens))
+    out = {"verify_tokens": plan.verify_tokens, "cost_ratio": tcurve.ratio(plan.verify_tokens), "context": context,
+           "target_1_s": tcurve(1), "target_verify_s": tcurve(plan.verify_tokens), "draft_s": {},
+           "break_even_tau": {}}
+    for name, handle in drafters.items():
+        cost = CostProfile(tcurve, curve(handle, "drafter", tuple(sorted(set(plan.drafter_steps)))))
+        out["draft_s"][name] = sum(cost.drafter(t) for t in plan.drafter_steps)
+        out["break_even_tau"][name] = break_even_tau(cost, plan)
+    return out
 
 
 # --- the command ------------------------------------------------------------------------------------------------
