@@ -1,5 +1,7 @@
 """Sequoia's dynamic program is optimal (brute force over every tree on small budgets); its paths build a static
 tree speculator; the hardware-aware search prefers AR on a steep-cost device and a tree on a flat one."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,12 @@ from trees.configure import best_configuration, tree_round_plan
 from trees.sequoia import positional_reward, sequoia_tree, sequoia_trees
 
 
+@functools.lru_cache(maxsize=None)
 def all_trees(budget, ranks, depth, prefix=()):
     """Every set of rank paths below `prefix` (prefix-closed, ranks < `ranks`, depth <= `depth`) with at most
-    `budget` nodes: each node's children are any subset of ranks."""
+    `budget` nodes: each node's children are any subset of ranks. Cached: the tests share the enumeration."""
     if budget == 0 or len(prefix) == depth:
-        return [()]
+        return ((),)
 
     def place(j, left):
         if j == ranks:
@@ -27,11 +30,17 @@ def all_trees(budget, ranks, depth, prefix=()):
                 for rest in place(j + 1, left - size):
                     res.append((child,) + sub + rest)
         return res
-    return sorted({tuple(sorted(t)) for t in place(0, budget)})     # a subtree of at most s nodes repeats
+    return tuple(sorted({tuple(sorted(t)) for t in place(0, budget)}))     # a subtree of at most s nodes repeats
 
 
 def brute_force(acc, budget, ranks, depth):
-    return max(positional_reward(t, acc) if t else 0.0 for t in all_trees(budget, ranks, depth))
+    """[budget + 1]: the best E[accepted] = Σ_paths Π_i a[i, p_i] of any tree of at most b nodes, b = 0..budget,
+    by enumeration (each path's weight computed once)."""
+    weight = functools.lru_cache(maxsize=None)(lambda p: float(np.prod([acc.rate(i, r) for i, r in enumerate(p)])))
+    best = np.zeros(budget + 1)
+    for t in all_trees(budget, ranks, depth):
+        best[len(t):] = np.maximum(best[len(t):], sum(map(weight, t)))
+    return best
 
 
 def _random_acceptance(seed, depth_rows, ranks):
@@ -54,10 +63,9 @@ def test_enumeration_counts_trees():
 def test_dynamic_program_is_optimal_on_small_budgets(seed, depth):
     ranks = 3
     acc = _random_acceptance(seed, 3 if seed % 2 else 1, ranks)     # depth-dependent or Sequoia's vector
-    trees_ = sequoia_trees(acc, [1, 2, 3, 4, 5, 6], depth)
-    for t in trees_:
-        best = brute_force(acc, t.budget, ranks, depth)
-        assert t.expected_accepted == pytest.approx(best, abs=1e-12), (seed, depth, t.budget)
+    best = brute_force(acc, 6, ranks, depth)
+    for t in sequoia_trees(acc, [1, 2, 3, 4, 5, 6], depth):
+        assert t.expected_accepted == pytest.approx(best[t.budget], abs=1e-12), (seed, depth, t.budget)
         assert positional_reward(t.paths, acc) == pytest.approx(t.expected_accepted, abs=1e-12)
         assert len(t.paths) <= t.budget and t.depth <= depth
 
@@ -67,8 +75,9 @@ def test_a_heuristic_tree_is_beaten():
     is strictly worse than the optimum for a drafter whose second rank is nearly as good as its first."""
     acc = AcceptanceProfile(((0.45, 0.4, 0.05),))
     guess = default_static_paths(6, max_rank=3)
-    assert positional_reward(guess, acc) < brute_force(acc, 6, 3, 6) - 1e-3
-    assert sequoia_tree(acc, 6).expected_accepted == pytest.approx(brute_force(acc, 6, 3, 6))
+    best = brute_force(acc, 6, 3, 6)[6]
+    assert positional_reward(guess, acc) < best - 1e-3
+    assert sequoia_tree(acc, 6).expected_accepted == pytest.approx(best)
 
 
 def test_chain_when_only_rank_zero_is_ever_accepted():
