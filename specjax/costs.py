@@ -118,8 +118,6 @@ class CostProfile:
             check_int("context", self.context, low=1)
 
 
-
-
 CURVES = ("target", "drafter", "tree_level")
 
 

@@ -63,6 +63,26 @@ class ProfileConfig:
     stat: str = "median"
     """How a point's repeats become its cost: 'median' or 'min' (`STATS`); every sample is kept."""
 
+    def __post_init__(self):
+        from specjax.validation import check_int
+
+        for name in ("contexts", "batches", "tokens", "level_tokens"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must not be empty")
+            object.__setattr__(self, name, tuple(check_int(name, v, low=1) for v in values))
+        for name in ("inner", "repeats", "overhead_prompt", "overhead_runs"):
+            check_int(name, getattr(self, name), low=1)
+        if self.stat not in STATS:
+            raise ValueError(f"unknown statistic {self.stat!r}; known: {sorted(STATS)}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        # a call writes its T tokens into the cache, a tree level its frontier plus prev and the root
+        small = min(self.contexts)
+        if max(self.tokens) > small or max(self.level_tokens) + 3 > small:
+            raise ValueError(f"the smallest context ({small} slots) cannot hold a call over T = {max(self.tokens)} "
+                             f"or a tree level over {max(self.level_tokens)} nodes (+3): profile larger contexts")
+
 
 def isotonic(values) -> np.ndarray:
     """The non-decreasing sequence closest to `values` in least squares (pool adjacent violators)."""
@@ -205,7 +225,7 @@ def measure_overheads(target, vocab_size: int, cfg: ProfileConfig, log=print) ->
     times = [(run(short, r), run(long, r)) for r in range(cfg.overhead_runs)]     # interleaved against drift
     width = bucket_size(cfg.overhead_prompt)
     capacity = width + bucket_size(long) + 2           # AR's cache (`generate`: margin 1, plus 1)
-    one = dataclasses.replace(cfg, tokens=(1, width))
+    one = dataclasses.replace(cfg, contexts=(capacity,), tokens=(1, width), level_tokens=(1,))
     c1, cw = measure_curves(target, None, one, capacity, 1, lambda *_: None, ("target",))["target"][1]
     raw = {"short": short, "long": long, "generate_short_s": [a for a, _ in times],
            "generate_long_s": [b for _, b in times], "target_1_s": c1, "target_prefill_s": cw,
@@ -299,13 +319,11 @@ def chain_break_even(target, drafters: dict, num_draft: int, context: int, repea
     timed loops of `inner` calls. ValueError for K < 1 or S too small, before anything is measured."""
     from specjax.costs import CostProfile
     from specjax.latency import break_even_tau, chain_plan
-    from specjax.validation import check_int
 
     plan = chain_plan(num_draft)
-    check_int("context", context, low=plan.verify_tokens + 1)
 
     def curve(drafter, part, tokens):
-        cfg = ProfileConfig(contexts=(context,), tokens=tokens, inner=inner, repeats=repeats)
+        cfg = ProfileConfig(contexts=(context,), tokens=tokens, level_tokens=(1,), inner=inner, repeats=repeats)
         return fit_curve(*measure_curves(target, drafter, cfg, context, 1, lambda *_: None, (part,))[part],
                          "median", part)
     tcurve = curve(None, "target", (1, plan.verify_tokens))
@@ -341,15 +359,23 @@ def add_profile_parser(subparsers) -> None:
 
 def run_profile(args: argparse.Namespace) -> int:
     from specjax.apps.models import load_drafter, load_target, parse_drafter, parse_target
+    from specjax.roofline import ACCELERATORS
     from specjax.validation import check_int
 
-    try:
+    try:                                             # every check before a model is loaded
         parse_target(args.target)
         if args.drafter != "none":
             parse_drafter(args.drafter)
-        for name in ("contexts", "batches", "tokens", "level_tokens"):
-            for v in getattr(args, name):
-                check_int(name, v, low=1)
+        if args.roofline:
+            if args.roofline not in ACCELERATORS:
+                raise ValueError(f"unknown accelerator {args.roofline!r}; known: {sorted(ACCELERATORS)}")
+            for name in ("contexts", "batches", "tokens"):
+                for v in getattr(args, name):
+                    check_int(name, v, low=1)
+        else:
+            cfg = ProfileConfig(tuple(args.contexts), tuple(args.batches), tuple(sorted(set(args.tokens))),
+                                tuple(sorted(set(args.level_tokens))), args.temperature, repeats=args.repeats,
+                                stat=args.stat)
         target = load_target(args.target)
         drafter = None if args.drafter == "none" else load_drafter(args.drafter, target)
         labels = {"target": target.label, "drafter": args.drafter}
@@ -357,9 +383,6 @@ def run_profile(args: argparse.Namespace) -> int:
             profile = roofline(target.handle, drafter, args.roofline, args.contexts, args.batches, args.tokens)
             profile = dataclasses.replace(profile, meta={**labels, **profile.meta})
         else:
-            cfg = ProfileConfig(tuple(args.contexts), tuple(args.batches), tuple(sorted(set(args.tokens))),
-                                tuple(sorted(set(args.level_tokens))), args.temperature, repeats=args.repeats,
-                                stat=args.stat)
             print(f"profiling {target.label} + {args.drafter} on {device_name()} (load {os.getloadavg()})",
                   flush=True)
             profile = measure_profile(target.handle, drafter, cfg, labels,
@@ -368,8 +391,9 @@ def run_profile(args: argparse.Namespace) -> int:
         print(f"specjax profile: {e}", file=sys.stderr)
         return 2
     base = profile.at(profile.contexts[0], profile.batches[0]).target
-    ratios = ", ".join(f"T={t}: {base.ratio(t):.2f}x" for t in (2, 5, 8, 16, 32, 64, 128) if t <= base.tokens[-1])
-    print(f"{profile.device}: target call cost relative to T=1 at S={profile.contexts[0]}: {ratios}")
+    t0 = base.tokens[0]
+    ratios = ", ".join(f"T={t}: {base.ratio(t):.2f}x" for t in (2, 5, 8, 16, 32, 64, 128) if t0 < t <= base.tokens[-1])
+    print(f"{profile.device}: target call cost relative to T={t0} at S={profile.contexts[0]}: {ratios}")
     print(f"wrote {profile.save(args.out)}")
     return 0
 

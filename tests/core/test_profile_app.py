@@ -94,6 +94,30 @@ def test_measured_profile_is_a_valid_device_profile(tiny_pair, tmp_path):
     assert set(back.meta["overheads"]) >= {"ar_round_s", "round_overhead_raw_s", "run_overhead_raw_s"}
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(tokens=()), "tokens must not be empty"),
+    (dict(tokens=(0, 1)), "tokens"),
+    (dict(contexts=(16,), tokens=(1, 32)), "cannot hold a call over T = 32"),
+    (dict(contexts=(16,), tokens=(1,), level_tokens=(14,)), "tree level over 14"),
+    (dict(stat="mean"), "unknown statistic"),
+    (dict(repeats=0), "repeats"),
+    (dict(temperature=-1.0), "temperature"),
+])
+def test_bad_profile_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ProfileConfig(**kwargs)
+
+
+def test_profile_command_rejects_bad_input_before_loading(monkeypatch, tmp_path, capsys):
+    from specjax.apps import models
+    monkeypatch.setattr(models, "load_target", lambda *a, **k: pytest.fail("loaded a model before checking"))
+    for argv in (["--contexts", "16", "--tokens", "1", "32"], ["--roofline", "abacus"], ["--batches", "0"]):
+        assert cli.main(["profile", "--target", "random:tiny", "--drafter", "none", *argv,
+                         "--out", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot hold" in err and "unknown accelerator" in err and "batches" in err
+
+
 def test_roofline_command(tmp_path, capsys):
     out = tmp_path / "h200.json"
     assert cli.main(["profile", "--target", "random:tiny", "--drafter", "model:random:tiny-draft",
@@ -101,9 +125,6 @@ def test_roofline_command(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["kind"] == "roofline" and d["meta"]["bandwidth_bytes_per_s"] == 4.8e12
     assert DeviceProfile.from_dict(d).at(128).drafter is not None
-    assert cli.main(["profile", "--roofline", "abacus", "--target", "random:tiny", "--drafter", "none",
-                     "--out", str(out)]) == 2
-    assert "unknown accelerator" in capsys.readouterr().err
 
 
 def test_break_even_printed_under_the_demo_table(tiny_pair, capsys):
@@ -124,4 +145,4 @@ def test_break_even_printed_under_the_demo_table(tiny_pair, capsys):
     with pytest.raises(ValueError, match="num_draft"):
         chain_break_even(target, drafters, 0, 16)
     with pytest.raises(ValueError, match="context"):
-        chain_break_even(target, drafters, 4, 5)
+        chain_break_even(target, drafters, 4, 4)
