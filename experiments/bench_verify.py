@@ -6,8 +6,12 @@ run on this machine's default device (the rules alone: target laws are random in
 * trees of N nodes: traversal verification / the token-level `walk_tree` on a complete binary i.i.d. tree;
 * K i.i.d. chains (a trie of N = K·L nodes): GBV / the token-level `walk_tree` on the same trie.
 
-    python experiments/bench_verify.py --batch 1 32 --out results/bench_verify.json
-Prints a table of ratios (rule time / token-level time) and writes JSON.
+And, with `--smollm2 N`, τ of each rule in the decode loop on SmolLM2-135M with the shipped EAGLE head at
+temperature 1 on N MT-bench prompts (sampled chains and trees): token vs block (chain K=4), token vs traversal
+(RSD-C and unmerged SpecInfer, budget 16), token vs GBV (SpecInfer trie, budget 16), same prompts and seeds.
+
+    python experiments/bench_verify.py --batch 1 32 --smollm2 8 --out results/bench_verify.json
+Prints tables of ratios (rule time / token-level time; τ of each rule) and writes JSON.
 """
 from __future__ import annotations
 
@@ -130,6 +134,36 @@ def run_bench(cfg: BenchConfig) -> dict:
     return dict(config=asdict(cfg), device=str(jax.devices()[0]), rows=rows)
 
 
+SMOLLM2_CASES = (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
+                 ("RSD-C 16", "rsd-c", dict(budget=16), ("token", "traversal")),
+                 ("SpecInfer 16 (chains)", "specinfer", dict(budget=16, merge=False), ("token", "traversal")),
+                 ("SpecInfer 16 (trie)", "specinfer", dict(budget=16), ("token", "gbv")))
+
+
+def smollm2_taus(num_prompts: int, max_new_tokens: int = 48, seed: int = 0) -> list[dict]:
+    """τ and tokens/s of each (method, verifier) on SmolLM2 + EAGLE at T = 1, same prompts and keys per method."""
+    import trees  # noqa: F401  (registers the tree methods)
+    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.apps.models import load_drafter, load_target
+    from specjax.io.prompts import load_prompts
+    from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
+
+    target = load_target("smollm2")
+    drafter = load_drafter("eagle", target)
+    ids = [target.encode_prompt(q) for q in load_prompts("mt_bench", num_prompts)]
+    common = dict(max_new_tokens=max_new_tokens, sampling=SamplingConfig(temperature=1.0), eos_id=target.eos_id,
+                  seed=seed, drafter=drafter)
+    rows = []
+    for label, name, options, verifiers in SMOLLM2_CASES:
+        for verifier in verifiers:
+            r = summarize(decode_prompts(target.handle, ids, method=make_method(name, **options, verifier=verifier),
+                                         **common))
+            rows.append(dict(method=label, verifier=verifier, **r))
+            print(f"{label:<24}{verifier:<10} tau {r['tau']:.3f}  {r['tokens_per_s']:.1f} tok/s", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = BenchConfig()
@@ -139,10 +173,18 @@ def main(argv=None) -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=list(d.nodes))
     parser.add_argument("--repeats", type=int, default=d.repeats)
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--smollm2", type=int, default=0, metavar="N", help="also τ per rule on N MT-bench prompts")
+    parser.add_argument("--skip-rules", action="store_true", help="only the SmolLM2 part")
     parser.add_argument("--out", type=Path, default=Path("results/bench_verify.json"))
     a = parser.parse_args(argv)
-    res = run_bench(BenchConfig(vocab=a.vocab, batch=tuple(a.batch), drafts=tuple(a.drafts), nodes=tuple(a.nodes),
-                                repeats=a.repeats, seed=a.seed))
+    cfg = BenchConfig(vocab=a.vocab, batch=tuple(a.batch), drafts=tuple(a.drafts), nodes=tuple(a.nodes),
+                      repeats=a.repeats, seed=a.seed)
+    res = dict(config=asdict(cfg), rows=[]) if a.skip_rules else run_bench(cfg)
+    if a.smollm2:
+        res["smollm2"] = smollm2_taus(a.smollm2, seed=a.seed)
+        print(f"\n{'SmolLM2 + EAGLE, T=1':<24}{'verifier':<11}{'tau':>6}{'tok/s':>8}")
+        for r in res["smollm2"]:
+            print(f"{r['method']:<24}{r['verifier']:<11}{r['tau']:>6.3f}{r['tokens_per_s']:>8.1f}")
     print(f"\n{'kind':<14} {'size':>4} {'B':>4} {'rule':<10} {'rule / token':>12}")
     for r in res["rows"]:
         print(f"{r['kind']:<14} {r['size']:>4} {r['batch']:>4} {r['rule']:<10} {r['ratio']:12.2f}")

@@ -83,7 +83,7 @@ def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, pr
 
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,
              method: str | Speculator = "ar", drafter: Handle | None = None, max_new_tokens: int = 32,
-             sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None,
+             sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None, verifier: str | None = None,
              cache_capacity: int | None = None, mesh: Mesh | None = None) -> GenerateResult:
     """Decode `max_new_tokens` per row.
 
@@ -91,7 +91,9 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     `lookup_handle(config)`, ...). prompt_tokens `[B, L]` int, right-padded; prompt_lengths `[B]` in `[1, L]`.
     key: PRNG key (the only source of randomness). method: a registered name ("ar", "chain", the tree methods once
     `trees` is imported) or a speculator (`make_method("chain", num_draft=4)`, `trees.make_speculator(...)`).
-    cache_capacity: the largest cache the caller allows (slots per row). mesh: shard the batch over its `data`
+    verifier: how the method verifies ("token" | "block" for chains, "token" | "traversal" | "gbv" for trees; default:
+    the method's own, "token" unless it was built with another). cache_capacity: the largest cache the caller
+    allows (slots per row). mesh: shard the batch over its `data`
     axis (weights replicated); same tokens as one device for the same key.
     Input errors, an impossible (method, target, drafter) combination included, raise ValueError before tracing.
     """
@@ -100,6 +102,11 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     speculator = make_method(method) if isinstance(method, str) else method
     if not isinstance(speculator, Speculator):
         raise ValueError(f"method must be a registered name or a Speculator, got {type(method).__name__}")
+    if verifier is not None and verifier != getattr(speculator, "verifier", verifier):
+        if getattr(speculator, "verifier", "token") != "token":
+            raise ValueError(f"the method already verifies with {speculator.verifier!r}; pass verifier={verifier!r} "
+                             "to only one of them")
+        speculator = speculator.with_verifier(verifier)
     if not isinstance(sampling, SamplingConfig):
         raise ValueError("sampling must be a SamplingConfig")
     vocab = target.config.vocab_size

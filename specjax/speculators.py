@@ -8,7 +8,8 @@ A speculator is a frozen (hashable) object, the static key of the jitted loop. I
   combination that cannot work, before anything is traced;
 - `round(target, drafter, caches, ctx, key, sampling) -> RoundOutput` (`specjax.state`).
 
-`ChainSpeculator` covers autoregressive decoding (`num_draft=0`) and chain speculative decoding. Tree methods live
+`ChainSpeculator` covers autoregressive decoding (`num_draft=0`) and chain speculative decoding, verified token by
+token or as a block (`verifier`). Tree methods live
 in the `trees` package and register themselves here when it is imported, so the core never imports them.
 """
 from __future__ import annotations
@@ -25,9 +26,10 @@ from specjax.runners import Handle, Runner
 from specjax.sampling import SamplingConfig, warp_logits
 from specjax.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
+from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import accept_chain_unchecked
+from specjax.verify.names import CHAIN_VERIFIERS, check_name
 
-CHAIN_VERIFIERS = ("token",)
 
 
 class Speculator:
@@ -47,6 +49,10 @@ class Speculator:
 
     def check(self, target: Runner, drafter: Runner | None, sampling: SamplingConfig) -> None:
         check_pair(self, target, drafter)
+
+    def with_verifier(self, verifier: str) -> "Speculator":
+        """This method verified by `verifier` (ValueError if the method cannot use it)."""
+        raise ValueError(f"{self!r} takes no verifier")
 
     def round(self, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
               sampling: SamplingConfig) -> RoundOutput:
@@ -73,10 +79,14 @@ def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> No
                          f"are {target.config.d_model}")
 
 
+CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked}
+
+
 def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
-                 draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig
+                 draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig, verifier: str = "token"
                  ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
-    """Verify step: score `[pending, drafts]` in one target call and apply the chain rule.
+    """Verify step: score `[pending, drafts]` in one target call and apply the chain rule `verifier`
+    (CHAIN_VERIFIERS: token by token, or block verification).
 
     draft_tokens `[B, K]`, draft_probs `[B, K, V]`. Returns (target cache with the block written at `position`,
     num_accepted `[B]`, tokens `[B, K+1]`, hidden `[B, K+1, D]`). The committed path is the block prefix, so the
@@ -86,12 +96,12 @@ def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_to
     with jax.named_scope("score"):
         out = target.forward(target_cache, Block.chain(tokens, ctx.position))
     with jax.named_scope("verify"):
-        num_accepted, emitted = accept_chain_unchecked(key, draft_tokens, draft_probs,
-                                                       warp_logits(out.logits, sampling))
+        num_accepted, emitted = CHAIN_RULES[verifier](key, draft_tokens, draft_probs,
+                                                      warp_logits(out.logits, sampling))
     return out.cache, num_accepted, emitted, out.hidden
 
 
-verify_step = jax.jit(verify_chain, static_argnames=("sampling",), donate_argnames=("target_cache",))
+verify_step = jax.jit(verify_chain, static_argnames=("sampling", "verifier"), donate_argnames=("target_cache",))
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,10 @@ class ChainSpeculator(Speculator):
 
     def __post_init__(self):
         check_int("num_draft", self.num_draft, low=0)
-        if self.verifier not in CHAIN_VERIFIERS:
-            raise ValueError(f"unknown chain verifier {self.verifier!r}; known: {CHAIN_VERIFIERS}")
+        check_name(self.verifier, CHAIN_VERIFIERS, "chain verifier")
+
+    def with_verifier(self, verifier: str) -> "ChainSpeculator":
+        return ChainSpeculator(self.num_draft, verifier)
 
     @property
     def max_emit(self) -> int:
@@ -130,7 +142,7 @@ class ChainSpeculator(Speculator):
                 draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling)
             draft_cache, tokens, probs = draft.cache, draft.tokens, draft.probs
         target_cache, num_accepted, emitted, hidden = verify_chain(target, caches.target, ctx, tokens, probs,
-                                                                   key_verify, sampling)
+                                                                   key_verify, sampling, self.verifier)
         return RoundOutput(Caches(target_cache, draft_cache), emitted, num_accepted,
                            jnp.full((b,), self.num_draft, jnp.int32), hidden)
 

@@ -74,9 +74,9 @@ def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
 def tree_rows(p, q) -> list[AuditRow]:
     """i.i.d. / without-replacement / deterministic trees: token-level rules, traversal and its port variants."""
     rows = []
-    for law in ("iid", "wor"):
+    for law in ("iid", "without_replacement"):
         trees = list(enumerate_trees(IRREGULAR, law, q))
-        flip = {"iid": True, "wor": False}
+        flip = {"iid": True, "without_replacement": False}
         rows += _tree_rows(f"tree {law} (irregular, depth 3)", trees, p, 3, {
             "token-level RRS" if law == "iid" else "token-level RRS w/o replacement": ("specjax",
                                                                                      lambda t: token_stops(t, p, q)),
@@ -88,10 +88,11 @@ def tree_rows(p, q) -> list[AuditRow]:
             "traversal final token from original p": ("port", lambda t: traversal_stops(t, p, q,
                                                                                        final_from_original=True)),
         })
-    det = list(enumerate_trees(BINARY2, "det", q))
+    det = list(enumerate_trees(BINARY2, "deterministic", q))
     rows += _tree_rows("tree top-k det (EAGLE, binary depth 2)", det, p, 2, {
         "point mass (EAGLE q = 1)": ("specjax", lambda t: token_stops(t, p, q)),
-        "RRS w/o replacement with the drafter's q": ("misuse", lambda t: token_stops(t, p, q, {"det": "wor"})),
+        "RRS w/o replacement with the drafter's q": ("misuse", lambda t: token_stops(
+            t, p, q, {"deterministic": "without_replacement"})),
         "traversal (point masses)": ("specjax", lambda t: traversal_stops(t, p, q)),
     })
     return rows
@@ -107,8 +108,8 @@ def sbs_rows(p, q) -> list[AuditRow]:
     it is the likeliest remaining token, so its existence depends on its own token) that must fail."""
     trees = list(enumerate_sbs_trees(q))
     rows = _tree_rows("RSD-S beam (width 2, depth 2)", trees, p, 2, {
-        "RRS w/o replacement at root, point mass below": ("specjax", lambda t: token_stops(_with_laws(t, "wor", "det"),
-                                                                                          p, q)),
+        "RRS w/o replacement at root, point mass below": ("specjax", lambda t: token_stops(
+            _with_laws(t, "without_replacement", "deterministic"), p, q)),
         "RRS w/o replacement at every node (RSD paper)": ("paper", lambda t: token_stops(t, p, q)),
     })
     v = len(q[0])

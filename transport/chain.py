@@ -14,9 +14,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from specjax.verify import names
 from transport.kernels import residual
 
-CHAIN_VERIFIERS = ("token", "block", "traversal")
+CHAIN_VERIFIERS = names.CHAIN_VERIFIERS + ("traversal",)    # traversal on a chain is block verification
 # published variants, audited in transport.audit: a block rule whose weights are token-wise products (a port's bug),
 # sample-then-compare ("exact match") at T > 0, compare-with-argmax, and Medusa's typical acceptance
 CHAIN_VARIANTS = ("block_tokenwise", "exact_match", "exact_match_argmax", "typical")

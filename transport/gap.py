@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from specjax.verify.names import OPTIMUM_LAW
 from transport.importance import PAIR_LP_MAX_V
 from transport.length_gap import length_rows
 from transport.optimal import optimal_acceptance
 from transport.verifiers import MAX_ENUMERATION, verifier_acceptance
 
-OWN_LAW = {"rrs": "iid", "kseq": "iid", "rrs_without_replacement": "without_replacement", "spechub": "greedy",
-           "greedy": "greedy", "khisti": "iid", "khisti_lp": "iid"}
+OWN_LAW = OPTIMUM_LAW
 
 
 @dataclass(frozen=True)

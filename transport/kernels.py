@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from specjax.verify.names import RULE_LAWS
 from transport import laws
 
-RULES = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy")
 # Khisti et al.'s two-step rules (transport.importance): their residual may land on an unselected draft, so their
 # membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
 TWO_STEP_RULES = ("khisti", "khisti_lp")
+RULES = tuple(r for r in RULE_LAWS if r not in TWO_STEP_RULES + ("point_mass",))
 
 
 def residual(p: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -177,8 +178,7 @@ def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
     raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES + TWO_STEP_RULES}")
 
 
-DRAFT_LAW_OF = {"rrs": "iid", "rrs_without_replacement": "without_replacement", "kseq": "iid",
-                "spechub": "spechub", "greedy": "greedy", "khisti": "iid", "khisti_lp": "iid"}
+DRAFT_LAW_OF = RULE_LAWS
 
 
 def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:

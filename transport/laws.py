@@ -10,7 +10,9 @@ import itertools
 
 import numpy as np
 
-DRAFT_LAWS = ("iid", "without_replacement", "greedy", "spechub")
+from specjax.verify import names
+
+DRAFT_LAWS = tuple(law for law in names.DRAFT_LAWS if law != names.DETERMINISTIC)   # laws with a tuple table
 
 
 def support_size(q: np.ndarray) -> int:

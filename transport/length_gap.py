@@ -41,13 +41,14 @@ def length_rows(pair_fn: Callable, temperature: float, v: int, chain_ks=(1, 2, 3
             add(("chain", f"K={k}"), {"token": chain_acceptance(p[:k + 1], q[:k], "token"),
                                       "block": chain_acceptance(p[:k + 1], q[:k], "block")})
         for name, shape in TREE_SHAPES.items():
-            for law in ("iid", "wor"):
+            for law in ("iid", "without_replacement"):
                 add(("tree", f"{name}, {law}"), {"token": tree_acceptance(shape, law, p, q, "token"),
                                                  "traversal": tree_acceptance(shape, law, p, q, "traversal")})
         for k in chain_counts:
             sets = list(enumerate_chain_sets(k, 2, q[:2]))
             add(("iid chains", f"k={k}, depth 2"), {
-                "token (trie)": expected_length([(token_stops(chains_tree(c, "trie_slots"), p, q), w) for c, w in sets]),
+                "token (trie)": expected_length([(token_stops(chains_tree(c, "trie_slots"), p, q), w)
+                                                 for c, w in sets]),
                 "traversal (separate)": expected_length([(traversal_stops(chains_tree(c), p, q), w) for c, w in sets]),
                 "gbv": gbv_acceptance(p[:3], q[:2], k, 2)})
     return [{"temperature": temperature, "scheme": scheme, "setting": setting,

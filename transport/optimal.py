@@ -10,10 +10,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from specjax.verify import names
 from transport import optimal_jax, optimal_numpy, optimal_ref
 from transport.validate import check_draft_law, checked_rows
 
-OPTIMAL_LAWS = ("iid", "without_replacement", "greedy")
+OPTIMAL_LAWS = names.OPTIMAL_LAWS
 BACKENDS = ("auto", "numpy", "jax")
 
 # (backend, draft law) -> fn(rows...) -> (α* [N], H [N, V] or None). numpy functions take raw rows and their sums

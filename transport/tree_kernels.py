@@ -11,7 +11,7 @@ import numpy as np
 
 from transport.chain import add_completed, add_pattern, completions, pattern_offsets
 from transport.kernels import kernel_rrs, residual
-from transport.tree_laws import ConcreteTree, table_law
+from transport.tree_laws import TREE_LAWS, ConcreteTree, table_law
 
 Stop = tuple[tuple[int, ...], np.ndarray, float]          # (accepted path tokens, final-token law [V], probability)
 TRAVERSAL_ORDERS = ("postorder", "deepest", "level")
@@ -19,10 +19,10 @@ TRAVERSAL_ORDERS = ("postorder", "deepest", "level")
 
 def _node_kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts: Sequence[int]) -> np.ndarray:
     """Joint law `[m+1, V]` of (slot, token) at one node (row 0: no slot accepted, the correction law)."""
-    if rule in ("iid", "wor"):
-        return kernel_rrs(p, q, np.asarray(drafts), without_replacement=rule == "wor")
+    if rule in ("iid", "without_replacement"):
+        return kernel_rrs(p, q, np.asarray(drafts), without_replacement=rule == "without_replacement")
     out = np.zeros((len(drafts) + 1, len(p)))
-    if rule == "det":                                  # point mass: y ~ p, the first slot holding y
+    if rule == "deterministic":                                  # point mass: y ~ p, the first slot holding y
         rest = p.copy()
         for j, x in enumerate(drafts):
             out[j + 1, x] += rest[x]
@@ -34,9 +34,10 @@ def _node_kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts: Sequence[int])
 
 def token_stops(tree: ConcreteTree, p_tables, q_tables, rules: dict | None = None) -> list[Stop]:
     """Token-level verification walking from the root: at each node the rule of its law (RRS for "iid", RRS without
-    replacement for "wor", point mass for "det"); `rules` maps a law to another node rule (e.g. {"det": "wor"}:
-    deterministic children verified as if sampled from q, a published misuse)."""
-    rules = {"iid": "iid", "wor": "wor", "det": "det", **(rules or {})}
+    replacement for "without_replacement", point mass for "deterministic"); `rules` maps a law to another node rule
+    (e.g. {"deterministic": "without_replacement"}: deterministic children verified as if sampled from q, a published
+    misuse)."""
+    rules = {law: law for law in TREE_LAWS} | (rules or {})
     stops: list[Stop] = []
 
     def walk(v: int, weight: float) -> None:
@@ -64,11 +65,11 @@ def traversal_stops(tree: ConcreteTree, p_tables, q_tables, order: str = "postor
     (`order`: "postorder" = the paper's first leaf of a post-order walk, i.e. descend through first remaining
     children; "deepest" or "level" = smallest index, as ports do); accept its path w.p. w(leaf) and emit from its
     current P; else delete it and update its parent u: P_u <- norm((w_u P_u − Q_u)_+), w_u <- Z/(Z + 1 − w_u),
-    Q_u drops the deleted token iff its law is renormalised (`renorm`, default {"wor": True, "iid": False}), the
-    weights of u's remaining descendants are recomputed. "det" children use Q_u = a point mass on the child.
+    Q_u drops the deleted token iff its law is renormalised (`renorm`, default {"without_replacement": True,
+    "iid": False}), the weights of u's remaining descendants are recomputed. "deterministic" children use Q_u = a point mass on the child.
     A root without children is accepted (w = 1). `final_from_original`: emit from the original target law (a bug).
     """
-    renorm = {"wor": True, "iid": False, **(renorm or {})}
+    renorm = {"without_replacement": True, "iid": False, **(renorm or {})}
     n = len(tree.tokens)
     ctx = [tree.path(v) for v in range(n)]
     P = [table_law(p_tables, c).copy() for c in ctx]
@@ -80,7 +81,7 @@ def traversal_stops(tree: ConcreteTree, p_tables, q_tables, order: str = "postor
         return [c for c in dict.fromkeys(tree.children[u]) if alive[c]]
 
     def q_at(u, c):
-        return np.eye(len(P[u]))[tree.tokens[c]] if tree.law[u] == "det" else Q[u]
+        return np.eye(len(P[u]))[tree.tokens[c]] if tree.law[u] == "deterministic" else Q[u]
 
     def set_weights(u):
         for c in kids(u):
@@ -116,7 +117,7 @@ def traversal_stops(tree: ConcreteTree, p_tables, q_tables, order: str = "postor
         z = np.maximum(w[u] * P[u] - qu, 0.0).sum()
         P[u] = residual(w[u] * P[u], qu) if z > 0 else P[u]
         w[u] = z / (z + 1.0 - w[u]) if z + 1.0 - w[u] > 0 else 1.0
-        if tree.law[u] != "det" and renorm.get(tree.law[u], False):
+        if tree.law[u] != "deterministic" and renorm.get(tree.law[u], False):
             Q[u] = np.where(np.arange(len(Q[u])) == tree.tokens[leaf], 0.0, Q[u])
             Q[u] = Q[u] / Q[u].sum() if Q[u].sum() > 0 else Q[u]
         alive[leaf] = False
@@ -156,7 +157,7 @@ def verify_all(trees: Iterable[tuple[ConcreteTree, float]], verifier: Callable[[
 
 
 def tree_acceptance(shape, law, p_tables, q_tables, verifier: str = "token") -> float:
-    """Exact E[accepted drafts] of a tree shape whose children are drawn by `law` ("iid" | "wor" | "det", or one per
+    """Exact E[accepted drafts] of a tree shape whose children are drawn by `law` (a name of TREE_LAWS, or one per
     depth), verified token-level ("token": the rule of each node's law) or by traversal ("traversal"), by
     enumerating every drafted tree (small V and trees only). The token-level value is `trees.reward`'s recursion."""
     from transport.tree_laws import enumerate_trees

@@ -3,8 +3,8 @@ small V; transport/THEORY.md §4.1, §5.3).
 
 A `ConcreteTree` lists nodes in topological (BFS) order, node 0 the root; `children[v]` are v's child slots in sampling
 order (a node id may repeat: i.i.d. duplicates merged into one node, as in the SpecInfer trie) and `law[v]` says how
-they were drawn ("iid", "wor", "det"). Context-dependent tables give every node's laws: `p_tables[d]` `[V]*d + [V]`
-is the target after a d-token path, `q_tables[d]` the drafter's. Shapes are nested tuples as in `trees.reward`
+they were drawn (a name of `specjax.verify.names.TREE_LAWS`). Context-dependent tables give every node's laws:
+`p_tables[d]` `[V]*d + [V]` is the target after a d-token path, `q_tables[d]` the drafter's. Shapes are nested tuples as in `trees.reward`
 (a node's shape is the tuple of its child slots' shapes; a leaf is ()).
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from specjax.verify.names import TREE_LAWS
 from transport.laws import greedy_set
-
-TREE_LAWS = ("iid", "wor", "det")
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,9 @@ def _slot_draws(law: str, q: np.ndarray, m: int) -> list[tuple[tuple[int, ...], 
     """Ordered child-token tuples of one node with m slots and their probabilities."""
     v = len(q)
     if law == "iid":
-        return [(x, float(np.prod(q[list(x)]))) for x in itertools.product(range(v), repeat=m) if np.prod(q[list(x)]) > 0]
-    if law == "wor":
+        return [(x, float(np.prod(q[list(x)]))) for x in itertools.product(range(v), repeat=m)
+                if np.prod(q[list(x)]) > 0]
+    if law == "without_replacement":
         if m > np.count_nonzero(q):
             raise ValueError(f"{m} children without replacement need |supp q| >= {m}")
         out = []
@@ -63,7 +63,7 @@ def _slot_draws(law: str, q: np.ndarray, m: int) -> list[tuple[tuple[int, ...], 
                 used[t] = True
             out.append((tuple(x), prob))
         return out
-    if law == "det":
+    if law == "deterministic":
         return [(tuple(int(t) for t in greedy_set(q, m)), 1.0)]
     raise ValueError(f"unknown tree law {law!r}; expected one of {TREE_LAWS}")
 
@@ -155,7 +155,8 @@ def enumerate_sbs_trees(q_tables, keep_second: Callable | None = None) -> Iterat
     """RSD-S trees of stochastic beam search, width 2, depth 2, exactly (Kool et al.: the final beam is a
     without-replacement sample (s1, s2) of 2 sequences from q(a)q(b|a), in score order; the first level holds
     a1 = s1[0] and a2 = s2[0], or, when s2 shares a1, a2 ~ q(·|V∖a1) since a Gumbel argmax is independent of its
-    max). Layout as `trees.builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law "wor".
+    max). Layout as `trees.builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law
+    "without_replacement".
 
     keep_second(a1, b1, b2) -> bool: the sensitivity case; when s2 shares a1, a1's second child b2 is kept only if
     this returns True, so its existence depends on its own token (default: always kept).
@@ -189,4 +190,4 @@ def _sbs_tree(s1, s2, a2, shared: bool, keep: bool) -> ConcreteTree:
     else:
         tokens, parent = (0, s1[0], a2, s1[1], s2[1]), (-1, 0, 0, 1, 2)
         children = ((1, 2), (3,), (4,), (), ())
-    return ConcreteTree(tokens, parent, children, ("wor",) * len(tokens))
+    return ConcreteTree(tokens, parent, children, ("without_replacement",) * len(tokens))

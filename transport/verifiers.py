@@ -10,7 +10,7 @@ import numpy as np
 from transport import importance, kernels, laws
 from transport.validate import as_float64_rows, check_draft_law, check_pair
 
-VERIFIERS = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti", "khisti_lp")
+VERIFIERS = kernels.RULES + kernels.TWO_STEP_RULES
 MAX_ENUMERATION = 200_000   # tuples; beyond this rrs_without_replacement with k >= 3 is refused
 
 

@@ -292,11 +292,14 @@ class RSDSTree(TreeBuilder):
 @dataclass(frozen=True)
 class SpecInferTree(TreeBuilder):
     """SpecInfer: `chains` independent chains of `depth` tokens, each sampled from q along its own prefix, merged
-    into a trie. A trie node's child slots are the next tokens of every chain through it (duplicates kept as
-    separate slots): given the prefix they are i.i.d. from q(.|node), so RRS with i.i.d. drafts applies."""
+    into a trie (`merge`). A trie node's child slots are the next tokens of every chain through it (duplicates kept
+    as separate slots): given the prefix they are i.i.d. from q(.|node), so RRS with i.i.d. drafts applies, and so
+    does greedy multi-path block verification. Unmerged (`merge=False`), the chains stay separate branches of the
+    root, the layout traversal verification needs (a merged node's child count would reveal its siblings' tokens)."""
 
     chains: int
     depth: int
+    merge: bool = True
     laws = (LAW_IID,)
 
     def __post_init__(self):
@@ -304,9 +307,10 @@ class SpecInferTree(TreeBuilder):
         check_int("depth", self.depth, low=1)
 
     @classmethod
-    def from_budget(cls, budget: int, chains: int | None = None, depth: int | None = None) -> "SpecInferTree":
+    def from_budget(cls, budget: int, chains: int | None = None, depth: int | None = None,
+                    merge: bool = True) -> "SpecInferTree":
         k = chains or min(budget, max(4, budget // 8))
-        return cls(chains=k, depth=depth or max(1, budget // k))
+        return cls(chains=k, depth=depth or max(1, budget // k), merge=merge)
 
     @property
     def level_sizes(self):
@@ -328,6 +332,8 @@ class SpecInferTree(TreeBuilder):
 
     def finish(self, pool: Pool, source) -> DraftTree:
         """Merge the chains: the canonical node of (chain i, depth d) is the first chain with the same prefix."""
+        if not self.merge:
+            return tree_from_pool(pool, source, LAW_IID, self.chains)
         b, k, dmax, off = pool.token.shape[0], self.chains, self.depth, self.offsets
         levels = [pool.token[:, off[d + 1]:off[d + 2]] for d in range(dmax)]
         same = jnp.ones((b, k, k), bool)

@@ -99,7 +99,8 @@ def expected_accept_length(shape: Shape, law: str | int, p_tables: Sequence[Any]
                            ) -> jax.Array:
     """Exact E[accepted drafts] (no bonus token) of a tree shape under its verifier (transport/THEORY.md §4.2).
 
-    shape: nested tuples (e.g. chain-2 `(((),),)`, binary depth 1 `((), ())`). law: "iid" | "wor" | "det".
+    shape: nested tuples (e.g. chain-2 `(((),),)`, binary depth 1 `((), ())`). law: a name of
+    `specjax.verify.names.TREE_LAWS` ("deterministic", "iid", "without_replacement") or its code.
     p_tables[d], q_tables[d]: target / draft laws after a context of d drafted tokens, shape `[V]*d + [V]`, for
     d = 0..depth(shape) - 1. Returns a scalar. ValueError on bad shapes or tables.
     """

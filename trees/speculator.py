@@ -1,7 +1,8 @@
-"""`TreeSpeculator`: one round of tree speculative decoding (build level by level, score in one target call, walk,
-commit) under the core's round contract (`specjax.speculators.Speculator`), and `make_speculator`."""
+"""`TreeSpeculator`: one round of tree speculative decoding (build level by level, score in one target call,
+verify, commit) under the core's round contract (`specjax.speculators.Speculator`), and `make_speculator`."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -11,17 +12,31 @@ from specjax.sampling import warp_logits
 from specjax.speculators import Speculator, check_pair
 from specjax.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
+from specjax.verify.names import TREE_VERIFIERS, check_name
 from trees.builder import TreeBuilder
-from trees.builders import make_builder
-from trees.verify import RuleSet, default_rules, score_tree, walk_tree
+from trees.builders import SpecInferTree, make_builder
+from trees.verifiers import verify_tree_unchecked
+from trees.verify import RuleSet, default_rules, score_tree
 
 
 @dataclass(frozen=True)
 class TreeSpeculator(Speculator):
-    """Tree speculative decoding with `builder`; `rules` None = the core's shared rules (`default_rules()`)."""
+    """Tree speculative decoding with `builder`, verified by `verifier` (TREE_VERIFIERS); `rules` are the per-law
+    rules of the "token" verifier (None = the core's shared rules, `default_rules()`)."""
 
     builder: TreeBuilder
     rules: RuleSet | None = None
+    verifier: str = "token"
+
+    def __post_init__(self):
+        check_name(self.verifier, TREE_VERIFIERS, "tree verifier")
+        trie = isinstance(self.builder, SpecInferTree) and self.builder.merge
+        if self.verifier == "gbv" and not trie:
+            raise ValueError("gbv verifies K i.i.d. chains merged into a trie: use the specinfer method")
+        if self.verifier == "traversal" and trie:
+            raise ValueError("traversal needs distinct child slots, not a merged trie: SpecInferTree(merge=False)")
+        if self.rules is not None and self.verifier != "token":
+            raise ValueError(f"custom per-node rules apply to the token verifier, not {self.verifier!r}")
 
     @property
     def max_emit(self) -> int:
@@ -36,21 +51,27 @@ class TreeSpeculator(Speculator):
         check_pair(self, target, drafter)
         self.builder.check(target.config.vocab_size)
 
+    def with_verifier(self, verifier: str) -> "TreeSpeculator":
+        builder = self.builder
+        if isinstance(builder, SpecInferTree) and verifier != "token":   # traversal needs the chains apart, gbv
+            builder = dataclasses.replace(builder, merge=verifier == "gbv")  # the trie; token takes either
+        return dataclasses.replace(self, builder=builder, verifier=verifier)
+
     def round(self, target, drafter, caches, ctx, key, sampling) -> RoundOutput:
         """One round: returns tokens `[B, depth+1]` and both caches with the accepted path committed."""
         rules = self.rules if self.rules is not None else default_rules()
         depth = self.builder.max_depth
-        key_build, key_walk = jax.random.split(key)
+        key_build, key_verify = jax.random.split(key)
         with jax.named_scope("draft"):
-            # custom rules for deterministic children (e.g. a negative control reading q) need the stored laws
-            keep = self.builder.draws_laws or rules.det is not point_mass_rule
+            # sequence-level verifiers and custom rules for deterministic children read the stored draft laws
+            keep = self.builder.draws_laws or self.verifier != "token" or rules.det is not point_mass_rule
             built = self.builder.build(drafter, caches.drafter, ctx, key_build, sampling, keep_laws=keep)
         tree = built.tree
         with jax.named_scope("score"):
             scored = score_tree(target, caches.target, tree, ctx.position, depth)
         with jax.named_scope("verify"):
-            path, n, tokens = walk_tree(key_walk, tree, warp_logits(scored.logits, sampling), rules, depth,
-                                        self.builder.laws)
+            path, n, tokens = verify_tree_unchecked(key_verify, tree, warp_logits(scored.logits, sampling),
+                                                    self.verifier, depth, rules, self.builder.laws)
         with jax.named_scope("commit"):
             target_cache = target.runner.commit(scored.cache, ctx.position, path, n)
             draft_path = jnp.where(path >= 0, jnp.take_along_axis(built.source, jnp.clip(path, 0, None), axis=1), -1)
@@ -60,8 +81,9 @@ class TreeSpeculator(Speculator):
         return RoundOutput(Caches(target_cache, draft_cache), tokens, n, num_drafted, path_hidden)
 
 
-def make_speculator(method: str, *, budget: int = 16, rules: RuleSet | None = None, **shape) -> TreeSpeculator:
-    """`TreeSpeculator` for `method` in TREE_METHODS with at most `budget` nodes; shape knobs as in
-    `trees.builders.make_builder` (depth, top_k, branching, width, chains, paths). ValueError on an unknown method
-    or a bad shape."""
-    return TreeSpeculator(make_builder(method, budget=budget, **shape), rules)
+def make_speculator(method: str, *, budget: int = 16, rules: RuleSet | None = None, verifier: str = "token",
+                    **shape) -> TreeSpeculator:
+    """`TreeSpeculator` for `method` in TREE_METHODS with at most `budget` nodes, verified by `verifier`; shape
+    knobs as in `trees.builders.make_builder` (depth, top_k, branching, width, chains, paths). ValueError on an
+    unknown method, a bad shape or a verifier the tree's layout does not allow."""
+    return TreeSpeculator(make_builder(method, budget=budget, **shape), rules).with_verifier(verifier)

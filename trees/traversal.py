@@ -26,7 +26,7 @@ import numpy as np
 from specjax.sampling import sample_token
 from specjax.validation import check_int, check_probs, default_tolerance, is_concrete
 from specjax.verify.chain import PAD_TOKEN, residual_distribution
-from trees.tree import LAW_DET, LAW_WOR, DraftTree, root_to_node_paths, validate_tree
+from trees.tree import LAW_DET, LAW_WOR, DraftTree, draft_laws, root_to_node_paths, validate_tree
 
 
 class _State(NamedTuple):
@@ -123,8 +123,8 @@ def traversal_walk_unchecked(key, tree: DraftTree, target_probs, max_depth: int)
         out = jnp.where(slots < n, drafted, jnp.where(slots == n, last, PAD_TOKEN))
         return path, n, out.astype(jnp.int32)
 
-    return jax.vmap(one_row)(keys, tree.token, tree.parent, tree.valid, tree.children, tree.law, tree.probs,
-                             target_probs, paths)
+    return jax.vmap(one_row)(keys, tree.token, tree.parent, tree.valid, tree.children, tree.law,
+                             draft_laws(tree, target_probs), target_probs, paths)
 
 
 def check_traversal_inputs(tree: DraftTree, target_probs, max_depth) -> None:

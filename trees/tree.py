@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from specjax.verify.names import TREE_LAWS
+
 LAW_DET, LAW_IID, LAW_WOR = 0, 1, 2
-LAW_NAMES = ("det", "iid", "wor")
+LAW_NAMES = TREE_LAWS            # law code c is the law named TREE_LAWS[c] (the shared vocabulary)
 
 
 @struct.dataclass

@@ -14,6 +14,7 @@ import numpy as np
 import trees
 from specjax.apps import bounds, demo, profile
 from specjax.apps.models import DRAFTER_FORMS
+from specjax.verify.names import CHAIN_VERIFIERS, TREE_VERIFIERS
 
 METHODS = ("ar", "chain") + trees.TREE_METHODS
 
@@ -34,6 +35,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--method", default="chain", choices=METHODS)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
+    p.add_argument("--verifier", default=None, choices=sorted(set(CHAIN_VERIFIERS + TREE_VERIFIERS)),
+                   help="chains: token (default) | block; trees: token (default) | traversal | gbv (specinfer)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -62,6 +65,8 @@ def run_generate(args) -> int:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
         options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
                    else dict(budget=args.budget))
+        if args.verifier is not None and args.method != "ar":
+            options["verifier"] = args.verifier
         method = make_method(args.method, **options)
         target = load_target(target_name, seed=args.seed)
         drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1)

@@ -31,7 +31,7 @@ def _tables(seed, depth, v=V, scale=1.5):
 
 
 @pytest.mark.parametrize("shape_name", list(SHAPES))
-@pytest.mark.parametrize("law", ["iid", "wor", "det"])
+@pytest.mark.parametrize("law", ["iid", "without_replacement", "deterministic"])
 def test_recursion_matches_simulated_rounds(shape_name, law):
     shape = SHAPES[shape_name]
     p, q = _tables(7, 3)
@@ -57,7 +57,7 @@ def test_chain_reward_is_the_specdec_recursion():
     expect = sum(a0[x] * (1 + np.minimum(p[1][x], q[1][x]).sum()) for x in range(V))
     got = float(expected_accept_length((((),),), "iid", p, q))
     assert got == pytest.approx(expect, rel=1e-5)
-    assert float(expected_accept_length((((),),), "wor", p, q)) == pytest.approx(expect, rel=1e-5)
+    assert float(expected_accept_length((((),),), "without_replacement", p, q)) == pytest.approx(expect, rel=1e-5)
 
 
 def test_deterministic_reward_equals_dtr_and_tree_reward():
@@ -70,7 +70,7 @@ def test_deterministic_reward_equals_dtr_and_tree_reward():
     target[0, 0], target[0, 1], target[0, 2] = p[0], p[1][top[0]], p[1][top[1]]
     target[0, 3:] = 1.0 / V
     expect = sum(p[0][top[j]] * (1 + p[1][top[j]][tokens[3 + j]]) for j in range(2))
-    assert float(expected_accept_length(((((),), ((),))), "det", p, q)) == pytest.approx(expect, rel=1e-5)
+    assert float(expected_accept_length(((((),), ((),))), "deterministic", p, q)) == pytest.approx(expect, rel=1e-5)
     assert float(dtr(tree, jnp.asarray(target), 2)[0]) == pytest.approx(expect, rel=1e-5)
     assert float(tree_reward(tree, jnp.asarray(target), 2)[0]) == pytest.approx(expect, rel=1e-5)
 
@@ -100,11 +100,11 @@ def test_reward_is_differentiable_in_drafter_logits():
     shape = SHAPES["binary2"]
 
     def f(l0):
-        return expected_accept_length(shape, "wor", p, [jax.nn.softmax(l0), jax.nn.softmax(logits[1])])
+        return expected_accept_length(shape, "without_replacement", p, [jax.nn.softmax(l0), jax.nn.softmax(logits[1])])
     g = jax.grad(f)(logits[0])
     assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).sum()) > 0
     # moving q towards p raises the reward
-    better = expected_accept_length(shape, "wor", p, [0.5 * (q[0] + p[0]), q[1]])
+    better = expected_accept_length(shape, "without_replacement", p, [0.5 * (q[0] + p[0]), q[1]])
     assert float(better) > float(f(logits[0]))
 
 
@@ -115,4 +115,4 @@ def test_reward_bad_input():
     with pytest.raises(ValueError, match="tables"):
         expected_accept_length(((((),),),), "iid", p, q)
     with pytest.raises(ValueError, match="vocabulary"):
-        expected_accept_length(tuple(() for _ in range(V + 1)), "wor", p, q)
+        expected_accept_length(tuple(() for _ in range(V + 1)), "without_replacement", p, q)

@@ -19,7 +19,7 @@ P_MIN = 1e-4
 N = 20_000
 V = 3
 SHAPES = {"chain3": ((((),),),), "binary2": (((), ()), ((), ())), "irregular": ((((),), ()), ((),), ())}
-LAWS = ["iid", "wor", "det", ("wor", "det", "det")]
+LAWS = ["iid", "without_replacement", "deterministic", ("without_replacement", "deterministic", "deterministic")]
 
 
 def _tables(seed, conc=0.8):
@@ -40,7 +40,7 @@ def test_reference_is_lossless_on_enumerated_tree_laws(shape, law):
     assert total_variation(completed_law(bad, p, 3), target) > 1e-3
 
 
-@pytest.mark.parametrize("law", ["iid", "wor", "det"])
+@pytest.mark.parametrize("law", ["iid", "without_replacement", "deterministic"])
 def test_token_enumeration_equals_the_reward_recursion(law):
     """The token-level E[L] by enumeration (transport) equals GTO's recursion (trees.reward); traversal is measured."""
     from trees.reward import expected_accept_length
@@ -84,7 +84,7 @@ def test_jax_walk_matches_the_reference_on_one_tree(law):
     assert abs(num.mean() - exact_len) < 4.5 * num.std() / np.sqrt(N) + 1e-9
 
 
-@pytest.mark.parametrize("law", ["iid", "wor"])
+@pytest.mark.parametrize("law", ["iid", "without_replacement"])
 def test_jax_walk_is_lossless_end_to_end(law):
     """Trees drawn from the exact tree law, verified by the jax walk, completed with target samples: target law."""
     p, q = _tables(4)
@@ -120,7 +120,8 @@ def test_degenerate_inputs_and_padding():
     v = 4
     eye = np.eye(v)
     uniform = [np.full((v,) * (d + 1), 1.0 / v) for d in range(3)]
-    tree = ConcreteTree((0, 1, 2, 3), (-1, 0, 0, 1), ((1, 2), (3,), (), ()), ("wor", "iid", "iid", "iid"))
+    tree = ConcreteTree((0, 1, 2, 3), (-1, 0, 0, 1), ((1, 2), (3,), (), ()),
+                        ("without_replacement", "iid", "iid", "iid"))
     # p = q: the first leaf (depth 2) is always accepted
     _, num, _ = _batch_run([tree] * 64, uniform, uniform, seed=0, depth=2)
     assert np.all(num == 2)
@@ -136,7 +137,8 @@ def test_degenerate_inputs_and_padding():
     # padding: a padded batch (a smaller tree beside a larger one) behaves like the smaller tree alone
     small = ConcreteTree((0, 1), (-1, 0), ((1,), ()), ("iid", "iid"))
     p, q = _tables(3)
-    big = ConcreteTree((0, 1, 2, 0), (-1, 0, 0, 1), ((1, 2), (3,), (), ()), ("wor", "iid", "iid", "iid"))
+    big = ConcreteTree((0, 1, 2, 0), (-1, 0, 0, 1), ((1, 2), (3,), (), ()),
+                       ("without_replacement", "iid", "iid", "iid"))
     _, num, tokens = _batch_run([small] * (N // 2) + [big] * 8, p, q, seed=1, depth=2)
     exact = emitted_law([(traversal_stops(small, p, q), 1.0)], V, 2)
     sel = slice(0, N // 2)

@@ -232,3 +232,67 @@ def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompt
     assert min(chi_square_pvalue(g[:, 0] * 16 + g[:, 1], j12), chi_square_pvalue(g[:, 3], m4)) > ALPHA
     with pytest.raises(ValueError, match="n-gram"):
         hybrid_handle(draft, draft)
+
+
+SEQUENCE_VERIFIERS = [("chain", "block"), ("rsd-c", "traversal"), ("rsd-s", "traversal"), ("specinfer", "traversal"),
+                      ("specinfer", "gbv"), ("eagle", "traversal")]
+
+
+def _method(name, **kw):
+    from specjax.speculators import make_method
+    return make_method(name, **(dict(num_draft=3) if name == "chain" else SHAPES[name]), **kw)
+
+
+@pytest.mark.parametrize("name, verifier", SEQUENCE_VERIFIERS)
+def test_sequence_level_verifiers_in_the_loop_are_greedy_exact(name, verifier, tiny_pair, ragged_prompts):
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=12, sampling=GREEDY)
+    out = generate(target, tokens, lengths, jax.random.key(0), method=_method(name), verifier=verifier,
+                   drafter=draft, max_new_tokens=12, sampling=GREEDY)
+    np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
+    assert out.acceptance_length > 1.0
+
+
+@pytest.mark.parametrize("name, verifier", [("chain", "block"), ("rsd-c", "traversal"), ("specinfer", "gbv")])
+def test_sequence_level_verifiers_in_the_loop_sample_the_target_law(name, verifier, tiny_pair, exact_t1):
+    target, draft = tiny_pair
+    j12, j23, m4 = exact_t1
+    g, out = _pvalues(target, draft, _method(name, verifier=verifier), SamplingConfig(temperature=1.0))
+    pv = [chi_square_pvalue(g[:, 0] * 16 + g[:, 1], j12), chi_square_pvalue(g[:, 1] * 16 + g[:, 2], j23),
+          chi_square_pvalue(g[:, 3], m4)]
+    assert min(pv) > ALPHA, pv
+    assert np.any(np.asarray(out.accepted) >= 2)
+
+
+def test_verifier_combinations_and_tree_inputs_are_checked_eagerly(tiny_pair, ragged_prompts):
+    import traceback
+
+    from trees.verifiers import verify_tree
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    with pytest.raises(ValueError, match="trie"):
+        make_speculator("rsd-c", budget=6, verifier="gbv")
+    with pytest.raises(ValueError, match="custom per-node rules"):
+        make_speculator("rsd-c", budget=6, rules=RULES, verifier="traversal")
+    with pytest.raises(ValueError, match="tree verifier"):
+        make_speculator("rsd-c", budget=6, verifier="block")
+    with pytest.raises(ValueError, match="chain verifier"):
+        generate(target, tokens, lengths, jax.random.key(0), method=_method("chain"), verifier="traversal",
+                 drafter=draft, max_new_tokens=4)
+    with pytest.raises(ValueError, match="already verifies"):
+        generate(target, tokens, lengths, jax.random.key(0), method=_method("chain", verifier="block"),
+                 verifier="token", drafter=draft, max_new_tokens=4)
+    tree = tree_from_parents([0, 1, 2], [-1, 0, 1], vocab_size=16)
+    p = np.full((1, 3, 16), 1 / 16, np.float32)
+    path, n, _ = verify_tree(jax.random.key(0), tree, p)                      # a well-formed call runs
+    assert int(n[0]) <= 2 and int(path[0, 0]) == 0
+    bad_p = p.copy()
+    bad_p[0, 1, 3] = np.nan
+    wrong_parent = tree.replace(children=tree.children.at[0, 0, 0].set(2))  # node 0 lists node 2 (parent 1)
+    for kwargs, message in ((dict(target_probs=bad_p), "NaN"), (dict(tree=wrong_parent), "child slot"),
+                            (dict(verifier="beam"), "tree verifier"), (dict(max_depth=1), "deeper")):
+        args = {**dict(tree=tree, target_probs=p), **kwargs}
+        with pytest.raises(ValueError, match=message) as excinfo:
+            verify_tree(jax.random.key(0), args.pop("tree"), args.pop("target_probs"), **args)
+        assert not any("/jax/" in f.filename for f in traceback.extract_tb(excinfo.tb)), message
