@@ -111,7 +111,7 @@ def print_break_even(target, drafters: dict, chain, ids, max_new_tokens: int, re
     cost = chain_break_even(target, drafters, chain.num_draft, context)
     print(f"\non this machine ({device_name()}) a verification call scoring K+1 = {cost['verify_tokens']} tokens "
           f"costs {cost['cost_ratio']:.2f}x a 1-token call ({1e3 * cost['target_1_s']:.1f} ms); to beat AR here a "
-          f"chain of K = {chain.num_draft} needs (per-round overhead left out)")
+          f"chain of K = {chain.num_draft} needs at most (the per-round overhead, left out, only lowers it)")
     for name, tau in cost["break_even_tau"].items():
         print(f"  {name:<20} tau >= {tau:.2f}   (it reached {results[name]['tau']:.2f})")
     return cost
