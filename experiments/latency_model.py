@@ -16,6 +16,14 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
 
     python experiments/latency_model.py --prompts 3 --max-new-tokens 48 --out results/latency_model
 Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume).
+
+Last run (a reduced one: `--prompts 2 --max-new-tokens 32 --chain-drafts 1 2 4 8 --budgets 8 16 --e2e-repeats 2
+--repeats 3`, two 1200 s sittings) on the 2-core CPU while other jobs held its load average at 5: the profile's
+points were noisy (target T=2 cost 2.3-3.1x T=1, non-monotone past T=2; both overheads came out negative and were
+clamped to 0), and the model missed: |error| median 18% (median of repeats), 1/16 methods within 10% (5/16 under
+the min of repeats); trees were over-predicted by 16-61%, AR under-predicted by 18%. The search chose AR on this
+CPU (best chain K=2 0.51x, best static tree 0.55x predicted) and Sequoia's static N=64 D=3 on H200, H100 and
+TPU v5e rooflines (1.63-1.67x predicted). The 10% validation needs a quiet machine.
 """
 from __future__ import annotations
 
