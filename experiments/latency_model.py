@@ -19,7 +19,7 @@ Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (
 
 Last run (a reduced one: `--prompts 2 --max-new-tokens 32 --chain-drafts 1 2 4 8 --budgets 8 16 --e2e-repeats 2
 --repeats 3`, two 1200 s sittings) on the 2-core CPU while other jobs held its load average at 5: the profile's
-points were noisy (target T=2 cost 2.3-3.1x T=1, non-monotone past T=2; both overheads came out negative and were
+points were noisy (target T=2 cost 2.9-3.1x T=1, non-monotone past T=2; both overheads came out negative and were
 clamped to 0), and the model missed: |error| median 18% (median of repeats), 1/16 methods within 10% (5/16 under
 the min of repeats); trees were over-predicted by 16-61%, AR under-predicted by 18%. The search chose AR on this
 CPU (best chain K=2 0.51x, best static tree 0.55x predicted) and Sequoia's static N=64 D=3 on H200, H100 and
