@@ -1,5 +1,6 @@
 """The `specjax` command: `generate` (AR, chain or tree speculative decoding of any named target and drafter),
-`demo` (the main job on SmolLM2) and `bounds` (optimal acceptance vs every verifier)."""
+`demo` (the main job on SmolLM2), `bounds` (optimal acceptance vs every verifier) and `profile` (the cost profile
+of a pair on this device, or a roofline accelerator, for the latency model)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import trees
-from specjax.apps import bounds, demo
+from specjax.apps import bounds, demo, profile
 from specjax.apps.models import DRAFTER_FORMS
 from specjax.verify.names import CHAIN_VERIFIERS, TREE_VERIFIERS
 
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     add_generate_parser(sub)
     demo.add_demo_parser(sub)
     bounds.add_bounds_parser(sub)
-    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds}
+    profile.add_profile_parser(sub)
+    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds,
+               "profile": profile.run_profile}
     args = parser.parse_args(argv)
     return runners[args.command](args) or 0
 
