@@ -176,14 +176,15 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
         done=(num_generated >= max_new_tokens) | (ctx.pending == eos_id),
         tokens=jnp.full((batch, new_bucket + emit), PAD_TOKEN, jnp.int32).at[:, 0].set(ctx.pending),
         num_generated=num_generated,
-        accepted=jnp.full((batch, new_bucket), -1, jnp.int32), drafted=jnp.zeros((batch, new_bucket), jnp.int32))
+        accepted=jnp.full((batch, new_bucket), -1, jnp.int32), drafted=jnp.zeros((batch, new_bucket), jnp.int32),
+        memory=speculator.init_memory(batch))
 
     def cond(state: LoopState):
         return (state.round < max_new_tokens - 1) & ~jnp.all(state.done)
 
     def body(state: LoopState) -> LoopState:
         res = speculator.round(target, drafter, state.caches, state.ctx, jax.random.fold_in(key, state.round + 1),
-                               sampling)
+                               sampling, state.memory)
         with jax.named_scope("record"):
             n, active = res.num_accepted, ~state.done
             # append the round's tokens at each row's write head (stale PADs beyond are overwritten next round)
@@ -197,7 +198,8 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
                 done=state.done | (active & hit_eos) | (num_generated >= max_new_tokens),
                 tokens=jnp.where(active[:, None], written, state.tokens), num_generated=num_generated,
                 accepted=state.accepted.at[:, state.round].set(jnp.where(active, n, -1)),
-                drafted=state.drafted.at[:, state.round].set(jnp.where(active, res.num_drafted, 0)))
+                drafted=state.drafted.at[:, state.round].set(jnp.where(active, res.num_drafted, 0)),
+                memory=select_rows(active, res.memory, state.memory))
 
     state = jax.lax.while_loop(cond, body, state)
     out = state.tokens[:, :new_bucket]

@@ -1,4 +1,5 @@
-"""The chain draft step: a drafter proposes K tokens per row, with the distributions they were sampled from."""
+"""The chain draft step: a drafter proposes up to K tokens per row, with the distributions they were sampled from;
+a draft-length policy (`specjax.policies`) may stop each row early."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,48 +9,81 @@ import jax.numpy as jnp
 from flax import struct
 
 from specjax.block import Block
+from specjax.policies import DraftPolicy, Fixed
 from specjax.runners import Handle
-from specjax.sampling import SamplingConfig, sample_token, warp_logits
+from specjax.sampling import SamplingConfig, law_statistics, sample_token, warp_logits
 from specjax.state import DecodeContext
 
 
 @struct.dataclass
 class ChainDraft:
     """cache: the drafter's cache; tokens `[B, K]` int32; probs `[B, K, V]` float32, the warped law each draft was
-    sampled from (what the verifier must be given)."""
+    sampled from (what the verifier must be given); lengths `[B]` int32, how many of the K slots each row drafted
+    (slots past it are absent); features `[B, K, D]`, the drafter's hidden state where it produced each law;
+    stats `[B, K, 2]`, `law_statistics` of the law each draft was judged by (see `draft_chain`)."""
 
     cache: Any
     tokens: jax.Array
     probs: jax.Array
+    lengths: jax.Array
+    features: jax.Array
+    stats: jax.Array
 
 
 def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array, num_draft: int,
-                sampling: SamplingConfig) -> ChainDraft:
-    """Propose `num_draft` tokens per row: `num_draft` drafter calls over 2, 1, 1, ... tokens.
+                sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None) -> ChainDraft:
+    """Propose up to `num_draft` tokens per row: one drafter call over (prev, pending), then one per further draft,
+    stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip).
 
     The drafter's cache is valid below `position - 1`; the first call re-scores `prev` (at `position - 1`) with
     `pending` (at `position`), because after a fully accepted round the drafter never saw its own last draft. A
     drafter that reads features gets the target's hidden states for the first call and its own output after.
+    `memory`: the policy's per-row memory (`policy.init`); a policy reading acceptance predictions needs a drafter
+    with an acceptance head (`specjax.acceptance_head`).
     """
+    b = ctx.pending.shape[0]
     keys = jax.random.split(key, num_draft)
-    features = ctx.features if drafter.runner.reads_features else None
-    first = drafter.forward(cache, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1, features))
-    q0 = warp_logits(first.logits[:, -1], sampling)
-    token0 = sample_token(keys[0], q0)
+    reads = drafter.runner.reads_features
+    first = drafter.forward(cache, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,
+                                               ctx.features if reads else None))
 
-    def step(carry, step_key):
-        cache, tok, pos, feat = carry
-        out = drafter.forward(cache, Block.chain(tok[:, None], pos, feat if drafter.runner.reads_features else None))
-        q = warp_logits(out.logits[:, 0], sampling)
-        nxt = sample_token(step_key, q)
-        return (out.cache, nxt, pos + 1, out.hidden), (nxt, q)
+    def law(out):
+        """The warped law to sample from, the statistics of the law the policy judges confidence by (at
+        temperature 0 the raw softmax: the warped law is one-hot), and the predicted acceptance if it is read."""
+        q = warp_logits(out.logits[:, -1], sampling)
+        stats = law_statistics(jax.nn.softmax(out.logits[:, -1], axis=-1) if sampling.greedy else q)
+        accept = (drafter.runner.accept_prob(drafter.params, out.hidden[:, -1], stats) if policy.reads_acceptance
+                  else None)
+        return q, stats, accept
 
-    carry = (first.cache, token0, ctx.position + 1, first.hidden[:, -1:])
-    (cache, _, _, _), (tokens, qs) = jax.lax.scan(step, carry, keys[1:])
-    tokens = jnp.concatenate([token0[:, None], jnp.moveaxis(tokens, 0, 1)], axis=1)
-    probs = jnp.concatenate([q0[:, None], jnp.moveaxis(qs, 0, 1)], axis=1)
-    return ChainDraft(cache, tokens, probs)
+    q0, stats0, accept0 = law(first)
+    _, carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)   # draft 0 is always drafted
+    v, d = q0.shape[-1], first.hidden.shape[-1]
+    buffers = (jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(sample_token(keys[0], q0)),
+               jnp.zeros((b, num_draft, v), q0.dtype).at[:, 0].set(q0),
+               jnp.zeros((b, num_draft, d), first.hidden.dtype).at[:, 0].set(first.hidden[:, -1]),
+               jnp.zeros((b, num_draft, 2), jnp.float32).at[:, 0].set(stats0))
+
+    def cond(state):
+        step, live = state[0], state[4]
+        return (step < num_draft) & jnp.any(live)
+
+    def body(state):
+        step, cache, (tokens, probs, feats, stats), lengths, live, carry = state
+        last = lambda a: jax.lax.dynamic_slice_in_dim(a, step - 1, 1, axis=1)            # the previous draft
+        out = drafter.forward(cache, Block.chain(last(tokens), ctx.position + step, last(feats) if reads else None))
+        q, s, accept = law(out)
+        keep, carry = policy.keep(carry, step, s, accept)
+        live = live & keep
+        token = sample_token(jax.random.fold_in(keys[-1], step), q)
+        buffers = (tokens.at[:, step].set(token), probs.at[:, step].set(q), feats.at[:, step].set(out.hidden[:, -1]),
+                   stats.at[:, step].set(s))
+        return step + 1, out.cache, buffers, lengths + live.astype(jnp.int32), live, carry
+
+    init = (jnp.int32(1), first.cache, buffers, jnp.ones((b,), jnp.int32), jnp.ones((b,), bool), carry)
+    _, cache, (tokens, probs, feats, stats), lengths, _, _ = jax.lax.while_loop(cond, body, init)
+    return ChainDraft(cache, tokens, probs, lengths, feats, stats)
 
 
 # the cache is donated: a Python loop over steps updates it in place instead of copying it every call
-draft_step = jax.jit(draft_chain, static_argnames=("num_draft", "sampling"), donate_argnames=("cache",))
+draft_step = jax.jit(draft_chain, static_argnames=("num_draft", "sampling", "policy"), donate_argnames=("cache",))

@@ -58,6 +58,14 @@ def safe_log(probs: jax.Array) -> jax.Array:
     return jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
 
 
+def law_statistics(q: jax.Array) -> jax.Array:
+    """`[..., 2]`: the log of the top probability and the entropy of each law `q [..., V]` (how confident a drafter
+    is, as draft-length policies and acceptance heads read it)."""
+    top = jnp.max(q, axis=-1)
+    entropy = -jnp.sum(jnp.where(q > 0, q * safe_log(q), 0.0), axis=-1)
+    return jnp.stack([jnp.log(jnp.maximum(top, 1e-30)), entropy], axis=-1)
+
+
 SAMPLE_BLOCK = 256          # tokens per block of the two-stage sampler
 
 

@@ -6,7 +6,8 @@ A speculator is a frozen (hashable) object, the static key of the jitted loop. I
   committed prefix), both static;
 - `check(target, drafter, sampling)`: eager, plain-Python validation of the combination; raises ValueError for a
   combination that cannot work, before anything is traced;
-- `round(target, drafter, caches, ctx, key, sampling) -> RoundOutput` (`specjax.state`).
+- `init_memory(batch)`: per-row state carried between rounds (a draft-length policy's), or None;
+- `round(target, drafter, caches, ctx, key, sampling, memory) -> RoundOutput` (`specjax.state`).
 
 `ChainSpeculator` covers autoregressive decoding (`num_draft=0`) and chain speculative decoding, verified token by
 token or as a block (`verifier`). Tree methods live
@@ -14,6 +15,7 @@ in the `trees` package and register themselves here when it is imported, so the 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,12 +24,13 @@ import jax.numpy as jnp
 
 from specjax.block import Block
 from specjax.draft import draft_chain
+from specjax.policies import DraftPolicy, Fixed, check_k_max, parse_policy
 from specjax.runners import Handle, Runner
 from specjax.sampling import SamplingConfig, warp_logits
 from specjax.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
-from specjax.verify.chain import accept_chain_unchecked
+from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
 from specjax.verify.names import CHAIN_VERIFIERS, check_name
 
 
@@ -54,8 +57,12 @@ class Speculator:
         """This method verified by `verifier` (ValueError if the method cannot use it)."""
         raise ValueError(f"{self!r} takes no verifier")
 
+    def init_memory(self, batch: int) -> Any:
+        """What the method remembers per row between rounds (a pytree of `[B, ...]` arrays), or None."""
+        return None
+
     def round(self, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
-              sampling: SamplingConfig) -> RoundOutput:
+              sampling: SamplingConfig, memory: Any = None) -> RoundOutput:
         raise NotImplementedError
 
 
@@ -83,22 +90,54 @@ CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked}
 
 
 def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
-                 draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig, verifier: str = "token"
-                 ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+                 draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig, verifier: str = "token",
+                 num_drafted: jax.Array | None = None) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
     """Verify step: score `[pending, drafts]` in one target call and apply the chain rule `verifier`
     (CHAIN_VERIFIERS: token by token, or block verification).
 
-    draft_tokens `[B, K]`, draft_probs `[B, K, V]`. Returns (target cache with the block written at `position`,
-    num_accepted `[B]`, tokens `[B, K+1]`, hidden `[B, K+1, D]`). The committed path is the block prefix, so the
-    cache needs no copy: slots past it are stale and invisible.
+    draft_tokens `[B, K]`, draft_probs `[B, K, V]`, num_drafted `[B]` (default K: slots past it are absent).
+    Returns (target cache with the block written at `position`, num_accepted `[B]`, tokens `[B, K+1]`, hidden
+    `[B, K+1, D]`). The committed path is the block prefix, so the cache needs no copy: slots past it are stale and
+    invisible.
     """
     tokens = jnp.concatenate([ctx.pending[:, None], draft_tokens], axis=1)
     with jax.named_scope("score"):
         out = target.forward(target_cache, Block.chain(tokens, ctx.position))
     with jax.named_scope("verify"):
         num_accepted, emitted = CHAIN_RULES[verifier](key, draft_tokens, draft_probs,
-                                                      warp_logits(out.logits, sampling))
+                                                      warp_logits(out.logits, sampling), num_drafted)
     return out.cache, num_accepted, emitted, out.hidden
+
+
+def verify_widths(k_max: int) -> tuple[int, ...]:
+    """The verification widths compiled for adaptive drafting: powers of two below K_max, and K_max."""
+    widths, w = [], 1
+    while w < k_max:
+        widths.append(w)
+        w *= 2
+    return tuple(widths) + (k_max,)
+
+
+def verify_ragged_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
+                        draft_probs: jax.Array, num_drafted: jax.Array, key: jax.Array, sampling: SamplingConfig,
+                        verifier: str) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+    """`verify_chain` for rows that drafted `num_drafted [B]` of K_max slots: the target scores only the smallest
+    compiled width that holds the longest row (`lax.switch` over `verify_widths`), so rounds where the policy
+    stopped early cost a narrower target call. Outputs are padded to K_max + 1."""
+    k = draft_tokens.shape[1]
+    widths = verify_widths(k)
+
+    def branch(w):
+        def run(cache):
+            cache, n, emitted, hidden = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w],
+                                                     key, sampling, verifier, num_drafted)
+            pad = k - w
+            return (cache, n, jnp.pad(emitted, ((0, 0), (0, pad)), constant_values=PAD_TOKEN),
+                    jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))))
+        return run
+
+    index = jnp.searchsorted(jnp.asarray(widths), jnp.max(num_drafted))
+    return jax.lax.switch(index, [branch(w) for w in widths], target_cache)
 
 
 verify_step = jax.jit(verify_chain, static_argnames=("sampling", "verifier"), donate_argnames=("target_cache",))
@@ -106,17 +145,30 @@ verify_step = jax.jit(verify_chain, static_argnames=("sampling", "verifier"), do
 
 @dataclass(frozen=True)
 class ChainSpeculator(Speculator):
-    """Chain speculative decoding with `num_draft` drafts per round; `num_draft=0` is autoregressive decoding."""
+    """Chain speculative decoding with up to `num_draft` drafts per round (K_max), verified by `verifier`; each row's
+    draft length chosen per round by `policy` (None: always K_max); `num_draft=0` is autoregressive decoding."""
 
     num_draft: int
     verifier: str = "token"
+    policy: DraftPolicy | None = None
 
     def __post_init__(self):
         check_int("num_draft", self.num_draft, low=0)
         check_name(self.verifier, CHAIN_VERIFIERS, "chain verifier")
+        if self.policy is not None and self.num_draft < 1:
+            raise ValueError("a draft-length policy needs K_max >= 1 drafts")
 
     def with_verifier(self, verifier: str) -> "ChainSpeculator":
-        return ChainSpeculator(self.num_draft, verifier)
+        return dataclasses.replace(self, verifier=verifier)
+
+    def check(self, target, drafter, sampling) -> None:
+        check_pair(self, target, drafter)
+        if self.policy is not None and self.policy.reads_acceptance and not hasattr(drafter, "accept_prob"):
+            raise ValueError(f"the {self.policy.name} policy reads predicted acceptances: give the drafter an "
+                             "acceptance head (specjax.acceptance_head.with_acceptance_head)")
+
+    def init_memory(self, batch: int) -> Any:
+        return None if self.policy is None else self.policy.init(batch)
 
     @property
     def max_emit(self) -> int:
@@ -130,21 +182,27 @@ class ChainSpeculator(Speculator):
     def needs_drafter(self) -> bool:
         return self.num_draft > 0
 
-    def round(self, target, drafter, caches, ctx, key, sampling):
+    def round(self, target, drafter, caches, ctx, key, sampling, memory=None):
         b = ctx.pending.shape[0]
         key_draft, key_verify = jax.random.split(key)
-        draft_cache = caches.drafter
         if self.num_draft == 0:
             tokens = jnp.zeros((b, 0), jnp.int32)
             probs = jnp.zeros((b, 0, target.config.vocab_size), jnp.float32)
+            target_cache, n, emitted, hidden = verify_chain(target, caches.target, ctx, tokens, probs, key_verify,
+                                                            sampling, self.verifier)
+            return RoundOutput(Caches(target_cache, caches.drafter), emitted, n, jnp.zeros((b,), jnp.int32), hidden)
+        with jax.named_scope("draft"):
+            draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling,
+                                self.policy or Fixed(), memory)
+        if self.policy is None:
+            target_cache, n, emitted, hidden = verify_chain(target, caches.target, ctx, draft.tokens, draft.probs,
+                                                            key_verify, sampling, self.verifier)
         else:
-            with jax.named_scope("draft"):
-                draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling)
-            draft_cache, tokens, probs = draft.cache, draft.tokens, draft.probs
-        target_cache, num_accepted, emitted, hidden = verify_chain(target, caches.target, ctx, tokens, probs,
-                                                                   key_verify, sampling, self.verifier)
-        return RoundOutput(Caches(target_cache, draft_cache), emitted, num_accepted,
-                           jnp.full((b,), self.num_draft, jnp.int32), hidden)
+            target_cache, n, emitted, hidden = verify_ragged_chain(target, caches.target, ctx, draft.tokens,
+                                                                   draft.probs, draft.lengths, key_verify, sampling,
+                                                                   self.verifier)
+            memory = self.policy.update(memory, draft.lengths, n)
+        return RoundOutput(Caches(target_cache, draft.cache), emitted, n, draft.lengths, hidden, memory)
 
 
 # --- the registry: method name -> factory(**options) -> Speculator --------------------------------------------
@@ -172,9 +230,11 @@ def make_method(name: str, **options: Any) -> Speculator:
 register_method("ar", lambda: ChainSpeculator(0))
 
 
-def _chain(num_draft: int = 4, verifier: str = "token") -> ChainSpeculator:
-    check_int("num_draft", num_draft, low=1)
-    return ChainSpeculator(num_draft, verifier)
+def _chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy | None = None) -> ChainSpeculator:
+    check_k_max(num_draft)
+    if isinstance(policy, str):
+        policy = parse_policy(policy)
+    return ChainSpeculator(num_draft, verifier, None if isinstance(policy, Fixed) else policy)
 
 
 register_method("chain", _chain)

@@ -33,13 +33,14 @@ class RoundOutput:
     """What one round produced. tokens `[B, M]`: the accepted drafts, then the correction or bonus token, PAD
     after; num_accepted `[B]`; num_drafted `[B]` (drafted tokens offered to the target); path_hidden `[B, M, D]`:
     the target's hidden states at `[pending, accepted...]` (positions `position + i`); caches with the accepted path
-    committed."""
+    committed; memory: the speculator's per-row state for the next round (`Speculator.init_memory`)."""
 
     caches: Caches
     tokens: jax.Array
     num_accepted: jax.Array
     num_drafted: jax.Array
     path_hidden: jax.Array
+    memory: Any = None
 
     def advance(self, ctx: DecodeContext) -> DecodeContext:
         """The context after this round: the correction/bonus token is pending at `position + n + 1`."""
@@ -56,7 +57,7 @@ class LoopState:
     """The `lax.while_loop` carry. round: scalar int32 (rounds run); caches; ctx; done `[B]` bool; tokens
     `[B, L_out]` int32 (emitted tokens at each row's write head, PAD after; L_out = the max_new_tokens bucket +
     M); num_generated `[B]`; accepted `[B, R]` int32 per-round accepted drafts (-1 where the row ran no round);
-    drafted `[B, R]` int32 per-round drafted tokens (R = bucket - 1)."""
+    drafted `[B, R]` int32 per-round drafted tokens (R = bucket - 1); memory: the speculator's per-row state."""
 
     round: jax.Array
     caches: Caches
@@ -66,6 +67,7 @@ class LoopState:
     num_generated: jax.Array
     accepted: jax.Array
     drafted: jax.Array
+    memory: Any = None
 
 
 def select_rows(active: jax.Array, new: Any, old: Any) -> Any:

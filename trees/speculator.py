@@ -57,7 +57,7 @@ class TreeSpeculator(Speculator):
             builder = dataclasses.replace(builder, merge=verifier == "gbv")  # the trie; token takes either
         return dataclasses.replace(self, builder=builder, verifier=verifier)
 
-    def round(self, target, drafter, caches, ctx, key, sampling) -> RoundOutput:
+    def round(self, target, drafter, caches, ctx, key, sampling, memory=None) -> RoundOutput:
         """One round: returns tokens `[B, depth+1]` and both caches with the accepted path committed."""
         rules = self.rules if self.rules is not None else default_rules()
         depth = self.builder.max_depth

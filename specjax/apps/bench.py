@@ -5,8 +5,10 @@ before the clock starts, so the timings never include compilation.
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -19,12 +21,14 @@ from specjax.runners import Handle
 
 @dataclass
 class Run:
-    """One prompt decoded by one method: generated ids, wall seconds (compiled), τ, mean drafted tokens/round."""
+    """One prompt decoded by one method: generated ids, wall seconds (compiled; the median of `samples` when the
+    prompt was timed more than once), τ, mean drafted tokens/round, and every timed run's seconds."""
 
     tokens: list[int]
     seconds: float
     tau: float
     drafted_per_round: float
+    samples: list[float] = field(default_factory=list)
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -34,18 +38,26 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, **kwargs) -> list[Run]:
+def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, repeats: int = 1,
+                   **kwargs) -> list[Run]:
     """Decode each prompt (token ids) with `generate(target, ..., **kwargs)`, one at a time, timed after a warm-up
-    call per prompt-width bucket. Prompt i uses key `seed + 1 + i`."""
+    call per prompt-width bucket. Prompt i uses key `seed + 1 + i`. With `repeats` > 1 every prompt is timed that
+    many times (in turns over the prompts, so a burst of load on a shared machine hits one repeat of each rather
+    than every repeat of one) and `Run.seconds` is their median."""
     seen: set[int] = set()
-    runs = []
-    for i, ids in enumerate(prompts):
-        tokens, lengths = pad_prompts([ids])
+    batches = [pad_prompts([ids]) for ids in prompts]
+    for ids, (tokens, lengths) in zip(prompts, batches):
         if bucket_size(len(ids)) not in seen:
             seen.add(bucket_size(len(ids)))
             generate(target, tokens, lengths, jax.random.key(seed), **kwargs).tokens.block_until_ready()
-        res, seconds = timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
-        runs.append(run_of(res, seconds))
+    timings = [[timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
+                for i, (tokens, lengths) in enumerate(batches)] for _ in range(repeats)]
+    runs = []
+    for i in range(len(prompts)):
+        samples = [t[i][1] for t in timings]
+        run = run_of(timings[0][i][0], float(np.median(samples)))
+        run.samples = samples
+        runs.append(run)
     return runs
 
 
@@ -62,3 +74,24 @@ def summarize(runs: Sequence[Run]) -> dict[str, float]:
     return {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs else 0.0,
             "tau": float(np.mean([r.tau for r in runs])),
             "drafted_per_round": float(np.mean([r.drafted_per_round for r in runs]))}
+
+
+class Results:
+    """Records of an experiment keyed by a string, kept in a JSON file rewritten after every record, so an
+    interrupted run resumes where it stopped (`done(key)`). Records of another configuration are not reused: the
+    file remembers the configuration it was written for and is started afresh when it differs."""
+
+    def __init__(self, path: Path, config: dict[str, Any]):
+        self.path, self.config = Path(path), json.loads(json.dumps(config))     # tuples read back as lists
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.records: dict[str, Any] = saved.get("records", {}) if saved.get("config") == self.config else {}
+
+    def done(self, key: str) -> bool:
+        return key in self.records
+
+    def add(self, key: str, record: Any) -> None:
+        self.records[key] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"config": self.config, "records": self.records}, indent=1))
+        tmp.replace(self.path)                 # atomic: an interruption never leaves half a file

@@ -1,5 +1,6 @@
 """The `specjax` command: `generate` (AR, chain or tree speculative decoding of any named target and drafter),
-`demo` (the main job on SmolLM2) and `bounds` (optimal acceptance vs every verifier)."""
+`demo` (the main job on SmolLM2), `bounds` (optimal acceptance vs every verifier) and `profile` (the cost profile
+of a pair on this device, or a roofline accelerator, for the latency model)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import trees
-from specjax.apps import bounds, demo
+from specjax.apps import bounds, demo, profile
 from specjax.apps.models import DRAFTER_FORMS
 from specjax.verify.names import CHAIN_VERIFIERS, TREE_VERIFIERS
 
@@ -33,6 +34,10 @@ def add_generate_parser(sub) -> None:
                                                    "model:random:byte-small-draft on random:byte-small)")
     p.add_argument("--method", default="chain", choices=METHODS)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
+    p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
+                   help="per-row draft length for chains, -K being K_max: fixed, confidence:H (stop below top "
+                        "probability H), specdec++:H (stop when P(a rejection) > H; fits an acceptance head first), "
+                        "feedback[:RATE]")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
     p.add_argument("--verifier", default=None, choices=sorted(set(CHAIN_VERIFIERS + TREE_VERIFIERS)),
                    help="chains: token (default) | block; trees: token (default) | traversal | gbv (specinfer)")
@@ -48,6 +53,22 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--memory-budget-gb", type=float, default=None,
                    help="refuse a run that needs more GiB per device (see specjax.memory)")
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
+
+
+def _fit_head(target, drafter, sampling, num_draft, seed):
+    """The drafter with an acceptance head fitted on held-out prompts (for the specdec++ policy)."""
+    import jax
+
+    from specjax.acceptance_head import fit_acceptance_head
+    from specjax.apps.bench import timed
+    from specjax.io.prompts import held_out_prompts
+
+    prompts = [target.encode_prompt(p) for p in held_out_prompts(16)]
+    fitted, seconds = timed(fit_acceptance_head, target.handle, drafter, prompts, jax.random.key(seed),
+                            sampling, num_draft=num_draft)
+    print(f"acceptance head fitted on {len(prompts)} held-out prompts in {seconds:.0f} s (held-out ECE "
+          f"{fitted.reliability.ece:.3f})", file=sys.stderr)
+    return fitted.head
 
 
 def run_generate(args) -> int:
@@ -74,6 +95,10 @@ def run_generate(args) -> int:
                    else dict(budget=args.budget))
         if args.verifier is not None and args.method != "ar":
             options["verifier"] = args.verifier
+        if args.draft_policy is not None:
+            if args.method != "chain":
+                raise ValueError(f"--draft-policy sets chain lengths; --method {args.method} does not draft chains")
+            options["policy"] = args.draft_policy
         method = make_method(args.method, **options)
         if args.dtype is not None:
             check_dtype("--dtype", args.dtype)
@@ -81,6 +106,8 @@ def run_generate(args) -> int:
         target = load_target(target_name, seed=args.seed, dtype=args.dtype, mesh=mesh)
         drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1,
                                                                 dtype=args.dtype)
+        if getattr(method, "policy", None) is not None and method.policy.reads_acceptance:
+            drafter = _fit_head(target, drafter, sampling, method.num_draft, args.seed)
     except ValueError as e:
         print(f"specjax generate: {e}", file=sys.stderr)
         return 2
@@ -128,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     add_generate_parser(sub)
     demo.add_demo_parser(sub)
     bounds.add_bounds_parser(sub)
-    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds}
+    profile.add_profile_parser(sub)
+    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds,
+               "profile": profile.run_profile}
     args = parser.parse_args(argv)
     return runners[args.command](args) or 0
 

@@ -1,7 +1,9 @@
 """`specjax demo`, the main job: SmolLM2-135M-Instruct (embedded, no download) answers a few prompts with
 autoregressive and speculative decoding; prints the answers and a table (τ, tokens/s, speedup); writes JSON.
 
-Timing excludes compilation (a warm-up call per prompt bucket runs before the clock starts).
+Timing excludes compilation (a warm-up call per prompt bucket runs before the clock starts). Under the table: what
+a verification call of K+1 tokens costs on this machine relative to a 1-token call, and the τ each drafter's chain
+would need to beat AR here (`specjax.latency`; `specjax profile` and `experiments/latency_model.py` go further).
 """
 from __future__ import annotations
 
@@ -86,12 +88,30 @@ def run_demo(args: argparse.Namespace) -> int:
     greedy_equal = all(runs[n][i].tokens == ar[i].tokens for n in drafters for i in range(len(prompts)))
     if sampling.greedy:
         print(f"greedy speculative output equals AR output: {greedy_equal}")
+    cost = (print_break_even(target.handle, drafters, chain, ids, args.max_new_tokens, results)
+            if chain.num_draft else None)                  # K = 0 verifies nothing beyond AR's call
     report = {"model": f"{target.label} (GGUF dequantized to float32)", "prompts": prompts,
               "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "num_draft": args.num_draft,
               "fastest_drafter": best, "results": results,
-              "greedy_sd_equals_ar": greedy_equal if sampling.greedy else None,
+              "greedy_sd_equals_ar": greedy_equal if sampling.greedy else None, "verification_cost": cost,
               "answers": {"ar": [target.decode(r.tokens) for r in ar]}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 0
+
+
+def print_break_even(target, drafters: dict, chain, ids, max_new_tokens: int, results: dict) -> dict:
+    """Measure c(K+1)/c(1) of the target on this machine, at the cache capacity the demo's chains decode with (its
+    longest prompt), and print it with each drafter's break-even τ beside the τ it reached (`results`)."""
+    from specjax.apps.profile import chain_break_even, device_name, generate_capacity
+    from specjax.batching import bucket_size
+
+    context = generate_capacity(chain, bucket_size(max(map(len, ids))), max_new_tokens)
+    cost = chain_break_even(target, drafters, chain.num_draft, context)
+    print(f"\non this machine ({device_name()}) a verification call scoring K+1 = {cost['verify_tokens']} tokens "
+          f"costs {cost['cost_ratio']:.2f}x a 1-token call ({1e3 * cost['target_1_s']:.1f} ms); to beat AR here a "
+          f"chain of K = {chain.num_draft} needs at most (the per-round overhead, left out, only lowers it)")
+    for name, tau in cost["break_even_tau"].items():
+        print(f"  {name:<20} tau >= {tau:.2f}   (it reached {results[name]['tau']:.2f})")
+    return cost

@@ -30,3 +30,11 @@ def load_prompts(name: str, limit: int | None = None) -> list[str]:
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     prompts = mt_bench_prompts() if name == "mt_bench" else humaneval_prompts()
     return prompts[:limit]
+
+
+def held_out_prompts(per_set: int = 24) -> list[str]:
+    """The last `per_set` prompts of every set, for fitting things (an acceptance head) away from the prompts that
+    experiments evaluate on (the first ones of each set; keep their `limit` below the set size minus `per_set`)."""
+    if not isinstance(per_set, int) or per_set < 1:
+        raise ValueError(f"per_set must be a positive integer, got {per_set!r}")
+    return [p for name in PROMPT_SETS for p in load_prompts(name)[-per_set:]]

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from specjax.sampling import sample_token
-from specjax.verify.chain import PAD_TOKEN, _check_chain_inputs, residual_distribution
+from specjax.verify.chain import _check_chain_inputs, emitted_tokens, residual_distribution
 
 
 class BlockDecision(NamedTuple):
@@ -53,26 +53,24 @@ def block_weights(draft_tokens: jax.Array, draft_probs: jax.Array, target_probs:
 
 
 def block_decision(u: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
-                   target_probs: jax.Array) -> BlockDecision:
-    """The block rule with given uniforms u `[B, K]`: how many drafts pass and the law of the next token."""
+                   target_probs: jax.Array, num_drafted: jax.Array | None = None) -> BlockDecision:
+    """The block rule with given uniforms u `[B, K]`: how many drafts pass and the law of the next token.
+    num_drafted `[B]` (default K): row b's block is its first num_drafted[b] drafts (h = p at its last one)."""
     b, k = draft_tokens.shape
     weights, h = block_weights(draft_tokens, draft_probs, target_probs)
     index = jnp.arange(1, k + 1, dtype=jnp.int32)
+    if num_drafted is not None:                      # a shorter block: its last index passes w.p. p_L, none after
+        length = num_drafted[:, None]
+        h = jnp.where(index[None, :] == length, weights[:, 1:], jnp.where(index[None, :] > length, 0.0, h))
+    else:
+        num_drafted = jnp.full((b,), k)
     n = jnp.max(jnp.where(u < h, index[None, :], 0), axis=1)                                 # the LAST index passing
     w_n = jnp.take_along_axis(weights, n[:, None], axis=1)
     p_n = jnp.take_along_axis(target_probs, n[:, None, None], axis=1)[:, 0]
     q_ext = jnp.concatenate([draft_probs, jnp.zeros_like(target_probs[:, :1])], axis=1)
-    q_n = jnp.take_along_axis(q_ext, n[:, None, None], axis=1)[:, 0]                          # zero at n = K
+    q_n = jnp.take_along_axis(q_ext, n[:, None, None], axis=1)[:, 0]
+    q_n = jnp.where((n >= num_drafted)[:, None], 0.0, q_n)                                   # the whole block passed
     return BlockDecision(n.astype(jnp.int32), residual_distribution(w_n * p_n, q_n))
-
-
-def emitted_tokens(draft_tokens: jax.Array, num_accepted: jax.Array, last: jax.Array) -> jax.Array:
-    """`[B, K+1]`: the accepted drafts, then `last [B]`, then PAD_TOKEN (the chain rules' output layout)."""
-    b, k = draft_tokens.shape
-    slots = jnp.arange(k + 1)[None, :]
-    ext = jnp.concatenate([draft_tokens, jnp.full((b, 1), PAD_TOKEN, draft_tokens.dtype)], axis=1)
-    n = num_accepted[:, None]
-    return jnp.where(slots < n, ext, jnp.where(slots == n, last[:, None], PAD_TOKEN)).astype(jnp.int32)
 
 
 def accept_block(key: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
@@ -90,9 +88,10 @@ def accept_block(key: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array
 
 
 @jax.jit
-def accept_block_unchecked(key, draft_tokens, draft_probs, target_probs):
-    """`accept_block` without input checks, for use inside jitted loops (same contract)."""
+def accept_block_unchecked(key, draft_tokens, draft_probs, target_probs, num_drafted=None):
+    """`accept_block` without input checks, for use inside jitted loops (same contract; num_drafted `[B]` as in
+    `accept_chain_unchecked`)."""
     key_accept, key_residual = jax.random.split(key)
     u = jax.random.uniform(key_accept, draft_tokens.shape, target_probs.dtype)
-    n, law = block_decision(u, draft_tokens, draft_probs, target_probs)
+    n, law = block_decision(u, draft_tokens, draft_probs, target_probs, num_drafted)
     return n, emitted_tokens(draft_tokens, n, sample_token(key_residual, law))

@@ -1,6 +1,8 @@
 """The single-draft acceptance rule (Leviathan et al.; Chen et al.) applied along a chain of K drafts."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,25 +38,49 @@ def accept_chain(key: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array
     return accept_chain_unchecked(key, draft_tokens, draft_probs, target_probs)
 
 
-@jax.jit
-def accept_chain_unchecked(key, draft_tokens, draft_probs, target_probs):
-    """`accept_chain` without input checks, for use inside jitted loops (same contract)."""
+class ChainDecision(NamedTuple):
+    """num_accepted `[B]` int32 and the law of the token emitted after them, `[B, V]` (possibly unnormalised)."""
+
+    num_accepted: jax.Array
+    final_law: jax.Array
+
+
+def chain_decision(u: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array, target_probs: jax.Array,
+                   num_drafted: jax.Array | None = None) -> ChainDecision:
+    """The token-by-token rule with given uniforms u `[B, K]`: accept draft i while u_i q(x_i) < p(x_i), then the
+    correction law norm((p_n - q_n)_+), or p_n when every drafted token was accepted. num_drafted `[B]` (default
+    K): row b drafted only its first num_drafted[b] slots; the others are absent."""
     b, k = draft_tokens.shape
-    key_accept, key_residual = jax.random.split(key)
-    u = jax.random.uniform(key_accept, (b, k))
+    num_drafted = jnp.full((b,), k) if num_drafted is None else num_drafted
     p_x = jnp.take_along_axis(target_probs[:, :k], draft_tokens[..., None], axis=-1)[..., 0]
     q_x = jnp.take_along_axis(draft_probs, draft_tokens[..., None], axis=-1)[..., 0]
-    accepted = u * q_x < p_x                                   # accept w.p. min(1, p/q) without dividing
-    num_accepted = jnp.sum(jnp.cumprod(accepted.astype(jnp.int32), axis=1), axis=1)
-    p_n = jnp.take_along_axis(target_probs, num_accepted[:, None, None], axis=1)[:, 0]
+    drafted = jnp.arange(k)[None, :] < num_drafted[:, None]
+    accepted = drafted & (u * q_x < p_x)                       # accept w.p. min(1, p/q) without dividing
+    n = jnp.sum(jnp.cumprod(accepted.astype(jnp.int32), axis=1), axis=1)
+    p_n = jnp.take_along_axis(target_probs, n[:, None, None], axis=1)[:, 0]
     q_ext = jnp.concatenate([draft_probs, jnp.zeros_like(target_probs[:, :1])], axis=1)
-    q_n = jnp.take_along_axis(q_ext, num_accepted[:, None, None], axis=1)[:, 0]  # zero at n == K: bonus from p_K
-    last = sample_token(key_residual, residual_distribution(p_n, q_n))
+    q_n = jnp.take_along_axis(q_ext, n[:, None, None], axis=1)[:, 0]
+    q_n = jnp.where((n >= num_drafted)[:, None], 0.0, q_n)    # every drafted token accepted: the bonus from p_n
+    return ChainDecision(n.astype(jnp.int32), residual_distribution(p_n, q_n))
+
+
+def emitted_tokens(draft_tokens: jax.Array, num_accepted: jax.Array, last: jax.Array) -> jax.Array:
+    """`[B, K+1]`: the accepted drafts, then `last [B]`, then PAD_TOKEN (the chain rules' output layout)."""
+    b, k = draft_tokens.shape
     slots = jnp.arange(k + 1)[None, :]
-    drafts_ext = jnp.concatenate([draft_tokens, jnp.full((b, 1), PAD_TOKEN, draft_tokens.dtype)], axis=1)
-    tokens = jnp.where(slots < num_accepted[:, None], drafts_ext,
-                       jnp.where(slots == num_accepted[:, None], last[:, None], PAD_TOKEN))
-    return num_accepted.astype(jnp.int32), tokens.astype(jnp.int32)
+    ext = jnp.concatenate([draft_tokens, jnp.full((b, 1), PAD_TOKEN, draft_tokens.dtype)], axis=1)
+    n = num_accepted[:, None]
+    return jnp.where(slots < n, ext, jnp.where(slots == n, last[:, None], PAD_TOKEN)).astype(jnp.int32)
+
+
+@jax.jit
+def accept_chain_unchecked(key, draft_tokens, draft_probs, target_probs, num_drafted=None):
+    """`accept_chain` without input checks, for use inside jitted loops (same contract; num_drafted `[B]` as in
+    `chain_decision`)."""
+    key_accept, key_residual = jax.random.split(key)
+    u = jax.random.uniform(key_accept, draft_tokens.shape)
+    n, law = chain_decision(u, draft_tokens, draft_probs, target_probs, num_drafted)
+    return n, emitted_tokens(draft_tokens, n, sample_token(key_residual, law))
 
 
 def _check_chain_inputs(draft_tokens, draft_probs, target_probs) -> None:

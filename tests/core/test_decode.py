@@ -24,7 +24,7 @@ def test_greedy_speculative_equals_greedy_autoregressive(seed, ragged_prompts):
     key = jax.random.key(seed)
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
     assert ar.acceptance_length == 1.0
-    for k in range(1, 6):
+    for k in range(1, 6) if seed == 0 else (2, 5):          # every K once, two more pairs at two K
         sd = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=k), drafter=draft,
                       max_new_tokens=24, sampling=GREEDY)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"K={k}")

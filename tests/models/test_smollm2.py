@@ -86,8 +86,8 @@ def test_parity_with_transformers(smol):
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank), the VocabTrim head with every tree method and prompt lookup with a deterministic and a
-    sampled tree reproduce AR token for token."""
+    VocabTrim + low-rank), the VocabTrim head with every tree method and with an adaptive draft length, and prompt
+    lookup with a deterministic and a sampled tree reproduce AR token for token."""
     import trees
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
@@ -106,6 +106,7 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
                                                                    "eagle-lowrank:64")]
     runs += [("eagle", make_method(m, budget=8)) for m in trees.TREE_METHODS]
     runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
+    runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
     for name, method in runs:
         sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
                       sampling=greedy, drafter=load_drafter(name, target))

