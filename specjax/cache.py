@@ -2,7 +2,8 @@
 
 Once committed, slot `s` of row `b` holds the key/value of the token at sequence position `s` of that row. A chain
 is written where it will be committed, so it needs no copy; an accepted tree path is moved to its positions by
-`gather_path`.
+`gather_path`. A model with sliding-window layers also records each slot's position (a tree node's slot is not
+its position), so a local layer can mask keys by distance exactly.
 """
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ from flax import struct
 
 from specjax.config import ModelConfig
 
+KV_AXES = ("batch", "slots", "kv_heads", "head_dim")    # logical axes of every key/value array
+POSITION_AXES = ("batch", "slots")                       # ... and of the recorded positions
+
 
 @struct.dataclass
 class KVCache:
-    """Per-layer key/value arrays, each `[B, S, n_kv_heads, head_dim]` (S = capacity in slots)."""
+    """Per-layer key/value arrays, each `[B, S, n_kv_heads, head_dim]` (S = capacity in slots), and positions
+    `[B, S]` int32 (the position of each slot's entry; None unless the model has sliding-window layers)."""
 
     keys: tuple[jax.Array, ...]
     values: tuple[jax.Array, ...]
+    positions: jax.Array | None = None
 
     @property
     def batch_size(self) -> int:
@@ -36,18 +42,25 @@ class KVCache:
 
 
 def init_cache(config: ModelConfig, batch_size: int, capacity: int, *, num_layers: int | None = None,
-               dtype=jnp.float32) -> KVCache:
-    """Zero cache for `num_layers` (default: all) layers: arrays `[batch_size, capacity, n_kv_heads, head_dim]`."""
+               dtype=None) -> KVCache:
+    """Zero cache for `num_layers` (default: all) layers: arrays `[batch_size, capacity, n_kv_heads, head_dim]` in
+    `dtype` (default: the config's KV dtype), plus positions `[batch_size, capacity]` for sliding-window models."""
     layers = config.n_layers if num_layers is None else num_layers
     shape = (batch_size, capacity, config.n_kv_heads, config.dim_per_head)
+    dtype = jnp.dtype(config.kv_dtype if dtype is None else dtype)
+    positions = jnp.zeros((batch_size, capacity), jnp.int32) if config.sliding_layers else None
     return KVCache(keys=tuple(jnp.zeros(shape, dtype) for _ in range(layers)),
-                   values=tuple(jnp.zeros(shape, dtype) for _ in range(layers)))
+                   values=tuple(jnp.zeros(shape, dtype) for _ in range(layers)), positions=positions)
 
 
 def write_slots(cache_array: jax.Array, new: jax.Array, slots: jax.Array) -> jax.Array:
-    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at `slots[B, T]` (each row its own slots)."""
-    rows = jnp.arange(cache_array.shape[0])[:, None]
-    return cache_array.at[rows, slots].set(new.astype(cache_array.dtype), mode="drop")
+    """Write `new[B, T, ...]` into `cache_array[B, S, ...]` at `slots[B, T]` (each row its own slots).
+
+    A per-row scatter (vmapped): the batch is a scatter batch dimension, so with the batch split over devices each
+    device writes its own rows (a global `[rows, slots]` index would make the partitioner all-gather the update)."""
+    def one_row(row, update, where):
+        return row.at[where].set(update.astype(row.dtype), mode="drop")
+    return jax.vmap(one_row)(cache_array, new, slots)
 
 
 def gather_path(cache: Any, start: jax.Array, path_slots: jax.Array, path_len: jax.Array) -> Any:

@@ -19,10 +19,11 @@ from jax.sharding import Mesh
 
 from specjax.batching import bucket_size
 from specjax.block import Block
+from specjax.memory import check_budget, plan_generate
 from specjax.metrics import acceptance_length
 from specjax.runners import Handle
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from specjax.sharding import replicate, shard_batch
+from specjax.sharding import shard_decode
 from specjax.speculators import Speculator, make_method
 from specjax.state import Caches, DecodeContext, LoopState, select_rows
 from specjax.validation import check_int
@@ -84,7 +85,8 @@ def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, pr
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,
              method: str | Speculator = "ar", drafter: Handle | None = None, max_new_tokens: int = 32,
              sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None, verifier: str | None = None,
-             cache_capacity: int | None = None, mesh: Mesh | None = None) -> GenerateResult:
+             cache_capacity: int | None = None, mesh: Mesh | None = None,
+             memory_budget_bytes: int | None = None) -> GenerateResult:
     """Decode `max_new_tokens` per row.
 
     target, drafter: handles (`specjax.runners.model_handle(model)`, `early_exit(target, L)`, `init_eagle(...)`,
@@ -93,8 +95,10 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     `trees` is imported) or a speculator (`make_method("chain", num_draft=4)`, `trees.make_speculator(...)`).
     verifier: how the method verifies ("token" | "block" for chains, "token" | "traversal" | "gbv" for trees; default:
     the method's own, "token" unless it was built with another). cache_capacity: the largest cache the caller
-    allows (slots per row). mesh: shard the batch over its `data`
-    axis (weights replicated); same tokens as one device for the same key.
+    allows (slots per row). mesh: a `specjax.sharding.make_mesh(data=, model=)` mesh: the batch split over `data`,
+    the target over `model` (heads, MLP, vocabulary, KV cache), the drafter by its own rule; same tokens as one
+    device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.memory`) a run that
+    needs more per device.
     Input errors, an impossible (method, target, drafter) combination included, raise ValueError before tracing.
     """
     if not isinstance(target, Handle) or not (drafter is None or isinstance(drafter, Handle)):
@@ -126,12 +130,15 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
                          f"{new_bucket}) + draft margin ({speculator.capacity_margin}) needs {capacity} cache slots, "
                          f"more than the allowed {cache_capacity}: lower the draft length / tree budget or "
                          "max_new_tokens")
+    if memory_budget_bytes is not None:
+        check_int("memory_budget_bytes", memory_budget_bytes, low=1)
+        check_budget(plan_generate(target, drafter, batch=batch, capacity=capacity, prompt_len=width, mesh=mesh,
+                                   round_tokens=speculator.capacity_margin), memory_budget_bytes)
     tokens = np.zeros((batch, width), np.int32)
     tokens[:, :prompt_len] = prompt_tokens
     tokens, lengths = jnp.asarray(tokens), jnp.asarray(prompt_lengths, jnp.int32)
     if mesh is not None:
-        tokens, lengths = shard_batch(tokens, mesh), shard_batch(lengths, mesh)
-        target, drafter = replicate(target, mesh), replicate(drafter, mesh)
+        target, drafter, tokens, lengths = shard_decode(target, drafter, tokens, lengths, mesh)
     out = _generate(target, drafter, tokens, lengths, key, jnp.int32(max_new_tokens),
                     jnp.int32(NO_EOS if eos_id is None else eos_id), speculator=speculator, sampling=sampling,
                     new_bucket=new_bucket, capacity=capacity)

@@ -1,12 +1,23 @@
-"""A Llama-family decoder-only LM in flax.nnx: RMSNorm, rotary embeddings at explicit positions, grouped-query
-attention over a slot-addressed KV cache, SwiGLU, tied or untied head.
+"""One decoder-only LM in flax.nnx for every family we load (Llama 2/3.x, Qwen2/2.5, Qwen3, SmolLM2, Gemma 3).
+
+RMSNorm (optionally also on each head's query/key and on the sublayer outputs), rotary embeddings at explicit
+positions (optionally scaled, with their own base on local layers), grouped-query attention over a slot-addressed
+KV cache (full or sliding-window per layer, optionally soft-capped), a gated MLP (SiLU or tanh-GELU), tied or untied
+head. Which of these a model uses is its `ModelConfig`: a family is a configuration, not a modeling file.
 
 The forward is pure in the cache: `(tokens, positions, cache, slots, mask) -> (logits, hidden, cache')`, so a
 single call can prefill a prompt, score a chain of candidates, or score a whole draft tree (ancestor mask + depth
 positions). Hot loops drive it through a runner (`specjax.runners.ModelRunner`), which `nnx.split`s the model once
 and merges it inside `jax.jit`.
+
+Every parameter is declared once, with its logical axes as metadata (`AXES`: vocab, embed, heads, kv_heads, mlp,
+head_dim); `specjax.sharding` maps them onto a mesh and the memory planner reads them. Numerics: weights and
+activations in `config.dtype`; norm statistics, attention scores and softmax, the head's accumulation and the
+logits in float32.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -14,85 +25,147 @@ from flax import nnx
 
 from specjax.block import causal_mask
 from specjax.cache import KVCache, write_slots
-from specjax.config import ModelConfig
+from specjax.config import ModelConfig, RopeScaling
+
+AXES = "axes"            # Variable metadata key: the logical axes of a parameter, one name per dimension
 
 
 class RMSNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+    """RMSNorm with a float32 scale whatever the model dtype (D floats: no memory to save, and a Gemma checkpoint's
+    1 + w is kept exactly). `axis` names the normalised dimension's logical axis."""
+
+    def __init__(self, dim: int, eps: float, axis: str = "embed"):
+        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32), **{AXES: (axis,)})
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        var = jnp.mean(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
-        return (x * jax.lax.rsqrt(var + self.eps)) * self.scale[...]
+        x32 = x.astype(jnp.float32)
+        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        return (x32 * jax.lax.rsqrt(var + self.eps) * self.scale[...]).astype(x.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotary embedding, Hugging Face `rotate_half` layout. x: `[B, T, H, D]`; positions: `[B, T]` int."""
+def rope_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> jax.Array:
+    """Inverse rotary frequencies `[head_dim / 2]` float32, scaled as Hugging Face's `linear` / `llama3` rope
+    types do."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    if scaling is None:
+        return inv_freq
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    # llama3: long wavelengths slowed by `factor`, short ones kept, a linear blend in 1/wavelength between
+    low_wavelen = scaling.original_max_position / scaling.low_freq_factor
+    high_wavelen = scaling.original_max_position / scaling.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+    smooth = (scaling.original_max_position / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor)
+    blended = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return jnp.where(medium, blended, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    """Rotary embedding, Hugging Face `rotate_half` layout. x: `[B, T, H, Dh]`; positions: `[B, T]` int;
+    inv_freq `[Dh / 2]` (`rope_frequencies`)."""
     d = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))           # [D/2]
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq                          # [B, T, D/2]
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq                          # [B, T, Dh/2]
     cos = jnp.cos(angles)[:, :, None, :]
     sin = jnp.sin(angles)[:, :, None, :]
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-def _linear(rngs: nnx.Rngs, d_in: int, d_out: int, std: float, bias: bool = False) -> nnx.Linear:
-    return nnx.Linear(d_in, d_out, use_bias=bias, kernel_init=nnx.initializers.normal(std), rngs=rngs)
+def _linear(rngs: nnx.Rngs, config: ModelConfig, d_in: int, d_out: int, axes: tuple[str, str],
+            bias: bool = False) -> nnx.Linear:
+    dtype = jnp.dtype(config.dtype)
+    return nnx.Linear(d_in, d_out, use_bias=bias, dtype=dtype, param_dtype=dtype,
+                      kernel_init=nnx.initializers.normal(config.init_std), kernel_metadata={AXES: axes},
+                      bias_metadata={AXES: axes[1:]}, rngs=rngs)
+
+
+def _softcap(x: jax.Array, cap: float | None) -> jax.Array:
+    return x if cap is None else cap * jnp.tanh(x / cap)
 
 
 class Attention(nnx.Module):
-    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
-        c, hd, std = config, config.dim_per_head, config.init_std
-        self.q_proj = _linear(rngs, c.d_model, c.n_heads * hd, std, c.attention_bias)
-        self.k_proj = _linear(rngs, c.d_model, c.n_kv_heads * hd, std, c.attention_bias)
-        self.v_proj = _linear(rngs, c.d_model, c.n_kv_heads * hd, std, c.attention_bias)
-        self.o_proj = _linear(rngs, c.n_heads * hd, c.d_model, std)
+    """Grouped-query attention; q/k/v column-parallel (split by heads), o row-parallel (see `specjax.sharding`)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs, sliding: bool = False):
+        c, hd = config, config.dim_per_head
+        self.q_proj = _linear(rngs, c, c.d_model, c.n_heads * hd, ("embed", "heads"), c.attention_bias)
+        self.k_proj = _linear(rngs, c, c.d_model, c.n_kv_heads * hd, ("embed", "kv_heads"), c.attention_bias)
+        self.v_proj = _linear(rngs, c, c.d_model, c.n_kv_heads * hd, ("embed", "kv_heads"), c.attention_bias)
+        self.o_proj = _linear(rngs, c, c.n_heads * hd, c.d_model, ("heads", "embed"))
+        self.q_norm = RMSNorm(hd, c.rms_eps, "head_dim") if c.qk_norm else None
+        self.k_norm = RMSNorm(hd, c.rms_eps, "head_dim") if c.qk_norm else None
         self.config = config
+        self.sliding = sliding
 
     def __call__(self, x, positions, cache_k, cache_v, slots, mask):
         """x `[B,T,D]`; cache_k/v `[B,S,Hkv,Dh]` or None; slots `[B,T]` (write slots); mask `[B,T,S]` (or
-        `[B,T,T]` without cache)."""
+        `[B,T,T]` without cache), already restricted to the sliding window on a local layer."""
         c = self.config
         b, t, _ = x.shape
         hd, g = c.dim_per_head, c.n_heads // c.n_kv_heads
-        q = apply_rope(self.q_proj(x).reshape(b, t, c.n_heads, hd), positions, c.rope_theta)
-        k = apply_rope(self.k_proj(x).reshape(b, t, c.n_kv_heads, hd), positions, c.rope_theta)
+        q = self.q_proj(x).reshape(b, t, c.n_heads, hd)
+        k = self.k_proj(x).reshape(b, t, c.n_kv_heads, hd)
         v = self.v_proj(x).reshape(b, t, c.n_kv_heads, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.sliding:
+            inv_freq = rope_frequencies(hd, c.rope_local_theta or c.rope_theta)
+        else:
+            inv_freq = rope_frequencies(hd, c.rope_theta, c.rope_scaling)
+        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         if cache_k is not None:
             cache_k, cache_v = write_slots(cache_k, k, slots), write_slots(cache_v, v, slots)
             k, v = cache_k, cache_v
         q = q.reshape(b, t, c.n_kv_heads, g, hd)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k) * (hd ** -0.5)
-        scores = jnp.where(mask[:, None, None, :, :], scores.astype(jnp.float32), -1e30)
+        scale = c.attention_scale if c.attention_scale is not None else hd ** -0.5
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+        scores = jnp.where(mask[:, None, None, :, :], _softcap(scores, c.attn_softcap), -1e30)
         weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(b, t, c.n_heads * hd)
         return self.o_proj(out), cache_k, cache_v
 
 
 class MLP(nnx.Module):
+    """Gated MLP: gate/up column-parallel, down row-parallel."""
+
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
-        std = config.init_std
-        self.gate_proj = _linear(rngs, config.d_model, config.d_ff, std)
-        self.up_proj = _linear(rngs, config.d_model, config.d_ff, std)
-        self.down_proj = _linear(rngs, config.d_ff, config.d_model, std)
+        self.gate_proj = _linear(rngs, config, config.d_model, config.d_ff, ("embed", "mlp"))
+        self.up_proj = _linear(rngs, config, config.d_model, config.d_ff, ("embed", "mlp"))
+        self.down_proj = _linear(rngs, config, config.d_ff, config.d_model, ("mlp", "embed"))
+        self.activation = config.activation
 
     def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = self.gate_proj(x)
+        gate = jax.nn.silu(gate) if self.activation == "silu" else jax.nn.gelu(gate, approximate=True)
+        return self.down_proj(gate * self.up_proj(x))
 
 
 class DecoderLayer(nnx.Module):
-    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
-        self.attn_norm = RMSNorm(config.d_model, config.rms_eps)
-        self.attn = Attention(config, rngs)
-        self.mlp_norm = RMSNorm(config.d_model, config.rms_eps)
+    """Pre-norm attention and MLP, each optionally followed by a post-norm (`config.post_norms`)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs, sliding: bool = False):
+        d, eps = config.d_model, config.rms_eps
+        self.attn_norm = RMSNorm(d, eps)
+        self.attn = Attention(config, rngs, sliding)
+        self.attn_post_norm = RMSNorm(d, eps) if config.post_norms else None
+        self.mlp_norm = RMSNorm(d, eps)
         self.mlp = MLP(config, rngs)
+        self.mlp_post_norm = RMSNorm(d, eps) if config.post_norms else None
+        self.sliding = sliding
 
     def __call__(self, x, positions, cache_k, cache_v, slots, mask):
         h, cache_k, cache_v = self.attn(self.attn_norm(x), positions, cache_k, cache_v, slots, mask)
+        if self.attn_post_norm is not None:
+            h = self.attn_post_norm(h)
         x = x + h
-        return x + self.mlp(self.mlp_norm(x)), cache_k, cache_v
+        h = self.mlp(self.mlp_norm(x))
+        if self.mlp_post_norm is not None:
+            h = self.mlp_post_norm(h)
+        return x + h, cache_k, cache_v
 
 
 class LlamaLM(nnx.Module):
@@ -101,16 +174,23 @@ class LlamaLM(nnx.Module):
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.embed = nnx.Embed(config.vocab_size, config.d_model,
-                               embedding_init=nnx.initializers.normal(config.init_std), rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(config, rngs) for _ in range(config.n_layers)])
+        dtype = jnp.dtype(config.dtype)
+        self.embed = nnx.Embed(config.vocab_size, config.d_model, dtype=dtype, param_dtype=dtype,
+                               embedding_init=nnx.initializers.normal(config.init_std),
+                               embedding_metadata={AXES: ("vocab", "embed")}, rngs=rngs)
+        self.layers = nnx.List([DecoderLayer(config, rngs, config.is_sliding(i)) for i in range(config.n_layers)])
         self.final_norm = RMSNorm(config.d_model, config.rms_eps)
-        self.lm_head = None if config.tie_embeddings else _linear(rngs, config.d_model, config.vocab_size,
-                                                                  config.init_std)
+        self.lm_head = (None if config.tie_embeddings else
+                        _linear(rngs, config, config.d_model, config.vocab_size, ("embed", "vocab")))
 
     def head(self, hidden: jax.Array) -> jax.Array:
-        """Logits `[..., V]` from final-normed hidden states `[..., D]`."""
-        return self.embed.attend(hidden) if self.lm_head is None else self.lm_head(hidden)
+        """Logits `[..., V]` float32 (accumulated in float32, soft-capped if the config says) from final-normed
+        hidden states `[..., D]`."""
+        if self.lm_head is None:
+            logits = jnp.einsum("...d,vd->...v", hidden, self.embed.embedding[...], preferred_element_type=jnp.float32)
+        else:
+            logits = jnp.einsum("...d,dv->...v", hidden, self.lm_head.kernel[...], preferred_element_type=jnp.float32)
+        return _softcap(logits.astype(jnp.float32), self.config.logit_softcap)
 
     def __call__(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None, *,
                  slots: jax.Array | None = None, mask: jax.Array | None = None,
@@ -120,31 +200,46 @@ class LlamaLM(nnx.Module):
         tokens, positions: `[B, T]` int. Without a cache: attention among the T tokens only (training, parity),
         mask `[B, T, T]` bool (default causal). With a cache (at least `num_layers` layers): slots `[B, T]` where
         the new keys/values are written, mask `[B, T, S]` bool, which cache slots each query sees after the write
-        (see `specjax.block.Block.cache_mask`). num_layers: run only the first L layers, then the final norm and
-        head (early-exit drafting). Returns logits `[B, T, V]` float32, final-normed hidden states `[B, T, D]`, and
-        the updated cache.
+        (see `specjax.block.Block.cache_mask`); local layers further restrict it to keys whose position is within
+        the sliding window (the cache records each slot's position). num_layers: run only the first L layers, then
+        the final norm and head (early-exit drafting). Returns logits `[B, T, V]` float32, final-normed hidden
+        states `[B, T, D]`, and the updated cache.
         """
+        c = self.config
         b, t = tokens.shape
         layers = self.layers if num_layers is None else self.layers[:num_layers]
         if cache is None:
             mask = causal_mask(b, t) if mask is None else mask
             keys, values = [None] * len(layers), [None] * len(layers)
+            key_positions = positions
         else:
             if cache.num_layers < len(layers):
                 raise ValueError(f"cache has {cache.num_layers} layers, the forward needs {len(layers)}")
             if slots is None or mask is None:
                 raise ValueError("a cached forward needs write slots [B, T] and a cache mask [B, T, S]")
             keys, values = list(cache.keys), list(cache.values)
+            if cache.positions is not None:
+                cache = cache.replace(positions=write_slots(cache.positions, positions, slots))
+            key_positions = cache.positions
+        local_mask = None
+        if any(layer.sliding for layer in layers):
+            if key_positions is None:
+                raise ValueError("sliding-window layers need a cache that records positions (init_cache(config))")
+            local_mask = mask & (key_positions[:, None, :] > positions[:, :, None] - c.sliding_window)
         x = self.embed(tokens)
+        if c.embed_scale != 1.0:
+            x = x * jnp.asarray(c.embed_scale, x.dtype)
         for i, layer in enumerate(layers):
-            x, keys[i], values[i] = layer(x, positions, keys[i], values[i], slots, mask)
+            x, keys[i], values[i] = layer(x, positions, keys[i], values[i], slots,
+                                          local_mask if layer.sliding else mask)
         hidden = self.final_norm(x)
-        logits = self.head(hidden).astype(jnp.float32)
+        logits = self.head(hidden)
         if cache is not None:
-            cache = KVCache(keys=tuple(keys) + cache.keys[len(layers):], values=tuple(values) + cache.values[len(layers):])
+            n = len(layers)
+            cache = cache.replace(keys=tuple(keys) + cache.keys[n:], values=tuple(values) + cache.values[n:])
         return logits, hidden, cache
 
 
 def init_model(config: ModelConfig, seed: int = 0) -> LlamaLM:
-    """Randomly initialised model (explicit seed)."""
+    """Randomly initialised model (explicit seed), parameters in `config.dtype` (norm scales float32)."""
     return LlamaLM(config, rngs=nnx.Rngs(seed))

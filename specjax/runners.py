@@ -16,7 +16,7 @@ The protocol:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -85,24 +85,29 @@ class Handle:
 @dataclass(frozen=True)
 class ModelRunner(Runner):
     """A `LlamaLM` merged from its graph definition inside jit; `num_layers` < n_layers makes it an early-exit
-    self-drafter (the first L layers, then the final norm and the head)."""
+    self-drafter (the first L layers, then the final norm and the head). `layout` (a `specjax.sharding.Layout`,
+    set by `specjax.sharding.shard_handle`): the mesh layout its caches are constrained to; None on one device."""
 
     graphdef: Any
     config: ModelConfig
     num_layers: int | None = None
     emits_features: bool = True
+    layout: Any = None
 
     @property
     def name(self) -> str:
         return "model" if self.num_layers is None else f"early-exit:{self.num_layers}"
 
     def init_cache(self, params, batch_size, capacity) -> KVCache:
-        return init_cache(self.config, batch_size, capacity, num_layers=self.num_layers)
+        cache = init_cache(self.config, batch_size, capacity, num_layers=self.num_layers)
+        return cache if self.layout is None else self.layout.constrain_cache(cache)
 
     def forward(self, params, cache, block) -> Forward:
         model = nnx.merge(self.graphdef, params)
         logits, hidden, cache = model(block.tokens, block.positions, cache, slots=block.slots,
                                       mask=block.cache_mask(cache.capacity), num_layers=self.num_layers)
+        if self.layout is not None:       # keep the loop carry's layout whatever the partitioner chose inside
+            cache = self.layout.constrain_cache(cache)
         return Forward(logits, hidden, cache)
 
 
@@ -125,4 +130,4 @@ def early_exit(target: Handle, num_layers: int) -> Handle:
     if not isinstance(target.runner, ModelRunner) or target.runner.num_layers is not None:
         raise ValueError("early exit needs the handle of a full model (model_handle(model))")
     check_int("num_layers", num_layers, low=1, high=target.config.n_layers)
-    return Handle(ModelRunner(target.runner.graphdef, target.config, num_layers), target.params)
+    return Handle(replace(target.runner, num_layers=num_layers), target.params)

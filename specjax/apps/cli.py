@@ -47,6 +47,11 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=None, help="rows decoded together (prompts are repeated to fill)")
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--mesh", default=None, help="data=N,model=M: split the batch over N and the target over M "
+                                                "devices (default: one device)")
+    p.add_argument("--dtype", default=None, help="weights and KV cache dtype, e.g. bfloat16 (default: float32)")
+    p.add_argument("--memory-budget-gb", type=float, default=None,
+                   help="refuse a run that needs more GiB per device (see specjax.memory)")
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
 
 
@@ -71,9 +76,12 @@ def run_generate(args) -> int:
 
     from specjax.apps.bench import timed
     from specjax.apps.models import load_drafter, load_target, parse_drafter, parse_target
+    from specjax.apps.models import parse_mesh
     from specjax.batching import pad_prompts
+    from specjax.config import check_dtype
     from specjax.decode import generate
     from specjax.sampling import SamplingConfig
+    from specjax.sharding import make_mesh
     from specjax.speculators import make_method
 
     target_name = args.target or default_target()
@@ -92,8 +100,12 @@ def run_generate(args) -> int:
                 raise ValueError(f"--draft-policy sets chain lengths; --method {args.method} does not draft chains")
             options["policy"] = args.draft_policy
         method = make_method(args.method, **options)
-        target = load_target(target_name, seed=args.seed)
-        drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1)
+        if args.dtype is not None:
+            check_dtype("--dtype", args.dtype)
+        mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
+        target = load_target(target_name, seed=args.seed, dtype=args.dtype, mesh=mesh)
+        drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1,
+                                                                dtype=args.dtype)
         if getattr(method, "policy", None) is not None and method.policy.reads_acceptance:
             drafter = _fit_head(target, drafter, sampling, method.num_draft, args.seed)
     except ValueError as e:
@@ -109,8 +121,9 @@ def run_generate(args) -> int:
     batch = args.batch or len(prompts)
     prompts = [prompts[i % len(prompts)] for i in range(batch)]
     tokens, lengths = pad_prompts([target.encode_prompt(p) for p in prompts])
+    budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 2 ** 30)
     kwargs = dict(method=method, drafter=drafter, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                  eos_id=target.eos_id)
+                  eos_id=target.eos_id, mesh=mesh, memory_budget_bytes=budget)
     key = jax.random.key(args.seed)
     try:
         _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
@@ -123,6 +136,7 @@ def run_generate(args) -> int:
     num_tokens = int(np.asarray(out.lengths).sum())
     stats = {"target": target.label, "drafter": None if drafter is None else drafter_name, "method": args.method,
              "options": options, "batch": batch, "seed": args.seed, "temperature": args.temperature,
+             "mesh": args.mesh, "dtype": args.dtype or "float32",
              "top_k": args.top_k, "top_p": args.top_p, "random_weights": target.random_weights,
              "tau": out.acceptance_length, "drafted_per_round": out.drafted_per_round,
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,

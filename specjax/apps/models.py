@@ -73,29 +73,43 @@ def parse_target(name: str) -> tuple[str, str]:
                      "random:<preset>")
 
 
-def load_target(name: str, seed: int = 0) -> LoadedTarget:
-    """Load the target named `name` (see the module docstring)."""
+def parse_mesh(text: str) -> dict[str, int]:
+    """`data=2,model=4` -> {"data": 2, "model": 4} (either may be left out: size 1); ValueError on anything else."""
+    sizes = {"data": 1, "model": 1}
+    for part in filter(None, text.replace(" ", "").split(",")):
+        axis, _, size = part.partition("=")
+        if axis not in sizes or not size.isdigit() or int(size) < 1:
+            raise ValueError(f"bad mesh {text!r}: use data=N,model=M with positive sizes")
+        sizes[axis] = int(size)
+    return sizes
+
+
+def load_target(name: str, seed: int = 0, *, dtype: str | None = None, mesh: Any = None) -> LoadedTarget:
+    """Load the target named `name` (see the module docstring), its weights and cache in `dtype` (default: as
+    stored, float32), checkpoints read straight into their shardings on `mesh` (a `specjax.sharding` mesh)."""
     kind, arg = parse_target(name)
     if kind == "smollm2":
         from specjax.io.smollm2 import load_smollm2
+        from specjax.io.weights import cast_model
         model, tok = load_smollm2()
+        model = model if dtype is None else cast_model(model, dtype)
         return LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
     if kind == "random":
         from specjax import byte_tokenizer
         from specjax.model import init_model
-        config = named_config(arg)
+        config = named_config(arg) if dtype is None else named_config(arg).replace(dtype=dtype)
         eos = byte_tokenizer.EOS if config.vocab_size == byte_tokenizer.VOCAB_SIZE else None
         return LoadedTarget(model_handle(init_model(config, seed)), None, eos, f"random:{arg}", random_weights=True)
     if kind == "gguf":
         from specjax.io.gguf import load_gguf
         from specjax.io.tokenizer import tokenizer_from_gguf_metadata
-        contents = load_gguf(arg)
+        contents = load_gguf(arg, dtype=dtype, mesh=mesh)
         tok = tokenizer_from_gguf_metadata(contents.metadata)
         return LoadedTarget(model_handle(contents.model), tok, tok.eos_id, Path(arg).name)
     from specjax.io.safetensors_hf import load_hf_model
     from specjax.io.tokenizer import tokenizer_from_hf_dir
     tok = tokenizer_from_hf_dir(arg)
-    return LoadedTarget(model_handle(load_hf_model(arg)), tok, tok.eos_id, Path(arg).name)
+    return LoadedTarget(model_handle(load_hf_model(arg, dtype=dtype, mesh=mesh)), tok, tok.eos_id, Path(arg).name)
 
 
 def parse_drafter(name: str) -> tuple[str, Any]:
@@ -113,8 +127,8 @@ def parse_drafter(name: str) -> tuple[str, Any]:
     raise ValueError(f"unknown drafter {name!r}; forms: {', '.join(DRAFTER_FORMS)}")
 
 
-def load_drafter(name: str, target: LoadedTarget, seed: int = 1) -> Handle:
-    """The drafter named `name` for `target` (see the module docstring)."""
+def load_drafter(name: str, target: LoadedTarget, seed: int = 1, *, dtype: str | None = None) -> Handle:
+    """The drafter named `name` for `target` (see the module docstring); a separate model in `dtype`."""
     kind, arg = parse_drafter(name)
     if kind == "lookup":
         from specjax.lookup import lookup_handle
@@ -124,7 +138,7 @@ def load_drafter(name: str, target: LoadedTarget, seed: int = 1) -> Handle:
             raise ValueError(f"early-exit:{arg} needs fewer layers than the target's {target.handle.config.n_layers}")
         return early_exit(target.handle, arg)
     if kind == "model":
-        drafter = load_target(arg, seed).handle
+        drafter = load_target(arg, seed, dtype=dtype).handle
         if drafter.config.vocab_size != target.handle.config.vocab_size:
             raise ValueError(f"drafter {arg} has vocabulary {drafter.config.vocab_size}, the target "
                              f"{target.label} {target.handle.config.vocab_size}")

@@ -2,7 +2,8 @@
 
 Parameters are stored as a flat `{path: array}` dict so a mismatch can be reported by name: restoring into a
 config whose parameters differ (missing, extra, or another shape) raises ValueError naming the parameter before
-any array is read.
+any array is read. Templates that carry shardings (`jax.ShapeDtypeStruct(..., sharding=)`, or `restore_model(...,
+mesh=)`) are restored by orbax straight into them: each device reads its own shard.
 """
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
+
+from jax.sharding import Mesh
 
 from specjax.config import ModelConfig
-from specjax.io.weights import model_from_params, model_params, param_shapes
+from specjax.io.weights import abstract_model, model_from_params, model_params
 from specjax.model import LlamaLM
+from specjax.sharding import declared_axes, model_layout
 
 _META = "specjax_meta.json"
 _STATE = "state"
@@ -71,7 +76,8 @@ def read_meta(directory: str | Path) -> dict:
 
 def restore_checkpoint(directory: str | Path, params_like: Any, opt_state_like: Any = None
                        ) -> tuple[Any, Any, int]:
-    """Restore `(params, opt_state, step)` shaped like the given templates (arrays or ShapeDtypeStructs).
+    """Restore `(params, opt_state, step)` shaped like the given templates (arrays or ShapeDtypeStructs, in their
+    dtypes and, when they carry one, their shardings).
 
     ValueError names the first mismatched parameter; opt_state is None when `opt_state_like` is None.
     """
@@ -87,7 +93,8 @@ def restore_checkpoint(directory: str | Path, params_like: Any, opt_state_like: 
             raise ValueError(f"checkpoint {directory} holds no optimizer state")
         if want_opt:
             check_matches(flat_shapes(saved_tree["opt_state"]), flat_shapes(opt_state_like), "optimizer state")
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), {
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
+                                                              sharding=getattr(x, "sharding", None)), {
             "params": params_like, "opt_state": opt_state_like if want_opt else saved_tree["opt_state"]})
         if not want_opt:
             abstract["opt_state"] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
@@ -102,15 +109,22 @@ def save_model(directory: str | Path, model: LlamaLM, opt_state: Any = None, *, 
     return save_checkpoint(directory, model_params(model), opt_state, step=step, config=model.config, extra=extra)
 
 
-def restore_model(directory: str | Path, config: ModelConfig | None = None, opt_state_like: Any = None
-                  ) -> tuple[LlamaLM, Any, int]:
-    """`(model, opt_state, step)` from `save_model`. `config` defaults to the stored one; a checkpoint that does
-    not match it raises ValueError naming the parameter."""
+def restore_model(directory: str | Path, config: ModelConfig | None = None, opt_state_like: Any = None, *,
+                  mesh: Mesh | None = None) -> tuple[LlamaLM, Any, int]:
+    """`(model, opt_state, step)` from `save_model`, parameters in the config's dtype. `config` defaults to the
+    stored one; a checkpoint that does not match it raises ValueError naming the parameter. With a mesh, each
+    parameter is restored straight into its sharding (a drafter's rule: split where the mesh divides the model,
+    else replicated)."""
     meta = read_meta(directory)
     if config is None:
         if meta["config"] is None:
             raise ValueError(f"checkpoint {directory} stores no config; pass one")
         config = ModelConfig(**meta["config"])
-    wanted = {k: jax.ShapeDtypeStruct(s, np.float32) for k, s in param_shapes(config).items()}
+    layout = None if mesh is None else model_layout(config, mesh, strict=False)
+    wanted = {}
+    for path, var in nnx.to_flat_state(nnx.state(abstract_model(config), nnx.Param)):
+        value = var.get_value()
+        sharding = None if layout is None else layout.sharding(declared_axes(var))
+        wanted[_key_str(path)] = jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding)
     params, opt_state, step = restore_checkpoint(directory, wanted, opt_state_like)
-    return model_from_params(config, params, source=str(directory)), opt_state, step
+    return model_from_params(config, params, source=str(directory), mesh=mesh, strict=False), opt_state, step

@@ -1,86 +1,102 @@
-"""Hugging Face checkpoint directories (config.json + *.safetensors) for the Llama and Qwen2 families.
+"""Hugging Face checkpoint directories (config.json + one or several *.safetensors, with
+`model.safetensors.index.json` when sharded) for every family in `specjax.families`.
 
 The safetensors format is read directly (8-byte header length, JSON header, raw little-endian tensors), so loading
-needs no torch and no `safetensors` package.
+needs no torch and no `safetensors` package. Tensors are memory-mapped, one at a time: `load_hf_model(..., mesh=)`
+reads each tensor only as the device shards it lands in, so no host ever holds a full copy of the model.
 """
 from __future__ import annotations
 
 import json
 import struct
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Iterator, Mapping
 
+import ml_dtypes
 import numpy as np
+from jax.sharding import Mesh
 
 from specjax.config import ModelConfig
+from specjax.families import config_from_hf
 from specjax.io.weights import model_from_hf_tensors
 from specjax.model import LlamaLM
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+__all__ = ["SafetensorsCheckpoint", "config_from_hf", "load_hf_config", "load_hf_model", "read_safetensors"]
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
-
-
-def _rope_theta(cfg: Mapping[str, Any]) -> float:
-    """rope_theta sits at the top level (older transformers) or in `rope_parameters` (transformers >= 5)."""
-    params = cfg.get("rope_parameters") or {}
-    scaling = cfg.get("rope_scaling") or {}
-    for block in (params, scaling):
-        kind = block.get("rope_type", block.get("type", "default"))
-        if kind not in (None, "default"):
-            raise ValueError(f"rope type {kind!r} is not supported (only default RoPE)")
-    return float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+INDEX_NAME = "model.safetensors.index.json"
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64, "I64": np.int64,
+           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
-def config_from_hf(cfg: Mapping[str, Any]) -> ModelConfig:
-    """Map a Hugging Face `config.json` dict (model_type llama | qwen2) onto `ModelConfig`; ValueError otherwise."""
-    model_type = cfg.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {SUPPORTED_MODEL_TYPES}")
-    if cfg.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"hidden_act {cfg['hidden_act']!r} is not supported (SwiGLU with silu only)")
-    if cfg.get("mlp_bias", False):
-        raise ValueError("mlp_bias=True is not supported")
-    if model_type == "qwen2" and cfg.get("use_sliding_window", False):
-        raise ValueError("Qwen2 sliding-window attention is not supported")
-    n_heads = int(cfg["num_attention_heads"])
-    d_model = int(cfg["hidden_size"])
-    head_dim = cfg.get("head_dim")
-    bias = True if model_type == "qwen2" else bool(cfg.get("attention_bias", False))
-    return ModelConfig(
-        vocab_size=int(cfg["vocab_size"]), d_model=d_model, n_layers=int(cfg["num_hidden_layers"]),
-        n_heads=n_heads, n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
-        d_ff=int(cfg["intermediate_size"]),
-        head_dim=None if head_dim is None or int(head_dim) == d_model // n_heads else int(head_dim),
-        rope_theta=_rope_theta(cfg), rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), attention_bias=bias)
+def _header(path: Path) -> tuple[dict, int]:
+    """(JSON header, byte offset of the data) of one .safetensors file."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", head)
+        if length > path.stat().st_size - 8:
+            raise ValueError(f"{path}: not a safetensors file (bad header length)")
+        return json.loads(f.read(length)), 8 + length
+
+
+class SafetensorsCheckpoint(Mapping[str, np.ndarray]):
+    """The tensors of a checkpoint directory (or one file) by name, read lazily: indexing returns a read-only
+    memory map of that tensor in its stored dtype (BF16 as `ml_dtypes.bfloat16`), so only the slices a caller
+    touches are read from disk. With an index json, its `weight_map` must name exactly the tensors the files hold."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        index = path / INDEX_NAME if path.is_dir() else None
+        if index is not None and index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = sorted({path / name for name in weight_map.values()})
+            for f in files:
+                if not f.is_file():
+                    raise ValueError(f"{index} names {f.name}, which is missing")
+        else:
+            weight_map = None
+            files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"{path}: no *.safetensors files")
+        self._entries: dict[str, tuple[Path, np.dtype, tuple[int, ...], int]] = {}
+        for f in files:
+            header, base = _header(f)
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                if info["dtype"] not in _DTYPES:
+                    raise ValueError(f"{f}: tensor {name!r} has unsupported dtype {info['dtype']}")
+                begin, _ = info["data_offsets"]
+                self._entries[name] = (f, np.dtype(_DTYPES[info["dtype"]]), tuple(info["shape"]), base + begin)
+        if weight_map is not None:
+            for name, file in weight_map.items():
+                if name not in self._entries or self._entries[name][0].name != file:
+                    raise ValueError(f"{index} puts tensor {name!r} in {file}, which does not hold it")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        path, dtype, shape, offset = self._entries[name]
+        if 0 in shape:
+            return np.zeros(shape, dtype)
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._entries[name][2]
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
-    """All tensors of one .safetensors file as float/int numpy arrays (BF16 widened to float32)."""
-    path = Path(path)
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file (too short)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise ValueError(f"{path}: not a safetensors file (bad header length)")
-    header = json.loads(data[8:8 + header_len])
-    base = 8 + header_len
+    """All tensors of one .safetensors file as numpy arrays in memory (BF16 widened to float32)."""
+    tensors = SafetensorsCheckpoint(path)
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = data[base + begin: base + end]
-        shape = tuple(info["shape"])
-        if info["dtype"] == "BF16":
-            bits = np.frombuffer(raw, np.uint16).astype(np.uint32) << 16
-            out[name] = bits.view(np.float32).reshape(shape)
-        elif info["dtype"] in _DTYPES:
-            out[name] = np.frombuffer(raw, _DTYPES[info["dtype"]]).reshape(shape)
-        else:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+    for name in tensors:
+        array = np.array(tensors[name])
+        out[name] = array.astype(np.float32) if array.dtype == ml_dtypes.bfloat16 else array
     return out
 
 
@@ -92,14 +108,11 @@ def load_hf_config(directory: str | Path) -> ModelConfig:
     return config_from_hf(json.loads(path.read_text()))
 
 
-def load_hf_model(directory: str | Path) -> LlamaLM:
-    """A `LlamaLM` (float32) from a Hugging Face checkpoint directory (single or sharded safetensors)."""
-    directory = Path(directory)
+def load_hf_model(directory: str | Path, *, dtype: str | None = None, mesh: Mesh | None = None) -> LlamaLM:
+    """A `LlamaLM` from a Hugging Face checkpoint directory (single or sharded safetensors), in `dtype` (default
+    float32), each tensor read and placed straight into its sharding on `mesh` (ValueError before any tensor is
+    read when the mesh cannot split the model, or when a tensor is missing or has no place in the config)."""
     config = load_hf_config(directory)
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"{directory}: no *.safetensors files")
-    tensors: dict[str, np.ndarray] = {}
-    for f in files:
-        tensors.update(read_safetensors(f))
-    return model_from_hf_tensors(config, tensors, source=str(directory))
+    if dtype is not None:
+        config = config.replace(dtype=dtype)
+    return model_from_hf_tensors(config, SafetensorsCheckpoint(directory), source=str(directory), mesh=mesh)

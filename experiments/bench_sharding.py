@@ -1,0 +1,243 @@
+"""Benchmark: tokens/s and per-device memory of a ~1B-parameter bf16 model (random weights, the `llama-1b` preset)
+for several (data, model) mesh shapes against a one-device baseline measured in the same run.
+
+Each mesh, the 1x1 baseline first, runs in its own process with its own copy of the model, created straight in its
+layout (`specjax.sharding.init_sharded`: no device ever holds more than its shards; the same weights whatever the
+layout). Per mesh: the planner's bytes per device (`specjax.memory`), the bytes actually placed on device 0
+(weights, the KV cache as `init_cache` lays it out), XLA's own figure for the compiled decode loop (arguments +
+temporaries per device), the collectives the partitioner inserted into it (counted in the compiled HLO), the
+process's peak host memory, the end-to-end tokens/s of AR decoding (prefill included), the decode-only tokens/s
+(the difference between a long and a short run), and whether the tokens equal the baseline's for the same key
+(informative only: in bf16, with the near-uniform laws of random weights, another matmul shape or reduction order
+can flip a sampled token; exact equality is what tests/core/test_sharding.py asserts, in float32).
+Prints the figures, then each mesh's ratios to the baseline, and writes JSON.
+
+On a CPU host the "devices" are `--xla_force_host_platform_device_count` slices of the same cores, so the speed
+ratios say what the partitioned program costs in collectives and smaller matmuls, not what a pod gains, and host
+memory is every device's memory added up. XLA's CPU backend also computes bf16 dots in float32 and hoists the
+weight conversions out of the decode loop: a float32 copy of each device's weights shows up in XLA's temporaries
+(the planner, which counts bf16 weights as GPUs and TPUs use them, does not). So the default meshes stop at
+data = 2 (1x1, 1x8, 2x4: about 7, 10 and 15 GiB of host memory at the full 16 layers); `--layers 2` keeps the 1B
+widths (the same per-layer shards and collectives) at a fraction of the memory; add 4x2 or 8x1 with --meshes where
+the host has the memory.
+
+    python experiments/bench_sharding.py --out results/bench_sharding.json
+    python experiments/bench_sharding.py --layers 2 --max-new-tokens 8 --out results/bench_sharding_2l.json
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    # must precede the first jax import; only the CPU platform reads it
+    _count = sys.argv[sys.argv.index("--host-devices") + 1] if "--host-devices" in sys.argv else "8"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_count}"
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from specjax import decode  # noqa: E402
+from specjax.apps.bench import timed  # noqa: E402
+from specjax.batching import bucket_size  # noqa: E402
+from specjax.config import named_config  # noqa: E402
+from specjax.decode import generate  # noqa: E402
+from specjax.io.weights import param_shapes  # noqa: E402
+from specjax.memory import plan_generate  # noqa: E402
+from specjax.sampling import SamplingConfig  # noqa: E402
+from specjax.sharding import init_sharded, make_mesh, shard_batch  # noqa: E402
+from specjax.speculators import make_method  # noqa: E402
+
+BASELINE = (1, 1)
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+MIB = 2 ** 20
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "llama-1b"
+    """A named preset (`specjax.config.NAMED_CONFIGS`)."""
+    layers: int | None = None
+    """Override the preset's layer count (same widths, so the same per-layer shards and collectives)."""
+    meshes: tuple[tuple[int, int], ...] = ((1, 8), (2, 4))
+    """(data, model) shapes compared with the one-device baseline (1, 1), which always runs first."""
+    batch: int = 8
+    prompt_len: int = 32
+    max_new_tokens: int = 16
+    short_new_tokens: int = 2
+    """The short run whose time is subtracted to get decode-only tokens/s."""
+    temperature: float = 1.0
+
+    def model_config(self):
+        config = named_config(self.model)
+        return config if self.layers is None else config.replace(n_layers=self.layers)
+
+
+def _device0_bytes(tree) -> int:
+    """Bytes of `tree`'s arrays held by the first device."""
+    device = jax.devices()[0]
+    return sum(s.data.nbytes for x in jax.tree.leaves(tree) for s in x.addressable_shards if s.device == device)
+
+
+def _compile_loop(target, tokens, lengths, key, config: BenchConfig, capacity: int):
+    """The decode loop `generate` runs for this AR configuration, compiled (the same static arguments)."""
+    speculator = make_method("ar")
+    return decode._generate.lower(
+        target, None, tokens, lengths, key, np.int32(config.max_new_tokens), np.int32(decode.NO_EOS),
+        speculator=speculator, sampling=SamplingConfig(config.temperature),
+        new_bucket=bucket_size(config.max_new_tokens), capacity=capacity).compile()
+
+
+def _collectives(hlo: str) -> dict[str, int]:
+    """Collective instructions in compiled HLO text, by kind (async `-start` halves counted once)."""
+    return {kind: len(re.findall(rf"\s{kind}(?:-start)?\(", hlo)) for kind in COLLECTIVES}
+
+
+def run_mesh(config: BenchConfig, data: int, model: int, seed: int) -> dict:
+    """One mesh's row (run in its own process by `run`, so each mesh starts from an empty host)."""
+    model_config = config.model_config()
+    rng = np.random.default_rng(seed)
+    prompts = rng.integers(0, model_config.vocab_size, (config.batch, config.prompt_len)).astype(np.int32)
+    lengths = np.full(config.batch, config.prompt_len, np.int32)
+    key = jax.random.key(seed)
+    mesh = make_mesh(data=data, model=model)
+    target, seconds_init = timed(init_sharded, model_config, mesh, seed)
+    width = bucket_size(config.prompt_len)
+    capacity = width + bucket_size(config.max_new_tokens) + make_method("ar").capacity_margin + 1   # as `generate`
+    plan = plan_generate(target, None, batch=config.batch, capacity=capacity, round_tokens=1, prompt_len=width,
+                         mesh=mesh)
+    cache = jax.jit(target.runner.init_cache, static_argnums=(1, 2))(target.params, config.batch, capacity)
+    cache_bytes = _device0_bytes(cache)
+    del cache
+    tokens = shard_batch(np.pad(prompts, ((0, 0), (0, width - config.prompt_len))), mesh)
+    compiled = _compile_loop(target, tokens, shard_batch(lengths, mesh), key, config, capacity)
+    stats = compiled.memory_analysis()
+    xla_bytes = None if stats is None else int(stats.argument_size_in_bytes + stats.temp_size_in_bytes)
+    collectives = _collectives(compiled.as_text())
+    del compiled
+    kw = dict(method="ar", sampling=SamplingConfig(config.temperature), mesh=mesh)
+    _, seconds_first = timed(generate, target, prompts, lengths, key, max_new_tokens=config.max_new_tokens, **kw)
+    if bucket_size(config.short_new_tokens) != bucket_size(config.max_new_tokens):     # another loop: compile it
+        timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)  # unclocked
+    _, seconds_short = timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)
+    out, seconds_long = timed(generate, target, prompts, lengths, key, max_new_tokens=config.max_new_tokens, **kw)
+    decode_tokens = config.batch * (config.max_new_tokens - config.short_new_tokens)
+    return dict(data=data, model=model, init_s=seconds_init, first_call_s=seconds_first,
+                tokens_per_s=float(np.asarray(out.lengths).sum()) / seconds_long,
+                decode_tokens_per_s=decode_tokens / (seconds_long - seconds_short),
+                planned_bytes=plan.total, planned_weights=plan.weights, planned_caches=plan.caches,
+                planned_activations=plan.activations, placed_weights=_device0_bytes(target.params),
+                placed_caches=cache_bytes, xla_arguments_and_temps=xla_bytes, collectives=collectives,
+                tokens_sha1=hashlib.sha1(np.asarray(out.tokens).tobytes()).hexdigest(),
+                host_peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def run(config: BenchConfig, seed: int, host_devices: int) -> list[dict]:
+    """The baseline, then every mesh of `config`, each in a fresh process (one mesh's buffers never crowd the next
+    on a CPU host)."""
+    rows = []
+    for data, model in (BASELINE,) + tuple(m for m in config.meshes if m != BASELINE):
+        argv = [sys.executable, __file__, "--one-mesh", f"{data}x{model}", "--config", json.dumps(asdict(config)),
+                "--seed", str(seed), "--host-devices", str(host_devices)]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"mesh {data}x{model}: failed ({proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
+            if (data, model) == BASELINE:
+                raise SystemExit("the baseline failed: no ratios to report")
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"mesh {data}x{model}: {row['tokens_per_s']:.2f} tok/s end to end, {row['decode_tokens_per_s']:.2f} "
+              f"decode tok/s, weights/device {row['placed_weights'] / MIB:.0f} MiB (planned "
+              f"{row['planned_weights'] / MIB:.0f}), first call {row['first_call_s']:.0f} s", flush=True)
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Each mesh's figures over the baseline's (the first row)."""
+    base = rows[0]
+    return [dict(data=r["data"], model=r["model"], tokens_per_s=r["tokens_per_s"] / base["tokens_per_s"],
+                 decode_tokens_per_s=r["decode_tokens_per_s"] / base["decode_tokens_per_s"],
+                 weights_per_device=r["placed_weights"] / base["placed_weights"],
+                 caches_per_device=r["placed_caches"] / base["placed_caches"],
+                 planned_per_device=r["planned_bytes"] / base["planned_bytes"],
+                 same_tokens=r["tokens_sha1"] == base["tokens_sha1"]) for r in rows[1:]]
+
+
+def print_tables(rows: list[dict], table: list[dict]) -> None:
+    print(f"\n{'mesh':>5} {'tok/s':>7} {'decode tok/s':>12} {'planned MiB':>11} {'weights MiB':>11} "
+          f"{'cache MiB':>9} {'XLA args+temp MiB':>17} {'host peak GiB':>13}  collectives in the loop")
+    for r in rows:
+        xla = "-" if r["xla_arguments_and_temps"] is None else f"{r['xla_arguments_and_temps'] / MIB:.0f}"
+        found = ", ".join(f"{n} {k}" for k, n in r["collectives"].items() if n) or "none"
+        print(f"{r['data']}x{r['model']:<3} {r['tokens_per_s']:>7.2f} {r['decode_tokens_per_s']:>12.2f} "
+              f"{r['planned_bytes'] / MIB:>11.0f} {r['placed_weights'] / MIB:>11.0f} {r['placed_caches'] / MIB:>9.1f} "
+              f"{xla:>17} {r['host_peak_rss'] / 2 ** 30:>13.1f}  {found}")
+    base = rows[0]
+    print(f"\nratios to the {base['data']}x{base['model']} baseline (same run)")
+    print(f"{'mesh':>5} {'tok/s':>7} {'decode tok/s':>12} {'weights/dev':>11} {'cache/dev':>9} {'planned/dev':>11} "
+          f"{'same tokens':>11}")
+    for r in table:
+        print(f"{r['data']}x{r['model']:<3} {r['tokens_per_s']:>7.2f} {r['decode_tokens_per_s']:>12.2f} "
+              f"{r['weights_per_device']:>11.3f} {r['caches_per_device']:>9.3f} {r['planned_per_device']:>11.3f} "
+              f"{str(r['same_tokens']):>11}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--host-devices", type=int, default=8, help="CPU devices to fake (before jax starts)")
+    parser.add_argument("--meshes", default=None, help="e.g. 1x8,2x4,4x2,8x1 (data x model; 1x1 always runs)")
+    parser.add_argument("--model", default=None, help="a named preset (default llama-1b)")
+    parser.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("results/bench_sharding.json"))
+    parser.add_argument("--one-mesh", default=None, help=argparse.SUPPRESS)     # a child: one mesh, a JSON row
+    parser.add_argument("--config", default=None, help=argparse.SUPPRESS)       # the parent's BenchConfig
+    args = parser.parse_args(argv)
+    if args.one_mesh:
+        fields = json.loads(args.config)
+        config = BenchConfig(**{**fields, "meshes": tuple(map(tuple, fields["meshes"]))})
+        data, model = (int(x) for x in args.one_mesh.split("x"))
+        print(json.dumps(run_mesh(config, data, model, args.seed)))
+        return
+    changes = {name: value for name, value in (("model", args.model), ("layers", args.layers),
+                                                ("batch", args.batch), ("max_new_tokens", args.max_new_tokens))
+               if value is not None}
+    if args.meshes:
+        changes["meshes"] = tuple(tuple(int(x) for x in m.split("x")) for m in args.meshes.split(","))
+    config = BenchConfig(**changes)
+    model_config = config.model_config()       # fail here, not in a child, on a bad preset or layer count
+    for data, model in config.meshes:
+        if data * model > len(jax.devices()) or config.batch % data:
+            parser.error(f"mesh {data}x{model}: needs {data * model} of {len(jax.devices())} devices and a batch "
+                         f"({config.batch}) divisible by {data}")
+    params = sum(int(np.prod(shape)) for shape in param_shapes(model_config).values())
+    print(f"{len(jax.devices())} x {jax.devices()[0].platform} devices; model {config.model} "
+          f"({model_config.n_layers} layers, {params / 1e6:,.1f}M parameters, {model_config.dtype}); batch "
+          f"{config.batch}, prompt {config.prompt_len}, {config.max_new_tokens} new tokens, T={config.temperature}",
+          flush=True)
+    rows = run(config, args.seed, args.host_devices)
+    table = ratios(rows)
+    print_tables(rows, table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"config": asdict(config), "seed": args.seed, "devices": len(jax.devices()),
+                                    "platform": jax.devices()[0].platform,
+                                    "machine": platform.processor() or platform.machine(), "rows": rows,
+                                    "ratios_to_baseline": table}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
