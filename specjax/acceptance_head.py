@@ -24,7 +24,7 @@ from specjax.block import Block
 from specjax.batching import pad_prompts
 from specjax.decode import generate, prefill
 from specjax.draft import draft_chain
-from specjax.runners import Forward, Handle, Runner
+from specjax.runners import Handle, WrappingRunner
 from specjax.sampling import SamplingConfig, warp_logits
 from specjax.validation import check_int
 
@@ -43,32 +43,17 @@ class AcceptanceHead(nnx.Module):
 
 
 @dataclass(frozen=True)
-class AcceptanceHeadRunner(Runner):
+class AcceptanceHeadRunner(WrappingRunner):
     """A drafter with an acceptance head: params `(drafter params, head state)`; everything else is the drafter's."""
 
-    inner: Runner
     head: Any                  # the head's nnx graph definition
-
-    @property
-    def config(self):
-        return self.inner.config
-
-    @property
-    def reads_features(self):
-        return self.inner.reads_features
 
     @property
     def name(self) -> str:
         return f"{self.inner.name}+acceptance-head"
 
-    def init_cache(self, params, batch_size, capacity):
-        return self.inner.init_cache(params[0], batch_size, capacity)
-
-    def forward(self, params, cache, block: Block) -> Forward:
-        return self.inner.forward(params[0], cache, block)
-
-    def commit(self, cache, position, path_slots, num_accepted):
-        return self.inner.commit(cache, position, path_slots, num_accepted)
+    def inner_params(self, params):
+        return params[0]
 
     def accept_prob(self, params, features: jax.Array, stats: jax.Array) -> jax.Array:
         """Predicted acceptance probability `[B]` of drafts with features `[B, D]` and law statistics `[B, 2]`."""

@@ -64,6 +64,38 @@ class Runner:
         return gather_path(cache, position, path_slots, num_accepted + 1)
 
 
+@dataclass(frozen=True)
+class WrappingRunner(Runner):
+    """A runner that is `inner` plus something (a trace-time probe, a head): everything delegates to `inner`, given
+    `inner_params(params)`. Subclasses override what they add."""
+
+    inner: Runner
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    @property
+    def reads_features(self):
+        return self.inner.reads_features
+
+    @property
+    def emits_features(self):
+        return self.inner.emits_features
+
+    def inner_params(self, params: Any) -> Any:
+        return params
+
+    def init_cache(self, params, batch_size, capacity):
+        return self.inner.init_cache(self.inner_params(params), batch_size, capacity)
+
+    def forward(self, params, cache, block: Block) -> Forward:
+        return self.inner.forward(self.inner_params(params), cache, block)
+
+    def commit(self, cache, position, path_slots, num_accepted):
+        return self.inner.commit(cache, position, path_slots, num_accepted)
+
+
 @struct.dataclass
 class Handle:
     """A runner (static) with its parameter pytree. `handle.forward(cache, block)` runs the runner."""

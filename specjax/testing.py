@@ -12,7 +12,7 @@ import numpy as np
 from specjax.block import Block
 from specjax.config import named_config
 from specjax.model import init_model
-from specjax.runners import Forward, Handle, Runner, model_handle
+from specjax.runners import Forward, Handle, WrappingRunner, model_handle
 from specjax.sampling import SamplingConfig, warp_logits
 
 
@@ -43,11 +43,10 @@ def exact_joint_law(target: Handle, prompt: list[int], sampling: SamplingConfig,
 
 
 @dataclass(frozen=True)
-class CountingRunner(Runner):
+class CountingRunner(WrappingRunner):
     """Wraps a runner and records, at trace time, the number of tokens of every forward call in `calls` (a list
     owned by the test; the wrapper stays hashable because it compares by identity)."""
 
-    inner: Runner
     calls: list
 
     def __hash__(self):
@@ -56,27 +55,9 @@ class CountingRunner(Runner):
     def __eq__(self, other):
         return self is other
 
-    @property
-    def config(self):
-        return self.inner.config
-
-    @property
-    def reads_features(self):
-        return self.inner.reads_features
-
-    @property
-    def emits_features(self):
-        return self.inner.emits_features
-
-    def init_cache(self, params, batch_size, capacity):
-        return self.inner.init_cache(params, batch_size, capacity)
-
     def forward(self, params, cache, block: Block) -> Forward:
         self.calls.append(block.length)
         return self.inner.forward(params, cache, block)
-
-    def commit(self, cache, position, path_slots, num_accepted):
-        return self.inner.commit(cache, position, path_slots, num_accepted)
 
 
 def counting(handle: Handle, calls: list) -> Handle:
