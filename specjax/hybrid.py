@@ -1,7 +1,8 @@
-"""A hybrid drafter: a model drafter and the n-gram drafter merged into one runner, so one tree (and one
-verification) holds both kinds of candidates.
+"""A hybrid drafter: a model drafter (or any drafter) and a proposal drafter (prompt lookup, a retrieval datastore,
+online n-gram statistics: `specjax.lookup.ProposalRunner`) merged into one runner, so one tree (and one
+verification) holds both kinds of candidates. Hybrids nest: the first member may itself be a hybrid.
 
-At every query the n-gram drafter's best `lookup_children` proposals are ranked above every token of the model's
+At every query the proposal drafter's best `lookup_children` proposals are ranked above every token of the model's
 law (their logits are raised past the model's maximum, best proposal highest); all other tokens keep the model's
 logits. A deterministic tree builder (static, EAGLE-2) therefore gives each node the n-gram proposals first and
 then the model's most likely other tokens as children: the union of both candidate sets, deduplicated because it is
@@ -15,17 +16,17 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from specjax.block import Block
-from specjax.lookup import PROPOSAL_GAP, LookupRunner
+from specjax.lookup import ProposalRunner
 from specjax.runners import Forward, Handle, Runner
 from specjax.validation import check_int
 
 
 @dataclass(frozen=True)
 class HybridRunner(Runner):
-    """params `(model params, {})`, cache `(model cache, token history)`."""
+    """params `(model params, proposal drafter params)`, cache `(model cache, proposal drafter cache)`."""
 
     model: Runner
-    lookup: LookupRunner
+    lookup: ProposalRunner
     lookup_children: int = 1
 
     @property
@@ -46,12 +47,16 @@ class HybridRunner(Runner):
 
     def forward(self, params, cache, block: Block) -> Forward:
         model = self.model.forward(params[0], cache[0], block)
-        lookup = self.lookup.forward(params[1], cache[1], block)
-        rank = jnp.round(-lookup.logits / PROPOSAL_GAP)                 # 0 = best proposal, inf = none
-        promoted = rank < self.lookup_children
+        lookup = self.lookup.propose(params[1], cache[1], block)
+        c = self.lookup_children
         top = jnp.max(model.logits, axis=-1, keepdims=True)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
-        logits = jnp.where(promoted, top + 1.0 + (self.lookup_children - rank), model.logits)
+        # promote the best c valid proposals past the model's maximum, best highest (rank 0 gets top + 1 + c)
+        promoted = top + 1.0 + (c - jnp.arange(c, dtype=jnp.float32))                     # [B, T, c]
+        b, t, v = model.logits.shape
+        rows, queries = jnp.arange(b)[:, None, None], jnp.arange(t)[None, :, None]
+        where = jnp.where(lookup.valid[..., :c], lookup.tokens[..., :c], v)                # invalid: dropped
+        logits = model.logits.at[rows, queries, where].set(promoted, mode="drop")
         return Forward(logits, model.hidden, (model.cache, lookup.cache))
 
     def commit(self, cache, position, path_slots, num_accepted):
@@ -60,9 +65,11 @@ class HybridRunner(Runner):
 
 
 def hybrid_handle(model: Handle, lookup: Handle, lookup_children: int = 1) -> Handle:
-    """Merge a model drafter's handle with an n-gram drafter's (`specjax.lookup.lookup_handle`)."""
-    if not isinstance(lookup.runner, LookupRunner):
-        raise ValueError(f"the second drafter of a hybrid must be an n-gram drafter, got {lookup.runner.name}")
+    """Merge a drafter's handle with a proposal drafter's (`specjax.lookup.lookup_handle`,
+    `specjax.retrieval.datastore_handle`, `specjax.aded.aded_handle`)."""
+    if not isinstance(lookup.runner, ProposalRunner):
+        raise ValueError(f"the second drafter of a hybrid must be an n-gram / retrieval drafter, got "
+                         f"{lookup.runner.name}")
     if lookup.config.vocab_size != model.config.vocab_size:
         raise ValueError(f"n-gram drafter vocabulary {lookup.config.vocab_size} != the model drafter's "
                          f"{model.config.vocab_size}")

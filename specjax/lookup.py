@@ -17,9 +17,11 @@ matcher can only change the speed, never the output law.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from specjax.block import Block
 from specjax.config import ModelConfig
@@ -52,7 +54,8 @@ def path_suffix(history: jax.Array, window: jax.Array, window_tokens: jax.Array,
 
 
 def lookup_proposals(history: jax.Array, window: jax.Array, suffix: jax.Array, first: jax.Array, max_ngram: int,
-                     min_ngram: int, num_proposals: int) -> tuple[jax.Array, jax.Array]:
+                     min_ngram: int, num_proposals: int, repeat_unmatched: bool = True
+                     ) -> tuple[jax.Array, jax.Array]:
     """Distinct continuations of the longest matching n-gram, most frequent first (ties: most recent first).
 
     history `[S]` int; window: scalar (slots below it are the committed history that may be matched); suffix
@@ -82,60 +85,104 @@ def lookup_proposals(history: jax.Array, window: jax.Array, suffix: jax.Array, f
     top, idx = jax.lax.top_k(score, num_proposals)
     tokens = jnp.where(top >= 0, tok_sorted[idx], 0)
     valid = top >= 0
+    if not repeat_unmatched:
+        return tokens.astype(jnp.int32), valid
     # no match at all: propose the query token again (cheap, sometimes right in repetitive text)
     tokens = tokens.at[0].set(jnp.where(valid[0], tokens[0], suffix[0]))
     return tokens.astype(jnp.int32), valid.at[0].set(True)
 
 
-def proposal_logits(tokens: jax.Array, valid: jax.Array, vocab_size: int) -> jax.Array:
-    """Logits `[..., V]` float32: `-PROPOSAL_GAP * rank` at the valid proposals `tokens[..., M]`, -inf elsewhere."""
-    rank = jnp.arange(tokens.shape[-1], dtype=jnp.float32)
+def proposal_logits(tokens: jax.Array, valid: jax.Array, vocab_size: int, scores: jax.Array | None = None
+                    ) -> jax.Array:
+    """Logits `[..., V]` float32: `scores[..., M]` (default `-PROPOSAL_GAP * rank`) at the valid proposals
+    `tokens[..., M]`, -inf elsewhere."""
+    if scores is None:
+        scores = jnp.broadcast_to(-PROPOSAL_GAP * jnp.arange(tokens.shape[-1], dtype=jnp.float32), tokens.shape)
     where = jnp.where(valid, tokens, vocab_size)                 # invalid proposals are dropped by the scatter
     flat_where = where.reshape(-1, tokens.shape[-1])
     rows = jnp.arange(flat_where.shape[0])[:, None]
     logits = jnp.full((flat_where.shape[0], vocab_size), -jnp.inf, jnp.float32)
-    logits = logits.at[rows, flat_where].set(-PROPOSAL_GAP * rank, mode="drop")
+    logits = logits.at[rows, flat_where].set(scores.reshape(flat_where.shape).astype(jnp.float32), mode="drop")
     return logits.reshape(tokens.shape[:-1] + (vocab_size,))
 
 
+@struct.dataclass
+class Proposals:
+    """What a proposal drafter offers at each query: tokens `[B, T, M]` int32, best first; valid `[B, T, M]` bool
+    (a prefix of each query's M); scores `[B, T, M]` float32, the draft law's logits at them (the rest of the
+    vocabulary has none); the drafter's updated cache."""
+
+    tokens: jax.Array
+    valid: jax.Array
+    scores: jax.Array
+    cache: Any
+
+
+class ProposalRunner(Runner):
+    """A drafter that proposes at most `num_proposals` distinct tokens per query (n-gram, retrieval): `propose`
+    says which, `forward` turns them into logits (-inf outside them). Hidden states are zeros of the target's
+    width. A hybrid (`specjax.hybrid`) merges any of them with another drafter."""
+
+    num_proposals: int
+
+    def init_cache(self, params, batch_size, capacity) -> jax.Array:
+        """The row's token history `[B, S]` int32 (NEVER_WRITTEN where no token was written)."""
+        return jnp.full((batch_size, capacity), NEVER_WRITTEN, jnp.int32)
+
+    def propose(self, params, cache, block: Block) -> Proposals:
+        raise NotImplementedError
+
+    def forward(self, params, cache, block: Block) -> Forward:
+        out = self.propose(params, cache, block)
+        logits = proposal_logits(out.tokens, out.valid, self.config.vocab_size, out.scores)
+        b, t = block.tokens.shape
+        return Forward(logits, jnp.zeros((b, t, self.config.d_model), jnp.float32), out.cache)
+
+
+def write_history(history: jax.Array, block: Block) -> tuple[jax.Array, jax.Array]:
+    """The token history `[B, S]` with the block's tokens written at their slots, and the tokens at the block's
+    window slots `[B, W]` (what `path_suffix` reads)."""
+    rows = jnp.arange(block.batch_size)[:, None]
+    history = history.at[rows, block.slots].set(block.tokens, mode="drop")
+    w = block.visible.shape[2]
+    window_slots = jnp.clip(block.window[:, None] + jnp.arange(w)[None, :], 0, history.shape[1] - 1)
+    return history, jnp.take_along_axis(history, window_slots, axis=1)
+
+
 @dataclass(frozen=True)
-class LookupRunner(Runner):
-    """n-gram drafter over no parameters; `config` is the target's (vocabulary; width of its zero features)."""
+class LookupRunner(ProposalRunner):
+    """n-gram drafter over no parameters; `config` is the target's (vocabulary; width of its zero features).
+    repeat_unmatched: with no match, propose the query token again (off in a hybrid, where the other drafter's
+    guess is better)."""
 
     config: ModelConfig
     max_ngram: int = 3
     min_ngram: int = 1
     num_proposals: int = 4
+    repeat_unmatched: bool = True
 
     @property
     def name(self) -> str:
         return f"lookup:{self.max_ngram}"
 
-    def init_cache(self, params, batch_size, capacity) -> jax.Array:
-        return jnp.full((batch_size, capacity), NEVER_WRITTEN, jnp.int32)
-
-    def forward(self, params, cache, block: Block) -> Forward:
-        b, t = block.tokens.shape
-        rows = jnp.arange(b)[:, None]
-        cache = cache.at[rows, block.slots].set(block.tokens, mode="drop")
-        w = block.visible.shape[2]
-        window_slots = jnp.clip(block.window[:, None] + jnp.arange(w)[None, :], 0, cache.shape[1] - 1)
-        window_tokens = jnp.take_along_axis(cache, window_slots, axis=1)                  # [B, W]
+    def propose(self, params, cache, block: Block) -> Proposals:
+        cache, window_tokens = write_history(cache, block)
 
         def one_query(history, window, win_tokens, visible):
             suffix, first = path_suffix(history, window, win_tokens, visible, self.max_ngram)
             return lookup_proposals(history, window, suffix, first, self.max_ngram, self.min_ngram,
-                                    self.num_proposals)
+                                    self.num_proposals, self.repeat_unmatched)
 
         per_row = jax.vmap(one_query, in_axes=(None, None, None, 0))
         tokens, valid = jax.vmap(per_row)(cache, block.window, window_tokens, block.visible)   # [B, T, M]
-        logits = proposal_logits(tokens, valid, self.config.vocab_size)
-        return Forward(logits, jnp.zeros((b, t, self.config.d_model), jnp.float32), cache)
+        scores = jnp.broadcast_to(-PROPOSAL_GAP * jnp.arange(self.num_proposals, dtype=jnp.float32), tokens.shape)
+        return Proposals(tokens, valid, scores, cache)
 
 
-def lookup_handle(config: ModelConfig, max_ngram: int = 3, min_ngram: int = 1, num_proposals: int = 4) -> Handle:
+def lookup_handle(config: ModelConfig, max_ngram: int = 3, min_ngram: int = 1, num_proposals: int = 4,
+                  repeat_unmatched: bool = True) -> Handle:
     """Handle of a prompt-lookup drafter for a target with `config` (its parameters are empty)."""
     check_int("max_ngram", max_ngram, low=1, high=16)
     check_int("min_ngram", min_ngram, low=1, high=max_ngram)
     check_int("num_proposals", num_proposals, low=1, high=config.vocab_size)
-    return Handle(LookupRunner(config, max_ngram, min_ngram, num_proposals), {})
+    return Handle(LookupRunner(config, max_ngram, min_ngram, num_proposals, bool(repeat_unmatched)), {})
