@@ -9,7 +9,12 @@ Drafters (`--drafter`, given the loaded target):
 - `eagle` (the shipped head for SmolLM2, VocabTrim), `eagle-full` (no VocabTrim), `eagle-lowrank:R` (VocabTrim +
   rank-R head);
 - `early-exit:L` (the target's first L layers), `lookup:N` (n-gram lookup, n <= N), `model:<target form>` (a
-  separate draft model; its vocabulary must match the target's).
+  separate draft model; its vocabulary must match the target's);
+- `rest` / `rest:N` (retrieval from a datastore of the Python standard library's sources tokenized by the target's
+  tokenizer, contexts of up to N tokens, default 4; built once and cached, `specjax.apps.datastores`), `aded` /
+  `aded:N` (online n-gram statistics of the row's committed tokens, contexts up to N, default 3);
+- `A+B+...`: a hybrid (`specjax.hybrid`): drafter A with the best proposal of each later one (`lookup:N`, `rest`,
+  `aded`, ...) promoted to the top, the last one highest, e.g. `rest+lookup:3`, `eagle+rest`.
 Every name is checked before any model is built; a bad one raises ValueError saying why.
 """
 from __future__ import annotations
@@ -21,7 +26,10 @@ from typing import Any
 from specjax.config import NAMED_CONFIGS, named_config
 from specjax.runners import Handle, early_exit, model_handle
 
-DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>")
+DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>", "rest[:N]",
+                 "aded[:N]", "A+B (hybrid; B a lookup/rest/aded form)")
+PROPOSAL_KINDS = ("lookup", "rest", "aded")
+DEFAULT_NGRAM = {"rest": 4, "aded": 3}
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,21 @@ def load_target(name: str, seed: int = 0, *, dtype: str | None = None, mesh: Any
 
 def parse_drafter(name: str) -> tuple[str, Any]:
     """(kind, argument) of a drafter name; ValueError before anything is built."""
+    if "+" in name:
+        parts = [parse_drafter(part) for part in name.split("+")]
+        if any(kind not in PROPOSAL_KINDS for kind, _ in parts[1:]):
+            raise ValueError(f"hybrid drafter {name!r}: every part after the first must be one of "
+                             f"{', '.join(PROPOSAL_KINDS)} (an n-gram or retrieval drafter)")
+        return "hybrid", parts
     head, _, arg = name.partition(":")
     if name in ("eagle", "eagle-full"):
         return name, None
+    if name in DEFAULT_NGRAM:
+        return name, DEFAULT_NGRAM[name]
+    if head in DEFAULT_NGRAM:
+        if not arg.isdigit() or not 1 <= int(arg) <= 16:
+            raise ValueError(f"drafter {name!r}: {head} takes a context length in [1, 16], e.g. {head}:4")
+        return head, int(arg)
     if head in ("eagle-lowrank", "early-exit", "lookup"):
         if not arg.isdigit() or int(arg) < 1:
             raise ValueError(f"drafter {name!r}: {head} takes a positive integer, e.g. {head}:4")
@@ -129,10 +149,32 @@ def parse_drafter(name: str) -> tuple[str, Any]:
 
 def load_drafter(name: str, target: LoadedTarget, seed: int = 1, *, dtype: str | None = None) -> Handle:
     """The drafter named `name` for `target` (see the module docstring); a separate model in `dtype`."""
-    kind, arg = parse_drafter(name)
+    return _build_drafter(parse_drafter(name), target, seed, dtype)
+
+
+def _build_drafter(parsed: tuple[str, Any], target: LoadedTarget, seed: int, dtype: str | None,
+                   in_hybrid: bool = False) -> Handle:
+    kind, arg = parsed
+    if kind == "hybrid":
+        from specjax.hybrid import hybrid_handle
+        drafter = _build_drafter(arg[0], target, seed, dtype)
+        for part in arg[1:]:
+            drafter = hybrid_handle(drafter, _build_drafter(part, target, seed, dtype, in_hybrid=True))
+        return drafter
+    config = target.handle.config
     if kind == "lookup":
         from specjax.lookup import lookup_handle
-        return lookup_handle(target.handle.config, max_ngram=arg)
+        return lookup_handle(config, max_ngram=arg, repeat_unmatched=not in_hybrid)
+    if kind == "aded":
+        from specjax.aded import aded_handle
+        return aded_handle(config, max_ngram=arg, repeat_unmatched=not in_hybrid)
+    if kind == "rest":
+        if target.tokenizer is None:
+            raise ValueError(f"rest needs a target with a tokenizer to build its datastore; {target.label} has none")
+        from specjax.apps.datastores import stdlib_datastore
+        from specjax.retrieval import datastore_handle
+        return datastore_handle(config, stdlib_datastore(target.tokenizer, max_ngram=arg),
+                                repeat_unmatched=not in_hybrid)
     if kind == "early-exit":
         if arg >= target.handle.config.n_layers:
             raise ValueError(f"early-exit:{arg} needs fewer layers than the target's {target.handle.config.n_layers}")

@@ -189,3 +189,19 @@ def test_bad_retrieval_configs_raise(tiny_pair, store):
         aded_handle(config, max_ngram=2, min_ngram=3)
     with pytest.raises(ValueError, match="n-gram / retrieval"):
         hybrid_handle(datastore_handle(config, store), tiny_pair[1])
+
+
+def test_drafter_names():
+    from specjax.apps.models import LoadedTarget, load_drafter, parse_drafter
+    assert parse_drafter("rest") == ("rest", 4) and parse_drafter("aded:2") == ("aded", 2)
+    assert parse_drafter("eagle+rest+lookup:3") == ("hybrid", [("eagle", None), ("rest", 4), ("lookup", 3)])
+    for bad, why in [("rest:0", "context length"), ("aded:x", "context length"), ("rest:17", "context length"),
+                     ("rest+eagle", "every part after the first"), ("rest+", "unknown drafter")]:
+        with pytest.raises(ValueError, match=why):
+            parse_drafter(bad)
+    from specjax.testing import tiny_pair
+    target = LoadedTarget(tiny_pair()[0], None, None, "random:tiny", random_weights=True)
+    with pytest.raises(ValueError, match="tokenizer"):
+        load_drafter("rest", target)
+    hybrid = load_drafter("aded+lookup:2", target)
+    assert hybrid.runner.name == "hybrid(aded:3+lookup:2)" and not hybrid.runner.lookup.repeat_unmatched

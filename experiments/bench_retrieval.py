@@ -1,0 +1,161 @@
+"""Retrieval drafting on SmolLM2-135M at temperature 0: specjax AR, prompt lookup, the stdlib datastore (REST-style),
+online n-gram statistics (ADED-style) and their hybrids, as chains and trees, on HumanEval and MT-bench prompts, in
+one run. Prints τ, tokens/s and the ratio to AR (measured in the same run, prompt by prompt interleaved), the τ this
+machine would need to break even and to reach the issue's speed aim, and writes JSON.
+
+    python experiments/bench_retrieval.py --prompts 4 --max-new-tokens 64 --out results/bench_retrieval.json
+
+Timings: every configuration is compiled by an untimed warm-up call per prompt-width bucket; then, for each
+repeat, each prompt is decoded by every configuration in turn, so a burst of load on a shared machine hits all of
+them alike; a prompt's time is the median over repeats. Interrupted runs resume (`specjax.apps.bench.Results`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+# the cost of one target call scoring T tokens, in units of a one-token call, on this CPU (issue 12's figures)
+CALL_COST = {1: 1.0, 2: 1.6, 5: 2.3, 8: 2.4, 16: 3.2}
+SPEED_AIM = {"humaneval": 1.5, "mt_bench": 1.3}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    prompt_sets: str = "humaneval,mt_bench"
+    prompts: int = 4
+    max_new_tokens: int = 64
+    num_draft: int = 4
+    budget: int = 16
+    drafters: str = "lookup:3,rest,aded,rest+lookup:3,rest+aded"
+    tree_method: str = "eagle"
+    repeats: int = 2
+    threads: int = 2
+    seed: int = 0
+
+
+def call_cost(tokens: int) -> float:
+    """Cost of a target call scoring `tokens` tokens relative to one token, interpolated in CALL_COST (linearly
+    extrapolated past its last point)."""
+    t, c = np.array(sorted(CALL_COST)), np.array([CALL_COST[k] for k in sorted(CALL_COST)])
+    if tokens > t[-1]:
+        return float(c[-1] + (tokens - t[-1]) * (c[-1] - c[-2]) / (t[-1] - t[-2]))
+    return float(np.interp(tokens, t, c))
+
+
+def configurations(cfg: BenchConfig) -> list[tuple[str, str | None, str, int]]:
+    """(label, drafter name, method, tokens the target scores per round) of every run, AR first."""
+    runs = [("AR", None, "ar", 1)]
+    for name in cfg.drafters.split(","):
+        runs.append((f"{name} chain K{cfg.num_draft}", name, "chain", cfg.num_draft + 1))
+        if not name.startswith("lookup"):
+            runs.append((f"{name} {cfg.tree_method} tree {cfg.budget}", name, cfg.tree_method, cfg.budget + 1))
+    return runs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f, v in asdict(BenchConfig()).items():
+        p.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
+    p.add_argument("--out", type=Path, default=Path("results/bench_retrieval.json"))
+    args = p.parse_args(argv)
+    cfg = BenchConfig(**{f: getattr(args, f) for f in asdict(BenchConfig())})
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
+    import jax
+
+    import trees  # noqa: F401  (registers the tree methods)
+    from specjax.apps.bench import Results, run_of, timed
+    from specjax.apps.models import load_drafter, load_target, parse_drafter
+    from specjax.batching import bucket_size, pad_prompts
+    from specjax.decode import generate
+    from specjax.io.prompts import load_prompts
+    from specjax.io.smollm2 import ModelNotInstalledError
+    from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
+
+    runs = configurations(cfg)
+    for _, name, _, _ in runs:                    # every name checked before anything is loaded or built
+        if name is not None:
+            parse_drafter(name)
+    try:
+        target = load_target("smollm2")
+    except ModelNotInstalledError as e:
+        print(e, file=sys.stderr)
+        return 2
+    greedy = SamplingConfig(temperature=0.0)
+    drafters = {name: load_drafter(name, target) for _, name, _, _ in runs if name is not None}
+    methods = {label: make_method(m, **({} if m == "ar" else dict(num_draft=cfg.num_draft) if m == "chain"
+                                        else dict(budget=cfg.budget))) for label, _, m, _ in runs}
+    results = Results(args.out, asdict(cfg))
+
+    def decode(label, name, tokens, lengths, key):
+        return generate(target.handle, tokens, lengths, key, method=methods[label],
+                        drafter=None if name is None else drafters[name], max_new_tokens=cfg.max_new_tokens,
+                        sampling=greedy, eos_id=target.eos_id)
+
+    table = {}
+    for prompt_set in cfg.prompt_sets.split(","):
+        ids = [target.encode_prompt(t) for t in load_prompts(prompt_set, cfg.prompts)]
+        batches = [pad_prompts([x]) for x in ids]
+        warmed = set()
+        for i, (tokens, lengths) in enumerate(batches):
+            for rep in range(cfg.repeats):
+                for label, name, _, _ in runs:
+                    key = f"{prompt_set}/{label}/{i}/{rep}"
+                    if results.done(key):
+                        continue
+                    if (label, bucket_size(len(ids[i]))) not in warmed:
+                        warmed.add((label, bucket_size(len(ids[i]))))
+                        decode(label, name, tokens, lengths, jax.random.key(cfg.seed)).tokens.block_until_ready()
+                    res, secs = timed(decode, label, name, tokens, lengths, jax.random.key(cfg.seed + 1 + i))
+                    run = run_of(res, secs)
+                    results.add(key, {"tokens": run.tokens, "seconds": secs, "tau": run.tau})
+            print(f"  {prompt_set} prompt {i + 1}/{len(ids)} done", file=sys.stderr, flush=True)
+        table[prompt_set] = summarize_set(results, prompt_set, runs, len(ids), cfg)
+    results.add("summary", table)
+    print_table(table)
+    return 0
+
+
+def summarize_set(results, prompt_set: str, runs, num_prompts: int, cfg: BenchConfig) -> dict:
+    """Per configuration: τ (mean over prompts), tokens/s (total tokens / sum of per-prompt median seconds), ratio
+    to AR, whether every prompt's tokens equal AR's, and the τ needed to break even / reach the speed aim."""
+    rows = {}
+    for label, _, _, scored in runs:
+        recs = [[results.records[f"{prompt_set}/{label}/{i}/{r}"] for r in range(cfg.repeats)]
+                for i in range(num_prompts)]
+        toks = sum(len(rec[0]["tokens"]) for rec in recs)
+        secs = sum(float(np.median([r["seconds"] for r in rec])) for rec in recs)
+        rows[label] = {"tau": float(np.mean([rec[0]["tau"] for rec in recs])), "tokens": toks, "seconds": secs,
+                       "tokens_per_s": toks / secs,
+                       "equal_to_ar": all(rec[0]["tokens"] == results.records[f"{prompt_set}/AR/{i}/0"]["tokens"]
+                                          for i, rec in enumerate(recs)),
+                       "call_cost": call_cost(scored),
+                       "tau_break_even": call_cost(scored),
+                       "tau_for_aim": call_cost(scored) * SPEED_AIM.get(prompt_set, 1.0)}
+    ar = rows["AR"]["tokens_per_s"]
+    for row in rows.values():
+        row["ratio_to_ar"] = row["tokens_per_s"] / ar
+    return rows
+
+
+def print_table(table: dict) -> None:
+    for prompt_set, rows in table.items():
+        aim = SPEED_AIM.get(prompt_set, 1.0)
+        print(f"\n{prompt_set} (SmolLM2-135M, T=0; needed τ from the target call-cost ratios of this CPU)")
+        print(f"{'configuration':34s} {'tau':>5s} {'tok/s':>7s} {'x AR':>6s} {'= AR':>5s} "
+              f"{'tau to break even':>18s} {f'tau for {aim}x':>13s}")
+        for label, r in rows.items():
+            print(f"{label:34s} {r['tau']:5.2f} {r['tokens_per_s']:7.1f} {r['ratio_to_ar']:6.2f} "
+                  f"{'yes' if r['equal_to_ar'] else 'NO':>5s} {r['tau_break_even']:18.2f} {r['tau_for_aim']:13.2f}")
+    print(json.dumps({s: {k: round(v["tau"], 3) for k, v in rows.items()} for s, rows in table.items()}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
