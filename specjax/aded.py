@@ -26,7 +26,7 @@ from flax import struct
 
 from specjax.block import Block
 from specjax.config import ModelConfig
-from specjax.lookup import NEVER_WRITTEN, Proposals, ProposalRunner, path_suffix, write_history
+from specjax.lookup import NEVER_WRITTEN, Proposals, ProposalRunner, count_scores, path_suffixes, write_history
 from specjax.runners import Handle
 from specjax.validation import check_int
 
@@ -139,19 +139,12 @@ class AdedRunner(ProposalRunner):
         return tokens, tokens >= 0, counts
 
     def propose(self, params, cache: AdedCache, block: Block) -> Proposals:
-        history, window_tokens = write_history(cache.history, block)
-        cache = cache.replace(history=history)
+        cache = cache.replace(history=write_history(cache.history, block))
         if block.length >= 2:                  # a round's opening, a tree level or the prefill (module docstring)
             cache = jax.vmap(self.absorb)(cache, block.window)
-
-        def one_query(row, window, win_tokens, visible):
-            suffix, _ = path_suffix(row.history, window, win_tokens, visible, self.max_ngram)
-            return self.query(row, suffix)
-
-        per_row = jax.vmap(one_query, in_axes=(None, None, None, 0))
-        tokens, valid, counts = jax.vmap(per_row)(cache, block.window, window_tokens, block.visible)   # [B, T, M]
-        scores = jnp.log(jnp.maximum(counts, 1).astype(jnp.float32))
-        return Proposals(tokens, valid, scores, cache)
+        suffix, _ = path_suffixes(cache.history, block, self.max_ngram)
+        tokens, valid, counts = jax.vmap(jax.vmap(self.query, in_axes=(None, 0)))(cache, suffix)   # [B, T, M]
+        return Proposals(tokens, valid, count_scores(counts), cache)
 
     def commit(self, cache: AdedCache, position, path_slots, num_accepted) -> AdedCache:
         """Move the accepted path in the history; the tables absorb it at the next round's opening."""

@@ -139,14 +139,25 @@ class ProposalRunner(Runner):
         return Forward(logits, jnp.zeros((b, t, self.config.d_model), jnp.float32), out.cache)
 
 
-def write_history(history: jax.Array, block: Block) -> tuple[jax.Array, jax.Array]:
-    """The token history `[B, S]` with the block's tokens written at their slots, and the tokens at the block's
-    window slots `[B, W]` (what `path_suffix` reads)."""
+def write_history(history: jax.Array, block: Block) -> jax.Array:
+    """The token history `[B, S]` with the block's tokens written at their slots."""
     rows = jnp.arange(block.batch_size)[:, None]
-    history = history.at[rows, block.slots].set(block.tokens, mode="drop")
+    return history.at[rows, block.slots].set(block.tokens, mode="drop")
+
+
+def path_suffixes(history: jax.Array, block: Block, length: int) -> tuple[jax.Array, jax.Array]:
+    """`path_suffix` of every query of `block` over the history `[B, S]` (the block already written): suffixes
+    `[B, T, length]` int32 (newest first, -1 where a path is shorter) and first path tokens `[B, T]`."""
     w = block.visible.shape[2]
     window_slots = jnp.clip(block.window[:, None] + jnp.arange(w)[None, :], 0, history.shape[1] - 1)
-    return history, jnp.take_along_axis(history, window_slots, axis=1)
+    window_tokens = jnp.take_along_axis(history, window_slots, axis=1)                   # [B, W]
+    per_row = jax.vmap(lambda h, win, tok, vis: path_suffix(h, win, tok, vis, length), in_axes=(None, None, None, 0))
+    return jax.vmap(per_row)(history, block.window, window_tokens, block.visible)
+
+
+def count_scores(counts: jax.Array) -> jax.Array:
+    """Draft-law logits of proposals seen `counts` times: log(count) (a proposal seen 0 times scores as 1)."""
+    return jnp.log(jnp.maximum(counts, 1).astype(jnp.float32))
 
 
 @dataclass(frozen=True)
@@ -166,15 +177,15 @@ class LookupRunner(ProposalRunner):
         return f"lookup:{self.max_ngram}"
 
     def propose(self, params, cache, block: Block) -> Proposals:
-        cache, window_tokens = write_history(cache, block)
+        cache = write_history(cache, block)
+        suffix, first = path_suffixes(cache, block, self.max_ngram)
 
-        def one_query(history, window, win_tokens, visible):
-            suffix, first = path_suffix(history, window, win_tokens, visible, self.max_ngram)
+        def one_query(history, window, suffix, first):
             return lookup_proposals(history, window, suffix, first, self.max_ngram, self.min_ngram,
                                     self.num_proposals, self.repeat_unmatched)
 
-        per_row = jax.vmap(one_query, in_axes=(None, None, None, 0))
-        tokens, valid = jax.vmap(per_row)(cache, block.window, window_tokens, block.visible)   # [B, T, M]
+        per_row = jax.vmap(one_query, in_axes=(None, None, 0, 0))
+        tokens, valid = jax.vmap(per_row)(cache, block.window, suffix, first)                 # [B, T, M]
         scores = jnp.broadcast_to(-PROPOSAL_GAP * jnp.arange(self.num_proposals, dtype=jnp.float32), tokens.shape)
         return Proposals(tokens, valid, scores, cache)
 

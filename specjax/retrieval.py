@@ -26,7 +26,7 @@ from flax import struct
 
 from specjax.block import Block
 from specjax.config import ModelConfig
-from specjax.lookup import Proposals, ProposalRunner, path_suffix, write_history
+from specjax.lookup import Proposals, ProposalRunner, count_scores, path_suffixes, write_history
 from specjax.runners import Handle
 from specjax.validation import check_int
 
@@ -181,16 +181,11 @@ class DatastoreRunner(ProposalRunner):
         return f"rest:{self.max_ngram}"
 
     def propose(self, params: Datastore, cache, block: Block) -> Proposals:
-        cache, window_tokens = write_history(cache, block)
-
-        def one_query(history, window, win_tokens, visible):
-            suffix, _ = path_suffix(history, window, win_tokens, visible, self.max_ngram)
-            return datastore_proposals(params, suffix, self.repeat_unmatched)
-
-        per_row = jax.vmap(one_query, in_axes=(None, None, None, 0))
-        tokens, valid, counts = jax.vmap(per_row)(cache, block.window, window_tokens, block.visible)   # [B, T, M]
-        scores = jnp.log(jnp.maximum(counts, 1).astype(jnp.float32))
-        return Proposals(tokens, valid, scores, cache)
+        cache = write_history(cache, block)
+        suffix, _ = path_suffixes(cache, block, self.max_ngram)
+        query = jax.vmap(jax.vmap(lambda s: datastore_proposals(params, s, self.repeat_unmatched)))
+        tokens, valid, counts = query(suffix)                                                    # [B, T, M]
+        return Proposals(tokens, valid, count_scores(counts), cache)
 
 
 def datastore_handle(config: ModelConfig, store: Datastore, repeat_unmatched: bool = True) -> Handle:
