@@ -3,7 +3,9 @@ online n-gram statistics (ADED-style) and their hybrids, as chains and trees, on
 one run. Prints τ, tokens/s and the ratio to AR (measured in the same run, prompt by prompt interleaved), the τ this
 machine would need to break even and to reach the issue's speed aim, and writes JSON.
 
-    python experiments/bench_retrieval.py --prompts 4 --max-new-tokens 64 --out results/bench_retrieval.json
+    python experiments/bench_retrieval.py --prompts 4 --max-new-tokens 64 --out results/bench_retrieval
+
+(`--config FILE.toml` reads any subset of the `BenchConfig` fields; results go to OUT.json.)
 
 Timings: every configuration is compiled by an untimed warm-up call per prompt-width bucket; then, for each
 repeat, each prompt is decoded by every configuration in turn, so a burst of load on a shared machine hits all of
@@ -11,12 +13,10 @@ them alike; a prompt's time is the median over repeats. Interrupted runs resume 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -59,12 +59,8 @@ def configurations(cfg: BenchConfig) -> list[tuple[str, str | None, str, int]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, v in asdict(BenchConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    p.add_argument("--out", type=Path, default=Path("results/bench_retrieval.json"))
-    args = p.parse_args(argv)
-    cfg = BenchConfig(**{f: getattr(args, f) for f in asdict(BenchConfig())})
+    from specjax.apps.experiment import parse_config
+    cfg, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_retrieval")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
     import jax
@@ -92,7 +88,7 @@ def main(argv=None) -> int:
     drafters = {name: load_drafter(name, target) for _, name, _, _ in runs if name is not None}
     methods = {label: make_method(m, **({} if m == "ar" else dict(num_draft=cfg.num_draft) if m == "chain"
                                         else dict(budget=cfg.budget))) for label, _, m, _ in runs}
-    results = Results(args.out, asdict(cfg))
+    results = Results(out.with_suffix(".json"), asdict(cfg))
 
     def decode(label, name, tokens, lengths, key):
         return generate(target.handle, tokens, lengths, key, method=methods[label],

@@ -125,11 +125,11 @@ def store(tiny_pair):
 def _drafters(target, draft, store):
     config = target.config
     return {"rest": datastore_handle(config, store),
-            "aded": aded_handle(config, max_ngram=3, buckets=64),
+            "aded": aded_handle(config, max_ngram=3, buckets=16),
             "rest+lookup": hybrid_handle(datastore_handle(config, store),
                                          lookup_handle(config, 3, 2, repeat_unmatched=False)),
             "rest+aded": hybrid_handle(datastore_handle(config, store),
-                                       aded_handle(config, max_ngram=3, buckets=64, repeat_unmatched=False)),
+                                       aded_handle(config, max_ngram=3, buckets=16, repeat_unmatched=False)),
             "model+rest": hybrid_handle(draft, datastore_handle(config, store, repeat_unmatched=False))}
 
 
