@@ -6,6 +6,10 @@ machine would need to break even and to reach the issue's speed aim, and writes 
     python experiments/bench_retrieval.py --prompts 4 --max-new-tokens 64 --out results/bench_retrieval
 
 (`--config FILE.toml` reads any subset of the `BenchConfig` fields; results go to OUT.json.)
+    python experiments/bench_retrieval.py --report results/bench_retrieval.json
+
+prints the table of a run from its JSON without decoding, over the prompts every configuration finished (for a run
+stopped early: on a slow machine each new prompt-width bucket recompiles every configuration).
 
 Timings: every configuration is compiled by an untimed warm-up call per prompt-width bucket; then, for each
 repeat, each prompt is decoded by every configuration in turn, so a burst of load on a shared machine hits all of
@@ -113,25 +117,41 @@ def main(argv=None) -> int:
                     run = run_of(res, secs)
                     results.add(key, {"tokens": run.tokens, "seconds": secs, "tau": run.tau})
             print(f"  {prompt_set} prompt {i + 1}/{len(ids)} done", file=sys.stderr, flush=True)
-        table[prompt_set] = summarize_set(results, prompt_set, runs, len(ids), cfg)
+        table[prompt_set] = summarize_set(results.records, prompt_set, runs, cfg)
     results.add("summary", table)
     print_table(table)
     return 0
 
 
-def summarize_set(results, prompt_set: str, runs, num_prompts: int, cfg: BenchConfig) -> dict:
-    """Per configuration: τ (mean over prompts), tokens/s (total tokens / sum of per-prompt median seconds), ratio
-    to AR, whether every prompt's tokens equal AR's, and the τ needed to break even / reach the speed aim."""
+def report(path: str) -> int:
+    """Print the table of the run saved at `path` (its finished prompts) without decoding."""
+    saved = json.loads(open(path).read())
+    cfg = BenchConfig(**saved["config"])
+    table = {s: summarize_set(saved["records"], s, configurations(cfg), cfg) for s in cfg.prompt_sets.split(",")}
+    print_table({s: rows for s, rows in table.items() if rows})
+    return 0
+
+
+def summarize_set(records: dict, prompt_set: str, runs, cfg: BenchConfig) -> dict:
+    """Per configuration, over the prompts that every configuration finished: τ (mean over prompts), tokens/s
+    (total tokens / sum of per-prompt median seconds), ratio to AR, whether every prompt's tokens equal AR's, and
+    the τ needed to break even / reach the speed aim."""
+    def finished(i):
+        return all(f"{prompt_set}/{label}/{i}/{r}" in records for label, *_ in runs for r in range(cfg.repeats))
+
+    prompts = [i for i in range(cfg.prompts) if finished(i)]
+    if not prompts:
+        return {}
     rows = {}
     for label, _, _, scored in runs:
-        recs = [[results.records[f"{prompt_set}/{label}/{i}/{r}"] for r in range(cfg.repeats)]
-                for i in range(num_prompts)]
+        recs = [[records[f"{prompt_set}/{label}/{i}/{r}"] for r in range(cfg.repeats)] for i in prompts]
         toks = sum(len(rec[0]["tokens"]) for rec in recs)
         secs = sum(float(np.median([r["seconds"] for r in rec])) for rec in recs)
         rows[label] = {"tau": float(np.mean([rec[0]["tau"] for rec in recs])), "tokens": toks, "seconds": secs,
                        "tokens_per_s": toks / secs,
-                       "equal_to_ar": all(rec[0]["tokens"] == results.records[f"{prompt_set}/AR/{i}/0"]["tokens"]
-                                          for i, rec in enumerate(recs)),
+                       "prompts": len(prompts),
+                       "equal_to_ar": all(rec[0]["tokens"] == records[f"{prompt_set}/AR/{i}/0"]["tokens"]
+                                          for i, rec in zip(prompts, recs)),
                        "call_cost": call_cost(scored),
                        "tau_break_even": call_cost(scored),
                        "tau_for_aim": call_cost(scored) * SPEED_AIM.get(prompt_set, 1.0)}
@@ -144,7 +164,8 @@ def summarize_set(results, prompt_set: str, runs, num_prompts: int, cfg: BenchCo
 def print_table(table: dict) -> None:
     for prompt_set, rows in table.items():
         aim = SPEED_AIM.get(prompt_set, 1.0)
-        print(f"\n{prompt_set} (SmolLM2-135M, T=0; needed τ from the target call-cost ratios of this CPU)")
+        n = next(iter(rows.values()))["prompts"]
+        print(f"\n{prompt_set}, {n} prompts (SmolLM2-135M, T=0; needed τ from the target call-cost ratios of this CPU)")
         print(f"{'configuration':34s} {'tau':>5s} {'tok/s':>7s} {'x AR':>6s} {'= AR':>5s} "
               f"{'tau to break even':>18s} {f'tau for {aim}x':>13s}")
         for label, r in rows.items():
@@ -154,4 +175,4 @@ def print_table(table: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report(sys.argv[2]) if sys.argv[1:2] == ["--report"] else main())
