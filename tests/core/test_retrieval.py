@@ -199,6 +199,12 @@ def test_drafter_names():
                      ("rest+eagle", "every part after the first"), ("rest+", "unknown drafter")]:
         with pytest.raises(ValueError, match=why):
             parse_drafter(bad)
+    from specjax.apps.models import check_names
+    check_names("random:tiny", "aded+lookup:2")
+    with pytest.raises(ValueError, match="tokenizer"):
+        check_names("random:tiny", "aded+rest")
+    with pytest.raises(ValueError, match="trained for SmolLM2"):
+        check_names("random:tiny", "eagle+aded")
     from specjax.testing import tiny_pair
     target = LoadedTarget(tiny_pair()[0], None, None, "random:tiny", random_weights=True)
     with pytest.raises(ValueError, match="tokenizer"):
