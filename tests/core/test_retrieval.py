@@ -10,7 +10,6 @@ import trees  # noqa: F401  (registers the tree methods)
 from specjax.aded import aded_handle
 from specjax.decode import generate
 from specjax.hybrid import hybrid_handle
-from specjax.lookup import lookup_handle
 from specjax.retrieval import build_datastore, datastore_handle, datastore_proposals
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import make_method
@@ -126,8 +125,6 @@ def _drafters(target, draft, store):
     config = target.config
     return {"rest": datastore_handle(config, store),
             "aded": aded_handle(config, max_ngram=3, buckets=16),
-            "rest+lookup": hybrid_handle(datastore_handle(config, store),
-                                         lookup_handle(config, 3, 2, repeat_unmatched=False)),
             "rest+aded": hybrid_handle(datastore_handle(config, store),
                                        aded_handle(config, max_ngram=3, buckets=16, repeat_unmatched=False)),
             "model+rest": hybrid_handle(draft, datastore_handle(config, store, repeat_unmatched=False))}
@@ -140,8 +137,7 @@ def test_greedy_retrieval_drafters_equal_autoregressive(tiny_pair, store, ragged
     key = jax.random.key(7)
     ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
     drafters = _drafters(target, draft, store)
-    runs = [("rest", "chain"), ("aded", "chain"), ("rest+aded", "eagle"), ("model+rest", "eagle"),
-            ("rest+lookup", "static")]
+    runs = [("rest", "chain"), ("aded", "chain"), ("rest+aded", "eagle"), ("model+rest", "eagle")]
     for name, method in runs:
         options = dict(num_draft=3) if method == "chain" else dict(budget=6)
         sd = generate(target, tokens, lengths, key, method=make_method(method, **options), drafter=drafters[name],
