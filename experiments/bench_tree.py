@@ -96,7 +96,7 @@ def round_costs(cfg: BenchConfig, target, drafter, ids) -> list[dict]:
     for k in cfg.chain_drafts:
         draft = jax.jit(lambda d, c, x, key, k=k: draft_chain(d, c, x, key, k, sampling).tokens)
         drafted = draft_chain(drafter, caches.drafter, ctx, key, k, sampling)
-        verify = jax.jit(lambda t, c, x, tok, pr, key: verify_chain(t, c, x, tok, pr, key, sampling)[1])
+        verify = jax.jit(lambda t, c, x, tok, pr, key: verify_chain(t, c, x, tok, pr, key, sampling).num_accepted)
         rows.append(dict(kind="chain", method=f"chain K={k}", depth=k, drafter_tokens=k + 1,
                          draft_s=_median_seconds(draft, (drafter, caches.drafter, ctx, key), cfg.repeats),
                          verify_s=_median_seconds(verify, (target, caches.target, ctx, drafted.tokens, drafted.probs,
