@@ -1,31 +1,37 @@
-"""Tree ablation: τ and tokens/s against tree budget for every tree builder (each with its matching verifier:
-point-mass RRS for deterministic EAGLE-2 / static children, RRS without replacement for RSD-C and RSD-S's root,
-RRS i.i.d. for SpecInfer) at temperatures 0 and 1, with GTO's reward prediction beside the measured τ.
+"""Tree ablation on a real model pair: τ, tokens/s and speedup over AR (measured in the same run, on the same prompts)
+for every tree builder × budget × temperature × prompt set, each builder verified by its matching rule (point mass
+for deterministic EAGLE-2 / static children, RRS without replacement for RSD-C and RSD-S, RRS i.i.d. for
+SpecInfer), with the exact draft-tree reward's prediction beside the measured τ.
 
-The prediction: one probe round at `probe_rows` contexts cut from the decoded text; for each drafted tree the exact
-E[accepted | tree] (`trees.reward.tree_reward`, = DTR for deterministic trees); predicted τ = 1 + its mean. The
-probe's own measured acceptance on the same trees is reported too (same contexts, so it checks the reward), and the
-decode run's τ beside them (different contexts: the whole generation).
+The prediction: one probe round at `probe_contexts` contexts cut from the decoded answers (the target's own text);
+for each drafted tree the exact E[accepted | tree] (`trees.reward.tree_reward`, = DTR for deterministic trees);
+predicted τ = 1 + its mean. The probe's own sampled acceptance on the same trees is reported too (same contexts, so
+it checks the reward), and the decode run's τ beside them (different contexts: the whole generation).
 
-    python experiments/tree_ablation.py --budgets 8 16 32 64 128 --out results/tree_ablation
-Writes `<out>.json` and `<out>.png`. Random-weight models (no trained pair installed): the numbers show the machinery.
+    python experiments/tree_ablation.py --prompts 2 --max-new-tokens 48 --out results/tree_ablation
+    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_small.toml
+Default: SmolLM2-135M-Instruct with the shipped EAGLE head (`--target`, `--drafter` take the names of
+`specjax.apps.models`; `random:tiny` / `model:random:tiny-draft` runs the machinery on random weights). Writes
+`<out>.json` (config, software versions, one record per cell; resumable: rerun the same command after an
+interruption), `<out>.csv` and `<out>.png` (τ and speedup against budget per builder).
 """
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.apps.bench import timed
-from specjax.config import named_config
-from specjax.decode import generate, prefill
-from specjax.model import init_model
-from specjax.runners import model_handle
+from specjax.apps.bench import Results, decode_prompts, summarize
+from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.apps.models import load_drafter, load_target
+from specjax.batching import pad_prompts
+from specjax.decode import prefill
+from specjax.io.prompts import load_prompts
 from specjax.sampling import SamplingConfig, warp_logits
 from trees import TREE_METHODS, make_speculator
 from trees.reward import tree_reward
@@ -33,136 +39,142 @@ from trees.verify import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
-class AblationConfig:
-    """target/draft: named configs; budgets: tree node budgets; methods: tree methods; temperatures."""
+class TreeAblationConfig:
+    """One cell per (prompt set, temperature, method, budget); AR once per (prompt set, temperature)."""
 
-    target: str = "tiny"
-    draft: str = "tiny-draft"
-    budgets: tuple[int, ...] = (8, 16, 32, 64, 128)
+    target: str = "smollm2"
+    drafter: str = "eagle"
     methods: tuple[str, ...] = TREE_METHODS
-    temperatures: tuple[float, ...] = (0.0, 1.0)
-    batch: int = 32
-    prompt_len: int = 8
+    budgets: tuple[int, ...] = (8, 16, 32, 64)
+    temperatures: tuple[float, ...] = (0.0, 0.7, 1.0)
+    prompt_sets: tuple[str, ...] = ("mt_bench", "humaneval")
+    prompts: int = 2
     max_new_tokens: int = 48
-    probe_rows: int = 256
+    probe_contexts: int = 32
     seed: int = 0
 
+    def __post_init__(self):
+        for method in self.methods:
+            if method not in TREE_METHODS:
+                raise ValueError(f"unknown tree method {method!r}; known: {TREE_METHODS}")
+        if min(self.budgets, default=0) < 1 or self.prompts < 1 or self.max_new_tokens < 2 or \
+                self.probe_contexts < 1:
+            raise ValueError("budgets, prompts, probe_contexts must be positive and max_new_tokens >= 2")
 
-def _probe(spec, target, draft, texts: np.ndarray, sampling: SamplingConfig, key) -> tuple[float, float]:
-    """One round at contexts `texts[R, L]` (the last token is pending): (mean E[L | tree], mean measured L)."""
-    rows, length = texts.shape
-    cap = length + spec.capacity_margin + 2
+
+@partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))
+def _probe_round(target, drafter, tokens, lengths, pending, key, *, spec, sampling, capacity):
+    key_prefill, key_build, key_walk = jax.random.split(key, 3)
+    caches, ctx = prefill(target, drafter, tokens, lengths, key_prefill, sampling, capacity)
+    ctx = ctx.replace(pending=pending)                     # the text's own next token, not a sampled one
     builder = spec.builder
+    built = builder.build(drafter, caches.drafter, ctx, key_build, sampling, keep_laws=True)
+    scored = score_tree(target, caches.target, built.tree, ctx.position, builder.max_depth)
+    probs = warp_logits(scored.logits, sampling)
     rules = spec.rules if spec.rules is not None else default_rules()
-
-    @jax.jit
-    def run(target, draft, texts, key):
-        ctx_len = length - 1
-        caches, ctx = prefill(target, draft, texts[:, :ctx_len], jnp.full((rows,), ctx_len, jnp.int32), key,
-                              sampling, cap)
-        ctx = ctx.replace(pending=texts[:, ctx_len])             # the probe's own next token, not a sampled one
-        k1, k2 = jax.random.split(key)
-        built = builder.build(draft, caches.drafter, ctx, k1, sampling)
-        scored = score_tree(target, caches.target, built.tree, ctx.position, builder.max_depth)
-        probs = warp_logits(scored.logits, sampling)
-        _, n, _ = walk_tree(k2, built.tree, probs, rules, builder.max_depth, builder.laws)
-        return tree_reward(built.tree, probs, builder.max_depth), n
-
-    pred, n = run(target, draft, jnp.asarray(texts, jnp.int32), key)
-    return float(np.mean(pred)), float(np.mean(n))
+    _, accepted, _ = walk_tree(key_walk, built.tree, probs, rules, builder.max_depth, builder.laws)
+    return tree_reward(built.tree, probs, builder.max_depth), accepted
 
 
-def run_ablation(cfg: AblationConfig, json_path: Path | None = None) -> dict:
-    """Run every (method, budget, temperature) cell; returns the JSON-able results (also written to `out` after
-    every cell to `json_path`, so an interrupted run keeps what it measured)."""
-    target = model_handle(init_model(named_config(cfg.target), cfg.seed))
-    draft = model_handle(init_model(named_config(cfg.draft), cfg.seed + 1))
-    vocab = target.config.vocab_size
-    rng = np.random.default_rng(cfg.seed)
-    prompts = rng.integers(0, vocab, (cfg.batch, cfg.prompt_len)).astype(np.int32)
-    lengths = np.full(cfg.batch, cfg.prompt_len, np.int32)
-    cells = []
-    total = len(cfg.methods) * len(cfg.budgets) * len(cfg.temperatures)
-    for temp in cfg.temperatures:
-        sampling = SamplingConfig(temperature=temp)
-        for method in cfg.methods:
-            for budget in cfg.budgets:
-                spec = make_speculator(method, budget=budget)
-                key = jax.random.key(cfg.seed)
-                run = lambda: generate(target, prompts, lengths, key, method=spec, drafter=draft,
-                                       max_new_tokens=cfg.max_new_tokens, sampling=sampling)
-                _, compile_s = timed(run)
-                out, seconds = timed(run)                       # second run: same shapes, compiled
-                texts = np.concatenate([prompts, np.asarray(out.tokens)], axis=1)
-                cut = rng.integers(cfg.prompt_len + 1, texts.shape[1] - 1, cfg.probe_rows)
-                rows = rng.integers(0, cfg.batch, cfg.probe_rows)
-                # contexts of equal length: the last `prompt_len + 1` tokens before each cut
-                ctx = np.stack([texts[r, c - cfg.prompt_len - 1:c] for r, c in zip(rows, cut)])
-                pred, probe_n = _probe(spec, target, draft, ctx, sampling, jax.random.key(cfg.seed + 7))
-                cell = dict(method=method, budget=budget, nodes=spec.builder.num_nodes, temperature=temp,
-                            builder=repr(spec.builder), tau=out.acceptance_length,
-                            tokens_per_s=float(np.asarray(out.lengths).sum() / seconds),
-                            predicted_tau=1 + pred, probe_tau=1 + probe_n, seconds=seconds,
-                            compile_and_run_s=compile_s)
-                cells.append(cell)
-                print(f"[{len(cells)}/{total}] T={temp} {method:9s} budget={budget:4d}: tau={cell['tau']:.3f} "
-                      f"predicted={cell['predicted_tau']:.3f} probe={cell['probe_tau']:.3f} "
-                      f"tok/s={cell['tokens_per_s']:.0f}", flush=True)
-                if json_path is not None:
-                    json_path.write_text(json.dumps(_results(cfg, cells), indent=1))
-    return _results(cfg, cells)
+def probe(spec, target, drafter, texts: list[list[int]], cuts: np.ndarray, sampling: SamplingConfig,
+          key: jax.Array) -> tuple[float, float]:
+    """One round of `spec` at each context `texts[i][:cuts[i]]` with pending token `texts[i][cuts[i]]`: (mean exact
+    E[accepted | drafted tree], mean sampled accepted length of the same trees)."""
+    tokens, lengths = pad_prompts([t[:c] for t, c in zip(texts, cuts)])
+    pending = jnp.asarray([t[c] for t, c in zip(texts, cuts)], jnp.int32)
+    reward, accepted = _probe_round(target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), pending, key,
+                                    spec=spec, sampling=sampling, capacity=tokens.shape[1] + spec.capacity_margin + 2)
+    return float(np.mean(reward)), float(np.mean(accepted))
 
 
-def _results(cfg: AblationConfig, cells: list) -> dict:
-    return dict(config=asdict(cfg), device=str(jax.devices()[0]), random_weights=True, cells=cells)
+def cut_contexts(prompts: list[list[int]], answers: list[list[int]], count: int, rng: np.random.Generator
+                 ) -> tuple[list[list[int]], np.ndarray]:
+    """`count` (text, cut) pairs: a random answer position of a random prompt (the prompt plus at least one answer
+    token as context, the next answer token pending)."""
+    rows = rng.integers(0, len(prompts), count)
+    texts = [prompts[r] + answers[r] for r in rows]
+    cuts = np.array([rng.integers(len(prompts[r]) + 1, len(t)) for r, t in zip(rows, texts)])
+    return texts, cuts
 
 
-def plot(results: dict, path: Path) -> None:
+def run(cfg: TreeAblationConfig, out: Path) -> Results:
+    """Measure every cell not yet in `<out>.json`; returns the results (records keyed `set/T=t/method/budget`)."""
+    results = Results(out.with_suffix(".json"), dataclasses.asdict(cfg))
+    target = load_target(cfg.target, cfg.seed)
+    drafter = load_drafter(cfg.drafter, target, cfg.seed + 1)
+    if target.random_weights:
+        print(f"note: {target.label} has RANDOMLY INITIALISED weights: the numbers show the machinery.")
+    cells = [(s, t, m, b) for t in cfg.temperatures for s in cfg.prompt_sets
+             for m in ("ar",) + cfg.methods for b in ((0,) if m == "ar" else cfg.budgets)]
+    prompts = {s: [target.encode_prompt(p) for p in load_prompts(s, cfg.prompts)] for s in cfg.prompt_sets}
+    for prompt_set, temperature, method, budget in progress(cells, len(cells), "tree ablation"):
+        key = f"{prompt_set}/T={temperature}/{method}" + (f"/{budget}" if budget else "")
+        if results.done(key):
+            continue
+        sampling = SamplingConfig(temperature)
+        spec = "ar" if method == "ar" else make_speculator(method, budget=budget)
+        runs = decode_prompts(target.handle, prompts[prompt_set], seed=cfg.seed, method=spec,
+                              drafter=None if method == "ar" else drafter, max_new_tokens=cfg.max_new_tokens,
+                              sampling=sampling, eos_id=target.eos_id)
+        record = dict(summarize(runs), prompt_set=prompt_set, temperature=temperature, method=method,
+                      budget=budget)
+        if method != "ar":
+            ar = results.records[f"{prompt_set}/T={temperature}/ar"]
+            rng = np.random.default_rng([cfg.seed, budget, len(key)])
+            texts, cuts = cut_contexts(prompts[prompt_set], [r.tokens for r in runs], cfg.probe_contexts, rng)
+            reward, accepted = probe(spec, target.handle, drafter, texts, cuts, sampling, jax.random.key(cfg.seed))
+            record.update(nodes=spec.builder.num_nodes, speedup=record["tokens_per_s"] / ar["tokens_per_s"],
+                          predicted_tau=1 + reward, probe_tau=1 + accepted)
+        results.add(key, record)
+    return results
+
+
+def format_table(records: dict) -> str:
+    """Markdown table: one row per (prompt set, temperature, method, budget)."""
+    lines = ["| set | T | method | budget | τ | predicted τ | probe τ | tok/s | vs AR |", "|---" * 9 + "|"]
+    for r in records.values():
+        if r["method"] == "ar":
+            lines.append(f"| {r['prompt_set']} | {r['temperature']} | ar | - | 1.00 | - | - | "
+                         f"{r['tokens_per_s']:.1f} | 1.00 |")
+        else:
+            lines.append(f"| {r['prompt_set']} | {r['temperature']} | {r['method']} | {r['budget']} | "
+                         f"{r['tau']:.2f} | {r['predicted_tau']:.2f} | {r['probe_tau']:.2f} | "
+                         f"{r['tokens_per_s']:.1f} | {r['speedup']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(records: dict, cfg: TreeAblationConfig, path: Path) -> None:
+    """τ (measured and predicted) and speedup over AR against budget, one column per (prompt set, temperature)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    temps = results["config"]["temperatures"]
-    fig, axes = plt.subplots(2, len(temps), figsize=(6 * len(temps), 8), squeeze=False)
-    for j, temp in enumerate(temps):
-        for method in results["config"]["methods"]:
-            cs = [c for c in results["cells"] if c["method"] == method and c["temperature"] == temp]
-            x = [c["budget"] for c in cs]
-            line, = axes[0, j].plot(x, [c["tau"] for c in cs], "o-", label=f"{method} measured")
-            axes[0, j].plot(x, [c["predicted_tau"] for c in cs], "x--", color=line.get_color(),
-                            label=f"{method} reward")
-            axes[1, j].plot(x, [c["tokens_per_s"] for c in cs], "o-", label=method)
-        for i, name in enumerate(["tau (tokens / target call)", "tokens / s"]):
-            axes[i, j].set_xscale("log", base=2)
-            axes[i, j].set_xlabel("tree budget (nodes)")
-            axes[i, j].set_ylabel(name)
-            axes[i, j].set_title(f"T = {temp}")
+
+    panels = [(s, t) for s in cfg.prompt_sets for t in cfg.temperatures]
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.5 * len(panels), 7), squeeze=False)
+    for j, (prompt_set, temperature) in enumerate(panels):
+        for method in cfg.methods:
+            cells = [r for r in records.values() if r["method"] == method and r["prompt_set"] == prompt_set
+                     and r["temperature"] == temperature]
+            x = [r["budget"] for r in cells]
+            line, = axes[0, j].plot(x, [r["tau"] for r in cells], "o-", label=method)
+            axes[0, j].plot(x, [r["predicted_tau"] for r in cells], "x--", color=line.get_color())
+            axes[1, j].plot(x, [r["speedup"] for r in cells], "o-", label=method)
+        axes[1, j].axhline(1.0, color="grey", lw=0.8)
+        for i, name in enumerate(["τ (o measured, x reward)", "speedup over AR"]):
+            axes[i, j].set(xscale="log", xlabel="tree budget (nodes)", ylabel=name,
+                           title=f"{prompt_set}, T = {temperature}")
             axes[i, j].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    d = AblationConfig()
-    p.add_argument("--budgets", type=int, nargs="+", default=list(d.budgets))
-    p.add_argument("--methods", nargs="+", default=list(d.methods), choices=TREE_METHODS)
-    p.add_argument("--temperatures", type=float, nargs="+", default=list(d.temperatures))
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--probe-rows", type=int, default=d.probe_rows)
-    p.add_argument("--target", default=d.target)
-    p.add_argument("--draft", default=d.draft)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", type=Path, default=Path("results/tree_ablation"))
-    a = p.parse_args(argv)
-    cfg = AblationConfig(target=a.target, draft=a.draft, budgets=tuple(a.budgets), methods=tuple(a.methods),
-                         temperatures=tuple(a.temperatures), batch=a.batch, max_new_tokens=a.max_new_tokens,
-                         probe_rows=a.probe_rows, seed=a.seed)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    results = run_ablation(cfg, a.out.with_suffix(".json"))
-    a.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    plot(results, a.out.with_suffix(".png"))
-    print(f"wrote {a.out.with_suffix('.json')} and {a.out.with_suffix('.png')}")
+    cfg, out = parse_config(TreeAblationConfig, argv, __doc__, default_out="results/tree_ablation")
+    results = run(cfg, out)
+    print(format_table(results.records))
+    write_csv(out.with_suffix(".csv"), list(results.records.values()))
+    plot(results.records, cfg, out.with_suffix(".png"))
+    print(f"wrote {out}.json, {out}.csv and {out}.png")
     return 0
 
 

@@ -164,6 +164,10 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
                                  init_std=0.3),
     "byte-small": ModelConfig(vocab_size=259, d_model=256, n_layers=8, n_heads=8, n_kv_heads=4, d_ff=768),
     "byte-small-draft": ModelConfig(vocab_size=259, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=384),
+    # the byte-level pair at test size: experiments run end to end on real prompts in seconds
+    "byte-tiny": ModelConfig(vocab_size=259, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, init_std=0.3),
+    "byte-tiny-draft": ModelConfig(vocab_size=259, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=32,
+                                   init_std=0.3),
     # about 1.04B parameters (Llama-3.2-1B's layers with a 32k vocabulary, bf16): the sharding benchmark's model
     "llama-1b": ModelConfig(vocab_size=32768, d_model=2048, n_layers=16, n_heads=32, n_kv_heads=8, d_ff=8192,
                             rope_theta=500000.0, dtype="bfloat16"),

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from specjax.apps.experiment import provenance
 from specjax.batching import bucket_size, pad_prompts
 from specjax.decode import GenerateResult, generate
 from specjax.runners import Handle
@@ -79,10 +80,12 @@ def summarize(runs: Sequence[Run]) -> dict[str, float]:
 class Results:
     """Records of an experiment keyed by a string, kept in a JSON file rewritten after every record, so an
     interrupted run resumes where it stopped (`done(key)`). Records of another configuration are not reused: the
-    file remembers the configuration it was written for and is started afresh when it differs."""
+    file remembers the configuration it was written for and is started afresh when it differs. Beside them it keeps
+    the software versions and device of the run (`specjax.apps.experiment.provenance`; not compared on resume)."""
 
     def __init__(self, path: Path, config: dict[str, Any]):
         self.path, self.config = Path(path), json.loads(json.dumps(config))     # tuples read back as lists
+        self.provenance = provenance()
         saved = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.records: dict[str, Any] = saved.get("records", {}) if saved.get("config") == self.config else {}
 
@@ -93,5 +96,6 @@ class Results:
         self.records[key] = record
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": self.config, "records": self.records}, indent=1))
+        tmp.write_text(json.dumps({"config": self.config, "provenance": self.provenance, "records": self.records},
+                                  indent=1))
         tmp.replace(self.path)                 # atomic: an interruption never leaves half a file

@@ -12,8 +12,28 @@ PROMPT_SETS = ("mt_bench", "humaneval")
 
 def mt_bench_prompts() -> list[str]:
     """First-turn questions of MT-bench, in file order (question ids 81..160)."""
+    return [prompt for _, prompt in mt_bench_by_category()]
+
+
+def mt_bench_by_category() -> list[tuple[str, str]]:
+    """(category, first-turn question) of MT-bench, in file order: 10 each of writing, roleplay, reasoning, math,
+    coding, extraction, stem, humanities."""
     lines = (DATA_DIR / "mt_bench_questions.jsonl").read_text().splitlines()
-    return [json.loads(line)["turns"][0] for line in lines if line.strip()]
+    return [(q["category"], q["turns"][0]) for q in map(json.loads, filter(str.strip, lines))]
+
+
+def categorized_prompts(per_category: int) -> list[tuple[str, str]]:
+    """(category, prompt): the first `per_category` prompts of each MT-bench category and of HumanEval (category
+    "humaneval"), as Spec-Bench reports them."""
+    if not isinstance(per_category, int) or per_category < 1:
+        raise ValueError(f"per_category must be a positive integer, got {per_category!r}")
+    taken: dict[str, int] = {}
+    out = []
+    for category, prompt in mt_bench_by_category() + [("humaneval", p) for p in humaneval_prompts()]:
+        if taken.get(category, 0) < per_category:
+            taken[category] = taken.get(category, 0) + 1
+            out.append((category, prompt))
+    return out
 
 
 def humaneval_prompts() -> list[str]:

@@ -1,0 +1,94 @@
+"""Experiments as configs: TOML/JSON files round-trip into the frozen dataclass, unknown keys and bad values are
+named, the command line overrides the file, and an interrupted experiment resumes to the same records."""
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from experiments import tree_ablation
+from specjax.apps.experiment import config_from_dict, load_config, parse_config
+
+
+@dataclass(frozen=True)
+class Toy:
+    budgets: tuple[int, ...] = (8, 16)
+    temperature: float = 0.0
+    label: str | None = None
+    sweeps: tuple[tuple[str, tuple[float, ...]], ...] = (("confidence", (0.2, 0.4)),)
+    greedy: bool = False
+    seed: int = 0
+
+
+def test_toml_and_json_round_trip_into_the_dataclass(tmp_path):
+    cfg = Toy(budgets=(4, 32), temperature=0.7, label="x", sweeps=(("feedback", (0.3,)),), greedy=True, seed=3)
+    toml = tmp_path / "toy.toml"
+    toml.write_text('budgets = [4, 32]\ntemperature = 0.7\nlabel = "x"\nsweeps = [["feedback", [0.3]]]\n'
+                    'greedy = true\nseed = 3\n')
+    assert load_config(Toy, toml) == cfg
+    as_json = tmp_path / "toy.json"
+    as_json.write_text(json.dumps(dataclasses.asdict(cfg)))
+    assert load_config(Toy, as_json) == cfg
+    # a results file (config embedded beside its records) reloads as the config it was written for
+    as_json.write_text(json.dumps({"config": dataclasses.asdict(cfg), "records": {}}))
+    assert load_config(Toy, as_json) == cfg
+    assert hash(load_config(Toy, as_json)) == hash(cfg)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"budget": [8]}, "unknown key 'budget'"),
+    ({"budgets": 8}, "budgets: expected a list"),
+    ({"budgets": [8.5]}, r"budgets\[0\]: expected int"),
+    ({"temperature": "hot"}, "temperature: expected float"),
+    ({"greedy": 1}, "greedy: expected true or false"),
+    ({"sweeps": [["feedback"]]}, r"sweeps\[0\]: expected 2 items"),
+])
+def test_bad_config_values_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(Toy, values)
+
+
+def test_command_line_overrides_the_file(tmp_path, capsys):
+    toml = tmp_path / "toy.toml"
+    toml.write_text("budgets = [4]\ntemperature = 0.5\n")
+    cfg, out = parse_config(Toy, ["--config", str(toml), "--temperature", "1", "--out", "r/x.json"], "toy",
+                            default_out="results/toy")
+    assert cfg == Toy(budgets=(4,), temperature=1.0) and str(out) == "r/x"
+    with pytest.raises(SystemExit):
+        parse_config(Toy, ["--budgets", "a"], "toy", default_out="results/toy")
+    assert "--budgets" in capsys.readouterr().err
+    toml.write_text("bugdets = [4]\n")
+    with pytest.raises(SystemExit):
+        parse_config(Toy, ["--config", str(toml)], "toy", default_out="results/toy")
+    assert "unknown key 'bugdets'" in capsys.readouterr().err
+
+
+def test_tree_ablation_resumes_to_the_same_records(tmp_path, monkeypatch):
+    cfg = tree_ablation.TreeAblationConfig(target="random:byte-tiny", drafter="model:random:byte-tiny-draft",
+                                           methods=("eagle",), budgets=(4,), temperatures=(0.0,),
+                                           prompt_sets=("mt_bench",), prompts=1, max_new_tokens=6, probe_contexts=4)
+    out = tmp_path / "ablation"
+    whole = tree_ablation.run(cfg, out).records
+    assert list(whole) == ["mt_bench/T=0.0/ar", "mt_bench/T=0.0/eagle/4"]
+    cell = whole["mt_bench/T=0.0/eagle/4"]
+    assert 1.0 <= cell["predicted_tau"] <= 1 + 3 and cell["tau"] >= 1.0 and cell["nodes"] == 4
+
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["provenance"]["versions"]["jax"] and saved["config"]["budgets"] == [4]
+    del saved["records"]["mt_bench/T=0.0/eagle/4"]                 # interrupted after the AR cell
+    out.with_suffix(".json").write_text(json.dumps(saved))
+    decoded = []
+    real = tree_ablation.decode_prompts
+    monkeypatch.setattr(tree_ablation, "decode_prompts", lambda *a, **k: decoded.append(k["method"]) or real(*a, **k))
+    resumed = tree_ablation.run(cfg, out).records
+    assert len(decoded) == 1 and decoded[0] != "ar"                  # only the unfinished cell ran
+    timing = {"seconds", "tokens_per_s", "speedup"}
+    strip = lambda records: {k: {f: v for f, v in r.items() if f not in timing} for k, r in records.items()}
+    assert strip(resumed) == strip(whole)
+
+
+def test_tree_ablation_rejects_bad_configs():
+    with pytest.raises(ValueError, match="unknown tree method 'beam'"):
+        tree_ablation.TreeAblationConfig(methods=("beam",))
+    with pytest.raises(ValueError, match="budgets"):
+        tree_ablation.TreeAblationConfig(budgets=(0,))
