@@ -92,6 +92,7 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     import trees
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
+    from specjax.policies import DynamicExit
     from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
@@ -109,7 +110,8 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
     runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
     runs += [("eagle", make_method("eagle", budget=8, policy="confidence:0.1"))]        # adaptive tree size
-    runs += [(None, make_method("chain", num_draft=4, policy="del"))]        # DEL: self-drafting, exit per round
+    # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
+    runs += [(None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22))))]
     for name, method in runs:
         sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
                       sampling=greedy, drafter=None if name is None else load_drafter(name, target))
