@@ -62,6 +62,9 @@ class TreeAblationConfig:
             raise ValueError("budgets, prompts, probe_contexts must be positive and max_new_tokens >= 2")
 
 
+CONFIG = TreeAblationConfig  # what `main` parses (tests/apps/test_experiments.py)
+
+
 @partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))
 def _probe_round(target, drafter, tokens, lengths, pending, key, *, spec, sampling, capacity):
     key_prefill, key_build, key_walk = jax.random.split(key, 3)
