@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 
 def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,9 +17,10 @@ def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_bounds(args: argparse.Namespace) -> int:
     """Run the gap experiment, print its table, write JSON + PNG to args.out."""
+    from specjax.apps.experiment import progress
     from transport.gap import GapConfig, format_table, run_verifier_gap
-    config = GapConfig.small() if getattr(args, "small", False) else GapConfig.default()
-    result = run_verifier_gap(config, args.seed, args.out)
+    config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
+    result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))
     print(format_table(result))
     print(f"wrote {args.out}/verifier_gap.json and verifier_gap.png")
     return 0
