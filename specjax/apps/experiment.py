@@ -134,9 +134,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, description: str, *, 
         default = getattr(cls, field.name, field.default)
         shown = " ".join(map(str, default)) if many else default
         # a bool given alone means true (`--quick`), as a store_true flag did; `--quick false` still works
-        switch = dict(nargs="?", const="true") if hints[field.name] is bool else {}
-        parser.add_argument(flag, dest=field.name, nargs="+" if many else None, default=argparse.SUPPRESS,
-                            help=f"(default: {shown})", **switch)
+        arity = dict(nargs="?", const="true") if hints[field.name] is bool else dict(nargs="+" if many else None)
+        parser.add_argument(flag, dest=field.name, default=argparse.SUPPRESS, help=f"(default: {shown})", **arity)
     args = vars(parser.parse_args(argv))
     config_path, out = args.pop("config"), args.pop("out")
     try:
