@@ -74,6 +74,7 @@ REDUCED = CheckConfig(
     context=256, repeats=5, bench_decode_timeout_s=300,
     bench_tree_args=("--methods", "eagle", "--budgets", "16", "--prompts", "1", "--max-new-tokens", "16",
                      "--repeats", "1", "--skip-end-to-end"), bench_tree_timeout_s=300)
+PRESETS = {"reduced": REDUCED}
 
 
 class Clock:
@@ -231,7 +232,7 @@ def main(argv=None) -> int:
         i = argv.index("--reduced")
         argv[i:i + 1] = ["--config", "reduced"]
     config, out = parse_config(CheckConfig, argv, __doc__, default_out="results/accelerator_check",
-                               presets={"reduced": REDUCED})
+                               presets=PRESETS)
     clock = Clock(config.deadline_s)
     start = time.perf_counter()
     print(f"devices: {jax.devices()}", flush=True)
