@@ -133,10 +133,9 @@ def run(cfg: BenchConfig, out: Path) -> Results | None:
         results.add("transformers", run_hf_side(cfg, ids, out.parent / f"{out.name}_hf"))
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=0.0), eos_id=target.eos_id,
                   seed=cfg.seed)
-    drafters = [("specjax AR", None, 0)] + [
-        (f"specjax {name} K{k}", name, k) for name, k in (("lookup:3", cfg.lookup_num_draft),
-                                                          (f"early-exit:{cfg.exit_layer}", cfg.num_draft),
-                                                          ("eagle", cfg.num_draft), ("eagle-lowrank:128", cfg.num_draft))]
+    chains = (("lookup:3", cfg.lookup_num_draft), (f"early-exit:{cfg.exit_layer}", cfg.num_draft),
+              ("eagle", cfg.num_draft), ("eagle-lowrank:128", cfg.num_draft))
+    drafters = [("specjax AR", None, 0)] + [(f"specjax {name} K{k}", name, k) for name, k in chains]
     for label, name, k in progress(drafters, len(drafters), "specjax side"):
         if results.done(label):
             continue
