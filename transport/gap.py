@@ -79,7 +79,8 @@ def synthetic_pairs(family: str, n: int, v: int, temperature: float, rng: np.ran
     return _softmax(lp, temperature), _softmax(lq, temperature)
 
 
-def _applicable(verifier: str, k: int, v: int) -> bool:
+def applicable(verifier: str, k: int, v: int) -> bool:
+    """Whether `verifier_acceptance(verifier)` is defined and exact at k drafts and vocabulary v (at any support)."""
     if verifier == "spechub":
         return k == 2
     if verifier == "khisti_lp":
@@ -121,7 +122,7 @@ def gap_cell(config: GapConfig, key: str) -> dict:
         for t in config.temperatures:
             stars.append({"k": k, "law": law, "temperature": t, "mean_alpha_star": _mean(vals, settings, t)})
     for verifier in config.verifiers:
-        if not _applicable(verifier, k, config.vocab_size):
+        if not applicable(verifier, k, config.vocab_size):
             continue
         acc = {s: verifier_acceptance(*data[s], k, verifier) for s in settings}
         star = per_law[OWN_LAW[verifier]]
