@@ -9,7 +9,7 @@ predicted τ = 1 + its mean. The probe's own sampled acceptance on the same tree
 it checks the reward), and the decode run's τ beside them (different contexts: the whole generation).
 
     python experiments/tree_ablation.py --prompts 2 --max-new-tokens 48 --out results/tree_ablation
-    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_small.toml
+    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_smollm2.toml
 Default: SmolLM2-135M-Instruct with the shipped EAGLE head (`--target`, `--drafter` take the names of
 `specjax.apps.models`; `random:tiny` / `model:random:tiny-draft` runs the machinery on random weights). Writes
 `<out>.json` (config, software versions, one record per cell; resumable: rerun the same command after an
