@@ -9,7 +9,7 @@ predicted τ = 1 + its mean. The probe's own sampled acceptance on the same tree
 it checks the reward), and the decode run's τ beside them (different contexts: the whole generation).
 
     python experiments/tree_ablation.py --prompts 2 --max-new-tokens 48 --out results/tree_ablation
-    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_small.toml
+    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_smollm2.toml
 Default: SmolLM2-135M-Instruct with the shipped EAGLE head (`--target`, `--drafter` take the names of
 `specjax.apps.models`; `random:tiny` / `model:random:tiny-draft` runs the machinery on random weights). Writes
 `<out>.json` (config, software versions, one record per cell; resumable: rerun the same command after an
@@ -60,6 +60,9 @@ class TreeAblationConfig:
         if min(self.budgets, default=0) < 1 or self.prompts < 1 or self.max_new_tokens < 2 or \
                 self.probe_contexts < 1:
             raise ValueError("budgets, prompts, probe_contexts must be positive and max_new_tokens >= 2")
+
+
+CONFIG = TreeAblationConfig  # what `main` parses (tests/apps/test_experiments.py)
 
 
 @partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))
@@ -119,11 +122,16 @@ def run(cfg: TreeAblationConfig, out: Path) -> Results:
         record = dict(summarize(runs), prompt_set=prompt_set, temperature=temperature, method=method,
                       budget=budget)
         if method != "ar":
-            ar = results.records[f"{prompt_set}/T={temperature}/ar"]
+            # AR re-timed on the same prompts right after the cell (compiled by the group's AR cell), so the speedup
+            # compares two measurements taken under the same machine load
+            ar = summarize(decode_prompts(target.handle, prompts[prompt_set], seed=cfg.seed, method="ar",
+                                          warm_up=False, max_new_tokens=cfg.max_new_tokens, sampling=sampling,
+                                          eos_id=target.eos_id))
             rng = np.random.default_rng([cfg.seed, budget, len(key)])
             texts, cuts = cut_contexts(prompts[prompt_set], [r.tokens for r in runs], cfg.probe_contexts, rng)
             reward, accepted = probe(spec, target.handle, drafter, texts, cuts, sampling, jax.random.key(cfg.seed))
-            record.update(nodes=spec.builder.num_nodes, speedup=record["tokens_per_s"] / ar["tokens_per_s"],
+            record.update(nodes=spec.builder.num_nodes, ar_tokens_per_s=ar["tokens_per_s"],
+                          speedup=record["tokens_per_s"] / ar["tokens_per_s"],
                           predicted_tau=1 + reward, probe_tau=1 + accepted)
         results.add(key, record)
     return results

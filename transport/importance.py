@@ -8,6 +8,7 @@ acceptance Σ_y min(r_y, p_y); for k = 2 the LP below maximises it over all sele
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 import scipy.optimize
@@ -112,26 +113,27 @@ def kernel_importance(p: np.ndarray, q: np.ndarray, drafts, selection: PairSelec
 
 
 def importance_membership(p: np.ndarray, q: np.ndarray, k: int) -> float:
-    """Exact P(Y ∈ X) of the largest-weight two-step rule with k i.i.d. drafts, O(V²): with a_z = min(1, p_z/r_z),
-    Σ_z r_z a_z + Σ_{y,z} res_y (1 − a_z) P(y ∈ X, z selected), where for y ranked after z
-    P(y ∈ X, z selected) = [upto_z^k − below_z^k] − [(upto_z − q_y)^k − (below_z − q_y)^k] (r_z when y = z)."""
+    """Exact P(Y ∈ X) of the largest-weight two-step rule with k i.i.d. drafts, O(V k): with a_z = min(1, p_z/r_z),
+    Σ_z r_z a_z + Σ_y res_y hit_y, hit_y = Σ_z (1 − a_z) P(y ∈ X, z selected), where for y ranked after z
+    P(y ∈ X, z selected) = r_z − [(upto_z − q_y)^k − (below_z − q_y)^k] (r_z when y = z, 0 when y ranks first).
+    Expanding the bracket in powers of q_y, the r_z terms cancel: hit_y = −Σ_{j=1}^{k-1} C(k, j) (−q_y)^j
+    S_{k−j}(y) + [y = z] term, S_m(y) = Σ_{z ranked before y} (1 − a_z)(upto_z^m − below_z^m), prefix sums in rank
+    order (each term's size is at most C(k, j) q_y^j, so rounding stays below 2^k·eps)."""
     key, below = weights_below(p, q)
     upto = below + q
     r = argmax_marginal(p, q, k)
     a = np.where(p >= r, 1.0, p / np.where(r > 0, r, 1.0))
     first = float(np.sum(r * a))
     res = residual(p, r)
-    ys = np.flatnonzero(res > 0)
-    zs = np.flatnonzero((r > 0) & (a < 1))
-    if not len(ys) or not len(zs):
+    c = np.where((r > 0) & (a < 1), 1.0 - a, 0.0)                  # weight of a rejected selection of z
+    if not res.any() or not c.any():
         return first
-    hit = np.zeros(len(ys))                                         # P(y ∈ X, selected z rejected)
-    for lo in range(0, len(ys), 512):                              # [512, V] blocks bound the memory at large V
-        y = ys[lo:lo + 512]
-        after = (key[y][:, None] < key[zs][None, :]) | ((key[y][:, None] == key[zs][None, :]) & (y[:, None] > zs[None, :]))
-        qy = q[y][:, None]
-        joint = np.where(after, r[zs][None, :] - ((upto[zs][None, :] - qy) ** k
-                                                   - np.maximum(below[zs][None, :] - qy, 0.0) ** k), 0.0)
-        joint += np.where(y[:, None] == zs[None, :], r[zs][None, :], 0.0)
-        hit[lo:lo + 512] = (joint * (1.0 - a[zs])[None, :]).sum(1)
-    return first + float(np.sum(res[ys] * hit))
+    order = np.lexsort((np.arange(len(q)), -key))                   # best first (largest weight, smaller id)
+    hit = c * r                                                     # y = z: selected, rejected, y ∈ X
+    qy = q[order]
+    for j in range(1, k):
+        m = k - j
+        diff = q * sum(upto ** l * below ** (m - 1 - l) for l in range(m))       # upto^m − below^m, positive terms
+        before = np.concatenate([[0.0], np.cumsum((c * diff)[order])[:-1]])     # Σ over z ranked before y
+        hit[order] -= comb(k, j) * (-qy) ** j * before
+    return first + float(np.sum(res * np.maximum(hit, 0.0)))

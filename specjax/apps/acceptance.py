@@ -45,18 +45,40 @@ def teacher_forced_ranks(target: Handle, drafter: Handle, text: Sequence[int], p
     return np.asarray(_ranks(target, drafter, jnp.asarray(z)[None], depth=depth))[prompt_len:m - depth]
 
 
+def next_token_logits(target: Handle, drafter: Handle, texts: np.ndarray, rows: np.ndarray, cols: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced next-token logits of the target and of the drafter's first draft, one forward each over the
+    whole batch: texts `[B, M]` int (right-padded; padding is never seen by an earlier position), rows, cols `[N]`
+    int: the contexts texts[r, :c + 1]. Returns (target logits `[N, V]`, drafter logits `[N, V]`) float32; -inf
+    where the drafter never drafts (VocabTrim). EAGLE heads read the target's features along the text, as in the
+    first draft of a round (the committed prefix re-scored with the target's features, see the module docstring)."""
+    z = jnp.asarray(texts, jnp.int32)
+    p_logits, hidden = _target_out(target, z)
+    feats = _shifted(hidden) if drafter.runner.reads_features else None
+    cache = drafter.init_cache(z.shape[0], z.shape[1])
+    q_logits = _forward(drafter, cache, Block.chain(z, jnp.zeros((z.shape[0],), jnp.int32), feats)).logits
+    rows, cols = jnp.asarray(rows), jnp.asarray(cols)
+    return np.asarray(p_logits[rows, cols]), np.asarray(q_logits[rows, cols])
+
+
 @jax.jit
-def _target_hidden(target, z):
-    out = target.forward(target.init_cache(1, z.shape[1]), Block.chain(z, jnp.zeros((1,), jnp.int32)))
-    return out.hidden
+def _target_out(target, z):
+    b = z.shape[0]
+    out = target.forward(target.init_cache(b, z.shape[1]), Block.chain(z, jnp.zeros((b,), jnp.int32)))
+    return out.logits, out.hidden
+
+
+def _shifted(hidden: jax.Array) -> jax.Array:
+    """The feature each position reads: the target's hidden state one position earlier (zeros at position 0)."""
+    return jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
 
 
 def _ranks(target: Handle, drafter: Handle, z: jax.Array, depth: int) -> jax.Array:
     """ranks `[M, depth]`: column d-1 at row t is the depth-d rank of z[t+d] (rows past M - d - 1 are junk)."""
     m = z.shape[1]
-    hidden = _target_hidden(target, z)                                            # [1, M, D]
+    hidden = _target_out(target, z)[1]                                            # [1, M, D]
     reads = drafter.runner.reads_features
-    feats = jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1) if reads else None
+    feats = _shifted(hidden) if reads else None
     cache = drafter.init_cache(1, depth * m)
     s = jnp.arange(m)
     cols, prev_hidden = [], None
@@ -69,7 +91,7 @@ def _ranks(target: Handle, drafter: Handle, z: jax.Array, depth: int) -> jax.Arr
             seen = slot <= t[:, None]                                              # region 1 up to t
             for e in range(2, d + 1):
                 seen = seen | (slot == (e - 1) * m + t[:, None] + e - 1)           # its chain's depth-e slot
-            own = jnp.concatenate([jnp.zeros_like(prev_hidden[:, :1]), prev_hidden[:, :-1]], axis=1)
+            own = _shifted(prev_hidden)
             block = Block(tokens=z, positions=s[None], slots=((d - 1) * m + s)[None],
                           window=jnp.zeros((1,), jnp.int32), visible=seen[None, :, :d * m],
                           features=own if reads else None)

@@ -28,6 +28,8 @@ def add_generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="decode prompts with AR, chain or tree speculative decoding")
     p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     p.add_argument("--prompts-file", type=Path, help="one prompt per line")
+    p.add_argument("--prompt-set", default=None, metavar="NAME[:N]",
+                   help="the first N prompts (default 4) of a named set: mt_bench | humaneval")
     p.add_argument("--target", default=None,
                    help="smollm2 | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if installed)")
     p.add_argument("--drafter", default=None, help=f"{' | '.join(DRAFTER_FORMS)} (default: eagle on smollm2, "
@@ -57,6 +59,15 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
 
 
+def named_prompts(spec: str) -> list[str]:
+    """`mt_bench:3` -> the first 3 MT-bench prompts (`NAME` alone: the first 4); ValueError on a bad spec."""
+    from specjax.io.prompts import load_prompts
+    name, _, count = spec.partition(":")
+    if count and not count.isdigit():
+        raise ValueError(f"--prompt-set {spec!r}: the count after ':' must be a positive integer")
+    return load_prompts(name, int(count) if count else 4)
+
+
 def _fit_head(target, drafter, sampling, num_draft, seed):
     """The drafter with an acceptance head fitted on held-out prompts (for the specdec++ policy)."""
     import jax
@@ -77,7 +88,7 @@ def run_generate(args) -> int:
     import jax
 
     from specjax.apps.bench import timed
-    from specjax.apps.models import load_drafter, load_target, parse_drafter, parse_target
+    from specjax.apps.models import check_names, load_drafter, load_target
     from specjax.apps.models import parse_mesh
     from specjax.batching import pad_prompts
     from specjax.config import check_dtype
@@ -89,7 +100,7 @@ def run_generate(args) -> int:
     target_name = args.target or default_target()
     drafter_name = args.drafter or ("eagle" if target_name == "smollm2" else "model:random:byte-small-draft")
     try:
-        parse_target(target_name)
+        check_names(target_name)
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
         options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
                    else dict(budget=args.budget))
@@ -101,11 +112,13 @@ def run_generate(args) -> int:
             options["policy"] = args.draft_policy
         method = make_method(args.method, **options)
         if method.needs_drafter:
-            parse_drafter(drafter_name)
+            check_names(target_name, drafter_name)
         elif args.drafter is not None and args.method != "ar":
             raise ValueError(f"--draft-policy {args.draft_policy} drafts from the target itself: pass no --drafter")
         if args.dtype is not None:
             check_dtype("--dtype", args.dtype)
+        if args.prompt_set:
+            named_prompts(args.prompt_set)
         mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
         target = load_target(target_name, seed=args.seed, dtype=args.dtype, mesh=mesh)
         drafter = None if not method.needs_drafter else load_drafter(drafter_name, target, seed=args.seed + 1,
@@ -121,6 +134,8 @@ def run_generate(args) -> int:
     prompts = list(args.prompt or [])
     if args.prompts_file:
         prompts += [line for line in args.prompts_file.read_text().splitlines() if line.strip()]
+    if args.prompt_set:
+        prompts += named_prompts(args.prompt_set)
     prompts = prompts or ["The quick brown fox"]
     batch = args.batch or len(prompts)
     prompts = [prompts[i % len(prompts)] for i in range(batch)]

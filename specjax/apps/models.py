@@ -10,7 +10,8 @@ Drafters (`--drafter`, given the loaded target):
   rank-R head);
 - `early-exit:L` (the target's first L layers), `lookup:N` (n-gram lookup, n <= N), `model:<target form>` (a
   separate draft model; its vocabulary must match the target's).
-Every name is checked before any model is built; a bad one raises ValueError saying why.
+Every name is checked before any model is built (`check_names` reads only configurations: a GGUF's metadata, a
+checkpoint's config.json); a bad one raises ValueError saying why.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specjax.config import NAMED_CONFIGS, named_config
+from specjax.config import NAMED_CONFIGS, ModelConfig, named_config
 from specjax.runners import Handle, early_exit, model_handle
 
 DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>")
@@ -71,6 +72,40 @@ def parse_target(name: str) -> tuple[str, str]:
         return "hf", name
     raise ValueError(f"unknown target {name!r}: use smollm2, a .gguf file, a Hugging Face directory or "
                      "random:<preset>")
+
+
+def target_config(name: str) -> ModelConfig:
+    """The `ModelConfig` of a target name, read without building the model (a GGUF's metadata: ValueError on an
+    unsupported architecture; an HF directory's config.json; a preset)."""
+    kind, arg = parse_target(name)
+    if kind == "random":
+        return named_config(arg)
+    if kind == "hf":
+        from specjax.io.safetensors_hf import load_hf_config
+        return load_hf_config(arg)
+    from specjax.io.gguf import config_from_gguf, gguf_reader
+    if kind == "smollm2":
+        from specjax.io.smollm2 import smollm2_gguf_path
+        arg = smollm2_gguf_path()
+    return config_from_gguf(gguf_reader(arg))
+
+
+def check_names(target: str, drafter: str | None = None) -> None:
+    """ValueError, before anything is built, if either name is malformed, a file is missing or unsupported, or a
+    separate draft model's vocabulary differs from the target's."""
+    config = target_config(target)
+    if drafter is None:
+        return
+    kind, arg = parse_drafter(drafter)
+    if kind == "model":
+        draft_config = target_config(arg)
+        if draft_config.vocab_size != config.vocab_size:
+            raise ValueError(f"drafter {arg} has vocabulary {draft_config.vocab_size}, the target {target} "
+                             f"{config.vocab_size}: a draft model must share the target's vocabulary")
+    if kind == "early-exit" and arg >= config.n_layers:
+        raise ValueError(f"early-exit:{arg} needs fewer layers than the target's {config.n_layers}")
+    if kind.startswith("eagle") and target != "smollm2":
+        raise ValueError(f"the shipped EAGLE head was trained for SmolLM2 (--target smollm2), not {target}")
 
 
 def parse_mesh(text: str) -> dict[str, int]:

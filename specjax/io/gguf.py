@@ -28,7 +28,8 @@ GEMMA3_GLOBAL_EVERY = 6            # llama.cpp's and transformers' sliding_windo
 GEMMA3_LOCAL_THETA = 10_000.0
 
 
-def _reader(path: str | Path):
+def gguf_reader(path: str | Path):
+    """An open `gguf.GGUFReader` (memory-mapped: reading metadata loads no tensor); ValueError if no file."""
     try:
         from gguf import GGUFReader
     except ImportError:
@@ -174,7 +175,7 @@ def tokenizer_metadata(reader) -> dict[str, Any]:
 def load_gguf(path: str | Path, *, dtype: str | None = None, mesh: Mesh | None = None) -> GGUFContents:
     """Load a GGUF file: the `LlamaLM` (dequantized, in `dtype`, default float32, each tensor placed straight into
     its sharding on `mesh`), its `ModelConfig`, and tokenizer metadata."""
-    reader = _reader(path)
+    reader = gguf_reader(path)
     config = config_from_gguf(reader)
     if dtype is not None:
         config = config.replace(dtype=dtype)

@@ -63,6 +63,14 @@ def test_command_line_overrides_the_file(tmp_path, capsys):
     assert "unknown key 'bugdets'" in capsys.readouterr().err
 
 
+def test_a_bool_alone_means_true_and_a_preset_names_a_config():
+    assert parse_config(Toy, ["--greedy"], "toy", default_out="r")[0].greedy
+    assert not parse_config(Toy, ["--greedy", "false"], "toy", default_out="r")[0].greedy
+    cfg, _ = parse_config(Toy, ["--config", "small", "--seed", "2"], "toy", default_out="r",
+                          presets={"small": Toy(budgets=(2,))})
+    assert cfg == Toy(budgets=(2,), seed=2)
+
+
 def test_tree_ablation_resumes_to_the_same_records(tmp_path, monkeypatch):
     cfg = tree_ablation.TreeAblationConfig(target="random:byte-tiny", drafter="model:random:byte-tiny-draft",
                                            methods=("eagle",), budgets=(4,), temperatures=(0.0,),
@@ -79,10 +87,12 @@ def test_tree_ablation_resumes_to_the_same_records(tmp_path, monkeypatch):
     out.with_suffix(".json").write_text(json.dumps(saved))
     decoded = []
     real = tree_ablation.decode_prompts
-    monkeypatch.setattr(tree_ablation, "decode_prompts", lambda *a, **k: decoded.append(k["method"]) or real(*a, **k))
+    monkeypatch.setattr(tree_ablation, "decode_prompts",
+                        lambda *a, **k: decoded.append((k["method"], k.get("warm_up", True))) or real(*a, **k))
     resumed = tree_ablation.run(cfg, out).records
-    assert len(decoded) == 1 and decoded[0] != "ar"                  # only the unfinished cell ran
-    timing = {"seconds", "tokens_per_s", "speedup"}
+    # only the unfinished cell ran (the tree, then AR re-timed beside it without a warm-up), not the AR group cell
+    assert [warm for _, warm in decoded] == [True, False] and decoded[0][0] != "ar" and decoded[1][0] == "ar"
+    timing = {"seconds", "tokens_per_s", "speedup", "ar_tokens_per_s"}
     strip = lambda records: {k: {f: v for f, v in r.items() if f not in timing} for k, r in records.items()}
     assert strip(resumed) == strip(whole)
 

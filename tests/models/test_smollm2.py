@@ -86,10 +86,10 @@ def test_parity_with_transformers(smol):
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank), the VocabTrim head with every tree method and with an adaptive draft length or tree size,
-    DEL's self-drafting from a per-round exit, and prompt lookup with a deterministic and a sampled tree reproduce AR
-    token for token."""
-    import trees
+    VocabTrim + low-rank), the VocabTrim head with an adaptive draft length and an adaptive EAGLE-2 tree size, DEL's
+    self-drafting from a per-round exit, and prompt lookup with a deterministic and a sampled tree reproduce AR token
+    for token (the head with every tree method: the command-line test below)."""
+    import trees  # noqa: F401  (registers the tree methods)
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
     from specjax.policies import DynamicExit
@@ -106,7 +106,6 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     ar = generate(target.handle, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=greedy)
     runs = [(name, make_method("chain", num_draft=4)) for name in ("lookup:3", "early-exit:8", "eagle-full",
                                                                    "eagle-lowrank:64")]
-    runs += [("eagle", make_method(m, budget=8)) for m in trees.TREE_METHODS]
     runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
     runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
     runs += [("eagle", make_method("eagle", budget=8, policy="confidence:0.1"))]        # adaptive tree size
@@ -117,6 +116,32 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
                       sampling=greedy, drafter=None if name is None else load_drafter(name, target))
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
+
+
+def test_generate_command_every_method_greedy_equals_ar(smol, tmp_path, capsys):
+    """`specjax generate --target smollm2` at temperature 0 prints exactly the AR text with chains and every tree
+    method (the shipped EAGLE head, budget 8), and its stats JSON records the method and a τ > 1 for speculation."""
+    import json
+
+    import trees
+    from specjax.apps.cli import main
+
+    def text(method: str, *extra: str) -> str:
+        out = tmp_path / f"{method}.json"
+        argv = ["generate", "--target", "smollm2", "--method", method, "--temperature", "0", "--max-new-tokens", "16",
+                "--prompt", "Write a Python function that returns the square of a number.", "--out", str(out), *extra]
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        stats = json.loads(out.read_text())
+        assert stats["method"] == method and stats["target"] == "SmolLM2-135M-Instruct"
+        assert stats["tau"] > 1.0 or method == "ar"
+        return printed.split("\ntau ")[0]
+
+    ar = text("ar")
+    assert len(ar) > 40
+    assert text("chain", "-K", "4") == ar
+    for method in trees.TREE_METHODS:
+        assert text(method, "--budget", "8") == ar, method
 
 
 def test_demo_without_model_package_prints_hint(monkeypatch, capsys, tmp_path):
