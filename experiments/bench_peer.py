@@ -3,12 +3,13 @@ one run. Measures greedy tokens/s of AR decoding and of speculative decoding (sp
 self-draft and EAGLE heads vs transformers' prompt lookup and early-exit assisted generation), prints a ratio table
 last and writes JSON + PNG.
 
-    python experiments/bench_peer.py --prompts 4 --max-new-tokens 64 --threads 2 --out results/bench_peer.json
+    python experiments/bench_peer.py --prompts 4 --max-new-tokens 64 --threads 2 --out results/bench_peer
 
 The transformers side runs first, in its own subprocess (`--hf-worker`): in one process with JAX, torch's decoding
 collapsed to ~1 tok/s after the JAX runs (both thread pools fighting over 2 cores). Both sides get the same thread
 count (torch.set_num_threads; XLA's intra-op pool) and the same stopping rule (EOS or max_new_tokens).
-Needs the `models` and `parity` extras.
+Writes `<out>.json` (config, software versions, one record per side / method, decoded tokens included; resumable),
+`<out>.csv` and `<out>.png`. Needs the `models` and `parity` extras.
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from specjax.apps.bench import Results
+from specjax.apps.experiment import config_from_dict, parse_config, progress, write_csv
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,17 @@ class BenchConfig:
     prompts: int = 4
     max_new_tokens: int = 64
     exit_layer: int = 4
+    """the early-exit drafter's layer, on both sides"""
     num_draft: int = 4
+    """K of the early-exit and EAGLE chains"""
     lookup_num_draft: int = 4
+    """K of specjax's prompt-lookup chains"""
     threads: int = 2
+    """torch's threads and XLA's intra-op pool, each side"""
     seed: int = 0
+
+
+CONFIG = BenchConfig
 
 
 def hf_model_from(model):
@@ -95,90 +106,105 @@ def run_hf_side(cfg: BenchConfig, ids: list[list[int]], workdir: Path) -> dict:
     """Run `hf_worker` in a fresh Python process and return its rows."""
     workdir.mkdir(parents=True, exist_ok=True)
     ids_path, rows_path = workdir / "hf_prompts.json", workdir / "hf_rows.json"
-    ids_path.write_text(json.dumps({"config": cfg.__dict__, "ids": ids}))
-    subprocess.run([sys.executable, __file__, "--hf-worker", str(ids_path), "--out", str(rows_path)], check=True)
+    ids_path.write_text(json.dumps({"config": asdict(cfg), "ids": ids}))
+    subprocess.run([sys.executable, __file__, "--hf-worker", str(ids_path), "--hf-rows", str(rows_path)], check=True)
     return json.loads(rows_path.read_text())
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, v in BenchConfig().__dict__.items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    p.add_argument("--out", type=Path, default=Path("results/bench_peer.json"))
-    p.add_argument("--hf-worker", type=Path, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.hf_worker is not None:
-        job = json.loads(args.hf_worker.read_text())
-        return hf_worker(BenchConfig(**job["config"]), job["ids"], args.out)
-    cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig().__dict__})
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
-
+def run(cfg: BenchConfig, out: Path) -> Results | None:
+    """The transformers side (one record, its own process), then specjax AR and each drafter's chains, every
+    record not yet in `<out>.json`; None when SmolLM2 is not installed."""
     from specjax.apps.bench import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
     from specjax.io.prompts import load_prompts
     from specjax.io.smollm2 import ModelNotInstalledError
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
+
+    results = Results(out.with_suffix(".json"), asdict(cfg))
     try:
-        target = load_target("smollm2")
+        target = load_target("smollm2", cfg.seed)
     except ModelNotInstalledError as e:
         print(e, file=sys.stderr)
-        return 2
-    prompts = load_prompts(cfg.prompt_set, cfg.prompts)
-    ids = [target.encode_prompt(p) for p in prompts]
-    print("transformers side (own process) ...", file=sys.stderr, flush=True)
-    hf_rows = run_hf_side(cfg, ids, args.out.parent / "bench_peer_hf")
-    greedy = SamplingConfig(temperature=0.0)
-    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=greedy, eos_id=target.eos_id, seed=cfg.seed)
+        return None
+    ids = [target.encode_prompt(p) for p in load_prompts(cfg.prompt_set, cfg.prompts)]
+    if not results.done("transformers"):
+        print("transformers side (own process) ...", file=sys.stderr, flush=True)
+        results.add("transformers", run_hf_side(cfg, ids, out.parent / f"{out.name}_hf"))
+    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=0.0), eos_id=target.eos_id,
+                  seed=cfg.seed)
+    chains = (("lookup:3", cfg.lookup_num_draft), (f"early-exit:{cfg.exit_layer}", cfg.num_draft),
+              ("eagle", cfg.num_draft), ("eagle-lowrank:128", cfg.num_draft))
+    drafters = [("specjax AR", None, 0)] + [(f"specjax {name} K{k}", name, k) for name, k in chains]
+    for label, name, k in progress(drafters, len(drafters), "specjax side"):
+        if results.done(label):
+            continue
+        runs = decode_prompts(target.handle, ids, method="ar" if name is None else make_method("chain", num_draft=k),
+                              drafter=None if name is None else load_drafter(name, target, cfg.seed + 1), **common)
+        row = dict(summarize(runs), outputs=[r.tokens for r in runs])
+        if name is not None:
+            row["equals_ar"] = row["outputs"] == results.records["specjax AR"]["outputs"]
+        results.add(label, row)
+    return results
 
-    print("specjax side ...", file=sys.stderr, flush=True)
-    rows = {}
-    ar = decode_prompts(target.handle, ids, method="ar", **common)
-    rows["specjax AR"] = summarize(ar)
-    names = ["lookup:3", f"early-exit:{cfg.exit_layer}", "eagle", "eagle-lowrank:128"]
-    sd_equal = True
-    for name in names:
-        k = cfg.lookup_num_draft if name.startswith("lookup") else cfg.num_draft
-        sd = decode_prompts(target.handle, ids, method=make_method("chain", num_draft=k),
-                            drafter=load_drafter(name, target), **common)
-        rows[f"specjax {name} K{k}"] = summarize(sd)
-        sd_equal = sd_equal and all(a.tokens == s.tokens for a, s in zip(ar, sd))
-        print(f"  {name}: tau {rows[f'specjax {name} K{k}']['tau']:.2f}", file=sys.stderr, flush=True)
 
-    hf_equal = hf_rows["transformers AR"]["outputs"] == [a.tokens for a in ar]
-    for name, r in hf_rows.items():
-        rows[name] = {k: v for k, v in r.items() if k != "outputs"}
+def table(records: dict) -> dict[str, dict]:
+    """Rows by method name (without the decoded tokens), each with its tokens/s over transformers AR's."""
+    rows = {**{name: r for name, r in records.items() if name != "transformers"}, **records["transformers"]}
+    rows = {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in rows.items()}
     base = rows["transformers AR"]["tokens_per_s"]
+    for r in rows.values():
+        r["ratio_vs_transformers_ar"] = r["tokens_per_s"] / base
+    return rows
+
+
+def plot(rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.barh(list(rows), [r["tokens_per_s"] for r in rows.values()])
+    ax.set_xlabel("tokens/s (greedy, batch 1)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--hf-worker" in argv:                        # the child: the transformers side, rows to --hf-rows
+        p = argparse.ArgumentParser()
+        p.add_argument("--hf-worker", type=Path, required=True)
+        p.add_argument("--hf-rows", type=Path, required=True)
+        args = p.parse_args(argv)
+        job = json.loads(args.hf_worker.read_text())
+        return hf_worker(config_from_dict(BenchConfig, job["config"]), job["ids"], args.hf_rows)
+    cfg, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_peer")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
+    results = run(cfg, out)
+    if results is None:
+        return 2
+    records = results.records
+    ar = records["specjax AR"]["outputs"]
+    hf_equal = records["transformers"]["transformers AR"]["outputs"] == ar
+    sd_equal = all(r.get("equals_ar", True) for r in records.values())
+    rows = table(records)
     print(f"\nSmolLM2-135M, {cfg.prompt_set} x{cfg.prompts}, greedy, max_new_tokens={cfg.max_new_tokens}, "
           f"{cfg.threads} threads each")
     print(f"specjax AR output == transformers AR output: {hf_equal}; every specjax SD == specjax AR: {sd_equal}; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'method':<38}{'tau':>6}{'tokens':>8}{'tok/s':>8}{'vs HF AR':>10}")
     for name, r in rows.items():
-        r["ratio_vs_transformers_ar"] = r["tokens_per_s"] / base
         tau = f"{r['tau']:.2f}" if "tau" in r else "-"
         print(f"{name:<38}{tau:>6}{r['tokens']:>8d}{r['tokens_per_s']:>8.1f}{r['ratio_vs_transformers_ar']:>9.2f}x")
     best = max((n for n in rows if n.startswith("specjax") and n != "specjax AR"),
                key=lambda n: rows[n]["tokens_per_s"])
     print(f"ratio: specjax AR / transformers AR = {rows['specjax AR']['ratio_vs_transformers_ar']:.2f}x; "
           f"best specjax speculative ({best}) / transformers AR = {rows[best]['ratio_vs_transformers_ar']:.2f}x")
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": cfg.__dict__, "rows": rows, "specjax_equals_transformers": hf_equal,
-                                    "sd_equals_ar": sd_equal, "load_avg": os.getloadavg()}, indent=1))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.barh(list(rows), [r["tokens_per_s"] for r in rows.values()])
-        ax.set_xlabel("tokens/s (greedy, batch 1)")
-        fig.tight_layout()
-        fig.savefig(args.out.with_suffix(".png"))
-    except Exception as e:   # the PNG is a convenience; the JSON is the record
-        print(f"no PNG: {e}")
-    print(f"wrote {args.out}")
+    write_csv(out.with_suffix(".csv"), [dict(method=name, **r) for name, r in rows.items()])
+    plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out}.json, {out}.csv and {out}.png")
     return 0
 
 

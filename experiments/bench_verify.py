@@ -10,13 +10,12 @@ And, with `--smollm2 N`, τ of each rule in the decode loop on SmolLM2-135M with
 temperature 1 on N MT-bench prompts (sampled chains and trees): token vs block (chain K=4), token vs traversal
 (RSD-C and unmerged SpecInfer, budget 16), token vs GBV (SpecInfer trie, budget 16), same prompts and seeds.
 
-    python experiments/bench_verify.py --batch 1 32 --smollm2 8 --out results/bench_verify.json
-Prints tables of ratios (rule time / token-level time; τ of each rule) and writes JSON.
+    python experiments/bench_verify.py --batch 1 32 --smollm2 8 --out results/bench_verify
+Prints tables of ratios (rule time / token-level time, measured in the same cell; τ of each rule) and writes
+`<out>.json` (config, software versions, one record per cell; resumable) and `<out>.csv`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.apps.bench import Results
+from specjax.apps.experiment import parse_config, progress, write_csv
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import accept_chain_unchecked
 from specjax.verify.importance import importance_argmax
@@ -46,7 +47,17 @@ class BenchConfig:
     nodes: tuple[int, ...] = (16, 64)
     """tree sizes N (complete binary trees; tries of sqrt(N) chains of sqrt(N) tokens)"""
     repeats: int = 5
+    """timed calls per rule (the median is reported), after one compiling call"""
+    skip_rules: bool = False
+    """only the SmolLM2 part"""
+    smollm2: int = 0
+    """with N > 0, also τ of each rule on N MT-bench prompts of SmolLM2 + EAGLE at T = 1"""
+    max_new_tokens: int = 48
+    """tokens per prompt in the SmolLM2 part"""
     seed: int = 0
+
+
+CONFIG = BenchConfig
 
 
 def _bench(fn, *args, repeats: int) -> float:
@@ -98,40 +109,43 @@ def _trie(key, b: int, chains: int, depth: int, v: int) -> tuple[DraftTree, jax.
     return tree, _laws(k3, (b, n1, v))
 
 
-def run_bench(cfg: BenchConfig) -> dict:
-    key = jax.random.key(cfg.seed)
-    v, rows = cfg.vocab, []
-    rules = default_rules()
-    token_walk = jax.jit(lambda key, tree, p, d: walk_tree(key, tree, p, rules, d, (LAW_IID,)), static_argnums=3)
-
-    def record(kind, size, b, base, rule, name):
-        rows.append(dict(kind=kind, size=size, batch=b, rule=name, token_s=base, rule_s=rule, ratio=rule / base))
-        print(f"{kind:<14} size {size:3d} B={b:3d}: token {base * 1e3:9.2f} ms  {name} {rule * 1e3:9.2f} ms  "
-              f"ratio {rule / base:6.2f}", flush=True)
-
+def rule_cells(cfg: BenchConfig) -> list[tuple[str, str, int, int]]:
+    """(key, kind, size, batch) of every rule-vs-token timing."""
+    cells = []
     for b in cfg.batch:
-        for k in cfg.drafts:
-            kx, kq, kp = jax.random.split(jax.random.fold_in(key, 100 * b + k), 3)
-            x = jax.random.randint(kx, (b, k), 0, v)
-            q, p = _laws(kq, (b, k, v)), _laws(kp, (b, k + 1, v))
-            base = _bench(accept_chain_unchecked, key, x, q, p, repeats=cfg.repeats)
-            record("chain", k, b, base, _bench(accept_block_unchecked, key, x, q, p, repeats=cfg.repeats), "block")
-            valid = jnp.ones((b, k), bool)
-            one = lambda rule: jax.jit(jax.vmap(rule, in_axes=(None, 0, 0, 0, 0)))
-            args = (key, p[:, 0], q[:, 0], x, valid)
-            base = _bench(one(rrs_iid), *args, repeats=cfg.repeats)
-            record("multi-draft", k, b, base, _bench(one(importance_argmax), *args, repeats=cfg.repeats), "khisti")
-        for n in cfg.nodes:
-            tree, p, depth = _binary_tree(jax.random.fold_in(key, 7 * n + b), b, n, v)
-            base = _bench(token_walk, key, tree, p, depth, repeats=cfg.repeats)
-            trav = _bench(traversal_walk_unchecked, key, tree, p, depth, repeats=cfg.repeats)
-            record("tree", n, b, base, trav, "traversal")
-            side = int(round(np.sqrt(n)))
-            trie, p_trie = _trie(jax.random.fold_in(key, 11 * n + b), b, side, side, v)
-            base = _bench(token_walk, key, trie, p_trie, side, repeats=cfg.repeats)
-            record("iid chains", side * side, b, base, _bench(gbv_walk_unchecked, key, trie, p_trie, side,
-                                                              repeats=cfg.repeats), "gbv")
-    return dict(config=asdict(cfg), device=str(jax.devices()[0]), rows=rows)
+        cells += [(f"{kind}/{k}/B={b}", kind, k, b) for k in cfg.drafts for kind in ("chain", "multi-draft")]
+        cells += [(f"{kind}/{n}/B={b}", kind, n, b) for n in cfg.nodes for kind in ("tree", "iid chains")]
+    return cells
+
+
+def rule_row(cfg: BenchConfig, kind: str, size: int, b: int) -> dict:
+    """Median seconds of the token-level rule and of the other rule on the same random inputs, and their ratio."""
+    key, v, repeats = jax.random.key(cfg.seed), cfg.vocab, cfg.repeats
+    if kind in ("chain", "multi-draft"):
+        kx, kq, kp = jax.random.split(jax.random.fold_in(key, 100 * b + size), 3)
+        x = jax.random.randint(kx, (b, size), 0, v)
+        q, p = _laws(kq, (b, size, v)), _laws(kp, (b, size + 1, v))
+        if kind == "chain":
+            rule, base = "block", _bench(accept_chain_unchecked, key, x, q, p, repeats=repeats)
+            seconds = _bench(accept_block_unchecked, key, x, q, p, repeats=repeats)
+        else:
+            one = lambda accept: jax.jit(jax.vmap(accept, in_axes=(None, 0, 0, 0, 0)))
+            args = (key, p[:, 0], q[:, 0], x, jnp.ones((b, size), bool))
+            rule, base = "khisti", _bench(one(rrs_iid), *args, repeats=repeats)
+            seconds = _bench(one(importance_argmax), *args, repeats=repeats)
+    else:
+        rules = default_rules()
+        token_walk = jax.jit(lambda key, tree, p, d: walk_tree(key, tree, p, rules, d, (LAW_IID,)), static_argnums=3)
+        if kind == "tree":
+            tree, p, depth = _binary_tree(jax.random.fold_in(key, 7 * size + b), b, size, v)
+            rule, walk = "traversal", traversal_walk_unchecked
+        else:
+            depth = int(round(np.sqrt(size)))
+            tree, p = _trie(jax.random.fold_in(key, 11 * size + b), b, depth, depth, v)
+            rule, walk, size = "gbv", gbv_walk_unchecked, depth * depth
+        base = _bench(token_walk, key, tree, p, depth, repeats=repeats)
+        seconds = _bench(walk, key, tree, p, depth, repeats=repeats)
+    return dict(kind=kind, size=size, batch=b, rule=rule, token_s=base, rule_s=seconds, ratio=seconds / base)
 
 
 SMOLLM2_CASES = (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
@@ -140,8 +154,9 @@ SMOLLM2_CASES = (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
                  ("SpecInfer 16 (trie)", "specinfer", dict(budget=16), ("token", "gbv")))
 
 
-def smollm2_taus(num_prompts: int, max_new_tokens: int = 48, seed: int = 0) -> list[dict]:
-    """τ and tokens/s of each (method, verifier) on SmolLM2 + EAGLE at T = 1, same prompts and keys per method."""
+def smollm2_cells(cfg: BenchConfig, results: Results) -> None:
+    """τ and tokens/s of each (method, verifier) on SmolLM2 + EAGLE at T = 1 on `cfg.smollm2` MT-bench prompts,
+    same prompts and keys per method; every pair not yet in `results`."""
     import trees  # noqa: F401  (registers the tree methods)
     from specjax.apps.bench import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
@@ -149,48 +164,49 @@ def smollm2_taus(num_prompts: int, max_new_tokens: int = 48, seed: int = 0) -> l
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
 
+    cells = [(label, name, options, verifier) for label, name, options, verifiers in SMOLLM2_CASES
+             for verifier in verifiers]
+    todo = [c for c in cells if not results.done(f"smollm2/{c[0]}/{c[3]}")]
+    if not todo:
+        return
     target = load_target("smollm2")
     drafter = load_drafter("eagle", target)
-    ids = [target.encode_prompt(q) for q in load_prompts("mt_bench", num_prompts)]
-    common = dict(max_new_tokens=max_new_tokens, sampling=SamplingConfig(temperature=1.0), eos_id=target.eos_id,
-                  seed=seed, drafter=drafter)
-    rows = []
-    for label, name, options, verifiers in SMOLLM2_CASES:
-        for verifier in verifiers:
-            r = summarize(decode_prompts(target.handle, ids, method=make_method(name, **options, verifier=verifier),
-                                         **common))
-            rows.append(dict(method=label, verifier=verifier, **r))
-            print(f"{label:<24}{verifier:<10} tau {r['tau']:.3f}  {r['tokens_per_s']:.1f} tok/s", flush=True)
-    return rows
+    ids = [target.encode_prompt(q) for q in load_prompts("mt_bench", cfg.smollm2)]
+    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=1.0), eos_id=target.eos_id,
+                  seed=cfg.seed, drafter=drafter)
+    for label, name, options, verifier in progress(todo, len(todo), "SmolLM2 τ per rule"):
+        r = summarize(decode_prompts(target.handle, ids, method=make_method(name, **options, verifier=verifier),
+                                     **common))
+        results.add(f"smollm2/{label}/{verifier}", dict(method=label, verifier=verifier, **r))
+
+
+def run(cfg: BenchConfig, out: Path) -> Results:
+    """Every rule timing (unless `skip_rules`) and, with `smollm2` > 0, every SmolLM2 τ not yet in `<out>.json`."""
+    results = Results(out.with_suffix(".json"), asdict(cfg))
+    cells = [] if cfg.skip_rules else rule_cells(cfg)
+    for key, kind, size, b in progress(cells, len(cells), "rule timings"):
+        if not results.done(key):
+            results.add(key, rule_row(cfg, kind, size, b))
+    if cfg.smollm2:
+        smollm2_cells(cfg, results)
+    return results
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = BenchConfig()
-    parser.add_argument("--vocab", type=int, default=d.vocab)
-    parser.add_argument("--batch", type=int, nargs="+", default=list(d.batch))
-    parser.add_argument("--drafts", type=int, nargs="+", default=list(d.drafts))
-    parser.add_argument("--nodes", type=int, nargs="+", default=list(d.nodes))
-    parser.add_argument("--repeats", type=int, default=d.repeats)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--smollm2", type=int, default=0, metavar="N", help="also τ per rule on N MT-bench prompts")
-    parser.add_argument("--skip-rules", action="store_true", help="only the SmolLM2 part")
-    parser.add_argument("--out", type=Path, default=Path("results/bench_verify.json"))
-    a = parser.parse_args(argv)
-    cfg = BenchConfig(vocab=a.vocab, batch=tuple(a.batch), drafts=tuple(a.drafts), nodes=tuple(a.nodes),
-                      repeats=a.repeats, seed=a.seed)
-    res = dict(config=asdict(cfg), rows=[]) if a.skip_rules else run_bench(cfg)
-    if a.smollm2:
-        res["smollm2"] = smollm2_taus(a.smollm2, seed=a.seed)
+    cfg, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_verify")
+    records = run(cfg, out).records
+    taus = [r for key, r in records.items() if key.startswith("smollm2/")]
+    rows = [r for key, r in records.items() if not key.startswith("smollm2/")]
+    if taus:
         print(f"\n{'SmolLM2 + EAGLE, T=1':<24}{'verifier':<11}{'tau':>6}{'tok/s':>8}")
-        for r in res["smollm2"]:
+        for r in taus:
             print(f"{r['method']:<24}{r['verifier']:<11}{r['tau']:>6.3f}{r['tokens_per_s']:>8.1f}")
-    print(f"\n{'kind':<14} {'size':>4} {'B':>4} {'rule':<10} {'rule / token':>12}")
-    for r in res["rows"]:
-        print(f"{r['kind']:<14} {r['size']:>4} {r['batch']:>4} {r['rule']:<10} {r['ratio']:12.2f}")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {a.out}")
+    print(f"\n{'kind':<14} {'size':>4} {'B':>4} {'rule':<10} {'token ms':>9} {'rule ms':>9} {'rule / token':>12}")
+    for r in rows:
+        print(f"{r['kind']:<14} {r['size']:>4} {r['batch']:>4} {r['rule']:<10} {r['token_s'] * 1e3:9.2f} "
+              f"{r['rule_s'] * 1e3:9.2f} {r['ratio']:12.2f}")
+    write_csv(out.with_suffix(".csv"), rows + taus)
+    print(f"wrote {out}.json and {out}.csv")
     return 0
 
 

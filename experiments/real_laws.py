@@ -76,15 +76,21 @@ def collect(cfg: CollectConfig) -> StoredLaws:
     return StoredLaws(target=target.label, drafters=cfg.drafters, temperatures=cfg.temperatures, **cat)
 
 
+CONFIG = {"collect": CollectConfig, "study": LawStudyConfig}   # each subcommand's config (tests/apps/test_experiments.py)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ("collect", "study"):
         sys.exit(__doc__)
     if argv[0] == "collect":
-        cfg, out = parse_config(CollectConfig, argv[1:], __doc__, default_out="results/real_laws")
+        cfg, out = parse_config(CollectConfig, argv[1:], __doc__, default_out="results/real_laws",
+                                prog="real_laws.py collect")
         path = collect(cfg).save(out.with_suffix(".npz"))
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
         return
+    if argv[1:2] in (["-h"], ["--help"]):
+        parse_config(LawStudyConfig, argv[1:], __doc__, default_out="results/real_laws_gap", prog="real_laws.py study")
     if len(argv) < 2 or argv[1].startswith("-"):
         sys.exit("usage: real_laws.py study FILE.npz [--ks ...] [--temperatures ...] [--wor-ks ...] [--out STEM]")
     cfg, out = parse_config(LawStudyConfig, argv[2:], __doc__, default_out="results/real_laws_gap")

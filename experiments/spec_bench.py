@@ -50,6 +50,9 @@ class SpecBenchConfig:
         return [("ar", "ar", None)] + chains + trees
 
 
+CONFIG = SpecBenchConfig  # what `main` parses (tests/apps/test_experiments.py)
+
+
 def run(cfg: SpecBenchConfig, out: Path) -> Results:
     """Decode every prompt with every configuration not yet in `<out>.json`; records keyed by label, each holding
     per-category summaries."""

@@ -7,11 +7,14 @@ measures acceptance (τ) and tokens/s of every drafter on MT-bench and HumanEval
     python experiments/train_eagle.py data --out results/eagle_data.npz          # target answers + hidden states
     python experiments/train_eagle.py data --prompts 576 --seed 1 --out results/eagle_data_big.npz
     python experiments/train_eagle.py train --data results/eagle_data.npz results/eagle_data_big.npz --steps 1200
-    python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --json results/eagle.json
+    python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --out results/eagle_eval
+Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data` writes
+`<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config, data configs,
+versions and losses in its metadata; `--work` keeps resumable training checkpoints), `eval` `<out>.json` (config,
+versions, one record per temperature and prompt set; resumable), `<out>.csv` and `<out>.png`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -20,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from specjax.apps.experiment import parse_config, progress, provenance, write_csv
 
 TEMPLATES = (
     "Explain {t} to a high-school student.", "Write a short story that involves {t}.",
@@ -58,15 +63,26 @@ CODE_TASKS = (
 
 @dataclass(frozen=True)
 class EagleDataConfig:
+    """`data`: the target's answers to templated instructions and its final hidden states."""
+
     prompts: int = 192
     max_new_tokens: int = 160
     batch_size: int = 32
-    sampled_fraction: float = 0.5      # this share of answers is sampled at temperature 0.7, the rest greedy
+    sampled_fraction: float = 0.5
+    """this share of answers is sampled at temperature 0.7, the rest greedy"""
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class EagleTrainConfig:
+    """`train`: the head, distilled on files of `data`."""
+
+    data: tuple[str, ...] = ("results/eagle_data.npz",)
+    """files of the `data` subcommand"""
+    work: str = "results/eagle_work"
+    """resumable training checkpoints"""
+    stop_after: int | None = None
+    """stop (and ship) after this global step; a later run with the same `work` resumes"""
     steps: int = 400
     batch_size: int = 8
     seq_len: int = 192
@@ -74,8 +90,27 @@ class EagleTrainConfig:
     warmup_steps: int = 20
     d_ff: int = 768
     trim: int = 8192
-    feature_weight: float = 1.0        # weight of EAGLE's smooth-L1 feature regression next to the KL
+    feature_weight: float = 1.0
+    """weight of EAGLE's smooth-L1 feature regression next to the KL"""
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class EagleEvalConfig:
+    """`eval`: τ and tokens/s of every drafter (chains) against AR, per temperature and prompt set."""
+
+    ckpt: str = "specjax/data/eagle_smollm2"
+    prompts: int = 3
+    max_new_tokens: int = 64
+    num_draft: int = 4
+    exit_layer: int = 4
+    temperatures: tuple[float, ...] = (0.0, 1.0)
+    prompt_sets: tuple[str, ...] = ("mt_bench", "humaneval")
+    seed: int = 0
+
+
+# the config of each subcommand (`COMMANDS` below: what runs it and its default output)
+CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalConfig}
 
 
 def instruction_prompts(n: int, seed: int) -> list[str]:
@@ -88,8 +123,8 @@ def instruction_prompts(n: int, seed: int) -> list[str]:
     return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False, p=weights)]
 
 
-def make_data(args) -> int:
-    """Target answers to the instructions, then one no-cache target pass for the final hidden states."""
+def make_data(cfg: EagleDataConfig, out: Path) -> int:
+    """Target answers to the instructions, then one no-cache target pass for the final hidden states; `<out>.npz`."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -100,24 +135,22 @@ def make_data(args) -> int:
     from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
 
-    cfg = EagleDataConfig(**{k: getattr(args, k) for k in asdict(EagleDataConfig())})
     target, tok = load_smollm2()
     handle = model_handle(target)
     prompts = instruction_prompts(cfg.prompts, cfg.seed)
     sequences = []
-    t0 = time.time()
-    for lo in range(0, len(prompts), cfg.batch_size):
+    starts = range(0, len(prompts), cfg.batch_size)
+    for lo in progress(starts, len(starts), "answers"):
         batch = prompts[lo:lo + cfg.batch_size]
         tokens, lengths = pad_prompts([tok.chat_ids(p) for p in batch])
         i = lo // cfg.batch_size                  # batch i is sampled when i * fraction crosses an integer
         sampled = int((i + 1) * cfg.sampled_fraction) > int(i * cfg.sampled_fraction)
         sampling = SamplingConfig(temperature=0.7 if sampled else 0.0)
-        out = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
-                       max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
+        answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
+                           max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
         for row in range(len(batch)):
-            n = int(out.lengths[row])
-            sequences.append(tokens[row, :lengths[row]].tolist() + np.asarray(out.tokens[row, :n]).tolist())
-        print(f"answers {lo + len(batch)}/{len(prompts)} ({time.time() - t0:.0f}s)", flush=True)
+            n = int(answers.lengths[row])
+            sequences.append(tokens[row, :lengths[row]].tolist() + np.asarray(answers.tokens[row, :n]).tolist())
     width = max(map(len, sequences))
     tokens = np.zeros((len(sequences), width), np.int32)
     for i, seq in enumerate(sequences):
@@ -131,13 +164,14 @@ def make_data(args) -> int:
         return nnx.merge(graphdef, params)(toks, pos)[1]
 
     hidden = np.zeros(tokens.shape + (target.config.d_model,), np.float32)
-    for lo in range(0, len(tokens), 8):
+    starts = range(0, len(tokens), 8)
+    for lo in progress(starts, len(starts), "hidden states"):
         hidden[lo:lo + 8] = np.asarray(hidden_states(params, jnp.asarray(tokens[lo:lo + 8])))
-        print(f"hidden states {min(lo + 8, len(tokens))}/{len(tokens)} ({time.time() - t0:.0f}s)", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
-             config=json.dumps(asdict(cfg)))
-    print(f"wrote {args.out}: {len(tokens)} sequences, {int(lengths.sum())} tokens", flush=True)
+    path = out.with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
+             config=json.dumps(asdict(cfg)), provenance=json.dumps(provenance()))
+    print(f"wrote {path}: {len(tokens)} sequences, {int(lengths.sum())} tokens", flush=True)
     return 0
 
 
@@ -166,7 +200,8 @@ def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
     return tokens, np.concatenate([f["lengths"] for f in files]), hidden, [json.loads(str(f["config"])) for f in files]
 
 
-def train(args) -> int:
+def train(cfg: EagleTrainConfig, out: Path) -> int:
+    """Distil the head on `cfg.data`; ship it (bf16, with the trim set and feature moment) to the directory `out`."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -177,9 +212,8 @@ def train(args) -> int:
     from specjax.runners import model_handle
     from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
 
-    cfg = EagleTrainConfig(**{k: getattr(args, k) for k in asdict(EagleTrainConfig())})
     target, tok = load_smollm2()
-    tokens, lengths, hidden, data_configs = load_data(args.data)
+    tokens, lengths, hidden, data_configs = load_data(list(cfg.data))
     valid = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
     keep = frequent_token_ids(tokens[valid], target.config.vocab_size, cfg.trim, always=(tok.eos_id, tok.bos_id))
     print(f"data: {len(tokens)} sequences, {int(lengths.sum())} tokens; trim set {keep.size}", flush=True)
@@ -203,11 +237,10 @@ def train(args) -> int:
     t0 = time.time()
     head, _, losses = train_with_loss(params.head, loss_fn, data_batches(tokens, lengths, hidden, cfg.batch_size,
                                                                             cfg.seq_len, cfg.seed),
-                                      tcfg, checkpoint_dir=Path(args.work), log_every=10, stop_after=args.stop_after)
-    done = args.stop_after or cfg.steps
+                                      tcfg, checkpoint_dir=Path(cfg.work), log_every=10, stop_after=cfg.stop_after)
+    done = cfg.stop_after or cfg.steps
     print(f"trained {len(losses)} steps here (global step {done} of {cfg.steps}) in {time.time() - t0:.0f}s",
           flush=True)
-    out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     head_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), head)     # shipped at half size
@@ -216,95 +249,86 @@ def train(args) -> int:
     save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32), "feature_moment": moment},
                     step=done, config=target.config,
                     extra={"train": asdict(cfg), "data": data_configs, "feature_moment": True,
-                           "stopped_at": done, "losses": losses})
+                           "stopped_at": done, "losses": losses, "provenance": provenance()})
     print(f"wrote {out}")
     return 0
 
 
-def evaluate(args) -> int:
-    from specjax.apps.bench import decode_prompts, summarize
+def evaluate(cfg: EagleEvalConfig, out: Path) -> int:
+    """AR and chains with every drafter on each (temperature, prompt set) not yet in `<out>.json`; tables, CSV, PNG."""
+    from specjax.apps.bench import Results, decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
     from specjax.eagle import load_eagle, with_low_rank_head
     from specjax.io.prompts import load_prompts
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
 
-    target = load_target("smollm2")
-    drafters = {name: load_drafter(name, target) for name in ("lookup:3", f"early-exit:{args.exit_layer}")}
-    drafters["eagle_full"] = load_eagle(args.ckpt, target.handle)
-    drafters["eagle_trim"] = load_eagle(args.ckpt, target.handle, trim=True)
+    results = Results(out.with_suffix(".json"), asdict(cfg))
+    target = load_target("smollm2", cfg.seed)
+    drafters = {name: load_drafter(name, target, cfg.seed + 1) for name in ("lookup:3", f"early-exit:{cfg.exit_layer}")}
+    drafters["eagle_full"] = load_eagle(cfg.ckpt, target.handle)
+    drafters["eagle_trim"] = load_eagle(cfg.ckpt, target.handle, trim=True)
     drafters["eagle_trim_lowrank"] = with_low_rank_head(drafters["eagle_trim"], 128)
-    chain = make_method("chain", num_draft=args.num_draft)
-    results = {}
-    for temp in (0.0, 1.0):
-        sampling = SamplingConfig(temperature=temp)
-        for set_name in ("mt_bench", "humaneval"):
-            ids = [target.encode_prompt(p) for p in load_prompts(set_name, args.prompts)]
-            common = dict(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_id=target.eos_id,
-                          seed=args.seed)
-            ar = decode_prompts(target.handle, ids, method="ar", **common)
-            row = {"ar": summarize(ar)}
-            for name, d in drafters.items():
-                runs = decode_prompts(target.handle, ids, method=chain, drafter=d, **common)
-                row[name] = summarize(runs)
-                if temp == 0.0:
-                    row[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
-            results[f"T{temp:g}/{set_name}"] = row
-            print(f"T={temp:g} {set_name}: " + ", ".join(f"{n} tau={r['tau']:.2f} {r['tokens_per_s']:.1f} tok/s"
-                                                        for n, r in row.items()), flush=True)
+    chain = make_method("chain", num_draft=cfg.num_draft)
+    cells = [(temp, set_name) for temp in cfg.temperatures for set_name in cfg.prompt_sets]
+    for temp, set_name in progress(cells, len(cells), "eval"):
+        key = f"T{temp:g}/{set_name}"
+        if results.done(key):
+            continue
+        ids = [target.encode_prompt(p) for p in load_prompts(set_name, cfg.prompts)]
+        common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=temp),
+                      eos_id=target.eos_id, seed=cfg.seed)
+        ar = decode_prompts(target.handle, ids, method="ar", **common)
+        row = {"ar": summarize(ar)}
+        for name, d in drafters.items():
+            runs = decode_prompts(target.handle, ids, method=chain, drafter=d, **common)
+            row[name] = summarize(runs)
+            if temp == 0.0:
+                row[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
+        results.add(key, row)
+    rows = [dict(setting=key, drafter=name, vs_ar=r["tokens_per_s"] / row["ar"]["tokens_per_s"], **r)
+            for key, row in results.records.items() for name, r in row.items()]
     print(f"\n{'setting':<18}{'drafter':<20}{'tau':>6}{'tok/s':>8}{'vs AR':>8}")
-    for key, row in results.items():
-        for name, r in row.items():
-            print(f"{key:<18}{name:<20}{r['tau']:>6.2f}{r['tokens_per_s']:>8.1f}"
-                  f"{r['tokens_per_s'] / row['ar']['tokens_per_s']:>7.2f}x")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        names = [n for n in next(iter(results.values())) if n != "ar"]
-        width = 0.8 / len(names)
-        for i, name in enumerate(names):
-            ax.bar(np.arange(len(results)) + width * i, [row[name]["tau"] for row in results.values()], width,
-                   label=name)
-        ax.set_xticks(np.arange(len(results)) + 0.4 - width / 2, list(results), fontsize=7)
-        ax.set_ylabel("τ (tokens per target call)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(Path(args.json).with_suffix(".png"))
-    except Exception as e:
-        print(f"no PNG: {e}")
-    print(f"wrote {args.json}")
+    for r in rows:
+        print(f"{r['setting']:<18}{r['drafter']:<20}{r['tau']:>6.2f}{r['tokens_per_s']:>8.1f}{r['vs_ar']:>7.2f}x")
+    write_csv(out.with_suffix(".csv"), rows)
+    plot_taus(results.records, out.with_suffix(".png"))
+    print(f"wrote {out}.json, {out}.csv and {out}.png")
     return 0
 
 
+def plot_taus(records: dict, path: Path) -> None:
+    """τ of every drafter, grouped by (temperature, prompt set)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [n for n in next(iter(records.values())) if n != "ar"]
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar(np.arange(len(records)) + width * i, [row[name]["tau"] for row in records.values()], width, label=name)
+    ax.set_xticks(np.arange(len(records)) + 0.4 - width / 2, list(records), fontsize=7)
+    ax.set_ylabel("τ (tokens per target call)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+COMMANDS = {"data": (make_data, "results/eagle_data"), "train": (train, "specjax/data/eagle_smollm2"),
+            "eval": (evaluate, "results/eagle_eval")}
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("data")
-    for f, v in asdict(EagleDataConfig()).items():
-        d.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    d.add_argument("--out", default="results/eagle_data.npz")
-    t = sub.add_parser("train")
-    for f, v in asdict(EagleTrainConfig()).items():
-        t.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    t.add_argument("--data", nargs="+", default=["results/eagle_data.npz"], help="files of the `data` subcommand")
-    t.add_argument("--work", default="results/eagle_work", help="resumable training checkpoints")
-    t.add_argument("--stop-after", type=int, default=None, help="stop (and ship) after this global step; "
-                   "a later run with the same --work resumes")
-    t.add_argument("--out", default="specjax/data/eagle_smollm2")
-    e = sub.add_parser("eval")
-    e.add_argument("--ckpt", default="specjax/data/eagle_smollm2")
-    e.add_argument("--prompts", type=int, default=3)
-    e.add_argument("--max-new-tokens", type=int, default=64)
-    e.add_argument("--num-draft", type=int, default=4)
-    e.add_argument("--exit-layer", type=int, default=4)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", default="results/eagle_eval.json")
-    args = p.parse_args(argv)
-    return {"data": make_data, "train": train, "eval": evaluate}[args.cmd](args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in CONFIG:
+        print(__doc__, file=sys.stderr)
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        raise SystemExit(0 if asked else f"usage: train_eagle.py {{{','.join(CONFIG)}}} [--help] [options]")
+    command, rest = argv[0], argv[1:]
+    run_command, default_out = COMMANDS[command]
+    cfg, out = parse_config(CONFIG[command], rest, __doc__, default_out=default_out, prog=f"train_eagle.py {command}")
+    return run_command(cfg, out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ predicted τ = 1 + its mean. The probe's own sampled acceptance on the same tree
 it checks the reward), and the decode run's τ beside them (different contexts: the whole generation).
 
     python experiments/tree_ablation.py --prompts 2 --max-new-tokens 48 --out results/tree_ablation
-    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_small.toml
+    python experiments/tree_ablation.py --config experiments/configs/tree_ablation_smollm2.toml
 Default: SmolLM2-135M-Instruct with the shipped EAGLE head (`--target`, `--drafter` take the names of
 `specjax.apps.models`; `random:tiny` / `model:random:tiny-draft` runs the machinery on random weights). Writes
 `<out>.json` (config, software versions, one record per cell; resumable: rerun the same command after an
@@ -60,6 +60,9 @@ class TreeAblationConfig:
         if min(self.budgets, default=0) < 1 or self.prompts < 1 or self.max_new_tokens < 2 or \
                 self.probe_contexts < 1:
             raise ValueError("budgets, prompts, probe_contexts must be positive and max_new_tokens >= 2")
+
+
+CONFIG = TreeAblationConfig  # what `main` parses (tests/apps/test_experiments.py)
 
 
 @partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))

@@ -177,7 +177,7 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
         tokens=jnp.full((batch, new_bucket + emit), PAD_TOKEN, jnp.int32).at[:, 0].set(ctx.pending),
         num_generated=num_generated,
         accepted=jnp.full((batch, new_bucket), -1, jnp.int32), drafted=jnp.zeros((batch, new_bucket), jnp.int32),
-        memory=speculator.init_memory(batch))
+        memory=speculator.init_memory(batch, target.runner))
 
     def cond(state: LoopState):
         return (state.round < max_new_tokens - 1) & ~jnp.all(state.done)

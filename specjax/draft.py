@@ -31,7 +31,8 @@ class ChainDraft:
 
 
 def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array, num_draft: int,
-                sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None) -> ChainDraft:
+                sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None,
+                shares_target_cache: bool = False) -> ChainDraft:
     """Propose up to `num_draft` tokens per row: one drafter call over (prev, pending), then one per further draft,
     stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip).
 
@@ -39,13 +40,19 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
     `pending` (at `position`), because after a fully accepted round the drafter never saw its own last draft. A
     drafter that reads features gets the target's hidden states for the first call and its own output after.
     `memory`: the policy's per-row memory (`policy.init`); a policy reading acceptance predictions needs a drafter
-    with an acceptance head (`specjax.acceptance_head`).
+    with an acceptance head (`specjax.acceptance_head`). `shares_target_cache`: `cache` is the target's (an
+    early-exit self-draft reading the target's own keys and values, valid below `position`): the first call scores
+    `pending` alone, so the target's committed entries are never overwritten.
     """
     b = ctx.pending.shape[0]
     keys = jax.random.split(key, num_draft)
     reads = drafter.runner.reads_features
-    first = drafter.forward(cache, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,
-                                               ctx.features if reads else None))
+    if shares_target_cache:
+        first = drafter.forward(cache, Block.chain(ctx.pending[:, None], ctx.position,
+                                                   ctx.features[:, 1:] if reads else None))
+    else:
+        first = drafter.forward(cache, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,
+                                                   ctx.features if reads else None))
 
     def law(out):
         """The warped law to sample from, the statistics of the law the policy judges confidence by (at
@@ -86,4 +93,5 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
 
 
 # the cache is donated: a Python loop over steps updates it in place instead of copying it every call
-draft_step = jax.jit(draft_chain, static_argnames=("num_draft", "sampling", "policy"), donate_argnames=("cache",))
+draft_step = jax.jit(draft_chain, static_argnames=("num_draft", "sampling", "policy", "shares_target_cache"),
+                     donate_argnames=("cache",))

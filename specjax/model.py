@@ -205,6 +205,15 @@ class LlamaLM(nnx.Module):
         the final norm and head (early-exit drafting). Returns logits `[B, T, V]` float32, final-normed hidden
         states `[B, T, D]`, and the updated cache.
         """
+        hidden, cache, _ = self.trunk(tokens, positions, cache, slots=slots, mask=mask, num_layers=num_layers)
+        return self.head(hidden), hidden, cache
+
+    def trunk(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None, *,
+              slots: jax.Array | None = None, mask: jax.Array | None = None, num_layers: int | None = None,
+              exits: tuple[int, ...] = ()) -> tuple[jax.Array, KVCache | None, jax.Array | None]:
+        """`__call__` without the head, also returning the final-normed hidden states after the first E layers for
+        each E in `exits` (what the early exit at E would feed its head, read off this one pass): `[B, T, C, D]`
+        (C = len(exits)), or None without exits. Returns (hidden `[B, T, D]`, cache, exit hidden)."""
         c = self.config
         b, t = tokens.shape
         layers = self.layers if num_layers is None else self.layers[:num_layers]
@@ -217,7 +226,7 @@ class LlamaLM(nnx.Module):
                 raise ValueError(f"cache has {cache.num_layers} layers, the forward needs {len(layers)}")
             if slots is None or mask is None:
                 raise ValueError("a cached forward needs write slots [B, T] and a cache mask [B, T, S]")
-            keys, values = list(cache.keys), list(cache.values)
+            keys, values = list(cache.keys[:len(layers)]), list(cache.values[:len(layers)])
             if cache.positions is not None:
                 cache = cache.replace(positions=write_slots(cache.positions, positions, slots))
             key_positions = cache.positions
@@ -229,15 +238,16 @@ class LlamaLM(nnx.Module):
         x = self.embed(tokens)
         if c.embed_scale != 1.0:
             x = x * jnp.asarray(c.embed_scale, x.dtype)
+        exit_hidden = []
         for i, layer in enumerate(layers):
             x, keys[i], values[i] = layer(x, positions, keys[i], values[i], slots,
                                           local_mask if layer.sliding else mask)
-        hidden = self.final_norm(x)
-        logits = self.head(hidden)
+            if i + 1 in exits:
+                exit_hidden.append(self.final_norm(x))
         if cache is not None:
             n = len(layers)
             cache = cache.replace(keys=tuple(keys) + cache.keys[n:], values=tuple(values) + cache.values[n:])
-        return logits, hidden, cache
+        return self.final_norm(x), cache, jnp.stack(exit_hidden, axis=2) if exits else None
 
 
 def init_model(config: ModelConfig, seed: int = 0) -> LlamaLM:

@@ -12,7 +12,9 @@ The protocol:
 - `commit(cache, position, path_slots, num_accepted)`: move an accepted tree path, written at slots
   `position + path_slots[b, j]`, to slots `position + j` (a chain is written in place: a no-op move).
 - capabilities: `reads_features` (needs the target's hidden states as block features), `emits_features` (its hidden
-  states can feed such a drafter, i.e. it can be the target of one).
+  states can feed such a drafter, i.e. it can be the target of one), `emits_exit_hidden` (a full model: `with_exits`
+  makes its forwards also return the hidden states at chosen early exits, and `head` turns them into logits, so
+  one verification pass tells what every early-exit self-draft would have proposed).
 """
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ from specjax.validation import check_int
 
 @struct.dataclass
 class Forward:
-    """What a forward returns: logits `[B, T, V]` float32, hidden `[B, T, D]` (features a drafter may read), and
-    the runner's updated cache."""
+    """What a forward returns: logits `[B, T, V]` float32, hidden `[B, T, D]` (features a drafter may read), the
+    runner's updated cache, and exit_hidden `[B, T, C, D]`: the final-normed hidden states after each of the C
+    early exits a runner was asked for (`with_exits`), None otherwise."""
 
     logits: jax.Array
     hidden: jax.Array
     cache: Any
+    exit_hidden: jax.Array | None = None
 
 
 class Runner:
@@ -46,6 +50,7 @@ class Runner:
     config: ModelConfig
     reads_features: bool = False
     emits_features: bool = False
+    emits_exit_hidden: bool = False
 
     @property
     def name(self) -> str:
@@ -118,13 +123,19 @@ class Handle:
 class ModelRunner(Runner):
     """A `LlamaLM` merged from its graph definition inside jit; `num_layers` < n_layers makes it an early-exit
     self-drafter (the first L layers, then the final norm and the head). `layout` (a `specjax.sharding.Layout`,
-    set by `specjax.sharding.shard_handle`): the mesh layout its caches are constrained to; None on one device."""
+    set by `specjax.sharding.shard_handle`): the mesh layout its caches are constrained to; None on one device.
+    `exits` (set by `with_exits`): early exits whose hidden states each forward also returns."""
 
     graphdef: Any
     config: ModelConfig
     num_layers: int | None = None
     emits_features: bool = True
     layout: Any = None
+    exits: tuple[int, ...] = ()
+
+    @property
+    def emits_exit_hidden(self) -> bool:
+        return self.num_layers is None
 
     @property
     def name(self) -> str:
@@ -136,11 +147,16 @@ class ModelRunner(Runner):
 
     def forward(self, params, cache, block) -> Forward:
         model = nnx.merge(self.graphdef, params)
-        logits, hidden, cache = model(block.tokens, block.positions, cache, slots=block.slots,
-                                      mask=block.cache_mask(cache.capacity), num_layers=self.num_layers)
+        hidden, cache, exit_hidden = model.trunk(block.tokens, block.positions, cache, slots=block.slots,
+                                                 mask=block.cache_mask(cache.capacity), num_layers=self.num_layers,
+                                                 exits=self.exits)
         if self.layout is not None:       # keep the loop carry's layout whatever the partitioner chose inside
             cache = self.layout.constrain_cache(cache)
-        return Forward(logits, hidden, cache)
+        return Forward(model.head(hidden), hidden, cache, exit_hidden)
+
+    def head(self, params, hidden: jax.Array) -> jax.Array:
+        """The model's head: logits `[..., V]` float32 from final-normed hidden states `[..., D]`."""
+        return nnx.merge(self.graphdef, params).head(hidden)
 
 
 def model_handle(model: LlamaLM) -> Handle:
@@ -163,3 +179,17 @@ def early_exit(target: Handle, num_layers: int) -> Handle:
         raise ValueError("early exit needs the handle of a full model (model_handle(model))")
     check_int("num_layers", num_layers, low=1, high=target.config.n_layers)
     return Handle(replace(target.runner, num_layers=num_layers), target.params)
+
+
+def with_exits(target: Handle, exits: tuple[int, ...]) -> Handle:
+    """`target` whose forwards also return `Forward.exit_hidden` at the early exits `exits` (increasing layer
+    counts in [1, n_layers]): the target's verification pass then shows what each early-exit draft would have been,
+    at no extra layer cost (DEL's shadow tokens)."""
+    if not target.runner.emits_exit_hidden:
+        raise ValueError(f"{target.runner.name} cannot report early-exit hidden states: it needs a full model")
+    exits = tuple(exits)
+    for e in exits:
+        check_int("exit layer", e, low=1, high=target.config.n_layers)
+    if not exits or list(exits) != sorted(set(exits)):
+        raise ValueError(f"exit layers must be distinct and increasing, got {exits}")
+    return Handle(replace(target.runner, exits=exits), target.params)

@@ -6,7 +6,7 @@ A speculator is a frozen (hashable) object, the static key of the jitted loop. I
   committed prefix), both static;
 - `check(target, drafter, sampling)`: eager, plain-Python validation of the combination; raises ValueError for a
   combination that cannot work, before anything is traced;
-- `init_memory(batch)`: per-row state carried between rounds (a draft-length policy's), or None;
+- `init_memory(batch, target)`: per-row state carried between rounds (a draft-length policy's), or None;
 - `round(target, drafter, caches, ctx, key, sampling, memory) -> RoundOutput` (`specjax.state`).
 
 `ChainSpeculator` covers autoregressive decoding (`num_draft=0`) and chain speculative decoding, verified token by
@@ -21,11 +21,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from specjax.block import Block
 from specjax.draft import draft_chain
 from specjax.policies import DraftPolicy, Fixed, check_k_max, parse_policy
-from specjax.runners import Handle, Runner
+from specjax.runners import Forward, Handle, Runner
 from specjax.sampling import SamplingConfig, warp_logits
 from specjax.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
@@ -57,7 +58,7 @@ class Speculator:
         """This method verified by `verifier` (ValueError if the method cannot use it)."""
         raise ValueError(f"{self!r} takes no verifier")
 
-    def init_memory(self, batch: int) -> Any:
+    def init_memory(self, batch: int, target: Runner) -> Any:
         """What the method remembers per row between rounds (a pytree of `[B, ...]` arrays), or None."""
         return None
 
@@ -89,24 +90,40 @@ def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> No
 CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked}
 
 
+@struct.dataclass
+class ChainVerdict:
+    """What `verify_chain` returns: the target cache with the block written at `position`; num_accepted `[B]`;
+    tokens `[B, K+1]` (the accepted drafts, then the correction or bonus token, PAD after); hidden `[B, K+1, D]`
+    (the target's hidden states over `[pending, drafts]`); observed: what the `observe` hook returned (None
+    without)."""
+
+    cache: Any
+    num_accepted: jax.Array
+    tokens: jax.Array
+    hidden: jax.Array
+    observed: Any = None
+
+
 def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
                  draft_probs: jax.Array, key: jax.Array, sampling: SamplingConfig, verifier: str = "token",
-                 num_drafted: jax.Array | None = None) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+                 num_drafted: jax.Array | None = None,
+                 observe: Callable[[Forward, jax.Array], Any] | None = None) -> ChainVerdict:
     """Verify step: score `[pending, drafts]` in one target call and apply the chain rule `verifier`
     (CHAIN_VERIFIERS: token by token, or block verification).
 
     draft_tokens `[B, K]`, draft_probs `[B, K, V]`, num_drafted `[B]` (default K: slots past it are absent).
-    Returns (target cache with the block written at `position`, num_accepted `[B]`, tokens `[B, K+1]`, hidden
-    `[B, K+1, D]`). The committed path is the block prefix, so the cache needs no copy: slots past it are stale and
-    invisible.
+    observe: called with the target's forward and its warped laws `[B, K+1, V]` (a policy learning from the
+    verification pass, e.g. DEL's shadow tokens); what it returns must not depend on K. The committed path is the
+    block prefix, so the cache needs no copy: slots past it are stale and invisible.
     """
     tokens = jnp.concatenate([ctx.pending[:, None], draft_tokens], axis=1)
     with jax.named_scope("score"):
         out = target.forward(target_cache, Block.chain(tokens, ctx.position))
     with jax.named_scope("verify"):
-        num_accepted, emitted = CHAIN_RULES[verifier](key, draft_tokens, draft_probs,
-                                                      warp_logits(out.logits, sampling), num_drafted)
-    return out.cache, num_accepted, emitted, out.hidden
+        target_probs = warp_logits(out.logits, sampling)
+        num_accepted, emitted = CHAIN_RULES[verifier](key, draft_tokens, draft_probs, target_probs, num_drafted)
+    return ChainVerdict(out.cache, num_accepted, emitted, out.hidden,
+                        None if observe is None else observe(out, target_probs))
 
 
 def verify_widths(k_max: int) -> tuple[int, ...]:
@@ -120,7 +137,7 @@ def verify_widths(k_max: int) -> tuple[int, ...]:
 
 def verify_ragged_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
                         draft_probs: jax.Array, num_drafted: jax.Array, key: jax.Array, sampling: SamplingConfig,
-                        verifier: str) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+                        verifier: str, observe: Callable[[Forward, jax.Array], Any] | None = None) -> ChainVerdict:
     """`verify_chain` for rows that drafted `num_drafted [B]` of K_max slots: the target scores only the smallest
     compiled width that holds the longest row (`lax.switch` over `verify_widths`), so rounds where the policy
     stopped early cost a narrower target call. Outputs are padded to K_max + 1."""
@@ -129,11 +146,11 @@ def verify_ragged_chain(target: Handle, target_cache: Any, ctx: DecodeContext, d
 
     def branch(w):
         def run(cache):
-            cache, n, emitted, hidden = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w],
-                                                     key, sampling, verifier, num_drafted)
+            v = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w], key, sampling, verifier,
+                             num_drafted, observe)
             pad = k - w
-            return (cache, n, jnp.pad(emitted, ((0, 0), (0, pad)), constant_values=PAD_TOKEN),
-                    jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))))
+            return v.replace(tokens=jnp.pad(v.tokens, ((0, 0), (0, pad)), constant_values=PAD_TOKEN),
+                             hidden=jnp.pad(v.hidden, ((0, 0), (0, pad), (0, 0))))
         return run
 
     index = jnp.searchsorted(jnp.asarray(widths), jnp.max(num_drafted))
@@ -157,6 +174,9 @@ class ChainSpeculator(Speculator):
         check_name(self.verifier, CHAIN_VERIFIERS, "chain verifier")
         if self.policy is not None and self.num_draft < 1:
             raise ValueError("a draft-length policy needs K_max >= 1 drafts")
+        if self.policy is not None and self.policy.self_drafting:
+            raise ValueError(f"the {self.policy.name} policy drafts from the target itself: build it with "
+                             "make_method('chain', policy=...)")
 
     def with_verifier(self, verifier: str) -> "ChainSpeculator":
         return dataclasses.replace(self, verifier=verifier)
@@ -167,7 +187,7 @@ class ChainSpeculator(Speculator):
             raise ValueError(f"the {self.policy.name} policy reads predicted acceptances: give the drafter an "
                              "acceptance head (specjax.acceptance_head.with_acceptance_head)")
 
-    def init_memory(self, batch: int) -> Any:
+    def init_memory(self, batch: int, target: Runner) -> Any:
         return None if self.policy is None else self.policy.init(batch)
 
     @property
@@ -188,21 +208,20 @@ class ChainSpeculator(Speculator):
         if self.num_draft == 0:
             tokens = jnp.zeros((b, 0), jnp.int32)
             probs = jnp.zeros((b, 0, target.config.vocab_size), jnp.float32)
-            target_cache, n, emitted, hidden = verify_chain(target, caches.target, ctx, tokens, probs, key_verify,
-                                                            sampling, self.verifier)
-            return RoundOutput(Caches(target_cache, caches.drafter), emitted, n, jnp.zeros((b,), jnp.int32), hidden)
+            v = verify_chain(target, caches.target, ctx, tokens, probs, key_verify, sampling, self.verifier)
+            return RoundOutput(Caches(v.cache, caches.drafter), v.tokens, v.num_accepted, jnp.zeros((b,), jnp.int32),
+                               v.hidden)
         with jax.named_scope("draft"):
             draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling,
                                 self.policy or Fixed(), memory)
         if self.policy is None:
-            target_cache, n, emitted, hidden = verify_chain(target, caches.target, ctx, draft.tokens, draft.probs,
-                                                            key_verify, sampling, self.verifier)
+            v = verify_chain(target, caches.target, ctx, draft.tokens, draft.probs, key_verify, sampling,
+                             self.verifier)
         else:
-            target_cache, n, emitted, hidden = verify_ragged_chain(target, caches.target, ctx, draft.tokens,
-                                                                   draft.probs, draft.lengths, key_verify, sampling,
-                                                                   self.verifier)
-            memory = self.policy.update(memory, draft.lengths, n)
-        return RoundOutput(Caches(target_cache, draft.cache), emitted, n, draft.lengths, hidden, memory)
+            v = verify_ragged_chain(target, caches.target, ctx, draft.tokens, draft.probs, draft.lengths, key_verify,
+                                    sampling, self.verifier)
+            memory = self.policy.update(memory, draft.lengths, v.num_accepted)
+        return RoundOutput(Caches(v.cache, draft.cache), v.tokens, v.num_accepted, draft.lengths, v.hidden, memory)
 
 
 # --- the registry: method name -> factory(**options) -> Speculator --------------------------------------------
@@ -230,10 +249,13 @@ def make_method(name: str, **options: Any) -> Speculator:
 register_method("ar", lambda: ChainSpeculator(0))
 
 
-def _chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy | None = None) -> ChainSpeculator:
+def _chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy | None = None) -> Speculator:
     check_k_max(num_draft)
     if isinstance(policy, str):
         policy = parse_policy(policy)
+    if policy is not None and policy.self_drafting:
+        from specjax.dynamic_exit import DynamicExitSpeculator     # it builds on this module: imported on demand
+        return DynamicExitSpeculator(num_draft, verifier, policy)
     return ChainSpeculator(num_draft, verifier, None if isinstance(policy, Fixed) else policy)
 
 

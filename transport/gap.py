@@ -6,10 +6,11 @@ token-level vs traversal on small trees, and SpecInfer's RRS vs traversal vs GBV
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -27,16 +28,24 @@ class GapConfig:
     """Experiment setting: vocabulary size, draft counts, temperatures, pair families, pairs per setting."""
 
     vocab_size: int = 4096
+    """V of the synthetic pairs"""
     ks: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """draft counts k"""
     temperatures: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """applied to both laws' logits"""
     families: tuple[str, ...] = ("dirichlet", "zipf", "correlated_softmax")
+    """pair families of `synthetic_pairs`"""
     pairs: int = 8
+    """(p, q) pairs per (family, temperature)"""
     verifiers: tuple[str, ...] = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti",
                                   "khisti_lp")
+    """verifiers compared with the α* of their own draft law (each where it applies)"""
     length_vocab: int = 4
     """vocabulary of the sequence-level comparisons (every draft enumerated)"""
     length_models: int = 2
     """random table sets averaged per temperature in the sequence-level comparisons"""
+    seed: int = 0
+    """draws the (p, q) pairs and the sequence-level tables"""
 
     @staticmethod
     def default() -> "GapConfig":
@@ -81,46 +90,74 @@ def applicable(verifier: str, k: int, v: int) -> bool:
     return True
 
 
-def run_verifier_gap(config: GapConfig, seed: int, out_dir: str | Path) -> dict:
-    """Run the experiment; write `verifier_gap.json` and `verifier_gap.png` under out_dir; return the result dict."""
-    rng = np.random.default_rng(seed)
+def gap_cells(config: GapConfig) -> list[str]:
+    """Keys of the experiment's independent cells: one per k (`k=2`: α* and every verifier at that k over all
+    families and temperatures), then one per temperature of the sequence-level comparisons (`lengths/T=1.0`)."""
+    return [f"k={k}" for k in config.ks] + [f"lengths/T={t}" for t in config.temperatures]
+
+
+@lru_cache(maxsize=1)
+def _settings_pairs(config: GapConfig) -> dict:
+    """(family, temperature) -> (p, q) `[pairs, V]`, drawn from `config.seed` (the same for every k cell)."""
+    rng = np.random.default_rng(config.seed)
+    return {(f, t): synthetic_pairs(f, config.pairs, config.vocab_size, t, rng)
+            for f in config.families for t in config.temperatures}
+
+
+def gap_cell(config: GapConfig, key: str) -> dict:
+    """The record of one cell of `gap_cells`: {"rows", "alpha_star"} of a k, {"lengths"} of a temperature. Each
+    cell draws its inputs from the seed alone, so cells can run in any order and an interrupted run resumes."""
+    if key.startswith("lengths/T="):
+        t = float(key.removeprefix("lengths/T="))
+        rng = np.random.default_rng([config.seed, 1, round(1000 * t)])
+        pair_fn = lambda n: synthetic_pairs("correlated_softmax", n, config.length_vocab, t, rng)
+        return {"lengths": length_rows(pair_fn, t, config.length_vocab, models=config.length_models)}
+    k = int(key.removeprefix("k="))
+    data = _settings_pairs(config)
+    settings = list(data)
+    rows, stars = [], []
+    per_law = {law: {s: optimal_acceptance(*data[s], k, law) for s in settings}
+               for law in ("iid", "without_replacement", "greedy")}
+    for law, vals in per_law.items():
+        for t in config.temperatures:
+            stars.append({"k": k, "law": law, "temperature": t, "mean_alpha_star": _mean(vals, settings, t)})
+    for verifier in config.verifiers:
+        if not applicable(verifier, k, config.vocab_size):
+            continue
+        acc = {s: verifier_acceptance(*data[s], k, verifier) for s in settings}
+        star = per_law[OWN_LAW[verifier]]
+        for t in config.temperatures:
+            mine = [s for s in settings if s[1] == t]
+            gaps = {s: star[s] - acc[s] for s in mine}
+            worst = max(mine, key=lambda s: gaps[s].max())
+            all_gaps = np.concatenate([gaps[s] for s in mine])
+            rows.append({"k": k, "temperature": t, "verifier": verifier, "law": OWN_LAW[verifier],
+                         "mean_acceptance": _mean(acc, settings, t), "mean_alpha_star": _mean(star, settings, t),
+                         "mean_gap": float(all_gaps.mean()), "worst_gap": float(all_gaps.max()),
+                         "min_gap": float(all_gaps.min()), "worst_family": worst[0]})
+    return {"rows": rows, "alpha_star": stars}
+
+
+def gap_result(config: GapConfig, records: dict[str, dict]) -> dict:
+    """The cells' records (keyed as `gap_cells`) joined into one result: config, rows, alpha_star, lengths."""
+    result = {"config": asdict(config), "rows": [], "alpha_star": [], "lengths": []}
+    for key in gap_cells(config):
+        for name, values in records[key].items():
+            result[name] += values
+    return result
+
+
+def run_verifier_gap(config: GapConfig, out_dir: str | Path, *,
+                     each: Callable[[list[str]], Iterable[str]] = iter) -> dict:
+    """Run every cell (`each` may wrap the list of cell keys in a progress bar); write `verifier_gap.json` and
+    `verifier_gap.png` under out_dir; return the result dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = [(f, t) for f in config.families for t in config.temperatures]
-    data = {s: synthetic_pairs(s[0], config.pairs, config.vocab_size, s[1], rng) for s in settings}
-    rows, stars = [], []
     start = time.time()
-    for k in config.ks:
-        per_law = {law: {s: optimal_acceptance(*data[s], k, law) for s in settings}
-                   for law in ("iid", "without_replacement", "greedy")}
-        for law, vals in per_law.items():
-            for t in config.temperatures:
-                stars.append({"k": k, "law": law, "temperature": t, "mean_alpha_star": _mean(vals, settings, t)})
-        for verifier in config.verifiers:
-            if not applicable(verifier, k, config.vocab_size):
-                continue
-            acc = {s: verifier_acceptance(*data[s], k, verifier) for s in settings}
-            star = per_law[OWN_LAW[verifier]]
-            for t in config.temperatures:
-                mine = [s for s in settings if s[1] == t]
-                gaps = {s: star[s] - acc[s] for s in mine}
-                worst = max(mine, key=lambda s: gaps[s].max())
-                all_gaps = np.concatenate([gaps[s] for s in mine])
-                rows.append({"k": k, "temperature": t, "verifier": verifier, "law": OWN_LAW[verifier],
-                             "mean_acceptance": _mean(acc, settings, t), "mean_alpha_star": _mean(star, settings, t),
-                             "mean_gap": float(all_gaps.mean()), "worst_gap": float(all_gaps.max()),
-                             "min_gap": float(all_gaps.min()), "worst_family": worst[0]})
-        print(f"[verifier_gap] k={k} done ({time.time() - start:.1f}s)", file=sys.stderr, flush=True)
-    lengths = []
-    for t in config.temperatures:
-        pair_fn = lambda n, t=t: synthetic_pairs("correlated_softmax", n, config.length_vocab, t, rng)
-        lengths += length_rows(pair_fn, t, config.length_vocab, models=config.length_models)
-        print(f"[verifier_gap] sequence-level lengths at T={t} done ({time.time() - start:.1f}s)", file=sys.stderr,
-              flush=True)
-    result = {"config": asdict(config), "seed": seed, "rows": rows, "alpha_star": stars, "lengths": lengths,
-              "seconds": time.time() - start}
+    result = gap_result(config, {key: gap_cell(config, key) for key in each(gap_cells(config))})
+    result["seconds"] = time.time() - start
     (out_dir / "verifier_gap.json").write_text(json.dumps(result, indent=2))
-    _plot(result, out_dir / "verifier_gap.png")
+    plot(result, out_dir / "verifier_gap.png")
     return result
 
 
@@ -145,7 +182,8 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _plot(result: dict, path: Path) -> None:
+def plot(result: dict, path: Path) -> None:
+    """α* and every verifier's acceptance against k per temperature; the sequence-level rules beside them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,7 +201,7 @@ def _plot(result: dict, path: Path) -> None:
                 ax.plot(*zip(*pts), "o--", ms=4, label=verifier)
         ax.set_xlabel("number of drafts k")
         ax.set_ylabel("mean acceptance P(Y ∈ X)")
-        ax.set_title(f"T = {t} (V={result['config']['vocab_size']}, seed {result['seed']})", fontsize=9)
+        ax.set_title(f"T = {t} (V={result['config']['vocab_size']}, seed {result['config']['seed']})", fontsize=9)
     axes[0].legend(fontsize=7)
     ax = axes[-1]
     labels, pairs = [], []

@@ -71,6 +71,7 @@ class TreeBuilder:
     `select`, `finish`, `check`; `laws` are the law codes of their non-leaf nodes."""
 
     laws: tuple[int, ...] = (LAW_DET,)
+    prunes: bool = False            # whether `expand` may leave a whole level invalid (then the next is not drafted)
 
     @property
     def level_sizes(self) -> tuple[int, ...]:
@@ -140,13 +141,21 @@ class TreeBuilder:
         pool = Pool.init(ctx.pending, self.pool_size, drafter.config.vocab_size if keep_laws else 1,
                          drafter.config.d_model)
         keys = jax.random.split(key, self.max_depth)
-        for d in range(self.max_depth):             # a Python loop over the static depth: one call per level
-            idx = self.frontier(d, pool)
+
+        def level(d, idx, pool, cache):
             out = draft_level(drafter, cache, ctx, pool, idx, first=d == 0)
-            cache = out.cache
             # deterministic children at temperature 0 are ranked by the raw softmax: the warped law is not needed
             q = warp_logits(out.logits, sampling) if keep_laws or not sampling.greedy else None
             pool = pool.drafted(idx, q, out.hidden)
-            pool = self.expand(d, pool, idx, out.logits, q, keys[d], sampling)
+            return self.expand(d, pool, idx, out.logits, q, keys[d], sampling), out.cache
+
+        for d in range(self.max_depth):             # a Python loop over the static depth: one call per level
+            idx = self.frontier(d, pool)
+            if d > 0 and self.prunes:               # a level with no live node in its frontier is not drafted
+                live = jnp.any(jnp.take_along_axis(pool.valid, idx, axis=1))
+                pool, cache = jax.lax.cond(live, lambda p, c, d=d, idx=idx: level(d, idx, p, c),
+                                           lambda p, c: (p, c), pool, cache)
+            else:
+                pool, cache = level(d, idx, pool, cache)
         source = self.select(pool)
         return BuiltTree(self.finish(pool, source), cache, source)

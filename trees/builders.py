@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.policies import check_threshold
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
 from trees.builder import TreeBuilder, rank_probs, tree_from_pool
@@ -103,13 +104,24 @@ class Eagle2Tree(TreeBuilder):
     """EAGLE-2 dynamic tree: value = cumulative draft confidence along the path; at each of `depth` levels the
     `top_k` most valuable nodes of the newest level each get their `top_k` most likely children; then every drafted
     node is reranked by value (ties to the earlier, i.e. shallower, node) and the best `budget` are kept. Value
-    never increases along a path, so the kept set is closed under ancestors."""
+    never increases along a path, so the kept set is closed under ancestors.
+
+    threshold > 0 makes the tree's size and depth a per-round, per-row choice (`--draft-policy confidence:H`):
+    nodes whose value falls below it are not drafted (absent to the verifier), and a level whose frontier holds no
+    such node in any row is not drafted at all, so rounds in a confident context grow deep trees and the others
+    stop early. Pruning keeps the tree closed under ancestors (value is monotone), so it stays lossless."""
 
     budget: int
     top_k: int = 4
     depth: int = 5
+    threshold: float = 0.0
+
+    @property
+    def prunes(self) -> bool:
+        return self.threshold > 0
 
     def __post_init__(self):
+        check_threshold("EAGLE-2 confidence", self.threshold)
         check_int("budget", self.budget, low=1)
         check_int("top_k", self.top_k, low=1)
         check_int("depth", self.depth, low=1)
@@ -118,11 +130,12 @@ class Eagle2Tree(TreeBuilder):
                              f"{self.top_k}, depth={self.depth} generate: raise depth or top_k")
 
     @classmethod
-    def from_budget(cls, budget: int, top_k: int | None = None, depth: int | None = None) -> "Eagle2Tree":
+    def from_budget(cls, budget: int, top_k: int | None = None, depth: int | None = None,
+                    threshold: float = 0.0) -> "Eagle2Tree":
         k, d = top_k or 4, depth or 5
         while depth is None and k + (d - 1) * k * k < budget:
             d += 1
-        return cls(budget=budget, top_k=k, depth=d)
+        return cls(budget=budget, top_k=k, depth=d, threshold=threshold)
 
     @property
     def level_sizes(self):
@@ -154,6 +167,7 @@ class Eagle2Tree(TreeBuilder):
         tok, prob, valid = _top_children(rank_probs(logits, q, sampling), self.top_k)
         parent = jnp.repeat(idx, self.top_k, axis=1)
         value = jnp.take_along_axis(pool.value, parent, axis=1) * prob
+        valid = valid & (value >= self.threshold)
         return pool.put(self.offsets[d + 1], tok, parent, valid, value=jnp.where(valid, value, 0.0))
 
     def select(self, pool):

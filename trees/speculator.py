@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from specjax.policies import Confidence, DraftPolicy, Fixed, parse_policy
 from specjax.sampling import warp_logits
 from specjax.speculators import Speculator, check_pair
 from specjax.state import Caches, RoundOutput
@@ -82,8 +83,17 @@ class TreeSpeculator(Speculator):
 
 
 def make_speculator(method: str, *, budget: int = 16, rules: RuleSet | None = None, verifier: str = "token",
-                    **shape) -> TreeSpeculator:
+                    policy: str | DraftPolicy | None = None, **shape) -> TreeSpeculator:
     """`TreeSpeculator` for `method` in TREE_METHODS with at most `budget` nodes, verified by `verifier`; shape
-    knobs as in `trees.builders.make_builder` (depth, top_k, branching, width, chains, paths). ValueError on an
-    unknown method, a bad shape or a verifier the tree's layout does not allow."""
+    knobs as in `trees.builders.make_builder` (depth, top_k, branching, width, chains, paths). policy: the tree's
+    size chosen per round (`confidence:H`, EAGLE-2 only: nodes whose cumulative path confidence is below H are not
+    drafted, see `Eagle2Tree`). ValueError on an unknown method, a bad shape or policy, or a verifier the tree's
+    layout does not allow."""
+    if isinstance(policy, str):
+        policy = parse_policy(policy)
+    if policy is not None and not isinstance(policy, Fixed):
+        if method != "eagle" or not isinstance(policy, Confidence):
+            raise ValueError(f"tree draft policies: confidence:H with the eagle method, not {policy.name} with "
+                             f"{method}")
+        shape["threshold"] = policy.threshold
     return TreeSpeculator(make_builder(method, budget=budget, **shape), rules).with_verifier(verifier)

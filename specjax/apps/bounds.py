@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 
 def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,9 +30,10 @@ def run_bounds(args: argparse.Namespace) -> int:
         print(report(run_law_study(args.laws, LawStudyConfig(ks=tuple(args.ks), wor_ks=wor_ks), args.out),
                      args.out))
         return 0
+    from specjax.apps.experiment import progress
     from transport.gap import GapConfig, format_table, run_verifier_gap
-    config = GapConfig.small() if getattr(args, "small", False) else GapConfig.default()
-    result = run_verifier_gap(config, args.seed, args.out)
+    config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
+    result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))
     print(format_table(result))
     print(f"wrote {args.out}/verifier_gap.json and verifier_gap.png")
     return 0

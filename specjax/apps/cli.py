@@ -39,7 +39,9 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
                    help="per-row draft length for chains, -K being K_max: fixed, confidence:H (stop below top "
                         "probability H), specdec++:H (stop when P(a rejection) > H; fits an acceptance head first), "
-                        "feedback[:RATE]")
+                        "feedback[:RATE], del[:H] (the target drafts itself from an early exit chosen per round with "
+                        "the length; stop below top probability H; no --drafter); trees: confidence:H with --method "
+                        "eagle (nodes whose cumulative path confidence is below H are not drafted)")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
     p.add_argument("--verifier", default=None, choices=sorted(set(CHAIN_VERIFIERS + TREE_VERIFIERS)),
                    help="chains: token (default) | block; trees: token (default) | traversal | gbv (specinfer)")
@@ -98,25 +100,29 @@ def run_generate(args) -> int:
     target_name = args.target or default_target()
     drafter_name = args.drafter or ("eagle" if target_name == "smollm2" else "model:random:byte-small-draft")
     try:
-        check_names(target_name, None if args.method == "ar" else drafter_name)
+        check_names(target_name)
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
         options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
                    else dict(budget=args.budget))
         if args.verifier is not None and args.method != "ar":
             options["verifier"] = args.verifier
         if args.draft_policy is not None:
-            if args.method != "chain":
-                raise ValueError(f"--draft-policy sets chain lengths; --method {args.method} does not draft chains")
+            if args.method == "ar":
+                raise ValueError("--draft-policy sets how much to draft; --method ar drafts nothing")
             options["policy"] = args.draft_policy
         method = make_method(args.method, **options)
+        if method.needs_drafter:
+            check_names(target_name, drafter_name)
+        elif args.drafter is not None and args.method != "ar":
+            raise ValueError(f"--draft-policy {args.draft_policy} drafts from the target itself: pass no --drafter")
         if args.dtype is not None:
             check_dtype("--dtype", args.dtype)
         if args.prompt_set:
             named_prompts(args.prompt_set)
         mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
         target = load_target(target_name, seed=args.seed, dtype=args.dtype, mesh=mesh)
-        drafter = None if args.method == "ar" else load_drafter(drafter_name, target, seed=args.seed + 1,
-                                                                dtype=args.dtype)
+        drafter = None if not method.needs_drafter else load_drafter(drafter_name, target, seed=args.seed + 1,
+                                                                     dtype=args.dtype)
         if getattr(method, "policy", None) is not None and method.policy.reads_acceptance:
             drafter = _fit_head(target, drafter, sampling, method.num_draft, args.seed)
     except ValueError as e:
@@ -147,7 +153,8 @@ def run_generate(args) -> int:
     for prompt, row, n in zip(prompts, np.asarray(out.tokens), np.asarray(out.lengths)):
         print(f"--- {prompt!r}\n{target.decode(row[:n])}")
     num_tokens = int(np.asarray(out.lengths).sum())
-    stats = {"target": target.label, "drafter": None if drafter is None else drafter_name, "method": args.method,
+    stats = {"target": target.label, "drafter": None if drafter is None else drafter_name,
+             "draft_policy": args.draft_policy, "method": args.method,
              "options": options, "batch": batch, "seed": args.seed, "temperature": args.temperature,
              "mesh": args.mesh, "dtype": args.dtype or "float32",
              "top_k": args.top_k, "top_p": args.top_p, "random_weights": target.random_weights,

@@ -9,10 +9,11 @@ file, with the configuration and the software versions embedded in what it write
 
     cfg, out = parse_config(MyConfig, argv, __doc__, default_out="results/my_experiment")
 
-Every field becomes an option (`budgets` -> `--budgets 8 16 32`); `--config FILE.toml|FILE.json` reads any subset
-of the fields (nested tuples, e.g. a sweep table, only from a file); the command line overrides the file, the file the
-defaults. An unknown key in a file raises ValueError naming it, and values are coerced to the annotated types (a
-list in a file becomes a tuple, so the dataclass stays hashable and compares equal to the one built in code).
+Every field becomes an option (`budgets` -> `--budgets 8 16 32`; a bool alone, `--quick`, means true);
+`--config FILE.toml|FILE.json` reads any subset of the fields (nested tuples, e.g. a sweep table, only from a file);
+the command line overrides the file, the file the defaults. An unknown key in a file raises ValueError naming it, and
+values are coerced to the annotated types (a list in a file becomes a tuple, so the dataclass stays hashable and
+compares equal to the one built in code).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import types
 import typing
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -113,13 +114,17 @@ def _is_simple(hint: Any) -> bool:
     return hint in (int, float, str, bool)
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None, description: str, *,
-                 default_out: str) -> tuple[C, Path]:
-    """(config, output stem) from the command line: one option per simple field of `cls`, `--config FILE`,
-    `--out STEM` (results go to STEM.json, STEM.png, ...). Bad values exit with the field named."""
+def parse_config(cls: type[C], argv: Sequence[str] | None, description: str, *, default_out: str,
+                 presets: Mapping[str, C] | None = None, prog: str | None = None) -> tuple[C, Path]:
+    """(config, output stem) from the command line: one option per simple field of `cls`, `--config FILE` (or
+    `--config NAME` of one of `presets`), `--out STEM` (results go to STEM.json, STEM.png, ...). Bad values exit
+    with the field named."""
     hints = typing.get_type_hints(cls)
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="a TOML or JSON file of fields (the command line overrides it)")
+    presets = dict(presets or {})
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    named = f" or a preset: {', '.join(presets)}" if presets else ""
+    parser.add_argument("--config", help=f"a TOML or JSON file of fields{named} (the command line overrides it)")
     parser.add_argument("--out", type=Path, default=Path(default_out), help="output stem (STEM.json, STEM.png)")
     for field in dataclasses.fields(cls):
         if not _is_simple(hints[field.name]):
@@ -128,12 +133,14 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, description: str, *,
         many = typing.get_origin(hints[field.name]) is tuple
         default = getattr(cls, field.name, field.default)
         shown = " ".join(map(str, default)) if many else default
-        parser.add_argument(flag, dest=field.name, nargs="+" if many else None, default=argparse.SUPPRESS,
-                            help=f"(default: {shown})")
+        # a bool given alone means true (`--quick`), as a store_true flag did; `--quick false` still works
+        arity = dict(nargs="?", const="true") if hints[field.name] is bool else dict(nargs="+" if many else None)
+        parser.add_argument(flag, dest=field.name, default=argparse.SUPPRESS, help=f"(default: {shown})", **arity)
     args = vars(parser.parse_args(argv))
     config_path, out = args.pop("config"), args.pop("out")
     try:
-        base = load_config(cls, config_path) if config_path is not None else cls()
+        base = (cls() if config_path is None else presets[config_path] if config_path in presets
+                else load_config(cls, config_path))
         cfg = dataclasses.replace(base, **{k: coerce(v, hints[k], "--" + k.replace("_", "-"))
                                            for k, v in args.items()})
     except ValueError as e:

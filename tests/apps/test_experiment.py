@@ -63,6 +63,14 @@ def test_command_line_overrides_the_file(tmp_path, capsys):
     assert "unknown key 'bugdets'" in capsys.readouterr().err
 
 
+def test_a_bool_alone_means_true_and_a_preset_names_a_config():
+    assert parse_config(Toy, ["--greedy"], "toy", default_out="r")[0].greedy
+    assert not parse_config(Toy, ["--greedy", "false"], "toy", default_out="r")[0].greedy
+    cfg, _ = parse_config(Toy, ["--config", "small", "--seed", "2"], "toy", default_out="r",
+                          presets={"small": Toy(budgets=(2,))})
+    assert cfg == Toy(budgets=(2,), seed=2)
+
+
 def test_tree_ablation_resumes_to_the_same_records(tmp_path, monkeypatch):
     cfg = tree_ablation.TreeAblationConfig(target="random:byte-tiny", drafter="model:random:byte-tiny-draft",
                                            methods=("eagle",), budgets=(4,), temperatures=(0.0,),

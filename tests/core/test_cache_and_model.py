@@ -72,9 +72,9 @@ def test_committed_round_equals_one_by_one_decoding(tiny_pair):
                         features=jnp.zeros((b, 2, target.config.d_model)))
     sampling = SamplingConfig(temperature=1.0)
     drafted = draft_chain(draft, d_cache, ctx, jax.random.key(0), k, sampling)
-    cache, num_accepted, out, _ = verify_chain(target, cache, ctx, drafted.tokens, drafted.probs, jax.random.key(1),
-                                               sampling)
-    num_accepted = np.asarray(num_accepted)
+    verdict = verify_chain(target, cache, ctx, drafted.tokens, drafted.probs, jax.random.key(1), sampling)
+    cache, out = verdict.cache, verdict.tokens
+    num_accepted = np.asarray(verdict.num_accepted)
     assert len(set(num_accepted.tolist())) > 1, "want ragged acceptance across rows"
     for row in range(b):
         n = int(num_accepted[row])
@@ -104,8 +104,8 @@ def test_jitted_steps_compose_into_a_round(tiny_pair):
     results = []
     for draft_fn, verify_fn in [(draft_chain, verify_chain), (draft_step, verify_step)]:
         drafted = draft_fn(draft, draft.init_cache(b, 12), ctx, jax.random.key(0), 3, sampling)
-        _, n, out, _ = verify_fn(target, target.init_cache(b, 12), ctx, drafted.tokens, drafted.probs,
-                                 jax.random.key(1), sampling)
-        results.append((np.asarray(drafted.tokens), np.asarray(n), np.asarray(out)))
+        verdict = verify_fn(target, target.init_cache(b, 12), ctx, drafted.tokens, drafted.probs, jax.random.key(1),
+                            sampling)
+        results.append((np.asarray(drafted.tokens), np.asarray(verdict.num_accepted), np.asarray(verdict.tokens)))
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)

@@ -86,12 +86,13 @@ def test_parity_with_transformers(smol):
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank), the VocabTrim head with an adaptive draft length, and prompt lookup with a deterministic
-    and a sampled tree reproduce AR token for token (the head with every tree method: the command-line test
-    below)."""
+    VocabTrim + low-rank), the VocabTrim head with an adaptive draft length and an adaptive EAGLE-2 tree size, DEL's
+    self-drafting from a per-round exit, and prompt lookup with a deterministic and a sampled tree reproduce AR token
+    for token (the head with every tree method: the command-line test below)."""
     import trees  # noqa: F401  (registers the tree methods)
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
+    from specjax.policies import DynamicExit
     from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
@@ -107,9 +108,12 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
                                                                    "eagle-lowrank:64")]
     runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
     runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
+    runs += [("eagle", make_method("eagle", budget=8, policy="confidence:0.1"))]        # adaptive tree size
+    # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
+    runs += [(None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22))))]
     for name, method in runs:
         sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
-                      sampling=greedy, drafter=load_drafter(name, target))
+                      sampling=greedy, drafter=None if name is None else load_drafter(name, target))
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
 

@@ -22,6 +22,8 @@ def test_audit_separates_lossless_rules_from_biased_ones():
 
 
 def test_experiment_writes_json_and_png(tmp_path):
-    result = run(AuditConfig(), 1, tmp_path)
-    saved = json.loads((tmp_path / "audit_verifiers.json").read_text())
-    assert saved["rows"] == result["rows"] and (tmp_path / "audit_verifiers.png").stat().st_size > 0
+    result = run(AuditConfig(seed=1), tmp_path / "audit")
+    saved = json.loads((tmp_path / "audit.json").read_text())
+    assert saved["rows"] == result["rows"] and (tmp_path / "audit.png").stat().st_size > 0
+    assert saved["config"]["seed"] == 1 and saved["provenance"]["versions"]["numpy"]
+    assert (tmp_path / "audit.csv").read_text().startswith("scheme,verifier,")

@@ -11,7 +11,7 @@ from transport.gap import GapConfig, run_verifier_gap
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gap")
-    return run_verifier_gap(GapConfig.small(), 0, out), out
+    return run_verifier_gap(GapConfig.small(), out), out
 
 
 def test_small_gap_experiment_writes_consistent_results(small_run):
