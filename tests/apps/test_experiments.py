@@ -14,7 +14,7 @@ from specjax.apps.experiment import config_from_dict, load_config
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.stem.startswith("_"))
 # converted on other branches; drop each name here when its conversion lands
-NOT_YET_CONVERTED = {"adaptive_length", "latency_model", "bench_decode"}
+NOT_YET_CONVERTED: set[str] = set()
 # configs with nothing random to seed: the real-law study is an exact computation on a stored file
 SEEDLESS = {("real_laws", "study")}
 
