@@ -43,6 +43,9 @@ class BenchConfig:
     seed: int = 0
 
 
+CONFIG = BenchConfig
+
+
 def call_cost(tokens: int) -> float:
     """Cost of a target call scoring `tokens` tokens relative to one token, interpolated in CALL_COST (linearly
     extrapolated past its last point)."""
