@@ -131,7 +131,7 @@ def _drafters(target, store):
 
 def test_greedy_retrieval_drafters_equal_autoregressive(tiny_pair, store, ragged_prompts):
     """Each drafter alone with chains; their hybrid (datastore + online statistics) in a tree (the model +
-    retrieval hybrid is decoded on SmolLM2 in tests/models/test_retrieval_smollm2.py)."""
+    retrieval hybrid is decoded on SmolLM2 in tests/models/test_smollm2.py)."""
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(7)

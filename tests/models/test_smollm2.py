@@ -86,13 +86,18 @@ def test_parity_with_transformers(smol):
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank), the VocabTrim head with an adaptive draft length and an adaptive EAGLE-2 tree size, DEL's
-    self-drafting from a per-round exit, and prompt lookup with a deterministic and a sampled tree reproduce AR token
-    for token (the head with every tree method: the command-line test below)."""
+    VocabTrim + low-rank; a REST datastore built from a few standard-library files), the VocabTrim head with an
+    adaptive draft length and an adaptive EAGLE-2 tree size, DEL's self-drafting from a per-round exit, and the
+    EAGLE head + datastore + online n-gram hybrid with a tree reproduce AR token for token (the head with every tree
+    method: the command-line test below; proposal drafters with every tree method: the tiny-pair tests)."""
     import trees  # noqa: F401  (registers the tree methods)
+    from specjax.aded import aded_handle
+    from specjax.apps.datastores import stdlib_sources
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode import generate
+    from specjax.hybrid import hybrid_handle
     from specjax.policies import DynamicExit
+    from specjax.retrieval import build_datastore, datastore_handle
     from specjax.runners import model_handle
     from specjax.sampling import SamplingConfig
     from specjax.speculators import make_method
@@ -106,14 +111,23 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     ar = generate(target.handle, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=greedy)
     runs = [(name, make_method("chain", num_draft=4)) for name in ("lookup:3", "early-exit:8", "eagle-full",
                                                                    "eagle-lowrank:64")]
-    runs += [("lookup:3", make_method(m, budget=8)) for m in ("eagle", "rsd-c")]
+    config = target.handle.config
+    files = [p for p in stdlib_sources() if p.name in ("functools.py", "bisect.py", "heapq.py")]
+    store = build_datastore([tok.encode(p.read_text()) for p in files], max_ngram=4)
+    retrieval = hybrid_handle(hybrid_handle(load_drafter("eagle", target),
+                                            datastore_handle(config, store, repeat_unmatched=False)),
+                              aded_handle(config, repeat_unmatched=False))
+    handles = {"rest (stdlib files)": datastore_handle(config, store), "eagle+rest+aded": retrieval}
+    runs += [("rest (stdlib files)", make_method("chain", num_draft=4)),
+             ("eagle+rest+aded", make_method("eagle", budget=8))]
     runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
     runs += [("eagle", make_method("eagle", budget=8, policy="confidence:0.1"))]        # adaptive tree size
     # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
     runs += [(None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22))))]
     for name, method in runs:
+        drafter = None if name is None else handles[name] if name in handles else load_drafter(name, target)
         sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
-                      sampling=greedy, drafter=None if name is None else load_drafter(name, target))
+                      sampling=greedy, drafter=drafter)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
 
