@@ -40,13 +40,12 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
 
 
 def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, repeats: int = 1,
-                   warm_up: bool = True, **kwargs) -> list[Run]:
+                   **kwargs) -> list[Run]:
     """Decode each prompt (token ids) with `generate(target, ..., **kwargs)`, one at a time, timed after a warm-up
     call per prompt-width bucket. Prompt i uses key `seed + 1 + i`. With `repeats` > 1 every prompt is timed that
     many times (in turns over the prompts, so a burst of load on a shared machine hits one repeat of each rather
-    than every repeat of one) and `Run.seconds` is their median. `warm_up=False` skips the warm-up calls (for a
-    method already compiled for these prompt widths, e.g. an AR baseline re-timed beside every cell)."""
-    seen: set[int] = set() if warm_up else {bucket_size(len(ids)) for ids in prompts}
+    than every repeat of one) and `Run.seconds` is their median."""
+    seen: set[int] = set()
     batches = [pad_prompts([ids]) for ids in prompts]
     for ids, (tokens, lengths) in zip(prompts, batches):
         if bucket_size(len(ids)) not in seen:
