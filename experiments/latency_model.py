@@ -18,13 +18,17 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
 Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume; delete it to start
 afresh). Every field of `LatencyConfig` is an option, or comes from `--config FILE.toml`.
 
-Last run (a reduced one: `--prompts 2 --max-new-tokens 32 --chain-drafts 1 2 4 8 --budgets 8 16 --e2e-repeats 2
---repeats 3`, two 1200 s sittings) on the 2-core CPU while other jobs held its load average at 5: the profile's
-points were noisy (target T=2 cost 2.9-3.1x T=1, non-monotone past T=2; both overheads came out negative and were
-clamped to 0), and the model missed: |error| median 18% (median of repeats), 1/16 methods within 10% (5/16 under
-the min of repeats); trees were over-predicted by 16-61%, AR under-predicted by 18%. The search chose AR on this
-CPU (best chain K=2 0.51x, best static tree 0.55x predicted) and Sequoia's static N=64 D=3 on H200, H100 and
-TPU v5e rooflines (1.63-1.67x predicted). The 10% validation needs a quiet machine.
+Last run (the default config: 3 MT-bench prompts x 48 tokens, chains K = 1..8, every builder at 8/16/32) on the
+2-core CPU with nothing else running, except that the end-to-end runs of chain K = 5 .. rsd-s 32 shared the CPU with
+a niced test run (load 2.5-4). The first profile, taken with each point's repeats back to back, put neighbouring
+points 2x apart (T = 4 cost 100 ms at S = 130 and 53 ms at S = 198) and the model missed by a median 22%; with the
+repeats taken in rounds over a curve's points (`specjax.apps.profile.call_samples`) the curves became smooth and,
+against the same end-to-end runs: |error| median 7.8% (median of repeats), 16/25 methods within 10%; AR -5.6%,
+chain K=1 -8.7%, K=2..4 -16..-21%, K=5..8 -1..-14%, EAGLE-2 8/16/32 +17/-1/+19%, static 8/16/32 -8/-6/-9%, RSD-C
+-4/-3/+10%, RSD-S -3/-1/+27%, SpecInfer -14/-23/-7%. What is left is the machine's drift between time windows:
+RSD-S 8 and SpecInfer 8 run identical plans at T = 0 (both collapse to a chain) and measured 88.6 vs 74.2 ms per
+round in different windows. The search chose AR on this CPU (best chain K=1 0.90x, best static tree 0.78x
+predicted) and Sequoia's static N=64 D=3 on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
 """
 from __future__ import annotations
 

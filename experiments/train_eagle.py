@@ -92,6 +92,12 @@ class EagleTrainConfig:
     trim: int = 8192
     feature_weight: float = 1.0
     """weight of EAGLE's smooth-L1 feature regression next to the KL"""
+    held_out: int = 16
+    """answers (the last ones) kept out of training, on which the τ estimate is reported"""
+    eval_every: int = 100
+    """steps between τ estimates (0: none; always one at the end)"""
+    eval_depth: int = 5
+    """chains of K = 1..eval_depth drafts in the τ estimate"""
     seed: int = 0
 
 
@@ -123,6 +129,12 @@ def instruction_prompts(n: int, seed: int) -> list[str]:
     return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False, p=weights)]
 
 
+def answer_temperature(cfg: EagleDataConfig, batch_index: int) -> float:
+    """The temperature of the answers of batch i: 0.7 when i * sampled_fraction crosses an integer, else 0."""
+    sampled = int((batch_index + 1) * cfg.sampled_fraction) > int(batch_index * cfg.sampled_fraction)
+    return 0.7 if sampled else 0.0
+
+
 def make_data(cfg: EagleDataConfig, out: Path) -> int:
     """Target answers to the instructions, then one no-cache target pass for the final hidden states; `<out>.npz`."""
     import jax
@@ -138,16 +150,16 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
     target, tok = load_smollm2()
     handle = model_handle(target)
     prompts = instruction_prompts(cfg.prompts, cfg.seed)
-    sequences = []
+    sequences, prompt_lengths, temperatures = [], [], []
     starts = range(0, len(prompts), cfg.batch_size)
     for lo in progress(starts, len(starts), "answers"):
         batch = prompts[lo:lo + cfg.batch_size]
         tokens, lengths = pad_prompts([tok.chat_ids(p) for p in batch])
-        i = lo // cfg.batch_size                  # batch i is sampled when i * fraction crosses an integer
-        sampled = int((i + 1) * cfg.sampled_fraction) > int(i * cfg.sampled_fraction)
-        sampling = SamplingConfig(temperature=0.7 if sampled else 0.0)
+        sampling = SamplingConfig(temperature=answer_temperature(cfg, lo // cfg.batch_size))
         answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
                            max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
+        prompt_lengths += lengths.tolist()
+        temperatures += [sampling.temperature] * len(batch)
         for row in range(len(batch)):
             n = int(answers.lengths[row])
             sequences.append(tokens[row, :lengths[row]].tolist() + np.asarray(answers.tokens[row, :n]).tolist())
@@ -170,6 +182,7 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
     path = out.with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
+             prompt_lengths=np.array(prompt_lengths, np.int32), temperatures=np.array(temperatures, np.float32),
              config=json.dumps(asdict(cfg)), provenance=json.dumps(provenance()))
     print(f"wrote {path}: {len(tokens)} sequences, {int(lengths.sum())} tokens", flush=True)
     return 0
@@ -190,6 +203,22 @@ def data_batches(tokens: np.ndarray, lengths: np.ndarray, hidden: np.ndarray, ba
     return batch
 
 
+def answer_info(paths: list[str], tok) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt lengths `[N]`, answer temperatures `[N]`) of the sequences of `load_data(paths)`: stored by `data`,
+    or rebuilt from a file's prompts and config (files written before they were stored)."""
+    lengths, temps = [], []
+    for path in paths:
+        f = np.load(path)
+        if "prompt_lengths" in f:
+            lengths.append(f["prompt_lengths"])
+            temps.append(f["temperatures"])
+            continue
+        cfg = EagleDataConfig(**json.loads(str(f["config"])))
+        lengths.append(np.array([len(tok.chat_ids(str(p))) for p in f["prompts"]], np.int32))
+        temps.append(np.array([answer_temperature(cfg, i // cfg.batch_size) for i in range(len(f["prompts"]))]))
+    return np.concatenate(lengths), np.concatenate(temps)
+
+
 def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Concatenate files of the `data` subcommand: tokens `[N, L]`, lengths `[N]`, hidden `[N, L, D]`, configs."""
     files = [np.load(p) for p in paths]
@@ -206,20 +235,45 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     import jax.numpy as jnp
     import optax
 
+    from specjax.apps.acceptance import hidden_chain_tau
     from specjax.eagle import frequent_token_ids, init_eagle
     from specjax.io.checkpoint import save_checkpoint
     from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import model_handle
+    from specjax.runners import Handle, model_handle
+    from specjax.sampling import SamplingConfig
     from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
 
     target, tok = load_smollm2()
     tokens, lengths, hidden, data_configs = load_data(list(cfg.data))
-    valid = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
-    keep = frequent_token_ids(tokens[valid], target.config.vocab_size, cfg.trim, always=(tok.eos_id, tok.bos_id))
-    print(f"data: {len(tokens)} sequences, {int(lengths.sum())} tokens; trim set {keep.size}", flush=True)
-    eagle = init_eagle(model_handle(target), d_ff=cfg.d_ff, seed=cfg.seed)
+    prompt_lengths, temperatures = answer_info(list(cfg.data), tok)
+    held = min(cfg.held_out, len(tokens) // 4)
+    train_rows = np.arange(len(tokens) - held)                # the last `held` answers are never trained on
+    valid = np.arange(tokens.shape[1])[None, :] < lengths[train_rows, None]
+    keep = frequent_token_ids(tokens[train_rows][valid], target.config.vocab_size, cfg.trim,
+                              always=(tok.eos_id, tok.bos_id))
+    print(f"data: {len(tokens)} sequences ({held} held out), {int(lengths[train_rows].sum())} training tokens; "
+          f"trim set {keep.size}", flush=True)
+    target_handle = model_handle(target)
+    eagle = init_eagle(target_handle, d_ff=cfg.d_ff, seed=cfg.seed)
     params = eagle.params
     embedding_kept = params.embedding[jnp.asarray(keep, jnp.int32)]
+    end = min(cfg.steps, cfg.stop_after or cfg.steps)
+    evals = []
+
+    def estimate_tau(done: int, head) -> None:
+        """The training-time τ estimate of chains K = 1..eval_depth on the held-out answers, per temperature."""
+        if not held or not (done == end or (cfg.eval_every and done % cfg.eval_every == 0)):
+            return
+        drafter = Handle(eagle.runner, params.replace(head=head, keep_ids=jnp.asarray(keep, jnp.int32)))
+        row = {"step": done, "tokens_seen": done * cfg.batch_size * cfg.seq_len}
+        for temp in sorted(set(temperatures[-held:].tolist())):
+            rows = len(tokens) - held + np.flatnonzero(temperatures[-held:] == temp)
+            row[f"tau_T{temp:g}"] = hidden_chain_tau(
+                target_handle, drafter, tokens[rows], hidden[rows], lengths[rows], prompt_lengths[rows],
+                cfg.eval_depth, SamplingConfig(temperature=temp), chunk=4).tolist()
+        evals.append(row)
+        print(f"step {done}: estimated chain tau (K = 1..{cfg.eval_depth}) " + "; ".join(
+            f"{k}: " + " ".join(f"{x:.2f}" for x in v) for k, v in row.items() if k.startswith("tau")), flush=True)
 
     def loss_fn(head, batch):
         toks, target_hidden, mask = batch["tokens"], batch["hidden"], batch["mask"]
@@ -235,10 +289,11 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                        checkpoint_every=max(cfg.steps // 4, 1))
     t0 = time.time()
-    head, _, losses = train_with_loss(params.head, loss_fn, data_batches(tokens, lengths, hidden, cfg.batch_size,
-                                                                            cfg.seq_len, cfg.seed),
-                                      tcfg, checkpoint_dir=Path(cfg.work), log_every=10, stop_after=cfg.stop_after)
-    done = cfg.stop_after or cfg.steps
+    batches = data_batches(tokens[train_rows], lengths[train_rows], hidden[train_rows], cfg.batch_size, cfg.seq_len,
+                           cfg.seed)
+    head, _, losses = train_with_loss(params.head, loss_fn, batches, tcfg, checkpoint_dir=Path(cfg.work),
+                                      log_every=10, stop_after=cfg.stop_after, on_step=estimate_tau)
+    done = end
     print(f"trained {len(losses)} steps here (global step {done} of {cfg.steps}) in {time.time() - t0:.0f}s",
           flush=True)
     if out.exists():
@@ -249,13 +304,15 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32), "feature_moment": moment},
                     step=done, config=target.config,
                     extra={"train": asdict(cfg), "data": data_configs, "feature_moment": True,
-                           "stopped_at": done, "losses": losses, "provenance": provenance()})
+                           "stopped_at": done, "losses": losses, "tau_estimates": evals,
+                           "provenance": provenance()})
     print(f"wrote {out}")
     return 0
 
 
 def evaluate(cfg: EagleEvalConfig, out: Path) -> int:
     """AR and chains with every drafter on each (temperature, prompt set) not yet in `<out>.json`; tables, CSV, PNG."""
+    from specjax.apps.acceptance import text_chain_tau
     from specjax.apps.bench import Results, decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
     from specjax.eagle import load_eagle, with_low_rank_head
@@ -280,17 +337,23 @@ def evaluate(cfg: EagleEvalConfig, out: Path) -> int:
                       eos_id=target.eos_id, seed=cfg.seed)
         ar = decode_prompts(target.handle, ids, method="ar", **common)
         row = {"ar": summarize(ar)}
+        texts = [i + r.tokens for i, r in zip(ids, ar)]            # the target's own answers at this temperature
         for name, d in drafters.items():
             runs = decode_prompts(target.handle, ids, method=chain, drafter=d, **common)
             row[name] = summarize(runs)
+            if name.startswith("eagle"):                            # the training-time estimate on the AR answers
+                row[name]["tau_estimate"] = float(text_chain_tau(target.handle, d, texts, [len(i) for i in ids],
+                                                                 cfg.num_draft, common["sampling"])[-1])
             if temp == 0.0:
                 row[name]["equals_ar"] = all(a.tokens == r.tokens for a, r in zip(ar, runs))
         results.add(key, row)
     rows = [dict(setting=key, drafter=name, vs_ar=r["tokens_per_s"] / row["ar"]["tokens_per_s"], **r)
             for key, row in results.records.items() for name, r in row.items()]
-    print(f"\n{'setting':<18}{'drafter':<20}{'tau':>6}{'tok/s':>8}{'vs AR':>8}")
+    print(f"\n{'setting':<18}{'drafter':<20}{'tau':>6}{'est. tau':>9}{'tok/s':>8}{'vs AR':>8}")
     for r in rows:
-        print(f"{r['setting']:<18}{r['drafter']:<20}{r['tau']:>6.2f}{r['tokens_per_s']:>8.1f}{r['vs_ar']:>7.2f}x")
+        est = f"{r['tau_estimate']:.2f}" if "tau_estimate" in r else ""
+        print(f"{r['setting']:<18}{r['drafter']:<20}{r['tau']:>6.2f}{est:>9}{r['tokens_per_s']:>8.1f}"
+              f"{r['vs_ar']:>7.2f}x")
     write_csv(out.with_suffix(".csv"), rows)
     plot_taus(results.records, out.with_suffix(".png"))
     print(f"wrote {out}.json, {out}.csv and {out}.png")

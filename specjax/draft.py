@@ -34,7 +34,8 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
                 sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None,
                 shares_target_cache: bool = False) -> ChainDraft:
     """Propose up to `num_draft` tokens per row: one drafter call over (prev, pending), then one per further draft,
-    stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip).
+    stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip). A row the policy
+    stops at draft 0 drafts nothing (length 0).
 
     The drafter's cache is valid below `position - 1`; the first call re-scores `prev` (at `position - 1`) with
     `pending` (at `position`), because after a fully accepted round the drafter never saw its own last draft. A
@@ -64,7 +65,8 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
         return q, stats, accept
 
     q0, stats0, accept0 = law(first)
-    _, carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)   # draft 0 is always drafted
+    # a row may decline even draft 0: its round is then an AR step (the drafter has seen `pending` all the same)
+    keep0, carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)
     v, d = q0.shape[-1], first.hidden.shape[-1]
     buffers = (jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(sample_token(keys[0], q0)),
                jnp.zeros((b, num_draft, v), q0.dtype).at[:, 0].set(q0),
@@ -87,7 +89,7 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
                    stats.at[:, step].set(s))
         return step + 1, out.cache, buffers, lengths + live.astype(jnp.int32), live, carry
 
-    init = (jnp.int32(1), first.cache, buffers, jnp.ones((b,), jnp.int32), jnp.ones((b,), bool), carry)
+    init = (jnp.int32(1), first.cache, buffers, keep0.astype(jnp.int32), keep0, carry)
     _, cache, (tokens, probs, feats, stats), lengths, _, _ = jax.lax.while_loop(cond, body, init)
     return ChainDraft(cache, tokens, probs, lengths, feats, stats)
 

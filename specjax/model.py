@@ -107,26 +107,31 @@ class Attention(nnx.Module):
         c = self.config
         b, t, _ = x.shape
         hd, g = c.dim_per_head, c.n_heads // c.n_kv_heads
-        q = self.q_proj(x).reshape(b, t, c.n_heads, hd)
-        k = self.k_proj(x).reshape(b, t, c.n_kv_heads, hd)
-        v = self.v_proj(x).reshape(b, t, c.n_kv_heads, hd)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        if self.sliding:
-            inv_freq = rope_frequencies(hd, c.rope_local_theta or c.rope_theta)
-        else:
-            inv_freq = rope_frequencies(hd, c.rope_theta, c.rope_scaling)
-        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        with jax.named_scope("qkv"):
+            q = self.q_proj(x).reshape(b, t, c.n_heads, hd)
+            k = self.k_proj(x).reshape(b, t, c.n_kv_heads, hd)
+            v = self.v_proj(x).reshape(b, t, c.n_kv_heads, hd)
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
+        with jax.named_scope("rope"):
+            if self.sliding:
+                inv_freq = rope_frequencies(hd, c.rope_local_theta or c.rope_theta)
+            else:
+                inv_freq = rope_frequencies(hd, c.rope_theta, c.rope_scaling)
+            q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         if cache_k is not None:
-            cache_k, cache_v = write_slots(cache_k, k, slots), write_slots(cache_v, v, slots)
+            with jax.named_scope("cache_write"):
+                cache_k, cache_v = write_slots(cache_k, k, slots), write_slots(cache_v, v, slots)
             k, v = cache_k, cache_v
-        q = q.reshape(b, t, c.n_kv_heads, g, hd)
-        scale = c.attention_scale if c.attention_scale is not None else hd ** -0.5
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-        scores = jnp.where(mask[:, None, None, :, :], _softcap(scores, c.attn_softcap), -1e30)
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(b, t, c.n_heads * hd)
-        return self.o_proj(out), cache_k, cache_v
+        with jax.named_scope("attend"):
+            q = q.reshape(b, t, c.n_kv_heads, g, hd)
+            scale = c.attention_scale if c.attention_scale is not None else hd ** -0.5
+            scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+            scores = jnp.where(mask[:, None, None, :, :], _softcap(scores, c.attn_softcap), -1e30)
+            weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+            out = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(b, t, c.n_heads * hd)
+        with jax.named_scope("o_proj"):
+            return self.o_proj(out), cache_k, cache_v
 
 
 class MLP(nnx.Module):
@@ -158,14 +163,16 @@ class DecoderLayer(nnx.Module):
         self.sliding = sliding
 
     def __call__(self, x, positions, cache_k, cache_v, slots, mask):
-        h, cache_k, cache_v = self.attn(self.attn_norm(x), positions, cache_k, cache_v, slots, mask)
-        if self.attn_post_norm is not None:
-            h = self.attn_post_norm(h)
-        x = x + h
-        h = self.mlp(self.mlp_norm(x))
-        if self.mlp_post_norm is not None:
-            h = self.mlp_post_norm(h)
-        return x + h, cache_k, cache_v
+        with jax.named_scope("attn"):
+            h, cache_k, cache_v = self.attn(self.attn_norm(x), positions, cache_k, cache_v, slots, mask)
+            if self.attn_post_norm is not None:
+                h = self.attn_post_norm(h)
+            x = x + h
+        with jax.named_scope("mlp"):
+            h = self.mlp(self.mlp_norm(x))
+            if self.mlp_post_norm is not None:
+                h = self.mlp_post_norm(h)
+            return x + h, cache_k, cache_v
 
 
 class LlamaLM(nnx.Module):
@@ -206,7 +213,8 @@ class LlamaLM(nnx.Module):
         states `[B, T, D]`, and the updated cache.
         """
         hidden, cache, _ = self.trunk(tokens, positions, cache, slots=slots, mask=mask, num_layers=num_layers)
-        return self.head(hidden), hidden, cache
+        with jax.named_scope("head"):
+            return self.head(hidden), hidden, cache
 
     def trunk(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None, *,
               slots: jax.Array | None = None, mask: jax.Array | None = None, num_layers: int | None = None,
@@ -235,9 +243,10 @@ class LlamaLM(nnx.Module):
             if key_positions is None:
                 raise ValueError("sliding-window layers need a cache that records positions (init_cache(config))")
             local_mask = mask & (key_positions[:, None, :] > positions[:, :, None] - c.sliding_window)
-        x = self.embed(tokens)
-        if c.embed_scale != 1.0:
-            x = x * jnp.asarray(c.embed_scale, x.dtype)
+        with jax.named_scope("embed"):
+            x = self.embed(tokens)
+            if c.embed_scale != 1.0:
+                x = x * jnp.asarray(c.embed_scale, x.dtype)
         exit_hidden = []
         for i, layer in enumerate(layers):
             x, keys[i], values[i] = layer(x, positions, keys[i], values[i], slots,

@@ -8,8 +8,10 @@ A policy is a frozen dataclass of static hyperparameters with pure functions of 
   drafter's law for it (the warped law; at temperature 0, where that is one-hot, the raw softmax) and, for
   policies that read it, a predicted acceptance probability `[B]` of that draft (`specjax.acceptance_head`);
 - `update(memory, num_drafted [B], num_accepted [B]) -> memory`: learn from the round.
-Draft 0 is always drafted (a round without drafts is an AR step). Whatever a policy decides, the verifier treats
-undrafted slots as absent, so every policy is lossless: it can change the speed, never the output law.
+`keep` is asked for draft 0 too: a row that declines it drafts nothing and its round is an AR step (where a
+verification call scoring several tokens costs much more than one, as on a CPU, declining a doubtful draft is
+what lets a policy beat every fixed K). Whatever a policy decides, the verifier treats undrafted slots as absent,
+so every policy is lossless: it can change the speed, never the output law.
 
 Policies: `fixed` (K_max every round), `confidence:h` (Kangaroo: stop when the drafter's top probability falls below
 h), `specdec++:h` (SpecDec++: stop once the predicted probability that some draft so far is rejected exceeds h),

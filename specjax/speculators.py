@@ -127,8 +127,9 @@ def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_to
 
 
 def verify_widths(k_max: int) -> tuple[int, ...]:
-    """The verification widths compiled for adaptive drafting: powers of two below K_max, and K_max."""
-    widths, w = [], 1
+    """The verification widths (drafts scored) compiled for adaptive drafting: 0 (every row declined to draft: an
+    AR step), powers of two below K_max, and K_max."""
+    widths, w = [0], 1
     while w < k_max:
         widths.append(w)
         w *= 2
@@ -138,15 +139,17 @@ def verify_widths(k_max: int) -> tuple[int, ...]:
 def verify_ragged_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_tokens: jax.Array,
                         draft_probs: jax.Array, num_drafted: jax.Array, key: jax.Array, sampling: SamplingConfig,
                         verifier: str, observe: Callable[[Forward, jax.Array], Any] | None = None) -> ChainVerdict:
-    """`verify_chain` for rows that drafted `num_drafted [B]` of K_max slots: the target scores only the smallest
-    compiled width that holds the longest row (`lax.switch` over `verify_widths`), so rounds where the policy
-    stopped early cost a narrower target call. Outputs are padded to K_max + 1."""
+    """`verify_chain` for rows that drafted `num_drafted [B]` (0..K_max) of K_max slots: the target scores only the
+    smallest compiled width that holds the longest row (`lax.switch` over `verify_widths`), so rounds where the
+    policy stopped early cost a narrower target call, and a round where every row declined to draft costs an AR
+    step. Outputs are padded to K_max + 1."""
     k = draft_tokens.shape[1]
     widths = verify_widths(k)
 
     def branch(w):
+        rule = verifier if w else "token"         # with nothing drafted every rule samples the target's own law
         def run(cache):
-            v = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w], key, sampling, verifier,
+            v = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w], key, sampling, rule,
                              num_drafted, observe)
             pad = k - w
             return v.replace(tokens=jnp.pad(v.tokens, ((0, 0), (0, pad)), constant_values=PAD_TOKEN),

@@ -98,13 +98,15 @@ def train_distill(params: Any, student_apply: StudentApply, target_apply: Target
 
 def train_with_loss(params: Any, loss_fn: Callable[[Any, Any], jax.Array], batch_fn: Callable[[int], Any],
                     cfg: TrainConfig, *, checkpoint_dir: str | Path | None = None, stop_after: int | None = None,
-                    log_every: int = 0) -> tuple[Any, Any, list[float]]:
+                    log_every: int = 0, on_step: Callable[[int, Any], None] | None = None
+                    ) -> tuple[Any, Any, list[float]]:
     """Train `params` for `cfg.steps` steps of `loss_fn(params, batch_fn(step))`; returns (params, opt_state,
     losses of the steps run here).
 
     `batch_fn(step)` must depend only on the step (and fixed data / seed). With `checkpoint_dir`, resumes from its
     latest `step_N` checkpoint and saves every `cfg.checkpoint_every` steps and at the end; `stop_after` ends early
-    after that global step (to test or split resumption).
+    after that global step (to test or split resumption). `on_step(global step done, params)` runs after every
+    step (an evaluation hook: it decides itself when to evaluate).
     """
     optimizer = make_optimizer(cfg)
     step_fn = make_train_step(loss_fn, optimizer)
@@ -121,6 +123,8 @@ def train_with_loss(params: Any, loss_fn: Callable[[Any, Any], jax.Array], batch
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{cfg.steps} loss {float(loss):.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
         done = step + 1
+        if on_step is not None:
+            on_step(done, params)
         if checkpoint_dir is not None and ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
                                            or done == end):
             path = Path(checkpoint_dir) / f"step_{done}"

@@ -11,9 +11,9 @@ time difference over the rounds between), whence the fixed per-round overhead (A
 overhead (the rest of a run beyond its rounds and the target's prefill).
 Each cost is a statistic (median, or min: `ProfileConfig.stat`) over `repeats` of a jitted `lax.fori_loop` of
 `inner` calls divided by `inner` (so host dispatch is amortised, as inside the decode loop, and the loop carries the
-cache so no call is hoisted). Costs that fall as T grows (noise, or a kernel switch) are smoothed to a
-non-decreasing curve by isotonic regression; every raw sample is kept in `meta` (`restat` rebuilds the profile
-under the other statistic).
+cache so no call is hoisted), the repeats taken in rounds over a curve's points. Costs that fall as T grows (noise,
+or a kernel switch) are smoothed to a non-decreasing curve by isotonic regression; every raw sample is kept in
+`meta` (`restat` rebuilds the profile under the other statistic).
 
     specjax profile --target smollm2 --drafter eagle --contexts 256 512 1024 --batches 1 4 --out results/cpu.json
     specjax profile --roofline h200 --out results/profile_h200.json
@@ -100,12 +100,19 @@ STATS = {"median": np.median, "min": np.min}
 call down, so the minimum is the steadier estimate of what the call itself costs)."""
 
 
-def call_samples(loop: Callable, args: tuple, inner: int, repeats: int) -> list[float]:
-    """Wall seconds per call of `loop(*args, inner=inner)` (jitted; it runs `inner` calls), `repeats` times, after
-    a compiling call."""
+def call_samples(jobs: list[tuple[Callable, tuple]], inner: int, repeats: int) -> list[list[float]]:
+    """Wall seconds per call of each job's `loop(*args, inner=inner)` (jitted; it runs `inner` calls), `repeats`
+    samples each: every loop is compiled first, then the samples are taken in rounds that time every job once, so
+    a slow spell of a shared machine touches one sample of many points rather than every sample of one point
+    (back-to-back repeats made neighbouring points of one curve differ by 2x on a quiet 2-core VM)."""
     from specjax.apps.bench import timed
-    jax.block_until_ready(loop(*args, inner=inner))
-    return [timed(loop, *args, inner=inner)[1] / inner for _ in range(repeats)]
+    for loop, args in jobs:
+        jax.block_until_ready(loop(*args, inner=inner))
+    samples = [[] for _ in jobs]
+    for _ in range(repeats):
+        for out, (loop, args) in zip(samples, jobs):
+            out.append(timed(loop, *args, inner=inner)[1] / inner)
+    return samples
 
 
 def _bump(logits: jax.Array) -> jax.Array:
@@ -201,7 +208,7 @@ def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int
         if name != "target" and drafter is None:
             continue
         grid, job = jobs[name]
-        curves[name] = (grid, [call_samples(*job(t), cfg.inner, cfg.repeats) for t in grid])
+        curves[name] = (grid, call_samples([job(t) for t in grid], cfg.inner, cfg.repeats))
         log(f"  S={context} B={batch} {name}: " + ", ".join(f"{t}: {1e3 * stat(x):.2f}" for t, x in
                                                             zip(*curves[name])) + f" ms ({cfg.stat} of {cfg.repeats})")
     return curves

@@ -47,9 +47,13 @@ def test_ragged_rows_are_verified_like_truncated_chains(rule):
     p = jnp.asarray(rng.dirichlet(np.full(v, 0.6), (b, k + 1)), jnp.float32)
     x = jnp.asarray([[rng.choice(v, p=q64[i, j]) for j in range(k)] for i in range(b)], jnp.int32)
     u = jnp.asarray(rng.uniform(size=(b, k)), jnp.float32)
-    lengths = jnp.asarray([1, 2, 3, 4, 5, 3])
+    lengths = jnp.asarray([1, 2, 3, 4, 5, 0])                   # the last row declined to draft
     ragged = rule(u, x, q, p, lengths)
     for row, length in enumerate(np.asarray(lengths)):
+        if length == 0:                                         # nothing drafted: the target's own law
+            assert int(ragged.num_accepted[row]) == 0
+            np.testing.assert_allclose(np.asarray(ragged.final_law[row]), np.asarray(p[row, 0]), atol=1e-6)
+            continue
         cut = rule(u[row:row + 1, :length], x[row:row + 1, :length], q[row:row + 1, :length],
                    p[row:row + 1, :length + 1])
         assert int(ragged.num_accepted[row]) == int(cut.num_accepted[0])
@@ -68,7 +72,7 @@ def test_every_policy_is_greedy_exact(policy, tiny_pair, ragged_prompts, headed)
                    drafter=_drafter(policy, tiny_pair, headed), max_new_tokens=20, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
     drafted = np.asarray(out.drafted)[np.asarray(out.accepted) >= 0]
-    assert drafted.min() >= 1 and drafted.max() <= 3
+    assert drafted.min() >= 0 and drafted.max() <= 3
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -102,11 +106,13 @@ class Forced(DraftPolicy):
         return step < carry, carry
 
 
-def test_forced_per_row_lengths_are_honoured(tiny_pair, ragged_prompts):
+@pytest.mark.parametrize("forced", [(0, 2, 3, 5), (0, 0, 0, 0)])
+def test_forced_per_row_lengths_are_honoured(forced, tiny_pair, ragged_prompts):
+    """Row b drafts forced[b] tokens (5 > K_max = 3: capped); a row forced to 0 runs AR steps, and when every row
+    declines the round scores the pending token alone (the width-0 verification branch)."""
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
     ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=GREEDY)
-    forced = (1, 2, 3, 5)                                      # 5 > K_max = 3: capped
     out = generate(target, tokens, lengths, jax.random.key(0), method=ChainSpeculator(3, policy=Forced(forced)),
                    drafter=draft, max_new_tokens=16, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
