@@ -5,8 +5,9 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
 
 1. Profile (`specjax.apps.profile`): target calls, drafter steps and tree levels on exactly the T each method needs,
    at the smallest and largest cache capacity the runs use (the model interpolates between), and the overheads.
-2. End to end (`specjax.apps.bench.decode_prompts`): every method on the same prompts (all in one prompt-width
-   bucket, so each method compiles once), no EOS (every run makes `max_new_tokens` tokens).
+2. End to end (`specjax.apps.bench.decode_interleaved`): every method on the same prompts (all in one prompt-width
+   bucket, so each method compiles once), no EOS (every run makes `max_new_tokens` tokens), in groups of methods
+   timed in rounds over each other.
 3. Prediction (`specjax.latency.predict`) per prompt with that prompt's measured τ, capacity and width; predicted
    tokens/s = tokens / Σ predicted seconds; error = predicted / measured - 1.
 4. Acceptance, teacher-forced on the AR text (`specjax.apps.acceptance`): τ of each chain and static tree predicted
@@ -38,11 +39,12 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import jax
 import numpy as np
 
 import trees
 from specjax.apps.acceptance import teacher_forced_ranks
-from specjax.apps.bench import decode_prompts, summarize
+from specjax.apps.bench import decode_interleaved, summarize
 from specjax.apps.experiment import parse_config, provenance
 from specjax.apps.models import load_drafter, load_target
 from specjax.apps.profile import (STATS, ProfileConfig, device_name, generate_capacity, measure_profile,
@@ -79,7 +81,9 @@ class LatencyConfig:
     repeats: int = 5
     """Timed loops per profile point."""
     e2e_repeats: int = 3
-    """Timed runs per prompt and method (in turns over the prompts)."""
+    """Timed runs per prompt and method (in rounds over the prompts and the methods of a group)."""
+    group: int = 6
+    """Methods compiled together and timed in rounds over each other."""
     stat: str = "median"
     """The statistic of repeats behind the main table ('median' or 'min'); the other is reported beside it."""
     inner: int = 2
@@ -95,6 +99,8 @@ class LatencyConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.group < 1:
+            raise ValueError(f"group must be >= 1, got {self.group}")
         if self.stat not in STATS:
             raise ValueError(f"stat must be one of {sorted(STATS)}, got {self.stat!r}")
 
@@ -155,19 +161,23 @@ def _save(path: Path, state: dict) -> None:
 
 
 def run_methods(cfg, target, drafter, ids, methods, state, partial_path) -> dict:
-    """Decode every method (resuming finished ones from `state`), return {name: [Run dicts]}."""
-    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=0.0), eos_id=None,
-                  seed=cfg.seed)
+    """Decode every method (resuming finished groups from `state`), return {name: [Run dicts]}. Methods go in
+    groups of `cfg.group`, timed in rounds over the group (`decode_interleaved`), so drift of the machine between
+    time windows is shared by the methods compared."""
+    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=0.0), eos_id=None)
     done = state.setdefault("runs", {})
-    for name, spec, _ in methods:
-        if name in done:
-            continue
-        runs = decode_prompts(target.handle, ids, method=spec, drafter=None if name == "ar" else drafter,
-                              repeats=cfg.e2e_repeats, **common)
-        done[name] = {"runs": [asdict(r) for r in runs], "summary": summarize(runs), "load_avg": os.getloadavg()}
-        print(f"{name:<16} tau {done[name]['summary']['tau']:.2f}  {measured_rate(runs, cfg.stat):.2f} tok/s "
-              f"({cfg.stat})  (load {os.getloadavg()[0]:.1f})", flush=True)
+    todo = [(name, spec) for name, spec, _ in methods if name not in done]
+    for lo in range(0, len(todo), cfg.group):
+        group = todo[lo:lo + cfg.group]
+        configs = {name: dict(method=spec, drafter=None if name == "ar" else drafter, **common) for name, spec in group}
+        runs = decode_interleaved(target.handle, ids, configs, seed=cfg.seed, repeats=cfg.e2e_repeats)
+        for name, _ in group:
+            done[name] = {"runs": [asdict(r) for r in runs[name]], "summary": summarize(runs[name]),
+                          "load_avg": os.getloadavg()}
+            print(f"{name:<16} tau {done[name]['summary']['tau']:.2f}  {measured_rate(runs[name], cfg.stat):.2f} "
+                  f"tok/s ({cfg.stat})  (load {os.getloadavg()[0]:.1f})", flush=True)
         _save(partial_path, state)
+        jax.clear_caches()              # a long run of compiled SmolLM2 loops exhausts the JIT's code memory
     return done
 
 

@@ -1,8 +1,19 @@
-"""Shared fixtures for exact-enumeration tests: context-dependent random tables, chain sampling in numpy, and the
-index of an emitted-token pattern (accepted drafts + one token) among all patterns of a depth-K round."""
+"""Shared fixtures for exact-enumeration tests: context-dependent random tables, chain sampling in numpy, the
+index of an emitted-token pattern (accepted drafts + one token) among all patterns of a depth-K round, and the
+emitted-law test of a decoding method against its target's exact law."""
 from __future__ import annotations
 
+import jax
 import numpy as np
+
+from specjax.decode import generate
+from specjax.stats import chi_square_pvalue
+from specjax.testing import exact_joint_law
+
+ALPHA = 1e-4
+"""Significance of the chi-square law tests (fixed seeds: a pass or a fail reproduces exactly)."""
+LAW_PROMPT = (3, 1, 4)
+LAW_ROWS = 6000
 
 
 def random_tables(rng: np.random.Generator, v: int, count: int, conc: float = 1.0, zeros: float = 0.0) -> list:
@@ -138,3 +149,31 @@ def trie_of_chains(chain_sets, p_tables: list, q_tables: list, dtype=np.float32)
                      valid=jnp.asarray(valid), children=jnp.asarray(children),
                      law=jnp.full((b, n1), LAW_IID, jnp.int32), probs=jnp.asarray(probs, dtype))
     return tree, jnp.asarray(target, dtype)
+
+
+def first_tokens_law(target, prompt, sampling) -> tuple[np.ndarray, np.ndarray]:
+    """The target's exact law of its first generated tokens after `prompt`, by enumeration: the joint of the first
+    two `[V, V]` and the marginal of the third `[V]`."""
+    law = exact_joint_law(target, list(prompt), sampling, 3)
+    return law.sum(2), law.sum((0, 1))
+
+
+def decode_law_rows(target, method, sampling, drafter=None, prompt=LAW_PROMPT, rows: int = LAW_ROWS, seed: int = 42):
+    """`rows` copies of `prompt` decoded for 3 tokens by `method` in one `generate` call (the samples of
+    `assert_target_law`)."""
+    return generate(target, np.tile(np.asarray(prompt, np.int32), (rows, 1)), np.full(rows, len(prompt)),
+                    jax.random.key(seed), method=method, drafter=drafter, max_new_tokens=3, sampling=sampling)
+
+
+def assert_target_law(target, tokens, sampling, prompt=LAW_PROMPT) -> np.ndarray:
+    """The emitted tokens `[N, >= 3]` pass the chi-square test against the target's exact law (the first two
+    tokens' joint and the third's marginal) at ALPHA, and fail it against that joint moved by one cell (the
+    negative control: the test has power on these samples). Returns the first-two-token cell ids `[N]` for further
+    controls."""
+    joint12, third = first_tokens_law(target, prompt, sampling)
+    gen = np.asarray(tokens)
+    pairs = gen[:, 0] * target.config.vocab_size + gen[:, 1]
+    assert chi_square_pvalue(pairs, joint12.ravel()) > ALPHA
+    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    assert chi_square_pvalue(pairs, np.roll(joint12.ravel(), 1)) < ALPHA
+    return pairs

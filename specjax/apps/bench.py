@@ -45,21 +45,36 @@ def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: in
     call per prompt-width bucket. Prompt i uses key `seed + 1 + i`. With `repeats` > 1 every prompt is timed that
     many times (in turns over the prompts, so a burst of load on a shared machine hits one repeat of each rather
     than every repeat of one) and `Run.seconds` is their median."""
-    seen: set[int] = set()
+    return decode_interleaved(target, prompts, {"": kwargs}, seed=seed, repeats=repeats)[""]
+
+
+def decode_interleaved(target: Handle, prompts: Sequence[Sequence[int]], configs: dict[str, dict[str, Any]], *,
+                       seed: int = 0, repeats: int = 1) -> dict[str, list[Run]]:
+    """`decode_prompts` for several configurations at once ({name: generate kwargs}): every configuration is
+    compiled (warmed up) first, then the timed runs go in rounds, each running every configuration on every prompt,
+    so a slow spell of the machine touches one repeat of every configuration instead of every repeat of one (their
+    ratios are measured under the same conditions). Returns {name: [Run per prompt]}."""
     batches = [pad_prompts([ids]) for ids in prompts]
-    for ids, (tokens, lengths) in zip(prompts, batches):
-        if bucket_size(len(ids)) not in seen:
-            seen.add(bucket_size(len(ids)))
-            generate(target, tokens, lengths, jax.random.key(seed), **kwargs).tokens.block_until_ready()
-    timings = [[timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
-                for i, (tokens, lengths) in enumerate(batches)] for _ in range(repeats)]
-    runs = []
-    for i in range(len(prompts)):
-        samples = [t[i][1] for t in timings]
-        run = run_of(timings[0][i][0], float(np.median(samples)))
-        run.samples = samples
-        runs.append(run)
-    return runs
+    for kwargs in configs.values():
+        seen: set[int] = set()
+        for ids, (tokens, lengths) in zip(prompts, batches):
+            if bucket_size(len(ids)) not in seen:
+                seen.add(bucket_size(len(ids)))
+                generate(target, tokens, lengths, jax.random.key(seed), **kwargs).tokens.block_until_ready()
+    timings = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, kwargs in configs.items():
+            timings[name].append([timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
+                                  for i, (tokens, lengths) in enumerate(batches)])
+    out = {}
+    for name, rounds in timings.items():
+        out[name] = []
+        for i in range(len(prompts)):
+            samples = [t[i][1] for t in rounds]
+            run = run_of(rounds[0][i][0], float(np.median(samples)))
+            run.samples = samples
+            out[name].append(run)
+    return out
 
 
 def run_of(res: GenerateResult, seconds: float) -> Run:

@@ -1,4 +1,5 @@
-"""Experiment results files: an interrupted run resumes with its records; another configuration starts afresh."""
+"""Experiment results files: an interrupted run resumes with its records; another configuration starts afresh.
+Interleaved timing of several decoding configurations gives each what it gets alone."""
 from specjax.apps.bench import Results
 
 
@@ -11,3 +12,22 @@ def test_results_resume_and_restart_on_new_config(tmp_path):
     assert again.done("a") and not again.done("b") and again.records["a"] == {"tau": 1.5}
     other = Results(path, {"budgets": (8, 32), "seed": 0})
     assert not other.done("a")
+
+
+def test_interleaved_decoding_runs_every_configuration_on_every_prompt(tiny_pair):
+    """`decode_interleaved` gives each configuration what `decode_prompts` gives it alone (tokens, τ) and one timed
+    sample per repeat and prompt; greedy speculation reproduces AR's tokens."""
+    from specjax.apps.bench import decode_interleaved, decode_prompts
+    from specjax.sampling import GREEDY
+    from specjax.speculators import make_method
+
+    target, draft = tiny_pair
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
+    configs = {"ar": dict(method="ar", max_new_tokens=6, sampling=GREEDY),
+               "chain": dict(method=make_method("chain", num_draft=2), drafter=draft, max_new_tokens=6,
+                             sampling=GREEDY)}
+    runs = decode_interleaved(target, prompts, configs, repeats=3)
+    alone = decode_prompts(target, prompts, **configs["chain"])
+    assert [r.tokens for r in runs["chain"]] == [r.tokens for r in runs["ar"]] == [r.tokens for r in alone]
+    assert [r.tau for r in runs["chain"]] == [r.tau for r in alone]
+    assert all(len(r.samples) == 3 and r.seconds == sorted(r.samples)[1] for rs in runs.values() for r in rs)

@@ -12,9 +12,9 @@ from specjax.runners import early_exit, model_handle
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import make_method
 from specjax.stats import chi_square_pvalue
-from specjax.testing import exact_joint_law, tiny_pair
+from specjax.testing import tiny_pair
+from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, first_tokens_law
 
-ALPHA = 1e-4
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -41,12 +41,6 @@ def test_greedy_early_exit_self_draft_equals_autoregressive(tiny_pair, ragged_pr
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
 
 
-def _exact_law(target, prompt, sampling):
-    """Exact joint law of the first two generated tokens [V, V] and marginal of the third [V], by enumeration."""
-    law = exact_joint_law(target, prompt, sampling, 3)
-    return law.sum(2), law.sum((0, 1))
-
-
 @pytest.mark.parametrize("sampling, k", [
     (SamplingConfig(temperature=1.0), 2),
     (SamplingConfig(temperature=0.7), 3),
@@ -55,16 +49,8 @@ def _exact_law(target, prompt, sampling):
 ])
 def test_speculative_sampling_matches_exact_target_law(tiny_pair, sampling, k):
     target, draft = tiny_pair
-    prompt = [3, 1, 4]
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
-    tokens = np.tile(np.array(prompt, np.int32), (n, 1))
-    out = generate(target, tokens, np.full(n, 3), jax.random.key(42), method=make_method("chain", num_draft=k),
-                   drafter=draft, max_new_tokens=3, sampling=sampling)
-    gen = np.asarray(out.tokens)
-    v = target.config.vocab_size
-    assert chi_square_pvalue(gen[:, 0] * v + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method("chain", num_draft=k), sampling, draft)
+    assert_target_law(target, out.tokens, sampling)
     # the draft really differs from the target, so this is not a vacuous check: some drafts were rejected
     assert 1.0 < out.acceptance_length < k + 1
 
@@ -73,12 +59,8 @@ def test_law_test_rejects_the_draft_law(tiny_pair):
     """Negative control: samples from the draft model's own law must fail the same test."""
     target, draft = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    prompt = [3, 1, 4]
-    joint12, _ = _exact_law(target, prompt, sampling)
-    n = 6000
-    out = generate(draft, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(42),
-                   method="ar", max_new_tokens=2, sampling=sampling)
-    gen = np.asarray(out.tokens)
+    joint12, _ = first_tokens_law(target, LAW_PROMPT, sampling)
+    gen = np.asarray(decode_law_rows(draft, "ar", sampling).tokens)
     assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) < ALPHA
 
 

@@ -12,8 +12,7 @@ from specjax.decode import generate
 from specjax.lookup import PROPOSAL_GAP, lookup_handle
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import make_method
-from specjax.stats import chi_square_pvalue
-from tests.core.test_decode import ALPHA, _exact_law
+from tests.exact_tables import assert_target_law, decode_law_rows
 
 
 def _reference(seq: list[int], n_hist: int, max_ngram: int, min_ngram: int, m: int) -> list[int]:
@@ -108,17 +107,11 @@ def test_greedy_prompt_lookup_equals_autoregressive(method, tiny_pair, ragged_pr
                                               ("rsd-c", SamplingConfig(temperature=1.0))])
 def test_prompt_lookup_sampling_matches_exact_target_law(tiny_pair, method, sampling):
     target, _ = tiny_pair
-    prompt = [3, 1, 4, 3]                        # the prompt repeats a token, so the first draft is a real match
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
+    prompt = (3, 1, 4, 3)                        # the prompt repeats a token, so the first draft is a real match
     options = dict(num_draft=3) if method == "chain" else dict(budget=6)
-    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, len(prompt)),
-                   jax.random.key(11), method=make_method(method, **options), drafter=lookup_handle(target.config),
-                   max_new_tokens=3, sampling=sampling)
-    gen = np.asarray(out.tokens)
-    v = target.config.vocab_size
-    assert chi_square_pvalue(gen[:, 0] * v + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method(method, **options), sampling, lookup_handle(target.config), prompt,
+                          seed=11)
+    assert_target_law(target, out.tokens, sampling, prompt)
     assert 1.0 < out.acceptance_length < 4.0     # some drafts accepted, some rejected: not a vacuous check
 
 

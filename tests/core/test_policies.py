@@ -13,10 +13,9 @@ from specjax.decode import generate
 from specjax.policies import DraftPolicy, parse_policy
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import ChainSpeculator, make_method
-from specjax.stats import chi_square_pvalue
 from specjax.verify.block import block_decision
 from specjax.verify.chain import chain_decision
-from tests.core.test_decode import ALPHA, _exact_law
+from tests.exact_tables import assert_target_law, decode_law_rows
 
 POLICIES = ["confidence:0.5", "feedback", "specdec++:0.8"]
 
@@ -79,15 +78,9 @@ def test_every_policy_is_greedy_exact(policy, tiny_pair, ragged_prompts, headed)
 def test_every_policy_samples_the_target_law(policy, tiny_pair, headed):
     target, _ = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    prompt = [3, 1, 4]
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
-    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(42),
-                   method=make_method("chain", num_draft=3, policy=policy), drafter=_drafter(policy, tiny_pair, headed),
-                   max_new_tokens=3, sampling=sampling)
-    gen = np.asarray(out.tokens)
-    assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method("chain", num_draft=3, policy=policy), sampling,
+                          _drafter(policy, tiny_pair, headed))
+    assert_target_law(target, out.tokens, sampling)
     lengths = np.asarray(out.drafted)[:, 0]
     assert len(np.unique(lengths)) > 1 or policy == "feedback"    # rows really drafted different lengths
 

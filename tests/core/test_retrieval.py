@@ -14,7 +14,7 @@ from specjax.retrieval import build_datastore, datastore_handle, datastore_propo
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import make_method
 from specjax.stats import chi_square_pvalue
-from tests.core.test_decode import ALPHA, _exact_law
+from tests.exact_tables import ALPHA, assert_target_law, decode_law_rows, first_tokens_law
 
 
 def _brute_force(docs, suffix, max_ngram, min_ngram, m, min_count):
@@ -150,21 +150,15 @@ def test_greedy_retrieval_drafters_equal_autoregressive(tiny_pair, store, ragged
 def test_retrieval_sampling_matches_exact_target_law(tiny_pair, store, name, method):
     target, _ = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    prompt = [3, 1, 4, 3]
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
+    prompt = (3, 1, 4, 3)
     options = dict(num_draft=3) if method == "chain" else dict(budget=6)
-    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, len(prompt)),
-                   jax.random.key(11), method=make_method(method, **options),
-                   drafter=_drafters(target, store)[name], max_new_tokens=3, sampling=sampling)
-    gen = np.asarray(out.tokens)
-    v = target.config.vocab_size
-    assert chi_square_pvalue(gen[:, 0] * v + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method(method, **options), sampling, _drafters(target, store)[name], prompt,
+                          seed=11)
+    pairs = assert_target_law(target, out.tokens, sampling, prompt)
     assert 1.0 < out.acceptance_length < 4.0               # some drafts accepted, some rejected: not vacuous
-    # negative control (power): the same samples reject the law of a slightly colder target
-    colder, _ = _exact_law(target, prompt, SamplingConfig(temperature=0.8))
-    assert chi_square_pvalue(gen[:, 0] * v + gen[:, 1], colder.ravel()) < ALPHA
+    # a finer negative control: the same samples reject the law of a slightly colder target
+    colder, _ = first_tokens_law(target, prompt, SamplingConfig(temperature=0.8))
+    assert chi_square_pvalue(pairs, colder.ravel()) < ALPHA
 
 
 def test_bad_retrieval_configs_raise(tiny_pair, store):

@@ -14,9 +14,8 @@ from specjax.model import init_model
 from specjax.runners import model_handle
 from specjax.sampling import SamplingConfig
 from specjax.speculators import make_method
-from specjax.stats import chi_square_pvalue
 from specjax.train_drafter import TrainConfig, random_token_batches, train_distill
-from tests.core.test_decode import ALPHA, _exact_law
+from tests.exact_tables import assert_target_law, decode_law_rows
 
 PROMPTS = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0]], np.int32)
 LENGTHS = np.array([5, 2, 1], np.int32)
@@ -103,14 +102,8 @@ def test_low_rank_drafter_is_lossless(target):
                   max_new_tokens=10, sampling=greedy, drafter=drafter)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
-    prompt = [3, 1, 4]
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
-    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(5),
-                   method=make_method("chain", num_draft=2), drafter=drafter, max_new_tokens=3, sampling=sampling)
-    gen = np.asarray(out.tokens)
-    assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method("chain", num_draft=2), sampling, drafter, seed=5)
+    assert_target_law(target, out.tokens, sampling)
     assert 1.0 < out.acceptance_length < 3.0
 
 

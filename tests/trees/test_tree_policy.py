@@ -8,8 +8,7 @@ import trees  # noqa: F401  (registers the tree methods)
 from specjax.decode import generate
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.speculators import make_method
-from specjax.stats import chi_square_pvalue
-from tests.core.test_decode import ALPHA, _exact_law
+from tests.exact_tables import assert_target_law, decode_law_rows
 
 
 def test_pruned_eagle_tree_is_greedy_exact(tiny_pair, ragged_prompts):
@@ -26,17 +25,9 @@ def test_pruned_eagle_tree_is_greedy_exact(tiny_pair, ragged_prompts):
 def test_pruned_eagle_tree_samples_the_target_law(tiny_pair):
     target, draft = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    prompt = [3, 1, 4]
-    joint12, third = _exact_law(target, prompt, sampling)
-    n = 6000
-    out = generate(target, np.tile(np.array(prompt, np.int32), (n, 1)), np.full(n, 3), jax.random.key(42),
-                   method=make_method("eagle", budget=6, policy="confidence:0.1"), drafter=draft, max_new_tokens=3,
-                   sampling=sampling)
-    gen = np.asarray(out.tokens)
-    assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) > ALPHA
-    assert chi_square_pvalue(gen[:, 2], third) > ALPHA
+    out = decode_law_rows(target, make_method("eagle", budget=6, policy="confidence:0.1"), sampling, draft)
+    assert_target_law(target, out.tokens, sampling)
     assert len(np.unique(np.asarray(out.drafted)[:, 0])) > 1          # rows drew trees of different sizes
-    assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], np.roll(joint12.ravel(), 1)) < ALPHA   # negative control
 
 
 @pytest.mark.parametrize("method, policy, message", [
