@@ -19,17 +19,16 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
 Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume; delete it to start
 afresh). Every field of `LatencyConfig` is an option, or comes from `--config FILE.toml`.
 
-Last run (the default config: 3 MT-bench prompts x 48 tokens, chains K = 1..8, every builder at 8/16/32) on the
-2-core CPU with nothing else running, except that the end-to-end runs of chain K = 5 .. rsd-s 32 shared the CPU with
-a niced test run (load 2.5-4). The first profile, taken with each point's repeats back to back, put neighbouring
-points 2x apart (T = 4 cost 100 ms at S = 130 and 53 ms at S = 198) and the model missed by a median 22%; with the
-repeats taken in rounds over a curve's points (`specjax.apps.profile.call_samples`) the curves became smooth and,
-against the same end-to-end runs: |error| median 7.8% (median of repeats), 16/25 methods within 10%; AR -5.6%,
-chain K=1 -8.7%, K=2..4 -16..-21%, K=5..8 -1..-14%, EAGLE-2 8/16/32 +17/-1/+19%, static 8/16/32 -8/-6/-9%, RSD-C
--4/-3/+10%, RSD-S -3/-1/+27%, SpecInfer -14/-23/-7%. What is left is the machine's drift between time windows:
-RSD-S 8 and SpecInfer 8 run identical plans at T = 0 (both collapse to a chain) and measured 88.6 vs 74.2 ms per
-round in different windows. The search chose AR on this CPU (best chain K=1 0.90x, best static tree 0.78x
-predicted) and Sequoia's static N=64 D=3 on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
+Last run (the default config: 3 MT-bench prompts x 48 tokens, chains K = 1..8, every builder at 8/16/32; quiet
+2-core CPU, load 1.5-1.8 from the run itself; profile in rounds over each curve's points, methods timed in groups of
+6 in rounds over each other): |error| median 6.3% with the median of repeats (17/25 within 10%), 4.5% with the
+minimum (22/25 within 10%: AR +5.7%, chains K=1..8 -4..+7% except K=2 +12.7%, EAGLE-2 8/16/32 +7/+1/+4%, static
+-7/+1/+2%, RSD-C +8/+5/+4%, RSD-S +5/+10/+17%, SpecInfer -1/-2/-6%; the H200-best static N=64 D=3 decoded here,
+alone in its group, +26%). What is left is the machine's drift: this VM's speed moved by 20% within the hour (T = 1
+cost 33.7 ms in one profile and 26.8 ms in the next), and the profile is measured once, before the end-to-end runs.
+An earlier profile taken with each point's repeats back to back put neighbouring points 2x apart and missed by a
+median 22%. The search chose AR on this CPU (best chain K=1 0.90x, best static tree 0.80x predicted) and Sequoia's
+static N=64 D=3 on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
 """
 from __future__ import annotations
 
