@@ -15,9 +15,7 @@ lossless whatever it chooses.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +25,7 @@ from specjax.policies import DynamicExit, ExitMemory
 from specjax.roofline import model_shape
 from specjax.runners import Forward, Handle, Runner, early_exit, with_exits
 from specjax.sampling import SamplingConfig, warp_logits
-from specjax.speculators import Speculator, check_pair, verify_ragged_chain
+from specjax.speculators import ChainShaped, check_pair, verify_ragged_chain
 from specjax.state import Caches, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.names import CHAIN_VERIFIERS, check_name
@@ -53,7 +51,7 @@ def shadow_acceptance(scorer: Handle, sampling: SamplingConfig, probes: int, out
 
 
 @dataclass(frozen=True)
-class DynamicExitSpeculator(Speculator):
+class DynamicExitSpeculator(ChainShaped):
     """Chains of up to `num_draft` (K_max) self-drafted tokens from an exit chosen per round by `policy`, verified
     by `verifier`. Needs no drafter: the target is a full model (`runners.ModelRunner`)."""
 
@@ -70,17 +68,6 @@ class DynamicExitSpeculator(Speculator):
     @property
     def needs_drafter(self) -> bool:
         return False
-
-    @property
-    def max_emit(self) -> int:
-        return self.num_draft + 1
-
-    @property
-    def capacity_margin(self) -> int:
-        return self.num_draft + 1
-
-    def with_verifier(self, verifier: str) -> "DynamicExitSpeculator":
-        return dataclasses.replace(self, verifier=verifier)
 
     def check(self, target, drafter, sampling) -> None:
         check_pair(self, target, drafter)

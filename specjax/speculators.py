@@ -67,6 +67,22 @@ class Speculator:
         raise NotImplementedError
 
 
+class ChainShaped(Speculator):
+    """A speculator whose rounds are chains of up to `num_draft` (K) drafts verified by `verifier` (fields of the
+    dataclass that subclasses it): a round emits at most K + 1 tokens and writes K + 1 cache slots."""
+
+    @property
+    def max_emit(self) -> int:
+        return self.num_draft + 1
+
+    @property
+    def capacity_margin(self) -> int:
+        return self.num_draft + 1
+
+    def with_verifier(self, verifier: str) -> "ChainShaped":
+        return dataclasses.replace(self, verifier=verifier)
+
+
 def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> None:
     """The checks every method shares: the target is a model (it emits the features EAGLE-style drafters read), a
     drafter iff the method drafts, the same vocabulary, and features of the right width for a drafter that reads
@@ -164,7 +180,7 @@ verify_step = jax.jit(verify_chain, static_argnames=("sampling", "verifier"), do
 
 
 @dataclass(frozen=True)
-class ChainSpeculator(Speculator):
+class ChainSpeculator(ChainShaped):
     """Chain speculative decoding with up to `num_draft` drafts per round (K_max), verified by `verifier`; each row's
     draft length chosen per round by `policy` (None: always K_max); `num_draft=0` is autoregressive decoding."""
 
@@ -181,9 +197,6 @@ class ChainSpeculator(Speculator):
             raise ValueError(f"the {self.policy.name} policy drafts from the target itself: build it with "
                              "make_method('chain', policy=...)")
 
-    def with_verifier(self, verifier: str) -> "ChainSpeculator":
-        return dataclasses.replace(self, verifier=verifier)
-
     def check(self, target, drafter, sampling) -> None:
         check_pair(self, target, drafter)
         if self.policy is not None and self.policy.reads_acceptance and not hasattr(drafter, "accept_prob"):
@@ -192,14 +205,6 @@ class ChainSpeculator(Speculator):
 
     def init_memory(self, batch: int, target: Runner) -> Any:
         return None if self.policy is None else self.policy.init(batch)
-
-    @property
-    def max_emit(self) -> int:
-        return self.num_draft + 1
-
-    @property
-    def capacity_margin(self) -> int:
-        return self.num_draft + 1
 
     @property
     def needs_drafter(self) -> bool:
