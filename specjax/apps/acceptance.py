@@ -192,6 +192,7 @@ def text_chain_tau(target: Handle, drafter: Handle, texts: Sequence[Sequence[int
     answers of `texts` (each a prompt of `prompt_lengths[i]` tokens, then the target's own answer sampled under
     `sampling`): one target forward, then `hidden_chain_tau`."""
     lengths = np.array([len(t) for t in texts], np.int32)
+    _check_answers(lengths, prompt_lengths, depth)                       # before the target runs
     z = np.zeros((len(texts), int(lengths.max())), np.int32)
     for i, t in enumerate(texts):
         z[i, :len(t)] = t
@@ -210,14 +211,21 @@ def hidden_chain_tau(target: Handle, drafter: Handle, tokens: np.ndarray, hidden
     lengths, first = np.asarray(lengths, np.int32), np.asarray(prompt_lengths, np.int32)
     if not (len(tokens) == len(hidden) == len(lengths) == len(first)) or hidden.shape[:2] != tokens.shape:
         raise ValueError(f"tokens {tokens.shape}, hidden {hidden.shape}, lengths and prompt lengths disagree")
-    if np.any(first < 1) or np.any(first > lengths - depth - 1):
-        raise ValueError(f"every text needs a prompt of >= 1 token and an answer of more than {depth} tokens")
+    _check_answers(lengths, first, depth)
     parts = []
     for i in range(0, len(tokens), chunk):
         z, h = jnp.asarray(tokens[i:i + chunk]), jnp.asarray(hidden[i:i + chunk])
         parts.append(chain_terms(drafter, z, _head(target, h), h, depth, sampling, lengths[i:i + chunk],
                                  first[i:i + chunk]))
     return estimated_chain_tau(jax.tree.map(lambda *a: jnp.concatenate(a), *parts))
+
+
+def _check_answers(lengths: np.ndarray, prompt_lengths, depth: int) -> None:
+    """ValueError unless each text has a prompt of >= 1 token and an answer of more than `depth` tokens."""
+    first = np.asarray(prompt_lengths, np.int32)
+    if first.shape != lengths.shape or np.any(first < 1) or np.any(first > lengths - depth - 1):
+        raise ValueError(f"every text needs a prompt of >= 1 token and an answer of more than {depth} tokens "
+                         f"(text lengths {lengths.tolist()}, prompt lengths {first.tolist()})")
 
 
 @jax.jit
