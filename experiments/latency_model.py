@@ -46,8 +46,8 @@ from specjax.apps.acceptance import teacher_forced_ranks
 from specjax.apps.bench import decode_interleaved, summarize
 from specjax.apps.experiment import parse_config, provenance
 from specjax.apps.models import load_drafter, load_target
-from specjax.apps.profile import (STATS, ProfileConfig, device_name, generate_capacity, measure_profile,
-                                  restat, roofline)
+from specjax.apps.profile import (STATS, CallTimer, ProfileConfig, build_profile, curve_jobs, device_name,
+                                  generate_capacity, measure_profile, restat, roofline)
 from specjax.batching import bucket_size
 from specjax.costs import DeviceProfile
 from specjax.io.prompts import load_prompts
@@ -83,6 +83,8 @@ class LatencyConfig:
     """Timed runs per prompt and method (in rounds over the prompts and the methods of a group)."""
     group: int = 6
     """Methods compiled together and timed in rounds over each other."""
+    profile_per_round: int = 2
+    """Samples of each of a group's own profile points taken after each of its timed rounds."""
     stat: str = "median"
     """The statistic of repeats behind the main table ('median' or 'min'); the other is reported beside it."""
     inner: int = 2
@@ -159,18 +161,61 @@ def _save(path: Path, state: dict) -> None:
     path.write_text(json.dumps(state, indent=1, default=str))
 
 
-def run_methods(cfg, target, drafter, ids, methods, state, partial_path) -> dict:
+def group_timers(cfg, target, drafter, group, width) -> list[tuple[int, str, tuple, int]]:
+    """The profile points a group of methods ((name, speculator, plan)) is predicted from, at the smallest and
+    largest cache capacity of the group: [(context, curve, T grid, first job index)] and the jobs (`CallTimer`)."""
+    plans = [plan for _, _, plan in group]
+    caps = [generate_capacity(spec, width, cfg.max_new_tokens) for _, spec, _ in group]
+    tokens = {1, width} | {p.verify_tokens for p in plans} | {t for p in plans for t in p.drafter_steps}
+    levels = {t for p in plans for t in p.tree_levels} or {1}
+    parts = ("target",) + (("drafter",) if any(p.drafts for p in plans) else ()) + \
+        (("tree_level",) if any(p.tree_levels for p in plans) else ())
+    pcfg = ProfileConfig(contexts=(min(caps), max(caps)), tokens=tuple(sorted(tokens)),
+                         level_tokens=tuple(sorted(levels)), inner=cfg.inner, stat=cfg.stat)
+    index, jobs = [], []
+    for context in sorted(set(pcfg.contexts)):
+        for name, (grid, curve) in curve_jobs(target.handle, drafter, pcfg, context, 1, parts).items():
+            index.append((context, name, tuple(grid), len(jobs)))
+            jobs += curve
+    return index, jobs
+
+
+def group_profile(base: DeviceProfile, index, samples) -> dict:
+    """The `DeviceProfile` (as a dict) of a group's own profile points (`group_timers`), timed in the group's
+    rounds; the overheads are the base profile's (measured once)."""
+    raw = {}
+    for context, name, grid, lo in index:
+        entry = raw.setdefault(context, {"context": context, "batch": 1})
+        entry[name] = {"tokens": list(grid), "samples": samples[lo:lo + len(grid)]}
+    meta = {**base.meta, "raw": list(raw.values())}
+    return build_profile(base.device, meta, base.meta["stat"]).to_dict()
+
+
+def run_methods(cfg, target, drafter, ids, methods, state, partial_path, base: DeviceProfile) -> dict:
     """Decode every method (resuming finished groups from `state`), return {name: [Run dicts]}. Methods go in
     groups of `cfg.group`, timed in rounds over the group (`decode_interleaved`), so drift of the machine between
-    time windows is shared by the methods compared."""
+    time windows is shared by the methods compared; the profile points the group's predictions use are timed in
+    the same rounds (`cfg.profile_per_round` samples each), so they share it too (stored per method under
+    `state["group_profiles"]`)."""
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=0.0), eos_id=None)
     done = state.setdefault("runs", {})
-    todo = [(name, spec) for name, spec, _ in methods if name not in done]
+    profiles = state.setdefault("group_profiles", {})
+    todo = [m for m in methods if m[0] not in done]
     for lo in range(0, len(todo), cfg.group):
         group = todo[lo:lo + cfg.group]
-        configs = {name: dict(method=spec, drafter=None if name == "ar" else drafter, **common) for name, spec in group}
-        runs = decode_interleaved(target.handle, ids, configs, seed=cfg.seed, repeats=cfg.e2e_repeats)
-        for name, _ in group:
+        index, jobs = group_timers(cfg, target, drafter, group, cfg.prompt_bucket)
+        timer = CallTimer(jobs, cfg.inner)
+        configs = {name: dict(method=spec, drafter=None if name == "ar" else drafter, **common)
+                   for name, spec, _ in group}
+
+        def between():
+            for _ in range(cfg.profile_per_round):
+                timer.round()
+        runs = decode_interleaved(target.handle, ids, configs, seed=cfg.seed, repeats=cfg.e2e_repeats,
+                                  between=between)
+        own = group_profile(base, index, timer.samples)
+        for name, _, _ in group:
+            profiles[name] = own
             done[name] = {"runs": [asdict(r) for r in runs[name]], "summary": summarize(runs[name]),
                           "load_avg": os.getloadavg()}
             print(f"{name:<16} tau {done[name]['summary']['tau']:.2f}  {measured_rate(runs[name], cfg.stat):.2f} "
@@ -180,21 +225,24 @@ def run_methods(cfg, target, drafter, ids, methods, state, partial_path) -> dict
     return done
 
 
-def error_table(cfg, profile, methods, done, width, other: DeviceProfile) -> list[dict]:
-    """Predicted vs measured tokens/s per method (each prompt with its own τ), under `cfg.stat` and (`other`, a
-    profile of the same samples under the other statistic) beside it."""
+def error_table(cfg, base: DeviceProfile, own: dict, methods, done, width) -> list[dict]:
+    """Predicted vs measured tokens/s per method (each prompt with its own τ): predicted from the profile points
+    timed in the method's own group (`own`: {name: profile dict}) under `cfg.stat` (`error`) and the other
+    statistic (`error_<other>`), and from the profile measured once before the decodes (`error_once`)."""
     alt = "min" if cfg.stat == "median" else "median"
     rows = []
     for name, spec, plan in methods:
         runs = [_run(d) for d in done[name]["runs"]]
         widths = [width] * len(runs)
+        profile = DeviceProfile.from_dict(own[name])
         pred, terms = predicted_rate(profile, spec, plan, runs, widths, cfg.max_new_tokens)
         meas = measured_rate(runs, cfg.stat)
+        rate = lambda p, stat: predicted_rate(p, spec, plan, runs, widths, cfg.max_new_tokens)[0] \
+            / measured_rate(runs, stat) - 1
         mid = terms[len(terms) // 2]
         rows.append({"method": name, "tau": float(np.mean([r.tau for r in runs])), "measured_tokens_per_s": meas,
                      "predicted_tokens_per_s": pred, "error": pred / meas - 1,
-                     f"error_{alt}": predicted_rate(other, spec, plan, runs, widths, cfg.max_new_tokens)[0]
-                     / measured_rate(runs, alt) - 1,
+                     f"error_{alt}": rate(restat(profile, alt), alt), "error_once": rate(base, cfg.stat),
                      "verify_tokens": plan.verify_tokens, "drafter_tokens": plan.drafter_tokens, "terms": terms,
                      "draft_ms": 1e3 * mid["draft_s"], "verify_ms": 1e3 * mid["verify_s"],
                      "overhead_ms": 1e3 * mid["overhead_s"], "prefill_ms": 1e3 * mid["prefill_s"]})
@@ -209,16 +257,18 @@ def _run(d: dict):
 def print_errors(rows: list[dict], acc_taus: dict[str, float], stat: str) -> None:
     alt = "min" if stat == "median" else "median"
     print(f"\n{'method':<22}{'tau':>6}{'tau(TF)':>8}{'draft ms':>9}{'verify ms':>10}{'ovh ms':>7}{'prefill':>8}"
-          f"{'meas tok/s':>11}{'pred tok/s':>11}{'error':>8}{'(' + alt + ')':>9}")
+          f"{'meas tok/s':>11}{'pred tok/s':>11}{'error':>8}{'(' + alt + ')':>9}{'(once)':>9}")
     for r in rows:
         tf = acc_taus.get(r["method"])
         print(f"{r['method']:<22}{r['tau']:>6.2f}{'' if tf is None else f'{tf:.2f}':>8}{r['draft_ms']:>9.1f}"
               f"{r['verify_ms']:>10.1f}{r['overhead_ms']:>7.1f}{r['prefill_ms']:>8.0f}"
               f"{r['measured_tokens_per_s']:>11.2f}{r['predicted_tokens_per_s']:>11.2f}{100 * r['error']:>7.1f}%"
-              f"{100 * r['error_' + alt]:>8.1f}%")
-    for key, label in (("error", stat), ("error_" + alt, alt)):
+              f"{100 * r['error_' + alt]:>8.1f}%{100 * r['error_once']:>8.1f}%")
+    for key, label in (("error", f"{stat} of repeats, group's own profile"),
+                       ("error_" + alt, f"{alt} of repeats, group's own profile"),
+                       ("error_once", f"{stat} of repeats, profile measured once before the decodes")):
         errs = np.abs([r[key] for r in rows])
-        print(f"|error| ({label} of repeats): median {100 * np.median(errs):.1f}%, max {100 * errs.max():.1f}%, "
+        print(f"|error| ({label}): median {100 * np.median(errs):.1f}%, max {100 * errs.max():.1f}%, "
               f"within 10%: {int(np.sum(errs <= 0.10))}/{len(errs)}")
 
 
@@ -348,7 +398,7 @@ def main(argv=None) -> int:
         state["profile"] = prof.to_dict()
         _save(partial_path, state)
     profile = DeviceProfile.from_dict(state["profile"])
-    done = run_methods(cfg, target, drafter, ids, methods, state, partial_path)
+    done = run_methods(cfg, target, drafter, ids, methods, state, partial_path, profile)
 
     texts_ar = [list(i) + r["tokens"] for i, r in zip(ids, done["ar"]["runs"])]
     ranks = np.concatenate([teacher_forced_ranks(target.handle, drafter, z, len(i), cfg.depth)
@@ -364,11 +414,10 @@ def main(argv=None) -> int:
         spec = c.speculator()
         extra.append((f"{label}", spec, replace(c.prediction.plan, name=label)))
     extra = [e for e in extra if e[2].verify_tokens > 1]       # AR is measured already
-    done = run_methods(cfg, target, drafter, ids, extra, state, partial_path)
+    done = run_methods(cfg, target, drafter, ids, extra, state, partial_path, profile)
     all_methods = methods + extra
 
-    rows = error_table(cfg, profile, all_methods, done, width, restat(profile, "min" if cfg.stat == "median"
-                                                                       else "median"))
+    rows = error_table(cfg, profile, state["group_profiles"], all_methods, done, width)
     acc_taus = acceptance_taus(ranks, all_methods)
     print_errors(rows, acc_taus, cfg.stat)
     print_configs(searches, ["cpu", *cfg.accelerators])

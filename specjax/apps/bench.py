@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -49,11 +49,14 @@ def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: in
 
 
 def decode_interleaved(target: Handle, prompts: Sequence[Sequence[int]], configs: dict[str, dict[str, Any]], *,
-                       seed: int = 0, repeats: int = 1) -> dict[str, list[Run]]:
+                       seed: int = 0, repeats: int = 1, between: Callable[[], None] | None = None
+                       ) -> dict[str, list[Run]]:
     """`decode_prompts` for several configurations at once ({name: generate kwargs}): every configuration is
     compiled (warmed up) first, then the timed runs go in rounds, each running every configuration on every prompt,
     so a slow spell of the machine touches one repeat of every configuration instead of every repeat of one (their
-    ratios are measured under the same conditions). Returns {name: [Run per prompt]}."""
+    ratios are measured under the same conditions). `between`, when given, is called after each round (e.g.
+    `specjax.apps.profile.CallTimer.round`, to time other work in the same rounds). Returns {name: [Run per
+    prompt]}."""
     batches = [pad_prompts([ids]) for ids in prompts]
     for kwargs in configs.values():
         seen: set[int] = set()
@@ -66,6 +69,8 @@ def decode_interleaved(target: Handle, prompts: Sequence[Sequence[int]], configs
         for name, kwargs in configs.items():
             timings[name].append([timed(generate, target, tokens, lengths, jax.random.key(seed + 1 + i), **kwargs)
                                   for i, (tokens, lengths) in enumerate(batches)])
+        if between is not None:
+            between()
     out = {}
     for name, rounds in timings.items():
         out[name] = []

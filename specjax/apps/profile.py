@@ -100,19 +100,34 @@ STATS = {"median": np.median, "min": np.min}
 call down, so the minimum is the steadier estimate of what the call itself costs)."""
 
 
+class CallTimer:
+    """Jobs (`(loop, args)`: `loop(*args, inner=inner)` is jitted and runs `inner` calls) compiled once, then
+    timed in rounds: each `round()` takes one sample (wall seconds per call) of every job. Rounds let a caller
+    spread a point's samples over time, and interleave them with other timed work (`latency_model` times profile
+    points in the same rounds as the decodes they predict)."""
+
+    def __init__(self, jobs: list[tuple[Callable, tuple]], inner: int):
+        for loop, args in jobs:
+            jax.block_until_ready(loop(*args, inner=inner))
+        self.jobs, self.inner = jobs, inner
+        self.samples: list[list[float]] = [[] for _ in jobs]
+        """Seconds per call `[jobs][rounds so far]`."""
+
+    def round(self) -> None:
+        from specjax.apps.bench import timed
+        for out, (loop, args) in zip(self.samples, self.jobs):
+            out.append(timed(loop, *args, inner=self.inner)[1] / self.inner)
+
+
 def call_samples(jobs: list[tuple[Callable, tuple]], inner: int, repeats: int) -> list[list[float]]:
-    """Wall seconds per call of each job's `loop(*args, inner=inner)` (jitted; it runs `inner` calls), `repeats`
-    samples each: every loop is compiled first, then the samples are taken in rounds that time every job once, so
-    a slow spell of a shared machine touches one sample of many points rather than every sample of one point
-    (back-to-back repeats made neighbouring points of one curve differ by 2x on a quiet 2-core VM)."""
-    from specjax.apps.bench import timed
-    for loop, args in jobs:
-        jax.block_until_ready(loop(*args, inner=inner))
-    samples = [[] for _ in jobs]
+    """Wall seconds per call of each job, `repeats` samples each (`CallTimer`: every loop compiled first, then
+    the samples taken in rounds that time every job once, so a slow spell of a shared machine touches one sample of
+    many points rather than every sample of one point; back-to-back repeats made neighbouring points of one curve
+    differ by 2x on a quiet 2-core VM)."""
+    timer = CallTimer(jobs, inner)
     for _ in range(repeats):
-        for out, (loop, args) in zip(samples, jobs):
-            out.append(timed(loop, *args, inner=inner)[1] / inner)
-    return samples
+        timer.round()
+    return timer.samples
 
 
 def _bump(logits: jax.Array) -> jax.Array:
@@ -185,14 +200,13 @@ def _chain_args(batch: int, context: int, t: int):
     return jnp.zeros((batch, t), jnp.int32) + 3, start
 
 
-def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int, log=print,
-                   parts=("target", "drafter", "tree_level")) -> dict:
-    """Samples of seconds per call of the curves in `parts` (the drafter's only with a drafter) at one (context,
-    batch): {name: (tokens, samples `[G][repeats]`)}."""
+def curve_jobs(target, drafter, cfg: ProfileConfig, context: int, batch: int,
+               parts=("target", "drafter", "tree_level")) -> dict:
+    """The timing jobs (see `CallTimer`) of the curves in `parts` (the drafter's only with a drafter) at one
+    (context, batch): {name: (T grid, [job per T])}."""
     from specjax.sampling import SamplingConfig
 
     sampling = SamplingConfig(temperature=cfg.temperature)
-    stat = STATS[cfg.stat]
     feats = lambda t: (jnp.zeros((batch, t, drafter.config.d_model)) if drafter.runner.reads_features else None)
     jobs = {
         "target": (cfg.tokens, lambda t: (_target_loop, (target, target.init_cache(batch, context),
@@ -203,12 +217,18 @@ def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int
         "tree_level": (cfg.level_tokens, lambda t: (partial(_level_loop, frontier=t),
                                                     (drafter, drafter.init_cache(batch, context),
                                                      *_level_args(drafter, batch, context, t))))}
+    return {name: (jobs[name][0], [jobs[name][1](t) for t in jobs[name][0]]) for name in parts
+            if name == "target" or drafter is not None}
+
+
+def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int, log=print,
+                   parts=("target", "drafter", "tree_level")) -> dict:
+    """Samples of seconds per call of the curves in `parts` (the drafter's only with a drafter) at one (context,
+    batch): {name: (tokens, samples `[G][repeats]`)}."""
+    stat = STATS[cfg.stat]
     curves = {}
-    for name in parts:
-        if name != "target" and drafter is None:
-            continue
-        grid, job = jobs[name]
-        curves[name] = (grid, call_samples([job(t) for t in grid], cfg.inner, cfg.repeats))
+    for name, (grid, jobs) in curve_jobs(target, drafter, cfg, context, batch, parts).items():
+        curves[name] = (grid, call_samples(jobs, cfg.inner, cfg.repeats))
         log(f"  S={context} B={batch} {name}: " + ", ".join(f"{t}: {1e3 * stat(x):.2f}" for t, x in
                                                             zip(*curves[name])) + f" ms ({cfg.stat} of {cfg.repeats})")
     return curves

@@ -16,7 +16,8 @@ def test_results_resume_and_restart_on_new_config(tmp_path):
 
 def test_interleaved_decoding_runs_every_configuration_on_every_prompt(tiny_pair):
     """`decode_interleaved` gives each configuration what `decode_prompts` gives it alone (tokens, τ) and one timed
-    sample per repeat and prompt; greedy speculation reproduces AR's tokens."""
+    sample per repeat and prompt, and calls `between` once after each round; greedy speculation reproduces AR's
+    tokens."""
     from specjax.apps.bench import decode_interleaved, decode_prompts
     from specjax.sampling import GREEDY
     from specjax.speculators import make_method
@@ -26,7 +27,9 @@ def test_interleaved_decoding_runs_every_configuration_on_every_prompt(tiny_pair
     configs = {"ar": dict(method="ar", max_new_tokens=6, sampling=GREEDY),
                "chain": dict(method=make_method("chain", num_draft=2), drafter=draft, max_new_tokens=6,
                              sampling=GREEDY)}
-    runs = decode_interleaved(target, prompts, configs, repeats=3)
+    rounds = []
+    runs = decode_interleaved(target, prompts, configs, repeats=3, between=lambda: rounds.append(1))
+    assert len(rounds) == 3
     alone = decode_prompts(target, prompts, **configs["chain"])
     assert [r.tokens for r in runs["chain"]] == [r.tokens for r in runs["ar"]] == [r.tokens for r in alone]
     assert [r.tau for r in runs["chain"]] == [r.tau for r in alone]
