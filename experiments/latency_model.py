@@ -7,9 +7,11 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
    at the smallest and largest cache capacity the runs use (the model interpolates between), and the overheads.
 2. End to end (`specjax.apps.bench.decode_interleaved`): every method on the same prompts (all in one prompt-width
    bucket, so each method compiles once), no EOS (every run makes `max_new_tokens` tokens), in groups of methods
-   timed in rounds over each other.
-3. Prediction (`specjax.latency.predict`) per prompt with that prompt's measured τ, capacity and width; predicted
-   tokens/s = tokens / Σ predicted seconds; error = predicted / measured - 1.
+   timed in rounds over each other; after each round, the profile points the group's methods use (at the group's
+   smallest and largest capacity) are timed again, so prediction and measurement share the machine's drift.
+3. Prediction (`specjax.latency.predict`) per prompt with that prompt's measured τ, capacity and width, from the
+   group's own profile points (the overheads from step 1); predicted tokens/s = tokens / Σ predicted seconds;
+   error = predicted / measured - 1 (beside it: the error from step 1's profile alone).
 4. Acceptance, teacher-forced on the AR text (`specjax.apps.acceptance`): τ of each chain and static tree predicted
    from the ranks (beside the measured τ), and the positional rates for Sequoia (`trees.sequoia`); the search
    (`trees.configure`) on this CPU's profile and on roofline profiles; the CPU's and the accelerator's best
@@ -20,15 +22,15 @@ Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (
 afresh). Every field of `LatencyConfig` is an option, or comes from `--config FILE.toml`.
 
 Last run (the default config: 3 MT-bench prompts x 48 tokens, chains K = 1..8, every builder at 8/16/32; quiet
-2-core CPU, load 1.5-1.8 from the run itself; profile in rounds over each curve's points, methods timed in groups of
-6 in rounds over each other): |error| median 6.3% with the median of repeats (17/25 within 10%), 4.5% with the
-minimum (22/25 within 10%: AR +5.7%, chains K=1..8 -4..+7% except K=2 +12.7%, EAGLE-2 8/16/32 +7/+1/+4%, static
--7/+1/+2%, RSD-C +8/+5/+4%, RSD-S +5/+10/+17%, SpecInfer -1/-2/-6%; the H200-best static N=64 D=3 decoded here,
-alone in its group, +26%). What is left is the machine's drift: this VM's speed moved by 20% within the hour (T = 1
-cost 33.7 ms in one profile and 26.8 ms in the next), and the profile is measured once, before the end-to-end runs.
-An earlier profile taken with each point's repeats back to back put neighbouring points 2x apart and missed by a
-median 22%. The search chose AR on this CPU (best chain K=1 0.90x, best static tree 0.80x predicted) and Sequoia's
-static N=64 D=3 on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
+2-core CPU, load 1.5-1.9 from the run itself; methods timed in groups of 6 in rounds over each other, each group's
+own profile points timed in the same rounds): under the minimum of repeats |error| median 3.9%, 24/25 within 10%
+(AR +2.1%, chains K=1..8 -9.4..+0.8%, EAGLE-2 8/16/32 -0.2/+0.6/-1.6%, static -1.8/-4.8/-2.7%, RSD-C +5.0/+5.8/+5.1%,
+RSD-S +4.6/+3.3/+17.1%, SpecInfer +3.6/-2.9/-5.0%, the H200-best static N=64 D=3 decoded here +4.6%); under the
+median of repeats 6.7%, 21/25 within 10% (misses: chains K=1/2/3/5 at -10.1..-12.4%). The same run predicted from
+the profile measured once, before the decodes, missed by a median 14.4% (11/25 within 10%): this VM's speed drifts
+by about 20% within the hour, and timing the profile points inside each group's rounds is what removes it. The
+search chose AR on this CPU (best chain K=1 0.88x, best static tree 0.79x predicted) and Sequoia's static N=64 D=3
+on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
 """
 from __future__ import annotations
 

@@ -37,6 +37,8 @@ class TauEstimateConfig:
     """chains of K = 1..k_max drafts"""
     temperatures: tuple[float, ...] = (0.0, 1.0)
     drafter: str = "eagle"
+    ckpt: str = ""
+    """a head trained by `train_eagle.py train` (its VocabTrim variant) instead of `drafter`"""
     seed: int = 0
 
 
@@ -108,7 +110,11 @@ def main(argv=None) -> int:
     cfg, out = parse_config(TauEstimateConfig, argv, __doc__, default_out="results/tau_estimate")
     results = Results(out.with_suffix(".json"), asdict(cfg))
     target = load_target("smollm2", cfg.seed)
-    drafter = load_drafter(cfg.drafter, target, cfg.seed + 1)
+    if cfg.ckpt:
+        from specjax.eagle import load_eagle
+        drafter = load_eagle(cfg.ckpt, target.handle, trim=True)
+    else:
+        drafter = load_drafter(cfg.drafter, target, cfg.seed + 1)
     ids = [target.encode_prompt(p) for p in load_prompts(cfg.prompt_set, cfg.prompts)]
     for t in progress(cfg.temperatures, len(cfg.temperatures), "temperatures"):
         if not results.done(f"T={t:g}"):

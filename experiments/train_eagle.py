@@ -1,8 +1,10 @@
 """Train the EAGLE-style head for SmolLM2-135M by self-distillation: the target answers templated instructions
 (none from MT-bench or HumanEval), its answers and final hidden states are stored, and the head learns to match the
 target's next-token law (KL over the VocabTrim set) and its hidden state (EAGLE's feature regression, so the head's
-own output can stand in for the target feature when drafting several tokens). Checkpointed with orbax; `eval`
-measures acceptance (τ) and tokens/s of every drafter on MT-bench and HumanEval at temperature 0 and 1.
+own output can stand in for the target feature when drafting several tokens). With `--ttt-depth D > 1` the KL is
+put on every depth 1..D of the head unrolled on its own outputs (EAGLE-3's training-time test,
+`specjax.train_drafter.unrolled_distill_loss`). Checkpointed with orbax; `eval` measures acceptance (τ) and tokens/s
+of every drafter on MT-bench and HumanEval at temperature 0 and 1.
 
     python experiments/train_eagle.py data --out results/eagle_data.npz          # target answers + hidden states
     python experiments/train_eagle.py data --prompts 576 --seed 1 --out results/eagle_data_big.npz
@@ -98,7 +100,16 @@ class EagleTrainConfig:
     """steps between τ estimates (0: none; always one at the end)"""
     eval_depth: int = 5
     """chains of K = 1..eval_depth drafts in the τ estimate"""
+    ttt_depth: int = 1
+    """training-time test (EAGLE-3): the KL is put on depths 1..ttt_depth of the head unrolled on its own outputs
+    (1: EAGLE-1's teacher-forced training)"""
+    ttt_decay: float = 0.8
+    """weight of depth d is ttt_decay^(d-1)"""
     seed: int = 0
+
+    def __post_init__(self):
+        if self.ttt_depth < 1 or not 0 < self.ttt_decay <= 1:
+            raise ValueError(f"need ttt_depth >= 1 and ttt_decay in (0, 1], got {self.ttt_depth}, {self.ttt_decay}")
 
 
 @dataclass(frozen=True)
@@ -241,7 +252,8 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     from specjax.io.smollm2 import load_smollm2
     from specjax.runners import Handle, model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
+    from specjax.train_drafter import TrainConfig, train_with_loss, unrolled_distill_loss
+    from specjax.unrolled import unrolled_drafts
 
     target, tok = load_smollm2()
     tokens, lengths, hidden, data_configs = load_data(list(cfg.data))
@@ -277,12 +289,13 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
 
     def loss_fn(head, batch):
         toks, target_hidden, mask = batch["tokens"], batch["hidden"], batch["mask"]
-        positions = jnp.broadcast_to(jnp.arange(toks.shape[1]), toks.shape)
-        features = jnp.concatenate([jnp.zeros_like(target_hidden[:, :1]), target_hidden[:, :-1]], axis=1)
-        h, _ = eagle.runner.hidden(params.replace(head=head), toks, positions, features)
-        kl = distill_loss(h @ embedding_kept.T, target_hidden @ embedding_kept.T, mask)
-        # EAGLE's feature regression: smooth-L1 (Huber, delta 1) between the head's and the target's hidden states
-        huber = optax.huber_loss(h - target_hidden, delta=1.0).mean(-1)
+        outs = list(unrolled_drafts(Handle(eagle.runner, params.replace(head=head)), toks, target_hidden,
+                                    cfg.ttt_depth))
+        kl = unrolled_distill_loss([o.hidden @ embedding_kept.T for o in outs], target_hidden @ embedding_kept.T,
+                                   mask, cfg.ttt_decay)
+        # EAGLE's feature regression (depth 1): smooth-L1 (Huber, delta 1) between the head's and the target's
+        # hidden states, so the head's own output can stand in for the target feature at deeper drafts
+        huber = optax.huber_loss(outs[0].hidden - target_hidden, delta=1.0).mean(-1)
         regression = jnp.sum(huber * mask) / jnp.maximum(mask.sum(), 1)
         return kl + cfg.feature_weight * regression
 

@@ -1,7 +1,8 @@
 """Drafter distillation with optax: the student matches the target's next-token law on the target's own inputs.
 
 Loss = mean over positions of KL(p_target || q_student) (forward KL, which is what raises acceptance of
-speculative sampling). Batches are a pure function of (seed, step), so a run resumed from an orbax checkpoint
+speculative sampling); `unrolled_distill_loss` puts it on every depth of a drafter unrolled on its own outputs
+(EAGLE-3's training-time test). Batches are a pure function of (seed, step), so a run resumed from an orbax checkpoint
 reproduces the uninterrupted run exactly.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,27 @@ def distill_loss(student_logits: jax.Array, target_logits: jax.Array, mask: jax.
     if mask is None:
         return jnp.mean(kl)
     return jnp.sum(kl * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def unrolled_distill_loss(student_logits: Sequence[jax.Array], target_logits: jax.Array,
+                          mask: jax.Array | None = None, decay: float = 1.0) -> jax.Array:
+    """The training-time-test loss (EAGLE-3): sum_d w_d KL_d / sum_d w_d with w_d = decay^(d-1), where KL_d is
+    `distill_loss` of the drafter's depth-d logits, unrolled on its own outputs (`specjax.unrolled.unrolled_drafts`:
+    query s of depth d predicts z[s+1] from the chain started at s - d + 1), against the target's logits at s.
+    student_logits: one `[B, M, V]` per depth; target_logits `[B, M, V]`; mask `[B, M]` (1 = counted). Depth d
+    counts only queries s >= d - 1 (chains that start inside the text). One depth is `distill_loss`."""
+    if not student_logits:
+        raise ValueError("unrolled_distill_loss needs the logits of at least one depth")
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    b, m = target_logits.shape[:2]
+    mask = jnp.ones((b, m), jnp.float32) if mask is None else mask
+    total, norm = 0.0, 0.0
+    for d, logits in enumerate(student_logits, 1):
+        inside = mask * (jnp.arange(m) >= d - 1)[None, :]
+        total += decay ** (d - 1) * distill_loss(logits, target_logits, inside)
+        norm += decay ** (d - 1)
+    return total / norm
 
 
 def distill_loss_fn(student_apply: StudentApply, target_apply: TargetApply) -> Callable[[Any, jax.Array], jax.Array]:

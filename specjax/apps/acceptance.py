@@ -6,12 +6,8 @@ Under greedy verification a round starting at t accepts a static tree's path p i
 ranks give a chain's or a static tree's τ on the text exactly (`trees.sequoia.empirical_reward`) and the positional
 rates Sequoia's dynamic program needs (`AcceptanceProfile.from_ranks`).
 
-One drafter call per depth scores every start at once. The drafter's cache holds depth regions of M slots each:
-region 1 is the text with the target's features (the committed prefix); region d holds, at slot (d-1)M + s, the
-depth-d query of the chain that starts at t = s - d + 1: token z[s] with the drafter's own depth-(d-1) output at
-s - 1 as feature (an EAGLE head's input past the first step), seeing region 1 up to t and its own chain's slots in
-regions 2..d. (In a real decode the committed prefix also holds earlier rounds' accepted drafts as the drafter
-scored them; here it is re-scored with the target's features, a small difference.)
+One drafter call per depth scores every start at once (`specjax.unrolled.unrolled_drafts`: the drafter unrolled
+on its own outputs along the text, as a decode runs it past its first draft).
 
 The same unrolled laws give a training-time estimate of a chain's τ at any temperature (`chain_terms`,
 `estimated_chain_tau`, `text_chain_tau`): along text the target sampled, P(the first k drafts accepted) =
@@ -21,6 +17,7 @@ estimate τ without decoding.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -30,6 +27,7 @@ from flax import struct
 
 from specjax.block import Block
 from specjax.runners import Handle
+from specjax.unrolled import shifted_features, unrolled_drafts
 from specjax.sampling import SamplingConfig, warp_logits
 
 
@@ -62,7 +60,7 @@ def next_token_logits(target: Handle, drafter: Handle, texts: np.ndarray, rows: 
     first draft of a round (the committed prefix re-scored with the target's features, see the module docstring)."""
     z = jnp.asarray(texts, jnp.int32)
     p_logits, hidden = _target_out(target, z)
-    feats = _shifted(hidden) if drafter.runner.reads_features else None
+    feats = shifted_features(hidden) if drafter.runner.reads_features else None
     cache = drafter.init_cache(z.shape[0], z.shape[1])
     q_logits = _forward(drafter, cache, Block.chain(z, jnp.zeros((z.shape[0],), jnp.int32), feats)).logits
     rows, cols = jnp.asarray(rows), jnp.asarray(cols)
@@ -76,17 +74,12 @@ def _target_out(target, z):
     return out.logits, out.hidden
 
 
-def _shifted(hidden: jax.Array) -> jax.Array:
-    """The feature each position reads: the target's hidden state one position earlier (zeros at position 0)."""
-    return jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
-
-
 def _ranks(target: Handle, drafter: Handle, z: jax.Array, depth: int) -> jax.Array:
     """ranks `[M, depth]`: column d-1 at row t is the depth-d rank of z[t+d] (rows past M - d - 1 are junk)."""
     hidden = _target_out(target, z)[1]                                            # [1, M, D]
     nxt = _next_tokens(z)[0]
     return jnp.stack([_by_start(_rank_of(logits[0], nxt), d)
-                      for d, logits in enumerate(unrolled_draft_logits(drafter, z, hidden, depth), 1)], axis=1)
+                      for d, logits in enumerate(_unrolled_logits(drafter, z, hidden, depth), 1)], axis=1)
 
 
 def _next_tokens(z: jax.Array) -> jax.Array:
@@ -98,34 +91,6 @@ def _by_start(values: jax.Array, d: int) -> jax.Array:
     """A depth-d column indexed by query s (`[..., M]`) re-indexed by the chain's start t = s - d + 1."""
     pad = jnp.zeros(values.shape[:-1] + (d - 1,), values.dtype)
     return jnp.concatenate([values[..., d - 1:], pad], axis=-1)
-
-
-def unrolled_draft_logits(drafter: Handle, z: jax.Array, hidden: jax.Array, depth: int):
-    """Yield, for d = 1..depth, the drafter's depth-d logits `[B, M, V]` along the texts z `[B, M]` (query s
-    belongs to the chain that starts at t = s - d + 1 and predicts z[s+1]); hidden `[B, M, D]`: the target's
-    hidden states over z (the features of an EAGLE-style head). The drafter is unrolled on its own outputs exactly
-    as `specjax.draft.draft_chain` runs it (the depth regions of the module docstring), one call per depth."""
-    b, m = z.shape
-    reads = drafter.runner.reads_features
-    cache = drafter.init_cache(b, depth * m)
-    s = jnp.arange(m)
-    prev_hidden = None
-    for d in range(1, depth + 1):
-        if d == 1:
-            block = Block.chain(z, jnp.zeros((b,), jnp.int32), _shifted(hidden) if reads else None)
-        else:
-            t = s - d + 1                                                          # the chain each query belongs to
-            slot = jnp.arange(depth * m)[None, :]
-            seen = slot <= t[:, None]                                              # region 1 up to t
-            for e in range(2, d + 1):
-                seen = seen | (slot == (e - 1) * m + t[:, None] + e - 1)           # its chain's depth-e slot
-            block = Block(tokens=z, positions=jnp.broadcast_to(s, (b, m)),
-                          slots=jnp.broadcast_to((d - 1) * m + s, (b, m)), window=jnp.zeros((b,), jnp.int32),
-                          visible=jnp.broadcast_to(seen[:, :d * m], (b, m, d * m)),
-                          features=_shifted(prev_hidden) if reads else None)
-        out = _forward(drafter, cache, block)
-        cache, prev_hidden = out.cache, out.hidden
-        yield out.logits
 
 
 # --- the training-time τ estimate -------------------------------------------------------------------------------
@@ -147,7 +112,7 @@ def chain_terms(drafter: Handle, z: jax.Array, target_logits: jax.Array, hidden:
                 ) -> ChainTerms:
     """The terms of the chain estimate along texts z `[B, M]` (lengths `[B]`, default M) from what drafter training
     already has: the target's logits `[B, M, V]` and hidden states `[B, M, D]` over z, and the drafter unrolled on
-    its own outputs (`unrolled_draft_logits`). `first` (int or `[B]`): the earliest start (a chain's pending token
+    its own outputs (`specjax.unrolled.unrolled_drafts`). `first` (int or `[B]`): the earliest start (a chain's pending token
     z[t] must be the target's, e.g. the first answer token after a prompt; 1 at least: position 0 has no
     feature)."""
     b, m = z.shape
@@ -157,7 +122,7 @@ def chain_terms(drafter: Handle, z: jax.Array, target_logits: jax.Array, hidden:
     p = warp_logits(target_logits, sampling)                                      # [B, M, V]
     p_next = jnp.take_along_axis(p, nxt[..., None], axis=-1)[..., 0]
     weights, accepts = [], []
-    for d, logits in enumerate(unrolled_draft_logits(drafter, z, hidden, depth), 1):
+    for d, logits in enumerate(_unrolled_logits(drafter, z, hidden, depth), 1):
         q = warp_logits(logits, sampling)
         q_next = jnp.take_along_axis(q, nxt[..., None], axis=-1)[..., 0]
         # where the target could not have sampled the text's token (p = 0) the text is not its: weight 0
@@ -236,3 +201,8 @@ def _head(target, hidden):
 @jax.jit
 def _forward(drafter, cache, block):
     return drafter.forward(cache, block)
+
+
+def _unrolled_logits(drafter: Handle, z: jax.Array, hidden: jax.Array, depth: int):
+    """The depth-d logits `[B, M, V]` of `unrolled_drafts`, d = 1..depth, each depth one jitted call."""
+    return (out.logits for out in unrolled_drafts(drafter, z, hidden, depth, partial(_forward, drafter)))
