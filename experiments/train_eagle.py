@@ -312,7 +312,7 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     if out.exists():
         shutil.rmtree(out)
     head_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), head)     # shipped at half size
-    states = hidden[valid].astype(np.float64)                             # the features the head learns to emit
+    states = hidden[train_rows][valid].astype(np.float64)                 # the features the head learns to emit
     moment = jnp.asarray(states.T @ states / len(states), jnp.float32)    # for the data-aware low-rank head
     save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32), "feature_moment": moment},
                     step=done, config=target.config,
