@@ -1,6 +1,7 @@
 """Shared fixtures for exact-enumeration tests: context-dependent random tables, chain sampling in numpy, the
-index of an emitted-token pattern (accepted drafts + one token) among all patterns of a depth-K round, and the
-emitted-law test of a decoding method against its target's exact law."""
+index of an emitted-token pattern (accepted drafts + one token) among all patterns of a depth-K round, the
+emitted-law test of a decoding method against its target's exact law, and the exact expected accepted length of a
+chain round computed with the decode loop's own calls."""
 from __future__ import annotations
 
 import jax
@@ -177,3 +178,48 @@ def assert_target_law(target, tokens, sampling, prompt=LAW_PROMPT) -> np.ndarray
     assert chi_square_pvalue(gen[:, 2], third) > ALPHA
     assert chi_square_pvalue(pairs, np.roll(joint12.ravel(), 1)) < ALPHA
     return pairs
+
+
+def round_laws(target, drafter, prompt, pending: int, depth: int, sampling) -> tuple[np.ndarray, np.ndarray]:
+    """The laws of one chain round started after `prompt` with `pending` token, for every draft prefix
+    (x1..x_{depth-1}): p, q `[V^(depth-1), depth, V]` float64 (depth d's law given the prefix's first d-1 tokens),
+    computed as the decode loop does: prefill, the drafter's first call over (prev, pending), then one call per
+    draft on its own features; the target scoring [pending, x1, ..] in one block."""
+    import itertools
+
+    import jax.numpy as jnp
+
+    from specjax.block import Block
+    from specjax.decode import prefill
+    from specjax.sampling import GREEDY, warp_logits
+
+    v = target.config.vocab_size
+    prefixes = jnp.asarray(list(itertools.product(range(v), repeat=depth - 1)), jnp.int32)    # [N, depth-1]
+    n, t = len(prefixes), len(prompt)
+    tokens = jnp.tile(jnp.asarray(prompt, jnp.int32), (n, 1))
+    caches, ctx = prefill(target, drafter, tokens, jnp.full((n,), t, jnp.int32), jax.random.key(0), GREEDY,
+                          t + depth + 2)
+    pend = jnp.full((n,), pending, jnp.int32)
+    out = drafter.forward(caches.drafter, Block.chain(jnp.stack([ctx.prev, pend], 1), ctx.position - 1,
+                                                      ctx.features))
+    qs, cache, feat = [out.logits[:, -1]], out.cache, out.hidden[:, -1:]
+    for d in range(2, depth + 1):
+        out = drafter.forward(cache, Block.chain(prefixes[:, d - 2:d - 1], ctx.position + d - 1, feat))
+        qs.append(out.logits[:, -1])
+        cache, feat = out.cache, out.hidden[:, -1:]
+    scored = target.forward(caches.target, Block.chain(jnp.concatenate([pend[:, None], prefixes], 1),
+                                                       ctx.position))
+    p = warp_logits(scored.logits, sampling)                                                # [N, depth, V]
+    return np.asarray(p, np.float64), np.asarray(warp_logits(jnp.stack(qs, 1), sampling), np.float64)
+
+
+def exact_chain_tau(p: np.ndarray, q: np.ndarray, v: int, depth: int) -> np.ndarray:
+    """`[depth]`: 1 + sum_{k<=K} P(the first k drafts accepted) for K = 1..depth, by enumeration over the laws of
+    `round_laws`: P(first k accepted) = sum over x1..xk of prod_{d<=k} min(p, q)(x_d | x1..x_{d-1})."""
+    m = np.minimum(p, q).reshape((v,) * (depth - 1) + (depth, v))        # [x1, .., x_{depth-1}, depth, token]
+    reach, out = np.ones(()), []
+    for k in range(1, depth + 1):
+        law = m[(slice(None),) * (k - 1) + (0,) * (depth - k) + (k - 1,)]  # [x1..x_{k-1}, x_k]: later x unread
+        reach = reach[..., None] * law
+        out.append(reach.sum())
+    return 1.0 + np.cumsum(out)

@@ -12,10 +12,10 @@ import pytest
 
 from specjax.apps.acceptance import (ChainTerms, _target_out, chain_terms, estimated_chain_tau, hidden_chain_tau,
                                      teacher_forced_ranks, text_chain_tau)
-from specjax.block import Block
-from specjax.decode import generate, prefill
+from specjax.decode import generate
 from specjax.eagle import init_eagle
 from specjax.sampling import GREEDY, SamplingConfig, warp_logits
+from tests.exact_tables import exact_chain_tau, round_laws
 from trees.sequoia import empirical_reward
 
 PROMPT = [1, 2, 3, 4, 5]
@@ -34,41 +34,8 @@ def exact(tiny_pair, eagle):
     """The exact τ of chains of 1..DEPTH drafts in the round, and every continuation text with its probability."""
     target, _ = tiny_pair
     v = target.config.vocab_size
-    return _exact_tau(*_round_laws(target, eagle, v), v), _texts(target, v)
-
-
-def _round_laws(target, drafter, v):
-    """The laws of one round started after PROMPT with pending token PENDING, for every draft prefix (x1, x2):
-    p, q `[V*V, DEPTH, V]` (depth d's law given the prefix's first d-1 tokens), computed as the decode loop does:
-    prefill, the drafter's first call over (prev, pending), then one call per draft on its own features; the
-    target scoring [pending, x1, x2] in one block."""
-    n = v * v
-    pairs = jnp.asarray(list(itertools.product(range(v), repeat=2)), jnp.int32)             # [V*V, 2]
-    prompt = jnp.tile(jnp.asarray(PROMPT, jnp.int32), (n, 1))
-    t = len(PROMPT)
-    caches, ctx = prefill(target, drafter, prompt, jnp.full((n,), t, jnp.int32), jax.random.key(0), GREEDY,
-                          t + DEPTH + 2)
-    pending = jnp.full((n,), PENDING, jnp.int32)
-    out = drafter.forward(caches.drafter, Block.chain(jnp.stack([ctx.prev, pending], 1), ctx.position - 1,
-                                                      ctx.features))
-    qs, cache, feat = [out.logits[:, -1]], out.cache, out.hidden[:, -1:]
-    for d in range(2, DEPTH + 1):
-        out = drafter.forward(cache, Block.chain(pairs[:, d - 2:d - 1], ctx.position + d - 1, feat))
-        qs.append(out.logits[:, -1])
-        cache, feat = out.cache, out.hidden[:, -1:]
-    scored = target.forward(caches.target, Block.chain(jnp.concatenate([pending[:, None], pairs], 1),
-                                                       ctx.position))
-    p = warp_logits(scored.logits, SAMPLING)                                                 # [N, 3, V]
-    return np.asarray(p, np.float64), np.asarray(warp_logits(jnp.stack(qs, 1), SAMPLING), np.float64)
-
-
-def _exact_tau(p, q, v):
-    """1 + sum_k P(the first k drafts accepted), k = 1..DEPTH, by enumeration: sum over x1..xk of prod min(p, q)."""
-    m = np.minimum(p, q).reshape(v, v, DEPTH, v)                  # [x1, x2, depth, token]
-    p1 = m[0, 0, 0].sum()
-    p2 = sum(m[0, 0, 0, x1] * m[x1, 0, 1].sum() for x1 in range(v))
-    p3 = sum(m[0, 0, 0, x1] * m[x1, 0, 1, x2] * m[x1, x2, 2].sum() for x1 in range(v) for x2 in range(v))
-    return 1.0 + np.cumsum([p1, p2, p3])
+    p, q = round_laws(target, eagle, PROMPT, PENDING, DEPTH, SAMPLING)
+    return exact_chain_tau(p, q, v, DEPTH), _texts(target, v)
 
 
 def _texts(target, v):

@@ -3,7 +3,6 @@
 EAGLE-1 loss; deeper terms count only chains that start inside the text; and on the tiny target a head trained
 with it drafts deeper chains the target accepts more often than a head trained teacher-forced on the same batches
 and steps (exact expected accepted length of a round, by enumeration)."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,10 +10,11 @@ import pytest
 from specjax.apps.acceptance import _target_out
 from specjax.eagle import init_eagle
 from specjax.runners import Handle
+from specjax.sampling import SamplingConfig
 from specjax.train_drafter import TrainConfig, distill_loss, random_token_batches, train_with_loss, \
     unrolled_distill_loss
 from specjax.unrolled import shifted_features, unrolled_drafts
-from tests.apps.test_tau_estimate import _exact_tau, _round_laws
+from tests.exact_tables import exact_chain_tau, round_laws
 
 
 def test_one_depth_is_the_teacher_forced_loss(tiny_pair):
@@ -36,9 +36,8 @@ def test_one_depth_is_the_teacher_forced_loss(tiny_pair):
     by_hand = sum(0.5 ** (d - 1) * distill_loss(o.logits, logits, inside(d)) for d, o in enumerate(outs, 1)) / 1.75
     np.testing.assert_allclose(float(three), float(by_hand), rtol=1e-6)
     assert abs(float(three) - float(one)) > 1e-3           # the deeper terms do count
-    for bad in ([], ):
-        with pytest.raises(ValueError, match="at least one depth"):
-            unrolled_distill_loss(bad, logits)
+    with pytest.raises(ValueError, match="at least one depth"):
+        unrolled_distill_loss([], logits)
     with pytest.raises(ValueError, match="decay"):
         unrolled_distill_loss([outs[0].logits], logits, decay=0.0)
 
@@ -67,7 +66,8 @@ def test_training_time_test_raises_deep_acceptance(tiny_pair):
     for depth in (1, 3):
         head, losses = _train(target, depth)
         assert np.mean(losses[-10:]) < np.mean(losses[:10])
-        taus[depth] = _exact_tau(*_round_laws(target, head, v), v)          # chains K = 1, 2, 3
+        p, q = round_laws(target, head, [1, 2, 3, 4, 5], 7, 3, SamplingConfig(temperature=1.0))
+        taus[depth] = exact_chain_tau(p, q, v, 3)                          # chains K = 1, 2, 3
     tf, ttt = taus[1], taus[3]
     gain = np.diff(np.r_[1.0, ttt]) - np.diff(np.r_[1.0, tf])               # P(draft k accepted), TTT - EAGLE-1
     assert gain[1] > 0 and gain[2] > 0, (tf, ttt)
