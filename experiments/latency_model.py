@@ -435,7 +435,8 @@ def main(argv=None) -> int:
                surface_points(searches[acc0 + "_profile"].at(context), all_methods, taus), {})]
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(out.with_suffix(".png"), rows, panels)
-    result = {"config": asdict(cfg), "provenance": provenance(), "device": device_name(), "load_avg": state["load_avg"] + [os.getloadavg()],
+    result = {"config": asdict(cfg), "provenance": provenance(), "device": device_name(),
+              "load_avg": state["load_avg"] + [os.getloadavg()],
               "prompts": texts, "profile": state["profile"], "errors": rows, "acceptance_taus": acc_taus,
               "acceptance_rates": acc.rates, "configurations": {k: describe(v) for k, v in searches.items()
                                                                  if not k.endswith("_profile")},

@@ -11,7 +11,7 @@ of every drafter on MT-bench and HumanEval at temperature 0 and 1.
     python experiments/train_eagle.py train --data results/eagle_data.npz results/eagle_data_big.npz --steps 1200
     python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --out results/eagle_eval
 
-Training-time test vs EAGLE-1 training, from scratch on the same data (`data --prompts 192 --seed 0`: 32k training
+Training-time test vs EAGLE-1 training, from scratch on the same data (`data --prompts 192`, seed 0: 32k training
 tokens, 16 answers held out), T = 0 MT-bench, τ measured by decoding 8 prompts x 96 tokens
 (`tau_estimate.py --ckpt <head> --temperatures 0`), chains K = 1 / 2 / 5:
   EAGLE-1 loss, 400 steps (350 s):                1.244 / 1.282 / 1.282
@@ -23,10 +23,12 @@ better; at equal time the two disagree in sign and neither difference exceeds it
 an EAGLE-1 step (three head passes). All three are below the shipped head (1200 steps on 138k tokens: 1.330 /
 1.386 / 1.404 by the same command).
 
-Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data` writes
-`<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config, data configs,
-versions and losses in its metadata; `--work` keeps resumable training checkpoints), `eval` `<out>.json` (config,
-versions, one record per temperature and prompt set; resumable), `<out>.csv` and `<out>.png`.
+`curve --heads DIR ...` plots the held-out τ estimate of heads trained on growing `--rows` against their training
+tokens. Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each).
+`data` writes `<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config,
+data configs, versions, losses, τ estimates and training tokens in its metadata; `--work` keeps resumable training
+checkpoints), `eval` `<out>.json` (config, versions, one record per temperature and prompt set; resumable),
+`<out>.csv` and `<out>.png`, `curve` `<out>.json` and `<out>.png`.
 """
 from __future__ import annotations
 
@@ -118,6 +120,9 @@ class EagleTrainConfig:
     (1: EAGLE-1's teacher-forced training)"""
     ttt_decay: float = 0.8
     """weight of depth d is ttt_decay^(d-1)"""
+    rows: int = 0
+    """train on the first `rows` answers only (0: every answer not held out); the held-out answers stay the same,
+    so heads trained on growing `rows` give τ against training tokens (`curve`)"""
     seed: int = 0
 
     def __post_init__(self):
@@ -139,8 +144,16 @@ class EagleEvalConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class EagleCurveConfig:
+    """`curve`: τ against training tokens, from heads `train` wrote (their final held-out τ estimate)."""
+
+    heads: tuple[str, ...] = ()
+    """head directories of `train` runs that differ in `rows` (the same held-out answers)"""
+
+
 # the config of each subcommand (`COMMANDS` below: what runs it and its default output)
-CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalConfig}
+CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalConfig, "curve": EagleCurveConfig}
 
 
 def instruction_prompts(n: int, seed: int) -> list[str]:
@@ -273,6 +286,10 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     prompt_lengths, temperatures = answer_info(list(cfg.data), tok)
     held = min(cfg.held_out, len(tokens) // 4)
     train_rows = np.arange(len(tokens) - held)                # the last `held` answers are never trained on
+    if cfg.rows:
+        if not 0 < cfg.rows <= len(train_rows):
+            raise ValueError(f"rows must be in [1, {len(train_rows)}] (the answers not held out), got {cfg.rows}")
+        train_rows = train_rows[:cfg.rows]
     valid = np.arange(tokens.shape[1])[None, :] < lengths[train_rows, None]
     keep = frequent_token_ids(tokens[train_rows][valid], target.config.vocab_size, cfg.trim,
                               always=(tok.eos_id, tok.bos_id))
@@ -320,6 +337,8 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     head, _, losses = train_with_loss(params.head, loss_fn, batches, tcfg, checkpoint_dir=Path(cfg.work),
                                       log_every=10, stop_after=cfg.stop_after, on_step=estimate_tau)
     done = end
+    if not evals or evals[-1]["step"] != done:               # a resumed run with no step left still reports it
+        estimate_tau(done, head)
     print(f"trained {len(losses)} steps here (global step {done} of {cfg.steps}) in {time.time() - t0:.0f}s",
           flush=True)
     if out.exists():
@@ -331,6 +350,7 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
                     step=done, config=target.config,
                     extra={"train": asdict(cfg), "data": data_configs, "feature_moment": True,
                            "stopped_at": done, "losses": losses, "tau_estimates": evals,
+                           "training_tokens": int(lengths[train_rows].sum()),
                            "provenance": provenance()})
     print(f"wrote {out}")
     return 0
@@ -404,7 +424,52 @@ def plot_taus(records: dict, path: Path) -> None:
     plt.close(fig)
 
 
-COMMANDS = {"data": (make_data, "results/eagle_data"), "train": (train, "specjax/data/eagle_smollm2"),
+def curve(cfg: EagleCurveConfig, out: Path) -> int:
+    """The final training-time τ estimate of each head against its training tokens: a table, `<out>.json`, and
+    `<out>.png` (one line per chain length K and data temperature, tokens on a log axis)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from specjax.io.checkpoint import read_meta
+
+    if not cfg.heads:
+        raise ValueError("give the head directories: --heads DIR [DIR ...]")
+    points = []
+    for head in cfg.heads:
+        extra = read_meta(head)["extra"]
+        if "training_tokens" not in extra or not extra.get("tau_estimates"):
+            raise ValueError(f"{head} has no training tokens or τ estimate in its metadata (train it again)")
+        last = extra["tau_estimates"][-1]
+        points.append({"head": head, "training_tokens": extra["training_tokens"], "step": last["step"],
+                       "ttt_depth": extra["train"].get("ttt_depth", 1),
+                       **{k: v for k, v in last.items() if k.startswith("tau_")}})
+    points.sort(key=lambda p: p["training_tokens"])
+    keys = sorted(k for k in points[0] if k.startswith("tau_"))
+    print(f"{'training tokens':>16}{'steps':>7}  " + "  ".join(f"{k} (K = 1..)" for k in keys))
+    for p in points:
+        print(f"{p['training_tokens']:>16}{p['step']:>7}  " + "  ".join(" ".join(f"{x:.2f}" for x in p[k])
+                                                                      for k in keys))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"config": asdict(cfg), "points": points,
+                                                    "provenance": provenance()}, indent=1))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [p["training_tokens"] for p in points]
+    for key in keys:
+        for k in range(len(points[0][key])):
+            ax.plot(x, [p[key][k] for p in points], "o-", label=f"{key[4:]} K={k + 1}")
+    ax.set(xscale="log", xlabel="training tokens", ylabel="estimated chain τ (held-out answers)",
+           title="EAGLE head: τ against training data")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
+COMMANDS = {"curve": (curve, "results/eagle_curve"), "data": (make_data, "results/eagle_data"),
+            "train": (train, "specjax/data/eagle_smollm2"),
             "eval": (evaluate, "results/eagle_eval")}
 
 

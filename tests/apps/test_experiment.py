@@ -120,3 +120,28 @@ def test_spec_bench_reports_every_category_against_ar(tmp_path, monkeypatch):
     assert "| chain K=4 model:random:byte-tiny-draft |" in table and "speedup over AR" in table
     with pytest.raises(ValueError, match="unknown drafter"):
         spec_bench.SpecBenchConfig(drafters=("medusa",))
+
+
+def test_eagle_curve_reads_each_heads_final_estimate(tmp_path, capsys):
+    """`train_eagle.py curve`: one point per head, sorted by training tokens, from the last τ estimate each head's
+    metadata stores; a head without them is named."""
+    from experiments import train_eagle
+
+    def head(name, tokens, taus):
+        d = tmp_path / name
+        d.mkdir()
+        estimates = [{"step": 100, "tau_T0.7": [1.0, 1.0]}, {"step": 400, "tau_T0.7": taus}]
+        (d / "specjax_meta.json").write_text(json.dumps({"extra": {"training_tokens": tokens, "train": {},
+                                                                   "tau_estimates": estimates}}))
+        return str(d)
+    heads = (head("big", 32000, [1.4, 1.5]), head("small", 4000, [1.2, 1.25]))
+    assert train_eagle.main(["curve", "--heads", *heads, "--out", str(tmp_path / "curve")]) == 0
+    points = json.loads((tmp_path / "curve.json").read_text())["points"]
+    assert [p["training_tokens"] for p in points] == [4000, 32000]
+    assert [p["tau_T0.7"] for p in points] == [[1.2, 1.25], [1.4, 1.5]] and points[0]["step"] == 400
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "specjax_meta.json").write_text(json.dumps({"extra": {"train": {}}}))
+    with pytest.raises(ValueError, match="no training tokens"):
+        train_eagle.main(["curve", "--heads", str(bare)])
