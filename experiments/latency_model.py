@@ -163,7 +163,7 @@ def _save(path: Path, state: dict) -> None:
     path.write_text(json.dumps(state, indent=1, default=str))
 
 
-def group_timers(cfg, target, drafter, group, width) -> list[tuple[int, str, tuple, int]]:
+def group_timers(cfg, target, drafter, group, width) -> tuple[list[tuple[int, str, tuple, int]], list]:
     """The profile points a group of methods ((name, speculator, plan)) is predicted from, at the smallest and
     largest cache capacity of the group: [(context, curve, T grid, first job index)] and the jobs (`CallTimer`)."""
     plans = [plan for _, _, plan in group]
