@@ -26,9 +26,11 @@ an EAGLE-1 step (three head passes). All three are below the shipped head (1200 
 `curve --heads DIR ...` plots the held-out τ estimate of heads trained on growing `--rows` against their training
 tokens. Last curve (EAGLE-1 loss, 400 steps each, the same data file, `--rows 22 / 44 / 88` and all 176 answers;
 held-out estimate at T = 0.7, K = 1 / 5): 3.9k tokens 1.24 / 1.30, 7.8k 1.28 / 1.36, 15.7k 1.34 / 1.45, 32.3k
-1.38 / 1.49: about +0.06 at K = 5 per doubling of data, a little less in the last one. Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each).
-`data` writes `<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config,
-data configs, versions, losses, τ estimates and training tokens in its metadata; `--work` keeps resumable training
+1.38 / 1.49: about +0.06 at K = 5 per doubling of data, a little less in the last one.
+
+Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data`
+writes `<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config, data
+configs, versions, losses, τ estimates and training tokens in its metadata; `--work` keeps resumable training
 checkpoints), `eval` `<out>.json` (config, versions, one record per temperature and prompt set; resumable),
 `<out>.csv` and `<out>.png`, `curve` `<out>.json` and `<out>.png`.
 """

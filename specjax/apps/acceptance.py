@@ -112,9 +112,9 @@ def chain_terms(drafter: Handle, z: jax.Array, target_logits: jax.Array, hidden:
                 ) -> ChainTerms:
     """The terms of the chain estimate along texts z `[B, M]` (lengths `[B]`, default M) from what drafter training
     already has: the target's logits `[B, M, V]` and hidden states `[B, M, D]` over z, and the drafter unrolled on
-    its own outputs (`specjax.unrolled.unrolled_drafts`). `first` (int or `[B]`): the earliest start (a chain's pending token
-    z[t] must be the target's, e.g. the first answer token after a prompt; 1 at least: position 0 has no
-    feature)."""
+    its own outputs (`specjax.unrolled.unrolled_drafts`). `first` (int or `[B]`): the earliest start (a chain's
+    pending token z[t] must be the target's, e.g. the first answer token after a prompt; 1 at least: position 0
+    has no feature)."""
     b, m = z.shape
     lengths = jnp.full((b,), m, jnp.int32) if lengths is None else jnp.asarray(lengths, jnp.int32)
     first = jnp.broadcast_to(jnp.asarray(first, jnp.int32), (b,))
