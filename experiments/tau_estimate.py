@@ -111,7 +111,10 @@ def main(argv=None) -> int:
     results = Results(out.with_suffix(".json"), asdict(cfg))
     target = load_target("smollm2", cfg.seed)
     if cfg.ckpt:
-        from specjax.eagle import load_eagle
+        import dataclasses
+
+        from specjax.eagle import eagle_target, load_eagle
+        target = dataclasses.replace(target, handle=eagle_target(cfg.ckpt, target.handle))    # fused features?
         drafter = load_eagle(cfg.ckpt, target.handle, trim=True)
     else:
         drafter = load_drafter(cfg.drafter, target, cfg.seed + 1)

@@ -10,6 +10,15 @@ of every drafter on MT-bench and HumanEval at temperature 0 and 1.
     python experiments/train_eagle.py data --prompts 576 --seed 1 --out results/eagle_data_big.npz
     python experiments/train_eagle.py train --data results/eagle_data.npz results/eagle_data_big.npz --steps 1200
     python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --out results/eagle_eval
+    python experiments/train_eagle.py data --feature-layers 2 15 --out results/eagle_data_f3   # EAGLE-3 features
+    python experiments/train_eagle.py gto --steps 60 --out results/head_gto      # GTO from the shipped head
+    python experiments/train_eagle.py gto --steps 60 --gto-weight 0 --out results/head_gto0   # its control
+
+A `data` file made with `--feature-layers L1 L2` also stores the target's states after those layers (EAGLE-3's fused
+low/mid/high features, `specjax.runners.fused_features`); a head trained on it reads them through a `fuse` layer and
+decodes with the fused target handle (`specjax.eagle.eagle_target`). `gto` fine-tunes a trained head by Group Tree
+Optimization (`trees.gto`): EAGLE-2 trees of the head and of its frozen starting point at contexts cut from the
+answers, the exact tree reward, and a PPO-style surrogate beside the head's own loss.
 
 Training-time test vs EAGLE-1 training, from scratch on the same data (`data --prompts 192`, seed 0: 32k training
 tokens, 16 answers held out), T = 0 MT-bench, τ measured by decoding 8 prompts x 96 tokens
@@ -91,6 +100,9 @@ class EagleDataConfig:
     batch_size: int = 32
     sampled_fraction: float = 0.5
     """this share of answers is sampled at temperature 0.7, the rest greedy"""
+    feature_layers: tuple[int, ...] = ()
+    """also store the target's states after these layers, before the final one (EAGLE-3's fused low/mid/high
+    features, e.g. 2 15 on SmolLM2's 30 layers; a head trained on the file reads them)"""
     seed: int = 0
 
 
@@ -156,8 +168,50 @@ class EagleCurveConfig:
     """head directories of `train` runs that differ in `rows` (the same held-out answers)"""
 
 
+@dataclass(frozen=True)
+class EagleGTOConfig:
+    """`gto`: Group Tree Optimization (`trees.gto`) of a trained head: at contexts cut from the answers of `data`,
+    the head's EAGLE-2 tree and its starting point's (frozen) are drafted and scored by the target; the loss is the
+    head's own training loss on the contexts (the anchor) plus `gto_weight` times GTO's surrogate. `gto_weight 0`
+    is the control: the same contexts, rollouts, steps and compute, without the surrogate."""
+
+    init: str = "specjax/data/eagle_smollm2"
+    """the head to start from (a `train` output); it is also GTO's frozen reference"""
+    data: tuple[str, ...] = ("results/eagle_data.npz",)
+    work: str = "results/gto_work"
+    """resumable training checkpoints"""
+    stop_after: int | None = None
+    steps: int = 100
+    contexts: int = 16
+    """contexts per step (one rollout each)"""
+    window: int = 96
+    """tokens of context before each round's root"""
+    budget: int = 32
+    """the EAGLE-2 tree's node budget"""
+    temperature: float = 0.0
+    """of the rollouts' verification (0: greedy, where a tree's reward is its accepted length)"""
+    learning_rate: float = 3e-4
+    warmup_steps: int = 10
+    gto_weight: float = 1.0
+    feature_weight: float = 1.0
+    clip: float = 0.2
+    held_out: int = 16
+    """answers (the last ones) kept out of training; the paired reward of both heads is measured on them"""
+    held_contexts: int = 64
+    eval_every: int = 25
+    eval_prompts: int = 8
+    """MT-bench prompts decoded at the end with both heads (tree and chain τ at `temperature`)"""
+    eval_tokens: int = 96
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.window < 2 or self.contexts < 2 or self.budget < 1 or self.gto_weight < 0:
+            raise ValueError("need window >= 2, contexts >= 2, budget >= 1 and gto_weight >= 0")
+
+
 # the config of each subcommand (`COMMANDS` below: what runs it and its default output)
-CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalConfig, "curve": EagleCurveConfig}
+CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalConfig, "curve": EagleCurveConfig,
+          "gto": EagleGTOConfig}
 
 
 def instruction_prompts(n: int, seed: int) -> list[str]:
@@ -177,15 +231,16 @@ def answer_temperature(cfg: EagleDataConfig, batch_index: int) -> float:
 
 
 def make_data(cfg: EagleDataConfig, out: Path) -> int:
-    """Target answers to the instructions, then one no-cache target pass for the final hidden states; `<out>.npz`."""
+    """Target answers to the instructions, then one target pass for the final hidden states (and those after
+    `cfg.feature_layers`, concatenated before them); `<out>.npz`."""
     import jax
     import jax.numpy as jnp
-    from flax import nnx
 
     from specjax.batching import pad_prompts
+    from specjax.block import Block
     from specjax.decode import generate
     from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import model_handle
+    from specjax.runners import fused_features, model_handle
     from specjax.sampling import SamplingConfig
 
     target, tok = load_smollm2()
@@ -209,17 +264,17 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
     for i, seq in enumerate(sequences):
         tokens[i, :len(seq)] = seq
     lengths = np.array([len(s) for s in sequences], np.int32)
-    graphdef, params = nnx.split(target)
+    features = fused_features(handle, tuple(cfg.feature_layers)) if cfg.feature_layers else handle
 
     @jax.jit
-    def hidden_states(params, toks):
-        pos = jnp.broadcast_to(jnp.arange(toks.shape[1]), toks.shape)
-        return nnx.merge(graphdef, params)(toks, pos)[1]
+    def hidden_states(toks):
+        block = Block.chain(toks, jnp.zeros((toks.shape[0],), jnp.int32))
+        return features.forward(features.init_cache(toks.shape[0], toks.shape[1]), block).hidden
 
-    hidden = np.zeros(tokens.shape + (target.config.d_model,), np.float32)
+    hidden = np.zeros(tokens.shape + (features.runner.feature_width,), np.float32)
     starts = range(0, len(tokens), 8)
     for lo in progress(starts, len(starts), "hidden states"):
-        hidden[lo:lo + 8] = np.asarray(hidden_states(params, jnp.asarray(tokens[lo:lo + 8])))
+        hidden[lo:lo + 8] = np.asarray(hidden_states(jnp.asarray(tokens[lo:lo + 8])))
     path = out.with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
@@ -261,8 +316,12 @@ def answer_info(paths: list[str], tok) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """Concatenate files of the `data` subcommand: tokens `[N, L]`, lengths `[N]`, hidden `[N, L, D]`, configs."""
+    """Concatenate files of the `data` subcommand: tokens `[N, L]`, lengths `[N]`, hidden `[N, L, F]` (F = D, or
+    the fused width of `feature_layers`), configs. ValueError when the files store different feature layers."""
     files = [np.load(p) for p in paths]
+    layers = {tuple(json.loads(str(f["config"])).get("feature_layers", ())) for f in files}
+    if len(layers) > 1:
+        raise ValueError(f"the data files store the features of different layers: {sorted(layers)}")
     width = max(f["tokens"].shape[1] for f in files)
     pad = [((0, 0), (0, width - f["tokens"].shape[1])) for f in files]
     tokens = np.concatenate([np.pad(f["tokens"], w) for f, w in zip(files, pad)])
@@ -270,23 +329,57 @@ def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
     return tokens, np.concatenate([f["lengths"] for f in files]), hidden, [json.loads(str(f["config"])) for f in files]
 
 
-def train(cfg: EagleTrainConfig, out: Path) -> int:
-    """Distil the head on `cfg.data`; ship it (bf16, with the trim set and feature moment) to the directory `out`."""
-    import jax
+def head_loss(head_hidden: list, target_hidden, mask, embedding_kept, decay: float, feature_weight: float):
+    """The head's training loss: KL over the VocabTrim set at each unrolled depth (`unrolled_distill_loss`; head
+    hidden states `[B, T, D]` per depth) plus EAGLE's feature regression at depth 1: smooth-L1 (Huber, delta 1)
+    between the head's and the target's hidden states `[B, T, D]`, so the head's own output can stand in for the
+    target feature at deeper drafts. mask `[B, T]` (1 = counted)."""
     import jax.numpy as jnp
     import optax
 
+    from specjax.train_drafter import unrolled_distill_loss
+
+    kl = unrolled_distill_loss([h @ embedding_kept.T for h in head_hidden], target_hidden @ embedding_kept.T, mask,
+                               decay)
+    huber = optax.huber_loss(head_hidden[0] - target_hidden, delta=1.0).mean(-1)
+    return kl + feature_weight * jnp.sum(huber * mask) / jnp.maximum(mask.sum(), 1)
+
+
+def ship_head(out: Path, head, keep, moment, target_config, step: int, extra: dict) -> None:
+    """Write a trained head to the directory `out` (replaced): bf16 parameters, the VocabTrim set, the feature
+    moment, and `extra` (config, losses, figures) in its metadata."""
+    import jax
+    import jax.numpy as jnp
+
+    from specjax.io.checkpoint import save_checkpoint
+
+    if out.exists():
+        shutil.rmtree(out)
+    head_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), head)     # shipped at half size
+    state = {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32)}
+    if moment is not None:
+        state["feature_moment"] = moment
+    save_checkpoint(out, state, step=step, config=target_config,
+                    extra={**extra, "feature_moment": moment is not None, "provenance": provenance()})
+    print(f"wrote {out}")
+
+
+def train(cfg: EagleTrainConfig, out: Path) -> int:
+    """Distil the head on `cfg.data`; ship it (bf16, with the trim set and feature moment) to the directory `out`."""
+    import jax.numpy as jnp
+
     from specjax.apps.acceptance import hidden_chain_tau
     from specjax.eagle import frequent_token_ids, init_eagle
-    from specjax.io.checkpoint import save_checkpoint
     from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import Handle, model_handle
+    from specjax.runners import Handle, fused_features, model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.train_drafter import TrainConfig, train_with_loss, unrolled_distill_loss
+    from specjax.train_drafter import TrainConfig, train_with_loss
     from specjax.unrolled import unrolled_drafts
 
     target, tok = load_smollm2()
     tokens, lengths, hidden, data_configs = load_data(list(cfg.data))
+    layers = tuple(data_configs[0].get("feature_layers", ()))            # EAGLE-3's fused features, if stored
+    d = target.config.d_model
     prompt_lengths, temperatures = answer_info(list(cfg.data), tok)
     held = min(cfg.held_out, len(tokens) // 4)
     train_rows = np.arange(len(tokens) - held)                # the last `held` answers are never trained on
@@ -299,7 +392,7 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
                               always=(tok.eos_id, tok.bos_id))
     print(f"data: {len(tokens)} sequences ({held} held out), {int(lengths[train_rows].sum())} training tokens; "
           f"trim set {keep.size}", flush=True)
-    target_handle = model_handle(target)
+    target_handle = fused_features(model_handle(target), layers) if layers else model_handle(target)
     eagle = init_eagle(target_handle, d_ff=cfg.d_ff, seed=cfg.seed)
     params = eagle.params
     embedding_kept = params.embedding[jnp.asarray(keep, jnp.int32)]
@@ -325,13 +418,8 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
         toks, target_hidden, mask = batch["tokens"], batch["hidden"], batch["mask"]
         outs = list(unrolled_drafts(Handle(eagle.runner, params.replace(head=head)), toks, target_hidden,
                                     cfg.ttt_depth))
-        kl = unrolled_distill_loss([o.hidden @ embedding_kept.T for o in outs], target_hidden @ embedding_kept.T,
-                                   mask, cfg.ttt_decay)
-        # EAGLE's feature regression (depth 1): smooth-L1 (Huber, delta 1) between the head's and the target's
-        # hidden states, so the head's own output can stand in for the target feature at deeper drafts
-        huber = optax.huber_loss(outs[0].hidden - target_hidden, delta=1.0).mean(-1)
-        regression = jnp.sum(huber * mask) / jnp.maximum(mask.sum(), 1)
-        return kl + cfg.feature_weight * regression
+        return head_loss([o.hidden for o in outs], target_hidden[..., -d:], mask, embedding_kept, cfg.ttt_decay,
+                         cfg.feature_weight)
 
     tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                        checkpoint_every=max(cfg.steps // 4, 1))
@@ -345,18 +433,12 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
         estimate_tau(done, head)
     print(f"trained {len(losses)} steps here (global step {done} of {cfg.steps}) in {time.time() - t0:.0f}s",
           flush=True)
-    if out.exists():
-        shutil.rmtree(out)
-    head_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), head)     # shipped at half size
-    states = hidden[train_rows][valid].astype(np.float64)                 # the features the head learns to emit
+    states = hidden[train_rows][valid][:, -d:].astype(np.float64)        # the features the head learns to emit
     moment = jnp.asarray(states.T @ states / len(states), jnp.float32)    # for the data-aware low-rank head
-    save_checkpoint(out, {"head": head_bf16, "keep_ids": jnp.asarray(keep, jnp.int32), "feature_moment": moment},
-                    step=done, config=target.config,
-                    extra={"train": asdict(cfg), "data": data_configs, "feature_moment": True,
-                           "stopped_at": done, "losses": losses, "tau_estimates": evals,
-                           "training_tokens": int(lengths[train_rows].sum()),
-                           "provenance": provenance()})
-    print(f"wrote {out}")
+    ship_head(out, head, keep, moment, target.config, done,
+              {"train": asdict(cfg), "data": data_configs, "stopped_at": done, "losses": losses,
+               "tau_estimates": evals, "training_tokens": int(lengths[train_rows].sum()),
+               "feature_layers": list(layers)})
     return 0
 
 
@@ -472,9 +554,133 @@ def curve(cfg: EagleCurveConfig, out: Path) -> int:
     return 0
 
 
+def gto_contexts(tokens: np.ndarray, lengths: np.ndarray, prompt_lengths: np.ndarray, count: int, window: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` (context `[window]`, pending token) pairs cut at random answer positions of random rows, a pure
+    function of the seed: the context is the `window` tokens before the cut, the pending token the one at it."""
+    rng = np.random.default_rng(seed)
+    lo = np.maximum(prompt_lengths, window)                   # the root is an answer token with a full window
+    rows = np.flatnonzero(lengths > lo)
+    if rows.size == 0:
+        raise ValueError(f"no answer is long enough for a {window}-token window")
+    pick = rows[rng.integers(0, rows.size, count)]
+    cuts = lo[pick] + (rng.random(count) * (lengths[pick] - lo[pick])).astype(np.int64)
+    contexts = tokens[pick[:, None], cuts[:, None] - window + np.arange(window)[None, :]]
+    return contexts.astype(np.int32), tokens[pick, cuts].astype(np.int32)
+
+
+def gto(cfg: EagleGTOConfig, out: Path) -> int:
+    """GTO fine-tuning of the head `cfg.init`; ships it to `out` with the held-out paired rewards and the decoded
+    τ of both heads (EAGLE-2 tree and chain K = 4, MT-bench, at the rollouts' temperature) in its metadata."""
+    import jax
+    import jax.numpy as jnp
+
+    from specjax.decode import generate
+    from specjax.batching import pad_prompts
+    from specjax.eagle import eagle_target, load_eagle
+    from specjax.io.checkpoint import read_meta
+    from specjax.io.prompts import load_prompts
+    from specjax.io.smollm2 import load_smollm2
+    from specjax.runners import Handle, model_handle
+    from specjax.sampling import SamplingConfig
+    from specjax.speculators import make_method
+    from specjax.train_drafter import TrainConfig, train_with_loss
+    from trees import make_speculator
+    from trees.gto import GTOConfig, check_contexts, gto_surrogate, rollout
+
+    target, tok = load_smollm2()
+    target_handle = eagle_target(cfg.init, model_handle(target))         # fused features if the head reads them
+    reference = load_eagle(cfg.init, target_handle, trim=True)
+    params = reference.params
+    embedding_kept = params.embedding[params.keep_ids]
+    d = target.config.d_model
+    tokens, lengths, _, data_configs = load_data(list(cfg.data))
+    prompt_lengths, _ = answer_info(list(cfg.data), tok)
+    held = min(cfg.held_out, len(tokens) // 4)
+    n_train = len(tokens) - held
+    builder = make_speculator("eagle", budget=cfg.budget).builder
+    sampling = SamplingConfig(temperature=cfg.temperature)
+    gcfg = GTOConfig(clip=cfg.clip)
+    key = jax.random.key(cfg.seed)
+
+    def batch(step: int) -> dict:
+        contexts, pending = gto_contexts(tokens[:n_train], lengths[:n_train], prompt_lengths[:n_train], cfg.contexts,
+                                         cfg.window, seed=cfg.seed * 100003 + step)
+        return {"contexts": jnp.asarray(contexts), "pending": jnp.asarray(pending), "step": jnp.int32(step)}
+
+    def loss_fn(head, b):
+        drafter = Handle(reference.runner, params.replace(head=head))
+        frozen = Handle(reference.runner, params.replace(head=jax.lax.stop_gradient(head)))
+        rolled = rollout(target_handle, frozen, reference, builder, b["contexts"], b["pending"],
+                         jax.random.fold_in(key, b["step"]), sampling)
+        surrogate, prefix = gto_surrogate(drafter, reference, rolled, gcfg)
+        # the anchor: the head's own training loss on the contexts (teacher-forced, the target's features)
+        anchor = head_loss([prefix.hidden], rolled.hidden[..., -d:], jnp.ones(rolled.contexts.shape, jnp.float32),
+                           embedding_kept, 1.0, cfg.feature_weight)
+        return anchor + cfg.gto_weight * surrogate
+
+    held_ctx, held_pending = gto_contexts(tokens[n_train:], lengths[n_train:], prompt_lengths[n_train:],
+                                          cfg.held_contexts, cfg.window, seed=cfg.seed + 7)
+    check_contexts(held_ctx, held_pending, target.config.vocab_size)
+    check_contexts(*[np.asarray(x) for x in (batch(0)["contexts"], batch(0)["pending"])], target.config.vocab_size)
+    paired = jax.jit(lambda head, c, p: rollout(target_handle, Handle(reference.runner, params.replace(head=head)),
+                                                reference, builder, c, p, key, sampling))
+    evals = []
+    end = min(cfg.steps, cfg.stop_after or cfg.steps)
+
+    def held_out_reward(done: int, head) -> None:
+        """Mean E[accepted | tree] + 1 of both heads' trees at the same held-out contexts (a paired comparison)."""
+        if not (done == end or (cfg.eval_every and done % cfg.eval_every == 0)):
+            return
+        cur, ref = [], []
+        for lo in range(0, len(held_ctx), cfg.contexts):
+            r = paired(head, jnp.asarray(held_ctx[lo:lo + cfg.contexts]), jnp.asarray(held_pending[lo:lo + cfg.contexts]))
+            cur += np.asarray(r.current.reward).tolist()
+            ref += np.asarray(r.reference.reward).tolist()
+        diff = np.asarray(cur) - np.asarray(ref)
+        evals.append({"step": done, "tree_tau": 1 + float(np.mean(cur)), "reference_tree_tau": 1 + float(np.mean(ref)),
+                      "gain_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))})
+        print(f"step {done}: held-out predicted tree τ {evals[-1]['tree_tau']:.3f} (start "
+              f"{evals[-1]['reference_tree_tau']:.3f}, difference se {evals[-1]['gain_se']:.3f})", flush=True)
+
+    tcfg = TrainConfig(steps=cfg.steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                       checkpoint_every=max(cfg.steps // 4, 1))
+    t0 = time.time()
+    head, _, losses = train_with_loss(jax.tree.map(jnp.copy, params.head), loss_fn, batch, tcfg,
+                                      checkpoint_dir=Path(cfg.work), log_every=10, stop_after=cfg.stop_after,
+                                      on_step=held_out_reward)
+    seconds = time.time() - t0
+    if not evals or evals[-1]["step"] != end:
+        held_out_reward(end, head)
+    print(f"trained {len(losses)} steps here (global step {end} of {cfg.steps}) in {seconds:.0f}s", flush=True)
+    decoded = {}
+    if cfg.eval_prompts:                                       # τ by decoding, both heads, the same prompts
+        ids = [tok.chat_ids(p) for p in load_prompts("mt_bench", cfg.eval_prompts)]
+        prompt_tokens, prompt_lens = pad_prompts(ids)
+        methods = {"eagle2_tree": make_speculator("eagle", budget=cfg.budget),
+                   "chain_K4": make_method("chain", num_draft=4)}
+        heads = {"start": params.head, "gto": head}
+        for (m_name, method), (h_name, h) in progress([(m, h) for m in methods.items() for h in heads.items()],
+                                                       4, "decode τ"):
+            result = generate(target_handle, prompt_tokens, prompt_lens, jax.random.key(cfg.seed), method=method,
+                              drafter=Handle(reference.runner, params.replace(head=h)),
+                              max_new_tokens=cfg.eval_tokens, sampling=sampling, eos_id=tok.eos_id)
+            decoded[f"{m_name}/{h_name}"] = result.acceptance_length
+        for m_name in methods:
+            print(f"decoded τ, {m_name}: start {decoded[m_name + '/start']:.3f}, after GTO "
+                  f"{decoded[m_name + '/gto']:.3f}", flush=True)
+    init_meta = read_meta(cfg.init)["extra"]
+    ship_head(out, head, np.asarray(params.keep_ids), params.feature_moment, target.config, end,
+              {"train": init_meta.get("train", {}), "gto": asdict(cfg), "data": data_configs, "stopped_at": end,
+               "losses": losses, "held_out_rewards": evals, "decoded_tau": decoded, "train_seconds": seconds,
+               "training_tokens": init_meta.get("training_tokens"),
+               "feature_layers": init_meta.get("feature_layers", [])})
+    return 0
+
+
 COMMANDS = {"curve": (curve, "results/eagle_curve"), "data": (make_data, "results/eagle_data"),
             "train": (train, "specjax/data/eagle_smollm2"),
-            "eval": (evaluate, "results/eagle_eval")}
+            "eval": (evaluate, "results/eagle_eval"), "gto": (gto, "results/head_gto")}
 
 
 def main(argv=None) -> int:

@@ -21,11 +21,12 @@ from specjax.batching import bucket_size
 from specjax.block import Block
 from specjax.memory import check_budget, plan_generate
 from specjax.metrics import acceptance_length
-from specjax.runners import Handle
+from specjax.runners import Forward, Handle
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
 from specjax.sharding import shard_decode
 from specjax.speculators import Speculator, make_method
 from specjax.state import Caches, DecodeContext, LoopState, select_rows
+from specjax.unrolled import shifted_features
 from specjax.validation import check_int
 from specjax.verify.chain import PAD_TOKEN
 
@@ -75,11 +76,19 @@ def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, pr
     hidden = jnp.concatenate([jnp.zeros_like(out.hidden[:, :1]), out.hidden], axis=1)     # index i+1 = position i
     ctx = DecodeContext(prev=prompt_tokens[rows, last], pending=first, position=prompt_lengths,
                         features=jnp.stack([hidden[rows, last], hidden[rows, last + 1]], axis=1))
-    draft_cache = None
-    if drafter is not None:
-        features = hidden[:, :-1] if drafter.runner.reads_features else None
-        draft_cache = drafter.forward(drafter.init_cache(b, capacity), block.with_tokens(prompt_tokens, features)).cache
+    draft_cache = None if drafter is None else prefill_drafter(drafter, prompt_tokens, out.hidden, capacity).cache
     return Caches(out.cache, draft_cache), ctx
+
+
+def prefill_drafter(drafter: Handle, prompt_tokens: jax.Array, target_hidden: jax.Array, capacity: int) -> Forward:
+    """The drafter's pass over the prompt `[B, L]` (right-padded), given the target's hidden states over it
+    `target_hidden [B, L, D]` (an EAGLE-style drafter reads the state one position earlier at each token, zeros at
+    0): its `Forward`, whose cache is what `prefill` keeps for its drafter. A second drafter (a frozen reference,
+    say) can share one target pass; a trainer can read the drafter's hidden states (unused outputs cost nothing
+    under jit)."""
+    features = shifted_features(target_hidden) if drafter.runner.reads_features else None
+    block = Block.chain(prompt_tokens, jnp.zeros((prompt_tokens.shape[0],), jnp.int32), features)
+    return drafter.forward(drafter.init_cache(prompt_tokens.shape[0], capacity), block)
 
 
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,

@@ -1,5 +1,6 @@
 """The chain draft step: a drafter proposes up to K tokens per row, with the distributions they were sampled from;
-a draft-length policy (`specjax.policies`) may stop each row early."""
+a draft-length policy (`specjax.policies`) may stop each row early. `score_chain` is its teacher-forced twin: the
+drafter's logits along a given chain, computed exactly as `draft_chain` would have drafted it."""
 from __future__ import annotations
 
 from typing import Any
@@ -92,6 +93,22 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
     init = (jnp.int32(1), first.cache, buffers, keep0.astype(jnp.int32), keep0, carry)
     _, cache, (tokens, probs, feats, stats), lengths, _, _ = jax.lax.while_loop(cond, body, init)
     return ChainDraft(cache, tokens, probs, lengths, feats, stats)
+
+
+def score_chain(drafter: Handle, cache: Any, ctx: DecodeContext, tokens: jax.Array) -> jax.Array:
+    """The drafter's logits `[B, K, V]` for drafting `tokens [B, K]` from `ctx` as `draft_chain` does (step k's
+    law, whose draft is tokens[:, k], after tokens[:, :k]): one call over (prev, pending), then one per token, each
+    reading the previous call's output as its feature. Differentiable in the drafter's parameters (a Python loop
+    over the static K), for training on the chains a drafter drafts; `cache` as in `draft_chain`."""
+    reads = drafter.runner.reads_features
+    out = drafter.forward(cache, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,
+                                             ctx.features if reads else None))
+    logits = [out.logits[:, -1]]
+    for k in range(1, tokens.shape[1]):
+        out = drafter.forward(out.cache, Block.chain(tokens[:, k - 1:k], ctx.position + k,
+                                                     out.hidden[:, -1:] if reads else None))
+        logits.append(out.logits[:, -1])
+    return jnp.stack(logits, axis=1)
 
 
 # the cache is donated: a Python loop over steps updates it in place instead of copying it every call

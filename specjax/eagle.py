@@ -26,7 +26,7 @@ from specjax.block import Block, causal_mask
 from specjax.cache import KVCache, init_cache
 from specjax.config import ModelConfig
 from specjax.model import DecoderLayer, RMSNorm
-from specjax.runners import Forward, Handle, Runner, as_model
+from specjax.runners import Forward, Handle, Runner, as_model, fused_features
 from specjax.validation import check_int
 
 
@@ -36,21 +36,32 @@ def eagle_layer_config(target: ModelConfig, d_ff: int | None = None) -> ModelCon
 
 
 class EagleHead(nnx.Module):
-    """fc `[2D -> D]` on [embedding ; feature], one decoder layer, a final RMSNorm (head = target embedding)."""
+    """fc `[2D -> D]` on [embedding ; feature], one decoder layer, a final RMSNorm (head = target embedding). With
+    `feature_width` F > D (EAGLE-3's fused low/mid/high target features), `fuse` `[F -> D]` first maps the target's
+    features to D; the head's own outputs, which it reads deeper in a chain, are D wide already."""
 
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, feature_width: int | None = None):
         self.config = config
-        self.fc = nnx.Linear(2 * config.d_model, config.d_model, use_bias=False,
-                             kernel_init=nnx.initializers.normal(config.init_std), rngs=rngs)
+        init = nnx.initializers.normal(config.init_std)
+        wide = feature_width is not None and feature_width != config.d_model
+        self.fuse = nnx.Linear(feature_width, config.d_model, use_bias=False, kernel_init=init, rngs=rngs) if wide \
+            else None
+        self.fc = nnx.Linear(2 * config.d_model, config.d_model, use_bias=False, kernel_init=init, rngs=rngs)
         self.layer = DecoderLayer(config, rngs)
         self.norm = RMSNorm(config.d_model, config.rms_eps)
 
+    def fused(self, features):
+        """Features `[..., F or D]` -> `[..., D]`: the target's fused features through `fuse`, D-wide ones as they
+        are (the width is static, so this is a trace-time choice)."""
+        return features if features.shape[-1] == self.config.d_model else self.fuse(features)
+
     def __call__(self, embedded, features, positions, cache: KVCache | None = None, slots=None, mask=None):
-        """embedded, features `[B, T, D]`, positions `[B, T]` -> (normed hidden `[B, T, D]`, cache). Without a
-        cache: causal attention among the T tokens (training); with one: write at slots `[B, T]`, see mask
-        `[B, T, S]`."""
+        """embedded `[B, T, D]`, features `[B, T, D or F]`, positions `[B, T]` -> (normed hidden `[B, T, D]`,
+        cache). Without a cache: causal attention among the T tokens (training); with one: write at slots `[B, T]`,
+        see mask `[B, T, S]`."""
         b, t, _ = embedded.shape
-        x = self.fc(jnp.concatenate([embedded, features.astype(embedded.dtype)], axis=-1))
+        features = self.fused(features.astype(embedded.dtype))
+        x = self.fc(jnp.concatenate([embedded, features], axis=-1))
         if cache is None:
             x, _, _ = self.layer(x, positions, None, None, None, causal_mask(b, t) if mask is None else mask)
         else:
@@ -97,10 +108,20 @@ class EagleRunner(Runner):
     graphdef: Any
     config: ModelConfig           # the target's config (vocabulary and width)
     reads_features: bool = True
+    fused_width: int = 0          # the width of the target's fused features it reads (0: D, EAGLE-1's feature)
 
     @property
     def name(self) -> str:
-        return "eagle"
+        return "eagle" if not self.fused_width else "eagle3"
+
+    @property
+    def feature_width(self) -> int:
+        return self.fused_width or self.config.d_model
+
+    def fuse_features(self, params: EagleParams, features):
+        if not self.fused_width:
+            return features
+        return nnx.merge(self.graphdef, params.head).fused(features.astype(params.embedding.dtype))
 
     def init_cache(self, params, batch_size, capacity) -> KVCache:
         return init_cache(self.config, batch_size, capacity, num_layers=1)
@@ -120,11 +141,15 @@ class EagleRunner(Runner):
 
 
 def init_eagle(target: Handle, *, d_ff: int | None = None, seed: int = 0) -> Handle:
-    """A randomly initialised EAGLE head for the model handle `target` (its embedding shared, not trained)."""
-    head = EagleHead(eagle_layer_config(target.config, d_ff), rngs=nnx.Rngs(seed))
+    """A randomly initialised EAGLE head for the model handle `target` (its embedding shared, not trained). Built
+    from `specjax.runners.fused_features(target, layers)`, it reads EAGLE-3's fused features (and decodes with that
+    handle as its target)."""
+    width = target.runner.feature_width
+    head = EagleHead(eagle_layer_config(target.config, d_ff), rngs=nnx.Rngs(seed), feature_width=width)
     graphdef, state = nnx.split(head)
     embedding = as_model(target).embed.embedding[...]
-    return Handle(EagleRunner(graphdef, target.config), EagleParams(state, embedding))
+    fused = width if width != target.config.d_model else 0
+    return Handle(EagleRunner(graphdef, target.config, fused_width=fused), EagleParams(state, embedding))
 
 
 def with_vocab_trim(eagle: Handle, keep_ids: np.ndarray) -> Handle:
@@ -176,12 +201,18 @@ def frequent_token_ids(token_stream: np.ndarray, vocab_size: int, size: int, alw
 
 
 def load_eagle(directory, target: Handle, *, trim: bool = False) -> Handle:
-    """The trained head saved by `experiments/train_eagle.py` (bf16 on disk, float32 here) for `target`;
+    """The trained head saved by `experiments/train_eagle.py` (bf16 on disk, float32 here) for `target` (the handle
+    `eagle_target(directory, model_handle)` gives: a head of fused features needs the target that emits them);
     `trim=True` gives its VocabTrim variant (the stored frequent-token set). ValueError names any parameter that
-    does not match the target's config."""
+    does not match the target's config, or features the target does not emit."""
     from specjax.io.checkpoint import read_meta, restore_checkpoint
 
     meta = read_meta(directory)
+    layers = tuple(meta["extra"].get("feature_layers", ()))
+    if getattr(target.runner, "layers", ()) != layers:
+        raise ValueError(f"the head at {directory} reads the target's features of layers {list(layers)} (+ the last),"
+                         f" but the target handle emits those of {list(getattr(target.runner, 'layers', ()))}: "
+                         "load it with eagle_target(directory, target)")
     d_ff = meta["extra"].get("train", {}).get("d_ff")
     eagle = init_eagle(target, d_ff=d_ff)
     n_keep = meta["extra"].get("train", {}).get("trim", 0)
@@ -196,6 +227,16 @@ def load_eagle(directory, target: Handle, *, trim: bool = False) -> Handle:
         params = params.replace(feature_moment=jnp.asarray(saved["feature_moment"], jnp.float32))
     eagle = eagle.replace(params=params)
     return with_vocab_trim(eagle, np.asarray(saved["keep_ids"])) if trim else eagle
+
+
+def eagle_target(directory, target: Handle) -> Handle:
+    """The target handle the head saved at `directory` drafts for: the model handle `target` itself, or, for a head
+    trained on EAGLE-3's fused features (`feature_layers` in its metadata), `fused_features(target, layers)` (same
+    logits, wider features)."""
+    from specjax.io.checkpoint import read_meta
+
+    layers = tuple(read_meta(directory)["extra"].get("feature_layers", ()))
+    return fused_features(target, layers) if layers else target
 
 
 def default_eagle_path():

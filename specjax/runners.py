@@ -14,7 +14,10 @@ The protocol:
 - capabilities: `reads_features` (needs the target's hidden states as block features), `emits_features` (its hidden
   states can feed such a drafter, i.e. it can be the target of one), `emits_exit_hidden` (a full model: `with_exits`
   makes its forwards also return the hidden states at chosen early exits, and `head` turns them into logits, so
-  one verification pass tells what every early-exit self-draft would have proposed).
+  one verification pass tells what every early-exit self-draft would have proposed), `feature_width` (the width
+  of the features a target emits or a drafter reads at its first draft: `d_model`, or wider for fused low/mid/high
+  features, `fused_features`) and `fuse_features(params, features)` (a drafter's map of the target's features to the
+  width of its own outputs, which it reads deeper in a chain or tree).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx, struct
 
 from specjax.block import Block
@@ -56,6 +60,16 @@ class Runner:
     def name(self) -> str:
         return type(self).__name__
 
+    @property
+    def feature_width(self) -> int:
+        """Width of the features this target emits (`Forward.hidden`) or this drafter reads from the target."""
+        return self.config.d_model
+
+    def fuse_features(self, params: Any, features: jax.Array) -> jax.Array:
+        """The target's features `[..., feature_width]` in the width of this drafter's own outputs `[..., d_model]`
+        (a tree level mixes both in one call); identity unless the drafter reads fused features."""
+        return features
+
     def init_cache(self, params: Any, batch_size: int, capacity: int) -> Any:
         raise NotImplementedError
 
@@ -87,6 +101,13 @@ class WrappingRunner(Runner):
     @property
     def emits_features(self):
         return self.inner.emits_features
+
+    @property
+    def feature_width(self):
+        return self.inner.feature_width
+
+    def fuse_features(self, params, features):
+        return self.inner.fuse_features(self.inner_params(params), features)
 
     def inner_params(self, params: Any) -> Any:
         return params
@@ -166,10 +187,11 @@ def model_handle(model: LlamaLM) -> Handle:
 
 
 def as_model(handle: Handle) -> LlamaLM:
-    """The `LlamaLM` behind a model handle (e.g. to read its embedding)."""
-    if not isinstance(handle.runner, ModelRunner):
+    """The `LlamaLM` behind a model handle (e.g. to read its embedding), fused features or not."""
+    runner = handle.runner.inner if isinstance(handle.runner, FusedFeatureRunner) else handle.runner
+    if not isinstance(runner, ModelRunner):
         raise ValueError(f"{handle.runner.name} is not a model handle")
-    return nnx.merge(handle.runner.graphdef, handle.params)
+    return nnx.merge(runner.graphdef, handle.params)
 
 
 def early_exit(target: Handle, num_layers: int) -> Handle:
@@ -193,3 +215,45 @@ def with_exits(target: Handle, exits: tuple[int, ...]) -> Handle:
     if not exits or list(exits) != sorted(set(exits)):
         raise ValueError(f"exit layers must be distinct and increasing, got {exits}")
     return Handle(replace(target.runner, exits=exits), target.params)
+
+
+@dataclass(frozen=True)
+class FusedFeatureRunner(WrappingRunner):
+    """A full model whose hidden states (`Forward.hidden`, the features a drafter reads) are its final-normed states
+    after each layer of `layers` and after the last one, concatenated `[B, T, (len(layers) + 1) * D]`: EAGLE-3's
+    fused low/mid/high-layer features. Its head reads the last D (the final state), so logits are unchanged."""
+
+    layers: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+features{list(self.layers)}"
+
+    @property
+    def feature_width(self) -> int:
+        return (len(self.layers) + 1) * self.config.d_model
+
+    def forward(self, params, cache, block) -> Forward:
+        out = replace(self.inner, exits=self.layers).forward(params, cache, block)
+        b, t, c, d = out.exit_hidden.shape
+        return out.replace(hidden=jnp.concatenate([out.exit_hidden.reshape(b, t, c * d), out.hidden], -1),
+                           exit_hidden=None)
+
+    def head(self, params, hidden: jax.Array) -> jax.Array:
+        """Logits `[..., V]` from fused features `[..., feature_width]` (their final-state part)."""
+        return self.inner.head(params, hidden[..., -self.config.d_model:])
+
+
+def fused_features(target: Handle, layers: tuple[int, ...]) -> Handle:
+    """`target` emitting EAGLE-3's fused features: its final-normed hidden states after each layer of `layers`
+    (distinct, increasing, in [1, n_layers - 1]; e.g. a low and a middle layer) and after the last, concatenated.
+    The drafter that reads them is built from this handle (`specjax.eagle.init_eagle(fused_features(target, ...))`)
+    and decodes with it as the target."""
+    if not isinstance(target.runner, ModelRunner) or not target.runner.emits_exit_hidden or target.runner.exits:
+        raise ValueError("fused features need the handle of a full model (model_handle(model)) without exits")
+    layers = tuple(layers)
+    for layer in layers:
+        check_int("feature layer", layer, low=1, high=target.config.n_layers - 1)
+    if not layers or list(layers) != sorted(set(layers)):
+        raise ValueError(f"feature layers must be distinct and increasing, got {layers}")
+    return Handle(FusedFeatureRunner(target.runner, layers), target.params)

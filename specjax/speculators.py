@@ -98,9 +98,10 @@ def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> No
     if drafter.config.vocab_size != target.config.vocab_size:
         raise ValueError(f"drafter vocabulary ({drafter.config.vocab_size}) does not match the target's "
                          f"({target.config.vocab_size})")
-    if drafter.reads_features and drafter.config.d_model != target.config.d_model:
-        raise ValueError(f"drafter {drafter.name} reads features of width {drafter.config.d_model}, the target's "
-                         f"are {target.config.d_model}")
+    if drafter.reads_features and drafter.feature_width != target.feature_width:
+        raise ValueError(f"drafter {drafter.name} reads features of width {drafter.feature_width}, the target's "
+                         f"are {target.feature_width} (a drafter of fused features decodes with the target handle "
+                         f"it was built from: specjax.runners.fused_features)")
 
 
 CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked}

@@ -1,6 +1,6 @@
 """Draft trees: fixed-capacity tree pytrees, builders (one drafter call per level), tree-attention verification, the
-tree speculator and GTO's draft tree reward. Importing the package registers every tree method with the core's
-method registry (`specjax.speculators.make_method("rsd-c", budget=16)`)."""
+tree speculator, GTO's draft tree reward and its training step (`trees.gto`). Importing the package registers every
+tree method with the core's method registry (`specjax.speculators.make_method("rsd-c", budget=16)`)."""
 from functools import partial
 
 from specjax.speculators import register_method

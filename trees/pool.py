@@ -93,10 +93,12 @@ def draft_level(drafter: Handle, cache, ctx: DecodeContext, pool: Pool, idx: jax
     visible = jnp.concatenate([jnp.ones((b, l, 1), bool), pool.ancestors[rows, idx]], axis=2)
     features = None
     if drafter.runner.reads_features:     # EAGLE-style input: a drafted node reads its parent's drafter output,
-        parent_feat = pool.feat[rows, jnp.clip(pool.parent[rows, idx], 0, None)]   # the root the target's feature
-        features = jnp.where((idx == 0)[..., None], ctx.features[:, 1:2], parent_feat.astype(ctx.features.dtype))
+        # the root the target's feature (fused to the drafter's own width first: one call mixes both)
+        target_feat = drafter.runner.fuse_features(drafter.params, ctx.features)
+        parent_feat = pool.feat[rows, jnp.clip(pool.parent[rows, idx], 0, None)]
+        features = jnp.where((idx == 0)[..., None], target_feat[:, 1:2], parent_feat.astype(target_feat.dtype))
         if first:
-            features = jnp.concatenate([ctx.features[:, :1], features], axis=1)
+            features = jnp.concatenate([target_feat[:, :1], features], axis=1)
     if first:
         tokens = jnp.concatenate([ctx.prev[:, None], tokens], axis=1)
         positions = jnp.concatenate([ctx.position[:, None] - 1, positions], axis=1)

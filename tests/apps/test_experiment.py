@@ -4,6 +4,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from experiments import tree_ablation
@@ -145,3 +146,23 @@ def test_eagle_curve_reads_each_heads_final_estimate(tmp_path, capsys):
     (bare / "specjax_meta.json").write_text(json.dumps({"extra": {"train": {}}}))
     with pytest.raises(ValueError, match="no training tokens"):
         train_eagle.main(["curve", "--heads", str(bare)])
+
+
+def test_gto_contexts_cut_full_windows_before_answer_tokens():
+    """`train_eagle.py gto`'s contexts: `window` tokens of the text right before the pending token, which is an
+    answer token (never the prompt, never padding); a pure function of the seed; rows too short are never picked."""
+    from experiments import train_eagle
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 50, (3, 20)).astype(np.int32)
+    lengths, prompt_lengths = np.array([20, 9, 14]), np.array([3, 2, 12])
+    contexts, pending = train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
+    assert contexts.shape == (64, 10) and pending.shape == (64,)
+    for ctx, tok in zip(contexts, pending):
+        row = 0 if ctx.tolist() in [tokens[0, c - 10:c].tolist() for c in range(10, 20)] else 2
+        cut = next(c for c in range(10, lengths[row]) if tokens[row, c - 10:c].tolist() == ctx.tolist())
+        assert tokens[row, cut] == tok and max(10, prompt_lengths[row]) <= cut < lengths[row]
+    again = train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
+    np.testing.assert_array_equal(again[0], contexts)
+    with pytest.raises(ValueError, match="long enough"):
+        train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 4, 20, seed=1)
