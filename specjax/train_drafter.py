@@ -7,6 +7,7 @@ reproduces the uninterrupted run exactly.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,14 @@ def train_distill(params: Any, student_apply: StudentApply, target_apply: Target
                            stop_after=stop_after, log_every=log_every)
 
 
+@functools.lru_cache(maxsize=8)
+def _optimizer_and_step(loss_fn: Callable[[Any, Any], jax.Array], cfg: TrainConfig):
+    """The optimizer and the jitted step of (loss_fn, cfg), kept for the next run with the same pair: a run resumed
+    in the same process (or split with `stop_after`) reuses the compiled step instead of compiling it again."""
+    optimizer = make_optimizer(cfg)
+    return optimizer, make_train_step(loss_fn, optimizer)
+
+
 def train_with_loss(params: Any, loss_fn: Callable[[Any, Any], jax.Array], batch_fn: Callable[[int], Any],
                     cfg: TrainConfig, *, checkpoint_dir: str | Path | None = None, stop_after: int | None = None,
                     log_every: int = 0, on_step: Callable[[int, Any], None] | None = None
@@ -130,8 +139,7 @@ def train_with_loss(params: Any, loss_fn: Callable[[Any, Any], jax.Array], batch
     after that global step (to test or split resumption). `on_step(global step done, params)` runs after every
     step (an evaluation hook: it decides itself when to evaluate).
     """
-    optimizer = make_optimizer(cfg)
-    step_fn = make_train_step(loss_fn, optimizer)
+    optimizer, step_fn = _optimizer_and_step(loss_fn, cfg)
     opt_state = optimizer.init(params)
     start = 0
     if checkpoint_dir is not None and (ckpt := latest_checkpoint(checkpoint_dir)) is not None:

@@ -77,12 +77,16 @@ def test_tree_level_fuses_the_root_feature_as_the_forward_does(target):
     from specjax.draft import score_chain
     plain, fused = target
     head = init_eagle(fused, seed=2)
-    caches, ctx = prefill(fused, head, jnp.asarray(PROMPTS), jnp.asarray(LENGTHS), jax.random.key(0), GREEDY, 16)
     builder = Eagle2Tree(budget=2, top_k=2, depth=1)
-    built = builder.build(head, caches.drafter, ctx, jax.random.key(1), SamplingConfig(1.0), keep_laws=True)
-    chain = score_chain(head, caches.drafter, ctx, jnp.zeros((3, 1), jnp.int32))
-    np.testing.assert_allclose(np.asarray(built.tree.probs[:, 0]), np.asarray(jax.nn.softmax(chain[:, 0], -1)),
-                               atol=1e-5)
+
+    @jax.jit
+    def root_laws(tokens, lengths):
+        caches, ctx = prefill(fused, head, tokens, lengths, jax.random.key(0), GREEDY, 16)
+        built = builder.build(head, caches.drafter, ctx, jax.random.key(1), SamplingConfig(1.0), keep_laws=True)
+        chain = score_chain(head, caches.drafter, ctx, jnp.zeros((3, 1), jnp.int32))
+        return built.tree.probs[:, 0], jax.nn.softmax(chain[:, 0], -1)
+    tree_law, chain_law = root_laws(jnp.asarray(PROMPTS), jnp.asarray(LENGTHS))
+    np.testing.assert_allclose(np.asarray(tree_law), np.asarray(chain_law), atol=1e-5)
 
 
 def test_fused_head_trains_and_reloads_only_with_its_target(target, tmp_path):

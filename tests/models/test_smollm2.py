@@ -88,8 +88,9 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
     VocabTrim + low-rank; a REST datastore built from a few standard-library files), the VocabTrim head with an
     adaptive draft length and an adaptive EAGLE-2 tree size, DEL's self-drafting from a per-round exit, and the
-    EAGLE head + datastore + online n-gram hybrid with a tree reproduce AR token for token (the head with every tree
-    method: the command-line test below; proposal drafters with every tree method: the tiny-pair tests)."""
+    EAGLE head + datastore + online n-gram hybrid with a tree, and an EAGLE-3 head on fused features drafting a tree,
+    reproduce AR token for token (the head with every tree method: the command-line test below; proposal drafters
+    with every tree method: the tiny-pair tests)."""
     import trees  # noqa: F401  (registers the tree methods)
     from specjax.aded import aded_handle
     from specjax.apps.datastores import stdlib_sources
@@ -130,6 +131,13 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
                       sampling=greedy, drafter=drafter)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
+    # an EAGLE-3 head (untrained) on SmolLM2's fused low/mid/high features, drafting a tree
+    from specjax.eagle import init_eagle
+    from specjax.runners import fused_features
+    fused = fused_features(target.handle, (2, 15))
+    sd = generate(fused, prompt, lengths, jax.random.key(1), method=make_method("eagle", budget=4), max_new_tokens=16,
+                  sampling=greedy, drafter=init_eagle(fused, d_ff=64))
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg="eagle3")
 
 
 def test_generate_command_greedy_equals_ar(smol, tmp_path, capsys):
