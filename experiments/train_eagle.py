@@ -6,9 +6,9 @@ put on every depth 1..D of the head unrolled on its own outputs (EAGLE-3's train
 `specjax.train_drafter.unrolled_distill_loss`). Checkpointed with orbax; `eval` measures acceptance (τ) and tokens/s
 of every drafter on MT-bench and HumanEval at temperature 0 and 1.
 
-    python experiments/train_eagle.py data --out results/eagle_data.npz          # target answers + hidden states
-    python experiments/train_eagle.py data --prompts 576 --seed 1 --out results/eagle_data_big.npz
-    python experiments/train_eagle.py train --data results/eagle_data.npz results/eagle_data_big.npz --steps 1200
+    python experiments/train_eagle.py data --out results/eagle_data          # target answers + hidden states, sharded
+    python experiments/train_eagle.py data --prompts 1536 --seed 1 --out results/eagle_data_s1   # rerun to resume
+    python experiments/train_eagle.py train --data results/eagle_data results/eagle_data_s1 --steps 1200
     python experiments/train_eagle.py eval --ckpt specjax/data/eagle_smollm2 --prompts 4 --out results/eagle_eval
     python experiments/train_eagle.py data --feature-layers 2 15 --out results/eagle_data_f3   # EAGLE-3 features
     python experiments/train_eagle.py gto --steps 60 --out results/head_gto      # GTO from the shipped head
@@ -46,7 +46,8 @@ held-out estimate at T = 0.7, K = 1 / 5): 3.9k tokens 1.24 / 1.30, 7.8k 1.28 / 1
 1.38 / 1.49: about +0.06 at K = 5 per doubling of data, a little less in the last one.
 
 Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data`
-writes `<out>.npz` (config and software versions inside), `train` the checkpoint directory `<out>` (config, data
+writes the directory `<out>` of shards (`shard_NNNNN.npz`, one per batch of prompts: tokens, hidden states, prompts,
+config, generation seconds and software versions; a rerun writes only the missing ones), `train` the checkpoint directory `<out>` (config, data
 configs, versions, losses, τ estimates and training tokens in its metadata; `--work` keeps resumable training
 checkpoints), `eval` `<out>.json` (config, versions, one record per temperature and prompt set; resumable),
 `<out>.csv` and `<out>.png`, `curve` `<out>.json` and `<out>.png`.
@@ -73,10 +74,16 @@ TEMPLATES = (
     "List three questions a scientist might ask about {t}, and answer them.",
     "Compare {t} with something similar and explain the differences.", "Write a product description for {t}.",
     "Give step-by-step advice for someone getting started with {t}.", "Why is {t} important today?",
+    "Write a short dialogue between two friends discussing {t}.", "What would the world look like without {t}?",
+    "Write a limerick about {t}.", "Describe a typical day of someone who works with {t}.",
+    "Write the opening paragraph of a news article about {t}.", "What are the biggest open questions about {t}?",
+    "Explain {t} using an analogy from cooking.", "Write a quiz of four multiple-choice questions about {t}.",
 )
 CODE_TEMPLATES = (
     "Write a Python function that {t}.", "Write a Python function that {t}, with a docstring and an example.",
     "Explain, with Python code, how to write a function that {t}.",
+    "Write a Python function that {t}, and a unit test for it.", "Write a JavaScript function that {t}.",
+    "Write a Python function that {t}, and explain its time complexity.",
 )
 TOPICS = (
     "volcanoes", "the water cycle", "photosynthesis", "the Roman empire", "jazz music", "electric cars",
@@ -86,6 +93,19 @@ TOPICS = (
     "the stock market", "coral reefs", "the internet", "classical architecture", "gardening", "penguins",
     "time management", "the French revolution", "renewable energy", "board games", "cloud computing",
     "healthy breakfast ideas", "learning a second language", "the solar system",
+    "glaciers", "the Silk Road", "octopuses", "3D printing", "the immune system", "wind turbines", "ancient Egypt",
+    "sourdough bread", "the Amazon river", "quantum computers", "migratory birds", "the Renaissance", "tea",
+    "deserts", "electric guitars", "the periodic table", "public transport", "volunteering", "the deep sea",
+    "smartphones", "the Industrial Revolution", "mushrooms", "hiking", "climate change", "the violin",
+    "space stations", "the Vikings", "wolves", "bridges", "podcasts", "the Mediterranean diet", "tornadoes",
+    "the human brain", "typography", "the Olympic marathon", "pottery", "antibiotics", "lighthouses",
+    "cryptography", "urban gardens", "the Moon", "submarines", "chocolate", "the Maya civilisation",
+    "rivers", "robotics", "ballet", "sleep", "nuclear fusion", "bees and pollination", "the metric system",
+    "saving money", "trains", "the Arctic", "photography", "elephants", "composting", "the Great Barrier Reef",
+    "marathons", "windmills", "the history of medicine", "social media", "the Andes", "spiders",
+    "the piano", "desalination", "kites", "the Pyramids of Giza", "open-source software", "first aid",
+    "whales", "clocks", "the Sahara", "video games", "sign language", "the Eiffel Tower", "bamboo",
+    "ocean tides", "camping", "the theory of evolution",
 )
 CODE_TASKS = (
     "reverses a string", "counts the vowels in a sentence", "returns the n-th Fibonacci number",
@@ -96,6 +116,21 @@ CODE_TASKS = (
     "flattens a nested list", "returns the greatest common divisor of two integers", "validates an email address",
     "computes the mean and median of a list", "transposes a matrix given as a list of lists",
     "returns all prime numbers below n", "capitalizes the first letter of every word",
+    "checks whether two strings are anagrams", "converts a Roman numeral to an integer",
+    "returns the second largest number in a list", "counts the lines of a text file",
+    "computes the dot product of two vectors", "finds the longest word in a sentence",
+    "rotates a list by k positions", "checks whether a number is prime", "returns the binary representation of n",
+    "groups a list of words by their first letter", "computes compound interest",
+    "returns the intersection of two lists", "parses a date string in YYYY-MM-DD format",
+    "computes the running average of a list", "finds the index of a value in a sorted list by binary search",
+    "counts the uppercase letters in a string", "returns the n-th triangular number",
+    "checks whether parentheses in a string are balanced", "splits a list into chunks of size n",
+    "returns a dictionary that inverts keys and values", "computes the Hamming distance of two strings",
+    "generates all permutations of a short string", "returns the most common element of a list",
+    "converts a list of strings to integers, skipping invalid ones", "computes the area of a triangle from its sides",
+    "removes all whitespace from a string", "returns the squares of the even numbers in a list",
+    "checks whether a list is sorted", "computes the power set of a small list",
+    "replaces every vowel in a string with a star",
 )
 
 
@@ -111,15 +146,26 @@ class EagleDataConfig:
     feature_layers: tuple[int, ...] = ()
     """also store the target's states after these layers, before the final one (EAGLE-3's fused low/mid/high
     features, e.g. 2 15 on SmolLM2's 30 layers; a head trained on the file reads them)"""
+    target: str = "smollm2"
+    """the answering model (`specjax.apps.models` names; `train` and `gto` take SmolLM2's answers only)"""
+    stop_after: int | None = None
+    """stop after the shards of the first `stop_after` batches; a later run with the same `out` resumes"""
     seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.prompts <= len(instruction_pool()) or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError(f"need prompts in [1, {len(instruction_pool())}] (the distinct instructions), "
+                             "max_new_tokens >= 1 and batch_size >= 1")
+        if not 0 <= self.sampled_fraction <= 1:
+            raise ValueError(f"sampled_fraction must be in [0, 1], got {self.sampled_fraction}")
 
 
 @dataclass(frozen=True)
 class EagleTrainConfig:
     """`train`: the head, distilled on files of `data`."""
 
-    data: tuple[str, ...] = ("results/eagle_data.npz",)
-    """files of the `data` subcommand"""
+    data: tuple[str, ...] = ("results/eagle_data",)
+    """outputs of the `data` subcommand (shard directories, or .npz files of older runs)"""
     work: str = "results/eagle_work"
     """resumable training checkpoints"""
     stop_after: int | None = None
@@ -185,7 +231,7 @@ class EagleGTOConfig:
 
     init: str = "specjax/data/eagle_smollm2"
     """the head to start from (a `train` output); it is also GTO's frozen reference"""
-    data: tuple[str, ...] = ("results/eagle_data.npz",)
+    data: tuple[str, ...] = ("results/eagle_data",)
     work: str = "results/gto_work"
     """resumable training checkpoints"""
     stop_after: int | None = None
@@ -222,14 +268,22 @@ CONFIG = {"data": EagleDataConfig, "train": EagleTrainConfig, "eval": EagleEvalC
           "gto": EagleGTOConfig}
 
 
+def instruction_pool() -> list[str]:
+    """Every templated instruction: each template with each topic, then each code template with each task."""
+    return [t.format(t=x) for t in TEMPLATES for x in TOPICS] + [t.format(t=x) for t in CODE_TEMPLATES
+                                                                for x in CODE_TASKS]
+
+
 def instruction_prompts(n: int, seed: int) -> list[str]:
-    """`n` distinct templated instructions (a quarter of them coding tasks), a pure function of the seed."""
+    """`n` distinct templated instructions (a quarter of them coding tasks, while they last), a pure function of
+    the seed; ValueError when the pool holds fewer than `n`."""
+    pool = instruction_pool()
+    if not 0 < n <= len(pool):
+        raise ValueError(f"asked for {n} instructions; the pool holds {len(pool)} distinct ones")
     rng = np.random.default_rng(seed)
-    pool = [t.format(t=x) for t in TEMPLATES for x in TOPICS] + [t.format(t=x) for t in CODE_TEMPLATES
-                                                                 for x in CODE_TASKS]
     n_code = len(CODE_TEMPLATES) * len(CODE_TASKS)
     weights = np.r_[np.full(len(pool) - n_code, 0.75 / (len(pool) - n_code)), np.full(n_code, 0.25 / n_code)]
-    return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False, p=weights)]
+    return [pool[i] for i in rng.choice(len(pool), size=n, replace=False, p=weights)]
 
 
 def answer_temperature(cfg: EagleDataConfig, batch_index: int) -> float:
@@ -238,40 +292,60 @@ def answer_temperature(cfg: EagleDataConfig, batch_index: int) -> float:
     return 0.7 if sampled else 0.0
 
 
+def shard_path(out: Path, index: int) -> Path:
+    """Where `data` writes the answers of prompt batch `index` (one shard per batch)."""
+    return out / f"shard_{index:05d}.npz"
+
+
+def data_files(paths) -> list[Path]:
+    """The `.npz` files of `data` outputs: a file as given, a directory's shards in order; ValueError on a path
+    that is neither, or a directory without shards."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            shards = sorted(path.glob("shard_*[0-9].npz"))
+            if not shards:
+                raise ValueError(f"{path} holds no shards of `train_eagle.py data`")
+            files += shards
+        elif path.is_file():
+            files.append(path)
+        elif path.with_suffix(".npz").is_file():                 # a single-file output of an older `data`
+            files.append(path.with_suffix(".npz"))
+        else:
+            raise ValueError(f"no data at {path}: give a `data` output directory or .npz file")
+    return files
+
+
 def make_data(cfg: EagleDataConfig, out: Path) -> int:
-    """Target answers to the instructions, then one target pass for the final hidden states (and those after
-    `cfg.feature_layers`, concatenated before them); `<out>.npz`."""
+    """The target's answers to the instructions and its hidden states (final, and after `cfg.feature_layers`
+    concatenated before it), one shard per batch of prompts in the directory `out`. Resumable: a shard is written
+    whole (to a temporary name, then renamed) and is a pure function of (config, batch), so a rerun makes only the
+    missing shards, and the shards of an interrupted and a whole run are the same."""
     import jax
     import jax.numpy as jnp
 
+    from specjax.apps.models import load_target
     from specjax.batching import pad_prompts
     from specjax.block import Block
     from specjax.decode import generate
-    from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import fused_features, model_handle
+    from specjax.runners import fused_features
     from specjax.sampling import SamplingConfig
 
-    target, tok = load_smollm2()
-    handle = model_handle(target)
+    settings = json.dumps({k: v for k, v in asdict(cfg).items() if k != "stop_after"})
     prompts = instruction_prompts(cfg.prompts, cfg.seed)
-    sequences, prompt_lengths, temperatures = [], [], []
-    starts = range(0, len(prompts), cfg.batch_size)
-    for lo in progress(starts, len(starts), "answers"):
-        batch = prompts[lo:lo + cfg.batch_size]
-        tokens, lengths = pad_prompts([tok.chat_ids(p) for p in batch])
-        sampling = SamplingConfig(temperature=answer_temperature(cfg, lo // cfg.batch_size))
-        answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
-                           max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=tok.eos_id)
-        prompt_lengths += lengths.tolist()
-        temperatures += [sampling.temperature] * len(batch)
-        for row in range(len(batch)):
-            n = int(answers.lengths[row])
-            sequences.append(tokens[row, :lengths[row]].tolist() + np.asarray(answers.tokens[row, :n]).tolist())
-    width = max(map(len, sequences))
-    tokens = np.zeros((len(sequences), width), np.int32)
-    for i, seq in enumerate(sequences):
-        tokens[i, :len(seq)] = seq
-    lengths = np.array([len(s) for s in sequences], np.int32)
+    batches = range((len(prompts) + cfg.batch_size - 1) // cfg.batch_size)
+    for index in batches:                                     # refuse to mix runs before anything is loaded
+        if shard_path(out, index).exists():
+            with np.load(shard_path(out, index)) as f:
+                if str(f["settings"]) != settings:
+                    raise ValueError(f"{out} holds shards of another `data` config ({f['settings']}); use a new --out")
+    missing = [i for i in batches if not shard_path(out, i).exists()]
+    todo = [i for i in missing if cfg.stop_after is None or i < cfg.stop_after]
+    print(f"{out}: {len(batches) - len(missing)} of {len(batches)} shards already written", flush=True)
+    if not todo:
+        return 0
+    target = load_target(cfg.target)
+    handle = target.handle
     features = fused_features(handle, tuple(cfg.feature_layers)) if cfg.feature_layers else handle
 
     @jax.jit
@@ -279,16 +353,37 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
         block = Block.chain(toks, jnp.zeros((toks.shape[0],), jnp.int32))
         return features.forward(features.init_cache(toks.shape[0], toks.shape[1]), block).hidden
 
-    hidden = np.zeros(tokens.shape + (features.runner.feature_width,), np.float32)
-    starts = range(0, len(tokens), 8)
-    for lo in progress(starts, len(starts), "hidden states"):
-        hidden[lo:lo + 8] = np.asarray(hidden_states(jnp.asarray(tokens[lo:lo + 8])))
-    path = out.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, tokens=tokens, lengths=lengths, hidden=hidden, prompts=np.array(prompts),
-             prompt_lengths=np.array(prompt_lengths, np.int32), temperatures=np.array(temperatures, np.float32),
-             config=json.dumps(asdict(cfg)), provenance=json.dumps(provenance()))
-    print(f"wrote {path}: {len(tokens)} sequences, {int(lengths.sum())} tokens", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    made, t0 = 0, time.perf_counter()
+    for index in progress(todo, len(todo), "shards"):
+        started = time.perf_counter()
+        lo = index * cfg.batch_size
+        batch = prompts[lo:lo + cfg.batch_size]
+        prompt_ids = [target.encode_prompt(p) for p in batch]
+        tokens, lengths = pad_prompts(prompt_ids)
+        sampling = SamplingConfig(temperature=answer_temperature(cfg, index))
+        answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
+                           max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=target.eos_id)
+        sequences = [ids + np.asarray(answers.tokens[row, :int(answers.lengths[row])]).tolist()
+                     for row, ids in enumerate(prompt_ids)]
+        width = -(-max(map(len, sequences)) // 32) * 32       # a few widths, so the hidden-state pass compiles few times
+        rows = np.zeros((len(sequences), width), np.int32)
+        for i, seq in enumerate(sequences):
+            rows[i, :len(seq)] = seq
+        hidden = np.concatenate([np.asarray(hidden_states(jnp.asarray(rows[i:i + 8])))
+                                 for i in range(0, len(rows), 8)])
+        seq_lengths = np.array([len(s) for s in sequences], np.int32)
+        partial = out / f"{shard_path(out, index).stem}.partial.npz"
+        np.savez(partial, tokens=rows, lengths=seq_lengths, hidden=hidden, prompts=np.array(batch),
+                 prompt_lengths=np.array([len(i) for i in prompt_ids], np.int32),
+                 temperatures=np.full(len(batch), sampling.temperature, np.float32), settings=settings,
+                 config=json.dumps(asdict(cfg)), seconds=time.perf_counter() - started,
+                 provenance=json.dumps(provenance()))
+        partial.replace(shard_path(out, index))               # a shard exists whole or not at all
+        made += int(seq_lengths.sum())
+    hours = (time.perf_counter() - t0) / 3600
+    print(f"wrote {len(todo)} shards to {out}: {made} tokens with prompts, {made / hours:,.0f} tokens/hour",
+          flush=True)
     return 0
 
 
@@ -311,7 +406,7 @@ def answer_info(paths: list[str], tok) -> tuple[np.ndarray, np.ndarray]:
     """(prompt lengths `[N]`, answer temperatures `[N]`) of the sequences of `load_data(paths)`: stored by `data`,
     or rebuilt from a file's prompts and config (files written before they were stored)."""
     lengths, temps = [], []
-    for path in paths:
+    for path in data_files(paths):
         f = np.load(path)
         if "prompt_lengths" in f:
             lengths.append(f["prompt_lengths"])
@@ -324,17 +419,22 @@ def answer_info(paths: list[str], tok) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_data(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """Concatenate files of the `data` subcommand: tokens `[N, L]`, lengths `[N]`, hidden `[N, L, F]` (F = D, or
-    the fused width of `feature_layers`), configs. ValueError when the files store different feature layers."""
-    files = [np.load(p) for p in paths]
-    layers = {tuple(json.loads(str(f["config"])).get("feature_layers", ())) for f in files}
+    """Concatenate the outputs of the `data` subcommand (shard directories or files, `data_files`): tokens `[N, L]`,
+    lengths `[N]`, hidden `[N, L, F]` (F = D, or the fused width of `feature_layers`), configs (one per file).
+    ValueError when the files store different feature layers or another target's answers."""
+    files = [np.load(p) for p in data_files(paths)]
+    configs = [json.loads(str(f["config"])) for f in files]
+    layers = {tuple(c.get("feature_layers", ())) for c in configs}
     if len(layers) > 1:
         raise ValueError(f"the data files store the features of different layers: {sorted(layers)}")
+    targets = {c.get("target", "smollm2") for c in configs}
+    if targets != {"smollm2"}:
+        raise ValueError(f"the head is trained on SmolLM2's answers; the data holds answers of {sorted(targets)}")
     width = max(f["tokens"].shape[1] for f in files)
     pad = [((0, 0), (0, width - f["tokens"].shape[1])) for f in files]
     tokens = np.concatenate([np.pad(f["tokens"], w) for f, w in zip(files, pad)])
     hidden = np.concatenate([np.pad(f["hidden"], w + ((0, 0),)) for f, w in zip(files, pad)])
-    return tokens, np.concatenate([f["lengths"] for f in files]), hidden, [json.loads(str(f["config"])) for f in files]
+    return tokens, np.concatenate([f["lengths"] for f in files]), hidden, configs
 
 
 def head_loss(head_hidden: list, target_hidden, mask, embedding_kept, decay: float, feature_weight: float):

@@ -166,3 +166,50 @@ def test_gto_contexts_cut_full_windows_before_answer_tokens():
     np.testing.assert_array_equal(again[0], contexts)
     with pytest.raises(ValueError, match="long enough"):
         train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 4, 20, seed=1)
+
+
+def test_eagle_data_shards_resume_to_the_same_rows(tmp_path):
+    """`train_eagle.py data` writes one shard per prompt batch; a run stopped after one shard, with a torn write
+    left behind, resumes to shards equal to an uninterrupted run's: every prompt once, none lost or repeated.
+    Shards of another config are refused, and `train` refuses answers of a target other than SmolLM2."""
+    from experiments import train_eagle
+
+    args = ["data", "--target", "random:byte-tiny", "--prompts", "6", "--batch-size", "2", "--max-new-tokens", "6",
+            "--sampled-fraction", "0.5", "--feature-layers", "1"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train_eagle.main(args + ["--out", str(whole)]) == 0
+    assert train_eagle.main(args + ["--out", str(parts), "--stop-after", "1"]) == 0
+    assert [p.name for p in train_eagle.data_files([parts])] == ["shard_00000.npz"]
+    (parts / "shard_00001.partial.npz").write_bytes(b"torn")         # a write cut short: ignored, then replaced
+    assert train_eagle.main(args + ["--out", str(parts)]) == 0
+    files = train_eagle.data_files([parts])
+    assert [p.name for p in files] == [f"shard_0000{i}.npz" for i in range(3)]
+    for a, b in zip(train_eagle.data_files([whole]), files):
+        with np.load(a) as x, np.load(b) as y:
+            for name in ("tokens", "lengths", "hidden", "prompts", "prompt_lengths", "temperatures"):
+                np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+    prompts = [str(p) for f in files for p in np.load(f)["prompts"]]
+    assert prompts == train_eagle.instruction_prompts(6, 0)
+    with np.load(files[0]) as f:
+        assert f["hidden"].shape[-1] == 2 * 32                          # fused: layer 1's states, then the final
+    temperatures = [np.load(f)["temperatures"].tolist() for f in files]       # every other batch sampled
+    np.testing.assert_allclose(temperatures, [[0, 0], [0.7, 0.7], [0, 0]], atol=1e-6)
+    with pytest.raises(ValueError, match="another `data` config"):
+        train_eagle.main(args[:-2] + ["--out", str(parts)])
+    with pytest.raises(ValueError, match="SmolLM2's answers"):
+        train_eagle.load_data([str(parts)])
+    with pytest.raises(ValueError, match="no data at"):
+        train_eagle.data_files([tmp_path / "missing"])
+
+
+def test_eagle_instructions_are_many_and_never_evaluation_prompts():
+    from experiments import train_eagle
+    from specjax.io.prompts import load_prompts
+
+    pool = train_eagle.instruction_pool()
+    assert len(pool) == len(set(pool)) > 3000
+    assert sorted(train_eagle.instruction_prompts(len(pool), 0)) == sorted(pool)
+    with pytest.raises(ValueError, match="distinct instructions"):
+        train_eagle.EagleDataConfig(prompts=len(pool) + 1)
+    assert not set(pool) & (set(load_prompts("mt_bench")) | set(load_prompts("humaneval")))
+    assert train_eagle.instruction_prompts(50, 3) == train_eagle.instruction_prompts(50, 3)
