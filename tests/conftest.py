@@ -1,9 +1,14 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package, and XLA's fast-compiling CPU flags for the whole run."""
+import os
+
 import jax
 import numpy as np
 import pytest
 
-from specjax.testing import tiny_pair as make_tiny_pair
+from specjax.testing import FAST_COMPILE_XLA_FLAGS, tiny_pair as make_tiny_pair
+
+# read when jax first makes its CPU backend, which no import above does
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+from specjax.testing import FAST_COMPILE_XLA_FLAGS
+
 SCRIPT = textwrap.dedent("""
     import json, struct, sys
     from pathlib import Path
@@ -191,12 +193,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_model_and_data_parallel_decoding_and_sharded_loading(tmp_path):
-    flags = "--xla_force_host_platform_device_count=8"
-    # the CPU backend's cheapest code generation (without the fusion emitters, compiling halves): compiling 16 decode
-    # loops dominates the run, and both sides of every comparison are compiled alike
-    flags += (" --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-              " --xla_cpu_use_fusion_emitters=false")
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    # 8 fake CPU devices, and the cheapest code generation: compiling 16 decode loops dominates the run
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {FAST_COMPILE_XLA_FLAGS}",
+               JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
