@@ -43,14 +43,18 @@ an EAGLE-1 step (three head passes). All three are below the shipped head (1200 
 `curve --heads DIR ...` plots the held-out τ estimate of heads trained on growing `--rows` against their training
 tokens. Last curve (EAGLE-1 loss, 400 steps each, the same data file, `--rows 22 / 44 / 88` and all 176 answers;
 held-out estimate at T = 0.7, K = 1 / 5): 3.9k tokens 1.24 / 1.30, 7.8k 1.28 / 1.36, 15.7k 1.34 / 1.45, 32.3k
-1.38 / 1.49: about +0.06 at K = 5 per doubling of data, a little less in the last one.
+1.38 / 1.49: about +0.06 at K = 5 per doubling of data, a little less in the last one. Extended with the
+sharded `data --prompts 1536 --batch-size 64 --seed 2 --out results/eagle_data_s2` (277k tokens) and
+`train --data results/eagle_data_s2 results/eagle_data.npz --rows N` (the held-out answers stay the old file's last
+16), still 400 steps: 64.6k tokens 1.40 / 1.55, 127.8k 1.40 / 1.53, 309.8k 1.41 / 1.57. Past ~64k tokens, 400
+steps (614k token visits) and not data bind: a larger data set needs proportionally more steps.
 
 Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data`
 writes the directory `<out>` of shards (`shard_NNNNN.npz`, one per batch of prompts: tokens, hidden states, prompts,
-config, generation seconds and software versions; a rerun writes only the missing ones), `train` the checkpoint directory `<out>` (config, data
-configs, versions, losses, τ estimates and training tokens in its metadata; `--work` keeps resumable training
-checkpoints), `eval` `<out>.json` (config, versions, one record per temperature and prompt set; resumable),
-`<out>.csv` and `<out>.png`, `curve` `<out>.json` and `<out>.png`.
+config, generation seconds and software versions; a rerun writes only the missing ones), `train` the checkpoint
+directory `<out>` (config, data configs, versions, losses, τ estimates and training tokens in its metadata; `--work`
+keeps resumable training checkpoints), `eval` `<out>.json` (config, versions, one record per temperature and prompt
+set; resumable), `<out>.csv` and `<out>.png`, `curve` `<out>.json` and `<out>.png`.
 """
 from __future__ import annotations
 
@@ -366,7 +370,7 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
                            max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=target.eos_id)
         sequences = [ids + np.asarray(answers.tokens[row, :int(answers.lengths[row])]).tolist()
                      for row, ids in enumerate(prompt_ids)]
-        width = -(-max(map(len, sequences)) // 32) * 32       # a few widths, so the hidden-state pass compiles few times
+        width = -(-max(map(len, sequences)) // 32) * 32       # few widths: the hidden-state pass compiles few times
         rows = np.zeros((len(sequences), width), np.int32)
         for i, seq in enumerate(sequences):
             rows[i, :len(seq)] = seq
