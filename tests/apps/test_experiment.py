@@ -213,3 +213,26 @@ def test_eagle_instructions_are_many_and_never_evaluation_prompts():
         train_eagle.EagleDataConfig(prompts=len(pool) + 1)
     assert not set(pool) & (set(load_prompts("mt_bench")) | set(load_prompts("humaneval")))
     assert train_eagle.instruction_prompts(50, 3) == train_eagle.instruction_prompts(50, 3)
+
+
+def test_retrieval_bench_needed_tau_is_the_measured_round_cost():
+    """The benchmark's τ to break even is what its own timings say: a configuration at ratio r to AR with τ t spends
+    t / r AR steps per round, so at that cost it equals AR at τ = t / r; prompts a configuration did not finish are
+    left out, and a run whose tokens differ from AR's is flagged."""
+    from experiments import bench_retrieval
+    cfg = bench_retrieval.BenchConfig(prompt_sets="humaneval", prompts=3, drafters="rest", repeats=1)
+    runs = bench_retrieval.configurations(cfg)
+    assert [label for label, *_ in runs] == ["AR", "rest chain K4", "rest eagle tree 16"]
+    records = {}
+    for i in range(2):                                        # prompt 2 unfinished: no tree record
+        records[f"humaneval/AR/{i}/0"] = {"tokens": [1] * 10, "seconds": 1.0, "tau": 1.0}
+        records[f"humaneval/rest chain K4/{i}/0"] = {"tokens": [1] * 10, "seconds": 0.5, "tau": 3.0}
+        records[f"humaneval/rest eagle tree 16/{i}/0"] = {"tokens": [1] * 9 + [i], "seconds": 2.0, "tau": 2.0}
+    records["humaneval/AR/2/0"] = records["humaneval/rest chain K4/2/0"] = records["humaneval/AR/0/0"]
+    rows = bench_retrieval.summarize_set(records, "humaneval", runs, cfg)
+    chain, tree = rows["rest chain K4"], rows["rest eagle tree 16"]
+    assert chain["prompts"] == 2 and chain["ratio_to_ar"] == pytest.approx(2.0)
+    assert chain["tau_break_even"] == pytest.approx(1.5) and chain["tau_for_aim"] == pytest.approx(2.25)
+    assert tree["tau_break_even"] == pytest.approx(4.0) and tree["scored_per_round"] == 17
+    assert chain["equal_to_ar"] and not tree["equal_to_ar"]
+    assert rows["AR"]["tau_break_even"] == pytest.approx(1.0)
