@@ -22,7 +22,7 @@ AR 26.3 tokens/s; fixed K = 1..4: 23.5 / 18.7 / 18.5 / 15.4 (τ 1.33-1.38); conf
 / 26.5 (τ 1.16 / 1.08 / 1.04, drafting 0.19 / 0.09 / 0.05 tokens per emitted token); specdec++:0.2 / 0.4: 21.4 /
 22.9; feedback:0.5 20.7. The best adaptive policy beats the best fixed K by 1.10-1.13x because it declines to draft
 where the head is unsure (a round with no drafts is an AR step): on this CPU, where scoring 2 tokens costs 1.4x one,
-the shipped head's τ 1.33 at K = 1 does not pay, so the best any policy can do is about AR (0.99-1.01x here; run to
+the head shipped then (τ 1.33 at K = 1) does not pay, so the best any policy can do is about AR (0.99-1.01x here; run to
 run noise is about ±10%, cf. confidence:0.8).
 """
 from __future__ import annotations

@@ -37,7 +37,7 @@ tokens, 16 answers held out), T = 0 MT-bench, τ measured by decoding 8 prompts 
 (standard errors 0.017-0.031). The training-time estimate on the 16 held-out answers (T = 0.7), K = 1 / 2 / 5:
 1.38 / 1.47 / 1.49, 1.31 / 1.41 / 1.46, 1.36 / 1.51 / 1.64. So at equal steps TTT clearly drafts deeper chains
 better; at equal time the two disagree in sign and neither difference exceeds its noise. Each TTT step costs 2.3x
-an EAGLE-1 step (three head passes). All three are below the shipped head (1200 steps on 138k tokens: 1.330 /
+an EAGLE-1 step (three head passes). All three are below the head shipped then (1200 steps on 138k tokens: 1.330 /
 1.386 / 1.404 by the same command).
 
 `curve --heads DIR ...` plots the held-out τ estimate of heads trained on growing `--rows` against their training
