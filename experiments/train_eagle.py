@@ -48,6 +48,12 @@ sharded `data --prompts 1536 --batch-size 64 --seed 2 --out results/eagle_data_s
 `train --data results/eagle_data_s2 results/eagle_data.npz --rows N` (the held-out answers stay the old file's last
 16), still 400 steps: 64.6k tokens 1.40 / 1.55, 127.8k 1.40 / 1.53, 309.8k 1.41 / 1.57. Past ~64k tokens, 400
 steps (614k token visits) and not data bind: a larger data set needs proportionally more steps.
+Steps scaled on the 309.8k tokens (`train --data results/eagle_data_s2 results/eagle_data.npz --steps N
+--eval-every 0`), the same held-out estimate, K = 1 / 2 / 5: 400 steps 1.41 / 1.53 / 1.57, 1200 steps (1209 s)
+1.48 / 1.64 / 1.70, 3600 steps (3289 s) 1.53 / 1.75 / 1.89: each tripling of steps adds +0.13 and then +0.19 at
+K = 5, so compute still binds at 3600 steps (5.5M token visits, 18 epochs). The 3600-step head is the shipped one:
+decoded at T = 0 on MT-bench (`tau_estimate.py --ckpt results/head_s3600 --temperatures 0`) K = 1 / 2 / 5 1.393 /
+1.489 / 1.516 (se 0.021-0.038) against 1.330 / 1.386 / 1.404 for the head it replaced.
 
 Each subcommand has its own config (`train_eagle.py data --help`; `--config FILE.toml` works for each). `data`
 writes the directory `<out>` of shards (`shard_NNNNN.npz`, one per batch of prompts: tokens, hidden states, prompts,
@@ -220,10 +226,10 @@ class EagleEvalConfig:
 
 @dataclass(frozen=True)
 class EagleCurveConfig:
-    """`curve`: τ against training tokens, from heads `train` wrote (their final held-out τ estimate)."""
+    """`curve`: τ against training tokens and steps, from heads `train` wrote (their final held-out τ estimate)."""
 
     heads: tuple[str, ...] = ()
-    """head directories of `train` runs that differ in `rows` (the same held-out answers)"""
+    """head directories of `train` runs that differ in `rows` or `steps` (the same held-out answers)"""
 
 
 @dataclass(frozen=True)
@@ -623,8 +629,10 @@ def plot_taus(records: dict, path: Path) -> None:
 
 
 def curve(cfg: EagleCurveConfig, out: Path) -> int:
-    """The final training-time τ estimate of each head against its training tokens: a table, `<out>.json`, and
-    `<out>.png` (one line per chain length K and data temperature, tokens on a log axis)."""
+    """The final training-time τ estimate of each head against its training tokens and its training steps: a table,
+    `<out>.json`, and `<out>.png`. Left: τ against tokens (log axis), one line per step count, for K = 1 and the
+    deepest K. Right: τ against steps (log axis), one line per K, for each data size trained at several step counts
+    (the comparison that tells whether data or compute binds)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -642,7 +650,7 @@ def curve(cfg: EagleCurveConfig, out: Path) -> int:
         points.append({"head": head, "training_tokens": extra["training_tokens"], "step": last["step"],
                        "ttt_depth": extra["train"].get("ttt_depth", 1),
                        **{k: v for k, v in last.items() if k.startswith("tau_")}})
-    points.sort(key=lambda p: p["training_tokens"])
+    points.sort(key=lambda p: (p["training_tokens"], p["step"]))
     keys = sorted(k for k in points[0] if k.startswith("tau_"))
     print(f"{'training tokens':>16}{'steps':>7}  " + "  ".join(f"{k} (K = 1..)" for k in keys))
     for p in points:
@@ -651,14 +659,28 @@ def curve(cfg: EagleCurveConfig, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"config": asdict(cfg), "points": points,
                                                     "provenance": provenance()}, indent=1))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = [p["training_tokens"] for p in points]
-    for key in keys:
-        for k in range(len(points[0][key])):
-            ax.plot(x, [p[key][k] for p in points], "o-", label=f"{key[4:]} K={k + 1}")
-    ax.set(xscale="log", xlabel="training tokens", ylabel="estimated chain τ (held-out answers)",
-           title="EAGLE head: τ against training data")
-    ax.legend(fontsize=7)
+    fig, (by_tokens, by_steps) = plt.subplots(1, 2, figsize=(11, 4))
+    for steps in sorted({p["step"] for p in points}):
+        group = [p for p in points if p["step"] == steps]
+        for key in keys:
+            depth = len(group[0][key])
+            for k in sorted({1, depth}):
+                by_tokens.plot([p["training_tokens"] for p in group], [p[key][k - 1] for p in group],
+                               "o-" if k == depth else "o--", label=f"{steps} steps, {key[4:]} K={k}")
+    by_tokens.set(xscale="log", xlabel="training tokens", ylabel="estimated chain τ (held-out answers)",
+                  title="τ against training data")
+    for tokens in sorted({p["training_tokens"] for p in points}):
+        group = [p for p in points if p["training_tokens"] == tokens]
+        if len(group) < 2:
+            continue
+        for key in keys:
+            for k in range(len(group[0][key])):
+                by_steps.plot([p["step"] for p in group], [p[key][k] for p in group], "o-",
+                              label=f"{tokens} tokens, {key[4:]} K={k + 1}")
+    by_steps.set(xscale="log", xlabel="training steps", title="τ against training steps (same data)")
+    for ax in (by_tokens, by_steps):
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)

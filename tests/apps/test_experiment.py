@@ -124,22 +124,23 @@ def test_spec_bench_reports_every_category_against_ar(tmp_path, monkeypatch):
 
 
 def test_eagle_curve_reads_each_heads_final_estimate(tmp_path, capsys):
-    """`train_eagle.py curve`: one point per head, sorted by training tokens, from the last τ estimate each head's
-    metadata stores; a head without them is named."""
+    """`train_eagle.py curve`: one point per head, sorted by training tokens and then steps, from the last τ estimate
+    each head's metadata stores; a head without them is named."""
     from experiments import train_eagle
 
-    def head(name, tokens, taus):
+    def head(name, tokens, taus, steps=400):
         d = tmp_path / name
         d.mkdir()
-        estimates = [{"step": 100, "tau_T0.7": [1.0, 1.0]}, {"step": 400, "tau_T0.7": taus}]
+        estimates = [{"step": 100, "tau_T0.7": [1.0, 1.0]}, {"step": steps, "tau_T0.7": taus}]
         (d / "specjax_meta.json").write_text(json.dumps({"extra": {"training_tokens": tokens, "train": {},
                                                                    "tau_estimates": estimates}}))
         return str(d)
-    heads = (head("big", 32000, [1.4, 1.5]), head("small", 4000, [1.2, 1.25]))
+    heads = (head("long", 32000, [1.5, 1.7], steps=1200), head("big", 32000, [1.4, 1.5]),
+             head("small", 4000, [1.2, 1.25]))
     assert train_eagle.main(["curve", "--heads", *heads, "--out", str(tmp_path / "curve")]) == 0
     points = json.loads((tmp_path / "curve.json").read_text())["points"]
-    assert [p["training_tokens"] for p in points] == [4000, 32000]
-    assert [p["tau_T0.7"] for p in points] == [[1.2, 1.25], [1.4, 1.5]] and points[0]["step"] == 400
+    assert [(p["training_tokens"], p["step"]) for p in points] == [(4000, 400), (32000, 400), (32000, 1200)]
+    assert [p["tau_T0.7"] for p in points] == [[1.2, 1.25], [1.4, 1.5], [1.5, 1.7]]
     assert (tmp_path / "curve.png").stat().st_size > 0
     bare = tmp_path / "bare"
     bare.mkdir()
