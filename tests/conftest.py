@@ -1,8 +1,5 @@
-"""Fixtures shared by every test package, XLA's fast-compiling CPU flags and a run-scoped compilation cache."""
-import atexit
+"""Fixtures shared by every test package, and XLA's fast-compiling CPU flags for the whole run."""
 import os
-import shutil
-import tempfile
 
 import jax
 import numpy as np
@@ -12,14 +9,6 @@ from specjax.testing import FAST_COMPILE_XLA_FLAGS, tiny_pair as make_tiny_pair
 
 # read when jax first makes its CPU backend, which no import above does
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()
-
-# Test modules compile many identical programs (the same loops on the same tiny pair); `release_compiled_programs`
-# drops the in-memory copies, so without a disk cache each module compiles them again. Measured on tests/core: 315
-# of 2447 compilations were repeats, 61 s of compiling saved. The cache lives for this run only.
-_CACHE_DIR = tempfile.mkdtemp(prefix="specjax-test-jit-cache-")
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
-jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture(scope="session")
