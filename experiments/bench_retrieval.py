@@ -17,7 +17,7 @@ prints the table of a run from its JSON without decoding, over the prompts every
 stopped early: on a slow machine each new prompt-width bucket recompiles every configuration).
 
 Last run (`--config experiments/configs/bench_retrieval_issue12.toml`: 4 prompts x 64 tokens per set, quiet 2-core
-CPU, 20 min; every configuration equal to AR token for token), τ / x AR / τ to break even:
+CPU, 19 min; every configuration equal to AR token for token), τ / x AR / τ to break even:
   MT-bench (AR 27.9 tok/s):  EAGLE chain K4 1.52 / 0.66 / 2.29, EAGLE-2 tree 32 2.01 / 0.40 / 5.04, lookup:3 chain
   1.14 / 0.60 / 1.88, eagle+rest+aded tree 32 1.94 / 0.42 / 4.68.
   HumanEval (AR 23.9 tok/s): EAGLE chain K4 1.52 / 0.66 / 2.30, EAGLE-2 tree 32 2.03 / 0.43 / 4.76, rest+lookup:3
