@@ -162,9 +162,8 @@ def summarize_set(records: dict, prompt_set: str, runs, cfg: BenchConfig) -> dic
     ar = rows["AR"]["tokens_per_s"]
     for row in rows.values():
         row["ratio_to_ar"] = row["tokens_per_s"] / ar
-        row["round_cost_in_ar_steps"] = row["tau"] / row["ratio_to_ar"]
-        row["tau_break_even"] = row["round_cost_in_ar_steps"]
-        row["tau_for_aim"] = row["round_cost_in_ar_steps"] * SPEED_AIM.get(prompt_set, 1.0)
+        row["tau_break_even"] = row["tau"] / row["ratio_to_ar"]         # the round's cost in AR steps
+        row["tau_for_aim"] = row["tau_break_even"] * SPEED_AIM.get(prompt_set, 1.0)
     return rows
 
 
