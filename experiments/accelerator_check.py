@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.apps.experiment import parse_config, provenance
+from specjax.bench.experiment import parse_config, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,14 +109,13 @@ def run_step(name: str, argv: list[str], timeout_s: float) -> dict:
 
 def device_meshes(seed: int) -> dict:
     """Same tokens on every (data, model) mesh over all local devices as on one device."""
-    import trees  # noqa: F401  (registers the tree methods)
-    from specjax.config import named_config
-    from specjax.decode import generate
-    from specjax.model import init_model
-    from specjax.runners import model_handle
+    from specjax.model.config import named_config
+    from specjax.decode.loop import generate
+    from specjax.model.decoder import init_model
+    from specjax.runners.model import model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.sharding import make_mesh
-    from specjax.speculators import make_method
+    from specjax.model.layout import make_mesh
+    from specjax.methods import make_method
 
     n = len(jax.devices())
     if n < 2:
@@ -155,9 +154,10 @@ def _median_seconds(fn, repeats: int) -> float:
 def verify_ratios(config: CheckConfig) -> dict:
     """Seconds of one target forward over 1 token and over trees of N + 1 nodes (random shapes; ancestor
     visibility, depth positions), on a cache prefilled to `context` tokens; each tree's seconds over the step's."""
-    from specjax.block import Block
-    from specjax.config import named_config
-    from specjax.sharding import init_sharded, make_mesh
+    from specjax.model.block import Block
+    from specjax.model.config import named_config
+    from specjax.parallel.sharding import init_sharded
+    from specjax.model.layout import make_mesh
 
     # created on device in its layout (one device here): a 1B model is never materialised in host memory first
     target = init_sharded(named_config(config.verify_model), make_mesh(), seed=config.seed)

@@ -1,10 +1,10 @@
 """Experiment: adaptive draft length against fixed K on SmolLM2 with the shipped EAGLE head.
 
 For every prompt set and temperature: AR, fixed chains K = 1..K_max, and every draft-length policy
-(`specjax.policies`) over a sweep of its hyperparameter with K_max drafts at most, each decoding the same prompts
+(`specjax.decode.policies`) over a sweep of its hyperparameter with K_max drafts at most, each decoding the same prompts
 (batch 1, timed after compilation): τ (tokens per round), drafted tokens per emitted token and tokens/s, plus
 speed relative to AR and to the best fixed K measured in the same run. The SpecDec++ head is fitted first on
-held-out prompts (`specjax.io.prompts.held_out_prompts`), per temperature. DEL (`del:H`) drafts from the target's
+held-out prompts (`specjax.bench.prompts.held_out_prompts`), per temperature. DEL (`del:H`) drafts from the target's
 own early exits, so it is also compared with fixed early-exit chains (`ee:L K=k`, column "vs best EE"); `tree:H`
 is the EAGLE-2 tree whose nodes below cumulative confidence H are not drafted, beside the fixed tree.
 
@@ -32,14 +32,13 @@ from dataclasses import asdict, dataclass
 
 import jax
 
-import trees  # noqa: F401  (registers the tree methods)
-from specjax.acceptance_head import fit_acceptance_head
-from specjax.apps.bench import Results, decode_prompts, summarize, timed
-from specjax.apps.experiment import parse_config
+from specjax.training.acceptance_head import fit_acceptance_head
+from specjax.bench.decoding import Results, decode_prompts, summarize, timed
+from specjax.bench.experiment import parse_config
 from specjax.apps.models import load_drafter, load_target
-from specjax.io.prompts import held_out_prompts, load_prompts
+from specjax.bench.prompts import held_out_prompts, load_prompts
 from specjax.sampling import SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 
 
 DEFAULT_SWEEPS = {"confidence": ("0.4", "0.6", "0.8", "0.9"), "specdec++": ("0.3", "0.5", "0.7", "0.9"),

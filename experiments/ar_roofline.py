@@ -62,9 +62,9 @@ def worker(cfg: RooflineConfig) -> None:
     import jax.numpy as jnp
 
     import specjax
-    from specjax.decode import generate
-    from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import model_handle
+    from specjax.decode.loop import generate
+    from specjax.model.io.smollm2 import load_smollm2
+    from specjax.runners.model import model_handle
     from specjax.sampling import GREEDY
 
     model, _ = load_smollm2()
@@ -90,7 +90,7 @@ def worker(cfg: RooflineConfig) -> None:
     lengths = np.array([cfg.prompt_len], np.int32)
 
     def ar(n):
-        return generate(target, prompt, lengths, jax.random.key(cfg.seed), method="ar", max_new_tokens=n,
+        return generate(target, prompt, lengths, jax.random.key(cfg.seed), max_new_tokens=n,
                         sampling=GREEDY)
 
     def timed(fn):
@@ -180,8 +180,8 @@ def _row(records, stat, clock, steps, weight_bytes, versions) -> dict:
 
 
 def run(cfg: RooflineConfig, out: Path) -> dict:
-    from specjax.apps.bench import Results
-    from specjax.apps.experiment import provenance
+    from specjax.bench.decoding import Results
+    from specjax.bench.experiment import provenance
 
     paths = {"this": ROOT} | ({"baseline": Path(cfg.baseline)} if cfg.baseline else {})
     results = Results(out.with_suffix(".json"), asdict(cfg))
@@ -219,7 +219,7 @@ CONFIG = RooflineConfig  # what `main` parses (tests/apps/test_experiments.py)
 
 
 def main(argv=None) -> None:
-    from specjax.apps.experiment import config_from_dict, parse_config
+    from specjax.bench.experiment import config_from_dict, parse_config
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--worker"]:                         # a worker process (`Worker`), not a user's command

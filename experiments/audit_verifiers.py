@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from specjax.apps.experiment import parse_config, provenance, write_csv
+from specjax.bench.experiment import parse_config, provenance, write_csv
 from transport.audit import run_audit
 
 

@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass
 import jax
 import numpy as np
 
-from specjax.apps.bench import timed
-from specjax.apps.experiment import parse_config, provenance, write_csv
-from specjax.config import named_config
-from specjax.decode import generate
-from specjax.model import init_model
-from specjax.runners import early_exit, model_handle
+from specjax.bench.decoding import timed
+from specjax.bench.experiment import parse_config, provenance, write_csv
+from specjax.model.config import named_config
+from specjax.decode.loop import generate
+from specjax.model.decoder import init_model
+from specjax.runners.model import early_exit, model_handle
 from specjax.sampling import SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ def run(config: BenchConfig, seed: int) -> list[dict]:
             sampling = SamplingConfig(temperature=temp)
             key = jax.random.key(seed)
             common = dict(max_new_tokens=config.max_new_tokens, sampling=sampling)
-            ar_s, ar = _time(lambda: generate(target, prompts, lengths, key, method="ar", **common), config.repeats)
+            ar_s, ar = _time(lambda: generate(target, prompts, lengths, key, **common), config.repeats)
             ar_tps = float(np.asarray(ar.lengths).sum() / ar_s)
-            rows.append(dict(batch=batch, temperature=temp, method="ar", drafter="-", num_draft=0,
+            rows.append(dict(batch=batch, temperature=temp, drafter="-", num_draft=0,
                              tokens_per_s=ar_tps, tau=1.0, speedup=1.0))
             print(f"batch {batch} T={temp}: AR {ar_tps:.1f} tok/s", flush=True)
             for name, drafter in drafters.items():

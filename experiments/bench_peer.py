@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from specjax.apps.bench import Results
-from specjax.apps.experiment import config_from_dict, parse_config, progress, write_csv
+from specjax.bench.decoding import Results
+from specjax.bench.experiment import config_from_dict, parse_config, progress, write_csv
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def hf_model_from(model):
     import torch
     import transformers
 
-    from specjax.io.weights import hf_tensors_from_model
+    from specjax.model.io.weights import hf_tensors_from_model
     c = model.config
     cfg = transformers.LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff,
                                    num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
@@ -89,7 +89,7 @@ def hf_worker(cfg: BenchConfig, ids: list[list[int]], out: Path) -> int:
     """The transformers side, run in its own process: AR, early-exit assisted and prompt-lookup decoding."""
     import torch
     torch.set_num_threads(cfg.threads)
-    from specjax.io.smollm2 import load_smollm2
+    from specjax.model.io.smollm2 import load_smollm2
     target, tok = load_smollm2()
     hf = hf_model_from(target)
     del target
@@ -114,12 +114,12 @@ def run_hf_side(cfg: BenchConfig, ids: list[list[int]], workdir: Path) -> dict:
 def run(cfg: BenchConfig, out: Path) -> Results | None:
     """The transformers side (one record, its own process), then specjax AR and each drafter's chains, every
     record not yet in `<out>.json`; None when SmolLM2 is not installed."""
-    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.bench.decoding import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
-    from specjax.io.prompts import load_prompts
-    from specjax.io.smollm2 import ModelNotInstalledError
+    from specjax.bench.prompts import load_prompts
+    from specjax.model.io.smollm2 import ModelNotInstalledError
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     results = Results(out.with_suffix(".json"), asdict(cfg))
     try:
@@ -139,7 +139,7 @@ def run(cfg: BenchConfig, out: Path) -> Results | None:
     for label, name, k in progress(drafters, len(drafters), "specjax side"):
         if results.done(label):
             continue
-        runs = decode_prompts(target.handle, ids, method="ar" if name is None else make_method("chain", num_draft=k),
+        runs = decode_prompts(target.handle, ids, method=make_method("ar") if name is None else make_method("chain", num_draft=k),
                               drafter=None if name is None else load_drafter(name, target, cfg.seed + 1), **common)
         row = dict(summarize(runs), outputs=[r.tokens for r in runs])
         if name is not None:

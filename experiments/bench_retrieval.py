@@ -27,7 +27,7 @@ speed on this CPU although the trees reach τ 2.0-2.8.
 
 Timings: every configuration is compiled by an untimed warm-up call per prompt-width bucket; then, for each
 repeat, each prompt is decoded by every configuration in turn, so a burst of load on a shared machine hits all of
-them alike; a prompt's time is the median over repeats. Interrupted runs resume (`specjax.apps.bench.Results`).
+them alike; a prompt's time is the median over repeats. Interrupted runs resume (`specjax.bench.decoding.Results`).
 """
 from __future__ import annotations
 
@@ -69,21 +69,20 @@ def configurations(cfg: BenchConfig) -> list[tuple[str, str | None, str, int]]:
 
 
 def main(argv=None) -> int:
-    from specjax.apps.experiment import parse_config
+    from specjax.bench.experiment import parse_config
     cfg, out = parse_config(BenchConfig, argv, __doc__, default_out="results/bench_retrieval")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
     import jax
 
-    import trees  # noqa: F401  (registers the tree methods)
-    from specjax.apps.bench import Results, run_of, timed
+    from specjax.bench.decoding import Results, run_of, timed
     from specjax.apps.models import load_drafter, load_target, parse_drafter
-    from specjax.batching import bucket_size, pad_prompts
-    from specjax.decode import generate
-    from specjax.io.prompts import load_prompts
-    from specjax.io.smollm2 import ModelNotInstalledError
+    from specjax.decode.batching import bucket_size, pad_prompts
+    from specjax.decode.loop import generate
+    from specjax.bench.prompts import load_prompts
+    from specjax.model.io.smollm2 import ModelNotInstalledError
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     runs = configurations(cfg)
     for _, name, _, _ in runs:                    # every name checked before anything is loaded or built

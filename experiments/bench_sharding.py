@@ -2,8 +2,8 @@
 for several (data, model) mesh shapes against a one-device baseline measured in the same run.
 
 Each mesh, the 1x1 baseline first, runs in its own process with its own copy of the model, created straight in its
-layout (`specjax.sharding.init_sharded`: no device ever holds more than its shards; the same weights whatever the
-layout). Per mesh: the planner's bytes per device (`specjax.memory`), the bytes actually placed on device 0
+layout (`specjax.parallel.sharding.init_sharded`: no device ever holds more than its shards; the same weights whatever the
+layout). Per mesh: the planner's bytes per device (`specjax.parallel.memory`), the bytes actually placed on device 0
 (weights, the KV cache as `init_cache` lays it out), XLA's own figure for the compiled decode loop (arguments +
 temporaries per device), the collectives the partitioner inserted into it (counted in the compiled HLO), the
 process's peak host memory, the end-to-end tokens/s of AR decoding (prefill included), the decode-only tokens/s
@@ -42,17 +42,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from specjax import decode
-from specjax.apps.bench import Results, timed
-from specjax.apps.experiment import config_from_dict, parse_config, progress, write_csv
-from specjax.batching import bucket_size
-from specjax.config import named_config
-from specjax.decode import generate
-from specjax.io.weights import param_shapes
-from specjax.memory import plan_generate
+from specjax.decode import loop as decode
+from specjax.bench.decoding import Results, timed
+from specjax.bench.experiment import config_from_dict, parse_config, progress, write_csv
+from specjax.decode.batching import bucket_size
+from specjax.model.config import named_config
+from specjax.decode.loop import generate
+from specjax.model.io.weights import param_shapes
+from specjax.parallel.memory import plan_generate
 from specjax.sampling import SamplingConfig
-from specjax.sharding import init_sharded, make_mesh, shard_batch
-from specjax.speculators import make_method
+from specjax.parallel.sharding import init_sharded, shard_batch
+from specjax.model.layout import make_mesh
+from specjax.methods import make_method
 
 BASELINE = (1, 1)
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
@@ -62,7 +63,7 @@ MIB = 2 ** 20
 @dataclass(frozen=True)
 class BenchConfig:
     model: str = "llama-1b"
-    """A named preset (`specjax.config.NAMED_CONFIGS`)."""
+    """A named preset (`specjax.model.config.NAMED_CONFIGS`)."""
     layers: int | None = None
     """Override the preset's layer count (same widths, so the same per-layer shards and collectives)."""
     meshes: tuple[str, ...] = ("1x8", "2x4")
@@ -139,7 +140,7 @@ def run_mesh(config: BenchConfig, data: int, model: int, seed: int) -> dict:
     xla_bytes = None if stats is None else int(stats.argument_size_in_bytes + stats.temp_size_in_bytes)
     collectives = _collectives(compiled.as_text())
     del compiled
-    kw = dict(method="ar", sampling=SamplingConfig(config.temperature), mesh=mesh)
+    kw = dict(sampling=SamplingConfig(config.temperature), mesh=mesh)
     _, seconds_first = timed(generate, target, prompts, lengths, key, max_new_tokens=config.max_new_tokens, **kw)
     if bucket_size(config.short_new_tokens) != bucket_size(config.max_new_tokens):     # another loop: compile it
         timed(generate, target, prompts, lengths, key, max_new_tokens=config.short_new_tokens, **kw)  # unclocked

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from specjax.apps.bench import Results
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results
+from specjax.bench.experiment import parse_config, progress, write_csv
 from transport import lp, optimal_acceptance, optimal_ref
 from transport.validate import as_float64_rows, check_pair
 

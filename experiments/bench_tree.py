@@ -26,17 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 
 import trees
-from specjax.apps.bench import Results, decode_prompts, summarize, timed
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results, decode_prompts, summarize, timed
+from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
-from specjax.batching import pad_prompts
-from specjax.decode import prefill
-from specjax.draft import draft_chain
-from specjax.io.prompts import load_prompts
+from specjax.decode.batching import pad_prompts
+from specjax.decode.loop import prefill
+from specjax.decode.draft import draft_chain
+from specjax.bench.prompts import load_prompts
 from specjax.sampling import SamplingConfig, warp_logits
-from specjax.speculators import make_method, verify_chain
+from specjax.methods import make_method
+from specjax.decode.chain import verify_chain
 from trees.pool import Pool, draft_level
-from trees.verify import default_rules, score_tree, walk_tree
+from trees.walk import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,15 @@ def end_to_end(cfg: BenchConfig, target, drafter, ids, results: Results) -> None
     resumed run still compares every method's text with AR's); every method not yet in `results`."""
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=cfg.temperature),
                   eos_id=target.eos_id, seed=cfg.seed)
-    methods = [("ar", "ar")] + [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
+    methods = [("ar", make_method("ar"))] + [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
     methods += [(f"{m} budget {n}", make_method(m, budget=n)) for m in cfg.methods for n in cfg.budgets]
     for name, method in progress(methods, len(methods), "end to end"):
         if results.done(f"e2e/{name}"):
             continue
-        runs = decode_prompts(target.handle, ids, method=method, drafter=None if method == "ar" else drafter,
+        runs = decode_prompts(target.handle, ids, method=method, drafter=None if name == "ar" else drafter,
                               **common)
         row = summarize(runs)
-        if method == "ar":
+        if name == "ar":
             row["outputs"] = [r.tokens for r in runs]
         else:
             row["equals_ar"] = [r.tokens for r in runs] == results.records["e2e/ar"]["outputs"]

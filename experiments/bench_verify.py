@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.apps.bench import Results
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results
+from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import accept_chain_unchecked
 from specjax.verify.importance import importance_argmax
@@ -33,7 +33,7 @@ from specjax.verify.multi_draft import rrs_iid
 from trees.multipath import gbv_walk_unchecked
 from trees.traversal import traversal_walk_unchecked
 from trees.tree import LAW_IID, DraftTree, children_from_parent
-from trees.verify import default_rules, walk_tree
+from trees.walk import default_rules, walk_tree
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,11 @@ SMOLLM2_CASES = (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
 def smollm2_cells(cfg: BenchConfig, results: Results) -> None:
     """τ and tokens/s of each (method, verifier) on SmolLM2 + EAGLE at T = 1 on `cfg.smollm2` MT-bench prompts,
     same prompts and keys per method; every pair not yet in `results`."""
-    import trees  # noqa: F401  (registers the tree methods)
-    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.bench.decoding import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
-    from specjax.io.prompts import load_prompts
+    from specjax.bench.prompts import load_prompts
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     cells = [(label, name, options, verifier) for label, name, options, verifiers in SMOLLM2_CASES
              for verifier in verifiers]

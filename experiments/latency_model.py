@@ -3,16 +3,16 @@ builder at budgets 8/16/32 on SmolLM2-135M + the shipped EAGLE head (T = 0, MT-b
 run; then the best configuration (Sequoia trees, chains, AR) for this CPU and for roofline accelerators under the
 same acceptance profile, and the speedup surface over τ and the round's cost ratio.
 
-1. Profile (`specjax.apps.profile`): target calls, drafter steps and tree levels on exactly the T each method needs,
+1. Profile (`specjax.bench.profile`): target calls, drafter steps and tree levels on exactly the T each method needs,
    at the smallest and largest cache capacity the runs use (the model interpolates between), and the overheads.
-2. End to end (`specjax.apps.bench.decode_interleaved`): every method on the same prompts (all in one prompt-width
+2. End to end (`specjax.bench.decoding.decode_interleaved`): every method on the same prompts (all in one prompt-width
    bucket, so each method compiles once), no EOS (every run makes `max_new_tokens` tokens), in groups of methods
    timed in rounds over each other; after each round, the profile points the group's methods use (at the group's
    smallest and largest capacity) are timed again, so prediction and measurement share the machine's drift.
-3. Prediction (`specjax.latency.predict`) per prompt with that prompt's measured τ, capacity and width, from the
+3. Prediction (`specjax.costs.latency.predict`) per prompt with that prompt's measured τ, capacity and width, from the
    group's own profile points (the overheads from step 1); predicted tokens/s = tokens / Σ predicted seconds;
    error = predicted / measured - 1 (beside it: the error from step 1's profile alone).
-4. Acceptance, teacher-forced on the AR text (`specjax.apps.acceptance`): τ of each chain and static tree predicted
+4. Acceptance, teacher-forced on the AR text (`specjax.bench.acceptance`): τ of each chain and static tree predicted
    from the ranks (beside the measured τ), and the positional rates for Sequoia (`trees.sequoia`); the search
    (`trees.configure`) on this CPU's profile and on roofline profiles; the CPU's and the accelerator's best
    configurations are then decoded here too.
@@ -44,18 +44,19 @@ import jax
 import numpy as np
 
 import trees
-from specjax.apps.acceptance import teacher_forced_ranks
-from specjax.apps.bench import decode_interleaved, summarize
-from specjax.apps.experiment import parse_config, provenance
+from specjax.bench.acceptance import teacher_forced_ranks
+from specjax.bench.decoding import decode_interleaved, summarize
+from specjax.bench.experiment import parse_config, provenance
 from specjax.apps.models import load_drafter, load_target
-from specjax.apps.profile import (STATS, CallTimer, ProfileConfig, build_profile, curve_jobs, device_name,
-                                  generate_capacity, measure_profile, restat, roofline)
-from specjax.batching import bucket_size
-from specjax.costs import DeviceProfile
-from specjax.io.prompts import load_prompts
-from specjax.latency import AcceptanceProfile, Workload, ar_plan, chain_plan, predict
+from specjax.bench.profile import (STATS, CallTimer, ProfileConfig, build_profile, curve_jobs, device_name,
+    generate_capacity, measure_profile, restat, roofline)
+from specjax.decode.batching import bucket_size
+from specjax.costs.profile import DeviceProfile
+from specjax.bench.prompts import load_prompts
+from specjax.costs.latency import AcceptanceProfile, Workload, ar_plan, chain_plan, predict
 from specjax.sampling import SamplingConfig
-from specjax.speculators import ChainSpeculator, make_method
+from specjax.decode.chain import ChainSpeculator
+from specjax.methods import make_method
 from trees.builders import StaticTree
 from trees.configure import best_configuration, tree_round_plan
 from trees.sequoia import empirical_reward
@@ -252,7 +253,7 @@ def error_table(cfg, base: DeviceProfile, own: dict, methods, done, width) -> li
 
 
 def _run(d: dict):
-    from specjax.apps.bench import Run
+    from specjax.bench.decoding import Run
     return Run(**d)
 
 
@@ -328,7 +329,7 @@ def plot(path: Path, rows: list[dict], panels: list[tuple[str, list[dict], dict[
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    from specjax.latency import speedup
+    from specjax.costs.latency import speedup
 
     fig, axes = plt.subplots(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), 5.2))
     ax = axes[0]

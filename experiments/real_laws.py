@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from specjax.apps.acceptance import next_token_logits
-from specjax.apps.experiment import parse_config
-from specjax.apps.law_study import report, run_law_study
+from specjax.bench.acceptance import next_token_logits
+from specjax.bench.experiment import parse_config
+from specjax.bench.law_study import report, run_law_study
 from specjax.apps.models import load_drafter, load_target
-from specjax.batching import pad_prompts
-from specjax.decode import generate
-from specjax.io.prompts import load_prompts
+from specjax.decode.batching import pad_prompts
+from specjax.decode.loop import generate
+from specjax.bench.prompts import load_prompts
 from specjax.sampling import GREEDY
 from transport.law_file import StoredLaws
 from transport.law_gap import LawStudyConfig

@@ -14,12 +14,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from specjax.apps.bench import Results, decode_prompts, summarize
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results, decode_prompts, summarize
+from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target, parse_drafter
-from specjax.io.prompts import categorized_prompts
+from specjax.bench.prompts import categorized_prompts
 from specjax.sampling import SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 from trees import TREE_METHODS, make_speculator
 
 

@@ -3,7 +3,7 @@ K = 1..K_max drafts, at each temperature, one batch of prompts decoded at once.
 
 - measured: the chain decodes the prompts (batch = every prompt); τ = the mean over its rounds of accepted + 1, with
   the standard error over rounds beside it (the last round of a row, cut by the token budget or EOS, is dropped);
-- estimate: `specjax.apps.acceptance.text_chain_tau` on the AR answers to the same prompts at the same temperature
+- estimate: `specjax.bench.acceptance.text_chain_tau` on the AR answers to the same prompts at the same temperature
   (the target's own text, which is what the estimator needs): the head unrolled on its own outputs along that text,
   E[prod min(1, q/p) * sum min(p, q)] per depth; no decoding of the chain. At temperature 0 the estimate is the
   exact τ on the AR text; what separates it from the measured τ is the drafter's cache (in decoding it holds the
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.experiment import parse_config, progress, write_csv
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,16 @@ def measured_tau(accepted: np.ndarray) -> tuple[float, float]:
 def run_temperature(cfg: TauEstimateConfig, target, drafter, ids: list[list[int]], temperature: float) -> dict:
     import jax
 
-    from specjax.apps.acceptance import text_chain_tau
-    from specjax.batching import pad_prompts
-    from specjax.decode import generate
+    from specjax.bench.acceptance import text_chain_tau
+    from specjax.decode.batching import pad_prompts
+    from specjax.decode.loop import generate
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     sampling = SamplingConfig(temperature=temperature)
     tokens, lengths = pad_prompts(ids)
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=target.eos_id)
-    ar = generate(target.handle, tokens, lengths, jax.random.key(cfg.seed), method="ar", **common)
+    ar = generate(target.handle, tokens, lengths, jax.random.key(cfg.seed), **common)
     texts = [p + np.asarray(ar.tokens[i, :int(ar.lengths[i])]).tolist() for i, p in enumerate(ids)]
     keep = [i for i, t in enumerate(texts) if len(t) > len(ids[i]) + cfg.k_max + 1]
     estimate = text_chain_tau(target.handle, drafter, [texts[i] for i in keep], [len(ids[i]) for i in keep],
@@ -103,9 +103,9 @@ def plot(rows: list[dict], path) -> None:
 
 
 def main(argv=None) -> int:
-    from specjax.apps.bench import Results
+    from specjax.bench.decoding import Results
     from specjax.apps.models import load_drafter, load_target
-    from specjax.io.prompts import load_prompts
+    from specjax.bench.prompts import load_prompts
 
     cfg, out = parse_config(TauEstimateConfig, argv, __doc__, default_out="results/tau_estimate")
     results = Results(out.with_suffix(".json"), asdict(cfg))
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     if cfg.ckpt:
         import dataclasses
 
-        from specjax.eagle import eagle_target, load_eagle
+        from specjax.runners.eagle import eagle_target, load_eagle
         target = dataclasses.replace(target, handle=eagle_target(cfg.ckpt, target.handle))    # fused features?
         drafter = load_eagle(cfg.ckpt, target.handle, trim=True)
     else:

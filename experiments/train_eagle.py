@@ -3,7 +3,7 @@
 target's next-token law (KL over the VocabTrim set) and its hidden state (EAGLE's feature regression, so the head's
 own output can stand in for the target feature when drafting several tokens). With `--ttt-depth D > 1` the KL is
 put on every depth 1..D of the head unrolled on its own outputs (EAGLE-3's training-time test,
-`specjax.train_drafter.unrolled_distill_loss`). Checkpointed with orbax; `eval` measures acceptance (τ) and tokens/s
+`specjax.training.distill.unrolled_distill_loss`). Checkpointed with orbax; `eval` measures acceptance (τ) and tokens/s
 of every drafter on MT-bench and HumanEval at temperature 0 and 1.
 
     python experiments/train_eagle.py data --out results/eagle_data          # target answers + hidden states, sharded
@@ -15,8 +15,8 @@ of every drafter on MT-bench and HumanEval at temperature 0 and 1.
     python experiments/train_eagle.py gto --steps 60 --gto-weight 0 --out results/head_gto0   # its control
 
 A `data` file made with `--feature-layers L1 L2` also stores the target's states after those layers (EAGLE-3's fused
-low/mid/high features, `specjax.runners.fused_features`); a head trained on it reads them through a `fuse` layer and
-decodes with the fused target handle (`specjax.eagle.eagle_target`). `gto` fine-tunes a trained head by Group Tree
+low/mid/high features, `specjax.runners.model.fused_features`); a head trained on it reads them through a `fuse` layer and
+decodes with the fused target handle (`specjax.runners.eagle.eagle_target`). `gto` fine-tunes a trained head by Group Tree
 Optimization (`trees.gto`): EAGLE-2 trees of the head and of its frozen starting point at contexts cut from the
 answers, the exact tree reward, and a PPO-style surrogate beside the head's own loss.
 
@@ -73,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specjax.apps.experiment import parse_config, progress, provenance, write_csv
+from specjax.bench.experiment import parse_config, progress, provenance, write_csv
 
 TEMPLATES = (
     "Explain {t} to a high-school student.", "Write a short story that involves {t}.",
@@ -335,10 +335,10 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
     import jax.numpy as jnp
 
     from specjax.apps.models import load_target
-    from specjax.batching import pad_prompts
-    from specjax.block import Block
-    from specjax.decode import generate
-    from specjax.runners import fused_features
+    from specjax.decode.batching import pad_prompts
+    from specjax.model.block import Block
+    from specjax.decode.loop import generate
+    from specjax.runners.model import fused_features
     from specjax.sampling import SamplingConfig
 
     settings = json.dumps({k: v for k, v in asdict(cfg).items() if k != "stop_after"})
@@ -372,7 +372,7 @@ def make_data(cfg: EagleDataConfig, out: Path) -> int:
         prompt_ids = [target.encode_prompt(p) for p in batch]
         tokens, lengths = pad_prompts(prompt_ids)
         sampling = SamplingConfig(temperature=answer_temperature(cfg, index))
-        answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), method="ar",
+        answers = generate(handle, tokens, lengths, jax.random.key(cfg.seed * 1000 + lo), 
                            max_new_tokens=cfg.max_new_tokens, sampling=sampling, eos_id=target.eos_id)
         sequences = [ids + np.asarray(answers.tokens[row, :int(answers.lengths[row])]).tolist()
                      for row, ids in enumerate(prompt_ids)]
@@ -455,7 +455,7 @@ def head_loss(head_hidden: list, target_hidden, mask, embedding_kept, decay: flo
     import jax.numpy as jnp
     import optax
 
-    from specjax.train_drafter import unrolled_distill_loss
+    from specjax.training.distill import unrolled_distill_loss
 
     kl = unrolled_distill_loss([h @ embedding_kept.T for h in head_hidden], target_hidden @ embedding_kept.T, mask,
                                decay)
@@ -469,7 +469,7 @@ def ship_head(out: Path, head, keep, moment, target_config, step: int, extra: di
     import jax
     import jax.numpy as jnp
 
-    from specjax.io.checkpoint import save_checkpoint
+    from specjax.model.io.checkpoint import save_checkpoint
 
     if out.exists():
         shutil.rmtree(out)
@@ -486,13 +486,14 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
     """Distil the head on `cfg.data`; ship it (bf16, with the trim set and feature moment) to the directory `out`."""
     import jax.numpy as jnp
 
-    from specjax.apps.acceptance import hidden_chain_tau
-    from specjax.eagle import frequent_token_ids, init_eagle
-    from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import Handle, fused_features, model_handle
+    from specjax.bench.acceptance import hidden_chain_tau
+    from specjax.runners.eagle import frequent_token_ids, init_eagle
+    from specjax.model.io.smollm2 import load_smollm2
+    from specjax.runners.base import Handle
+    from specjax.runners.model import fused_features, model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.train_drafter import TrainConfig, train_with_loss
-    from specjax.unrolled import unrolled_drafts
+    from specjax.training.distill import TrainConfig, train_with_loss
+    from specjax.training.unrolled import unrolled_drafts
 
     target, tok = load_smollm2()
     tokens, lengths, hidden, data_configs = load_data(list(cfg.data))
@@ -562,13 +563,13 @@ def train(cfg: EagleTrainConfig, out: Path) -> int:
 
 def evaluate(cfg: EagleEvalConfig, out: Path) -> int:
     """AR and chains with every drafter on each (temperature, prompt set) not yet in `<out>.json`; tables, CSV, PNG."""
-    from specjax.apps.acceptance import text_chain_tau
-    from specjax.apps.bench import Results, decode_prompts, summarize
+    from specjax.bench.acceptance import text_chain_tau
+    from specjax.bench.decoding import Results, decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
-    from specjax.eagle import load_eagle, with_low_rank_head
-    from specjax.io.prompts import load_prompts
+    from specjax.runners.eagle import load_eagle, with_low_rank_head
+    from specjax.bench.prompts import load_prompts
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     results = Results(out.with_suffix(".json"), asdict(cfg))
     target = load_target("smollm2", cfg.seed)
@@ -585,7 +586,7 @@ def evaluate(cfg: EagleEvalConfig, out: Path) -> int:
         ids = [target.encode_prompt(p) for p in load_prompts(set_name, cfg.prompts)]
         common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=temp),
                       eos_id=target.eos_id, seed=cfg.seed)
-        ar = decode_prompts(target.handle, ids, method="ar", **common)
+        ar = decode_prompts(target.handle, ids, **common)
         row = {"ar": summarize(ar)}
         texts = [i + r.tokens for i, r in zip(ids, ar)]            # the target's own answers at this temperature
         for name, d in drafters.items():
@@ -637,7 +638,7 @@ def curve(cfg: EagleCurveConfig, out: Path) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from specjax.io.checkpoint import read_meta
+    from specjax.model.io.checkpoint import read_meta
 
     if not cfg.heads:
         raise ValueError("give the head directories: --heads DIR [DIR ...]")
@@ -709,16 +710,17 @@ def gto(cfg: EagleGTOConfig, out: Path) -> int:
     import jax
     import jax.numpy as jnp
 
-    from specjax.decode import generate
-    from specjax.batching import pad_prompts
-    from specjax.eagle import eagle_target, load_eagle
-    from specjax.io.checkpoint import read_meta
-    from specjax.io.prompts import load_prompts
-    from specjax.io.smollm2 import load_smollm2
-    from specjax.runners import Handle, model_handle
+    from specjax.decode.loop import generate
+    from specjax.decode.batching import pad_prompts
+    from specjax.runners.eagle import eagle_target, load_eagle
+    from specjax.model.io.checkpoint import read_meta
+    from specjax.bench.prompts import load_prompts
+    from specjax.model.io.smollm2 import load_smollm2
+    from specjax.runners.base import Handle
+    from specjax.runners.model import model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
-    from specjax.train_drafter import TrainConfig, train_with_loss
+    from specjax.methods import make_method
+    from specjax.training.distill import TrainConfig, train_with_loss
     from trees import make_speculator
     from trees.gto import GTOConfig, check_contexts, gto_surrogate, rollout
 

@@ -26,16 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.apps.bench import Results, decode_prompts, summarize
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results, decode_prompts, summarize
+from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
-from specjax.batching import pad_prompts
-from specjax.decode import prefill
-from specjax.io.prompts import load_prompts
+from specjax.decode.batching import pad_prompts
+from specjax.decode.chain import ChainSpeculator
+from specjax.decode.loop import prefill
+from specjax.bench.prompts import load_prompts
 from specjax.sampling import SamplingConfig, warp_logits
 from trees import TREE_METHODS, make_speculator
 from trees.reward import tree_reward
-from trees.verify import default_rules, score_tree, walk_tree
+from trees.walk import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def run(cfg: TreeAblationConfig, out: Path) -> Results:
         # code memory (LLVM "Unable to allocate section memory" after ~50 SmolLM2 loops in one process)
         jax.clear_caches()
         sampling = SamplingConfig(temperature)
-        spec = "ar" if method == "ar" else make_speculator(method, budget=budget)
+        spec = ChainSpeculator(0) if method == "ar" else make_speculator(method, budget=budget)
         runs = decode_prompts(target.handle, prompts[prompt_set], seed=cfg.seed, method=spec,
                               drafter=None if method == "ar" else drafter, max_new_tokens=cfg.max_new_tokens,
                               sampling=sampling, eos_id=target.eos_id)
@@ -127,7 +128,7 @@ def run(cfg: TreeAblationConfig, out: Path) -> Results:
         if method != "ar":
             # AR re-timed on the same prompts right after the cell (after its own untimed warm-up: the caches were
             # cleared), so the speedup compares two measurements taken under the same machine load
-            ar = summarize(decode_prompts(target.handle, prompts[prompt_set], seed=cfg.seed, method="ar",
+            ar = summarize(decode_prompts(target.handle, prompts[prompt_set], seed=cfg.seed, method=ChainSpeculator(0),
                                           max_new_tokens=cfg.max_new_tokens, sampling=sampling,
                                           eos_id=target.eos_id))
             rng = np.random.default_rng([cfg.seed, budget, len(key)])

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from specjax.apps.bench import Results
-from specjax.apps.experiment import parse_config, progress, write_csv
+from specjax.bench.decoding import Results
+from specjax.bench.experiment import parse_config, progress, write_csv
 from transport.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result, plot
 
 CONFIG = GapConfig

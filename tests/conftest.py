@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from specjax.testing import FAST_COMPILE_XLA_FLAGS, tiny_pair as make_tiny_pair
+from specjax.testing.pairs import FAST_COMPILE_XLA_FLAGS, tiny_pair as make_tiny_pair
 
 # read when jax first makes its CPU backend, which no import above does
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()

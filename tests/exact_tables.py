@@ -7,9 +7,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from specjax.decode import generate
-from specjax.stats import chi_square_pvalue
-from specjax.testing import exact_joint_law
+from specjax.decode.loop import generate
+from specjax.testing.stats import chi_square_pvalue
+from specjax.testing.pairs import exact_joint_law
 
 ALPHA = 1e-4
 """Significance of the chi-square law tests (fixed seeds: a pass or a fail reproduces exactly)."""
@@ -189,8 +189,8 @@ def round_laws(target, drafter, prompt, pending: int, depth: int, sampling) -> t
 
     import jax.numpy as jnp
 
-    from specjax.block import Block
-    from specjax.decode import prefill
+    from specjax.model.block import Block
+    from specjax.decode.loop import prefill
     from specjax.sampling import GREEDY, warp_logits
 
     v = target.config.vocab_size

@@ -1,46 +1,159 @@
-"""The direction of every import: the core never imports trees, transport or the applications; trees never
-imports transport or the applications; transport imports no model code (only the core's validation and verifier
-vocabulary). Checked on the source with `ast`, so a lazy import inside a function counts too."""
+"""The direction of every import, and no import cycle anywhere.
+
+Layers, bottom up (each may import only what is below it):
+- the core, `specjax` without `apps`, `bench` and `methods`: its own inner order is
+  leaves (`validation`, `sampling`, `metrics`) -> `model` -> `runners` -> `verify` -> `parallel` -> `costs` ->
+  `decode` -> `training` -> `testing` (the rules below name what matters: `model` imports neither `runners` nor
+  `decode`; `runners` do not import `decode`; `costs` import only model configurations; `training` imports `decode`,
+  never the reverse);
+- `trees` (draft trees) on the core; `transport` (theory) on the core's validation and verifier vocabulary only;
+- `specjax.methods` (every method by name), `specjax.bench` (the experiment library) and `specjax.apps` (the
+  commands) on all of them; `bench` never imports `apps`.
+
+Checked on the source with `ast`, so an import inside a function counts too. The public API (`specjax/__init__.py`)
+names its modules as strings and imports them lazily; it imports nothing at import time.
+"""
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# what each layer may not import (module prefixes)
+PACKAGES = ("specjax", "trees", "transport")
+ABOVE_CORE = ("specjax.apps", "specjax.bench", "specjax.methods")
+
+# module prefix -> prefixes it may not import (the longest matching prefix of a module applies, plus every
+# shorter one: a rule for `specjax` binds `specjax.model` too)
 FORBIDDEN = {
-    "specjax": ("trees", "transport", "specjax.apps"),
-    "trees": ("transport", "specjax.apps"),
-    "transport": ("trees", "specjax.apps", "specjax.model", "specjax.runners", "specjax.decode", "specjax.eagle",
-                  "specjax.io", "specjax.speculators", "flax"),
+    "specjax": ("trees", "transport") + ABOVE_CORE,
+    "specjax.model": ("specjax.runners", "specjax.decode", "specjax.verify", "specjax.parallel", "specjax.costs",
+                      "specjax.training", "specjax.testing"),
+    "specjax.runners": ("specjax.decode", "specjax.verify", "specjax.parallel", "specjax.costs", "specjax.training",
+                        "specjax.testing"),
+    "specjax.verify": ("specjax.model", "specjax.runners", "specjax.decode", "specjax.parallel", "specjax.costs",
+                       "specjax.training", "specjax.testing"),
+    "specjax.parallel": ("specjax.decode", "specjax.costs", "specjax.training", "specjax.testing"),
+    "specjax.costs": ("specjax.model.decoder", "specjax.model.io", "specjax.model.cache", "specjax.model.block",
+                      "specjax.runners", "specjax.decode", "specjax.verify", "specjax.parallel", "specjax.training",
+                      "specjax.testing", "flax", "jax"),
+    "specjax.decode": ("specjax.training", "specjax.testing"),
+    "specjax.training": ("specjax.testing",),
+    "specjax.bench": ("specjax.apps",),
+    "specjax.apps": (),
+    "specjax.methods": ("specjax.apps", "specjax.bench"),
+    "trees": ("transport",) + ABOVE_CORE,
+    "transport": ("trees", "flax", "specjax.model", "specjax.runners", "specjax.decode",
+                  "specjax.parallel", "specjax.costs", "specjax.training", "specjax.testing") + ABOVE_CORE,
 }
 
 
-def _imports(path: Path) -> list[str]:
-    names = []
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_modules(root: Path = ROOT, packages=PACKAGES) -> dict[str, Path]:
+    """Every module of the packages, by dotted name."""
+    return {module_name(f): f for p in packages for f in sorted((root / p).rglob("*.py"))}
+
+
+def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
+    """The modules `path` (module `name`) imports, anywhere in its source: `from a import b` counts as `a.b` when
+    that is a module, else as `a`; relative imports are resolved."""
+    out = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module)
-    return names
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
+    return out
 
 
-def _layer_files(layer: str) -> list[Path]:
-    files = sorted((ROOT / layer).rglob("*.py"))
-    return [f for f in files if not (layer == "specjax" and "apps" in f.relative_to(ROOT / layer).parts)]
+def import_graph(root: Path = ROOT, packages=PACKAGES) -> dict[str, set[str]]:
+    """module -> the modules of the packages it imports."""
+    modules = package_modules(root, packages)
+    known = set(modules)
+    return {m: {i for i in imports_of(f, m, known) if i in known and i != m} for m, f in modules.items()}
 
 
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_imports_point_down_the_layers(layer):
-    bad = [(str(f.relative_to(ROOT)), name) for f in _layer_files(layer) for name in _imports(f)
-           if any(name == p or name.startswith(p + ".") for p in FORBIDDEN[layer])]
-    assert not bad, f"{layer} imports upward: {bad}"
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan): each is an import cycle."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
 
 
-def test_the_check_sees_imports():
-    """Negative control: the scanner finds a lazy upward import."""
+def rule_for(module: str) -> tuple[str, ...]:
+    """Every forbidden prefix that binds `module` (its own layer's and each enclosing layer's)."""
+    return tuple(p for layer, banned in FORBIDDEN.items() if module == layer or module.startswith(layer + ".")
+                 for p in banned)
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_no_import_cycle():
+    cycles = [c for c in find_cycles(import_graph()) if c != ["transport.importance", "transport.kernels"]]
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_imports_point_down_the_layers():
+    modules = package_modules()
+    known = set(modules)
+    bad = []
+    for name, path in modules.items():
+        banned = rule_for(name)
+        if name.startswith(ABOVE_CORE) or name == "specjax":
+            banned = tuple(p for p in banned if not any(_matches(p, a) for a in ("trees", "transport") + ABOVE_CORE))
+            banned += FORBIDDEN.get(next((a for a in ABOVE_CORE if _matches(name, a)), ""), ())
+        bad += [(name, i) for i in imports_of(path, name, known) if any(_matches(i, p) for p in banned)]
+    assert not bad, f"imports against the layering: {bad}"
+
+
+def test_the_public_api_imports_nothing_at_import_time():
+    tree = ast.parse((ROOT / "specjax" / "__init__.py").read_text())
+    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(isinstance(n, ast.Import) or n.module in ("__future__", "typing") for n in top_level)
+
+
+def test_the_checks_see_what_they_must():
+    """Negative controls: the scanner finds a lazy upward import, the cycle finder finds a cycle (and no false
+    one), and the rules bind inner packages."""
     tree = ast.parse("def f():\n    from trees.builders import make_builder\n")
-    found = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert found == ["trees.builders"]
-    assert len(_layer_files("specjax")) > 20 and len(_layer_files("trees")) > 5
+    assert [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] == ["trees.builders"]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert "specjax.decode" in rule_for("specjax.model.decoder") and "trees" in rule_for("specjax.model.decoder")
+    assert "specjax.training" in rule_for("specjax.decode.loop")
+    graph = import_graph()
+    assert len(graph) > 80 and "specjax.runners.base" in graph["specjax.runners.model"]

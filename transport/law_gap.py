@@ -1,7 +1,7 @@
 """The verifier-vs-optimum gap on stored real next-token laws (`transport.law_file`; transport/THEORY.md §2–§3):
 per drafter, temperature, prompt set and k, α* for i.i.d., without-replacement and greedy drafts and the exact
 acceptance of every verifier, context by context; then the mean gap, how often a verifier is within `within` of its
-optimum, and the worst contexts. The loop that runs the cells resumably is `specjax.apps.law_study`.
+optimum, and the worst contexts. The loop that runs the cells resumably is `specjax.bench.law_study`.
 
 A cell's record holds per-context values (float64 as JSON floats): {"alpha_star": {law: [n] or None},
 "acceptance": {verifier: [n]}} — None where a law's optimum was not computed (see `LawStudyConfig.wor_ks`).

@@ -1,13 +1,13 @@
-"""Draft trees: fixed-capacity tree pytrees, builders (one drafter call per level), tree-attention verification, the
-tree speculator, GTO's draft tree reward and its training step (`trees.gto`). Importing the package registers every
-tree method with the core's method registry (`specjax.speculators.make_method("rsd-c", budget=16)`)."""
-from functools import partial
+"""Draft trees: fixed-capacity tree pytrees (`tree`), the candidate pool and the drafter call of one level (`pool`),
+the level loop every builder shares (`level_loop`) and the builders (`builders`: static, EAGLE-2, RSD-C, RSD-S,
+SpecInfer), the acceptance walk with per-node rules (`walk`), traversal and multi-path verification, the public
+`verify_tree` (`verify`), the tree speculator (`speculator`), GTO's draft tree reward and its training step
+(`reward`, `gto`), Sequoia shapes and the hardware-aware configuration search (`sequoia`, `configure`).
 
-from specjax.speculators import register_method
+Tree methods are named in `specjax.methods` (`make_method("rsd-c", budget=16)`); importing this package registers
+nothing."""
 from trees.builders import TREE_METHODS, make_builder
 from trees.speculator import TreeSpeculator, make_speculator
+from trees.verify import verify_tree
 
-for _name in TREE_METHODS:
-    register_method(_name, partial(make_speculator, _name))
-
-__all__ = ["TREE_METHODS", "TreeSpeculator", "make_builder", "make_speculator"]
+__all__ = ["TREE_METHODS", "TreeSpeculator", "make_builder", "make_speculator", "verify_tree"]

@@ -1,4 +1,4 @@
-"""The tree builders, each an expansion step for the level loop of `trees.builder`, and the table that makes one
+"""The tree builders, each an expansion step for the level loop of `trees.level_loop`, and the table that makes one
 from a node budget.
 
 - `StaticTree` (Medusa / EAGLE-1): a fixed tree of rank paths, deterministic children.
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.policies import check_threshold
+from specjax.decode.policies import check_threshold
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
-from trees.builder import TreeBuilder, rank_probs, tree_from_pool
+from trees.level_loop import TreeBuilder, rank_probs, tree_from_pool
 from trees.pool import Pool
 from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree
 

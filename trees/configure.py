@@ -1,25 +1,27 @@
 """Hardware-aware configuration: the method, K, tree budget and depth with the largest predicted tokens/s on one
-device, from its cost profile (`specjax.costs`) and an acceptance profile, by the latency model
-(`specjax.latency`). Trees are Sequoia's best static trees (`trees.sequoia`) for each (budget, depth), so the search
+device, from its cost profile (`specjax.costs.profile`) and an acceptance profile, by the latency model
+(`specjax.costs.latency`). Trees are Sequoia's best static trees (`trees.sequoia`) for each (budget, depth), so the search
 trades expected accepted length against what this device charges for a wider verification call and deeper drafting.
 
     search = best_configuration(profile, acceptance)
     search.best.method, search.best.options        # e.g. "static", {"budget": 12, "paths": (...)}
-    speculator = search.best.speculator()          # = make_method(method, **options) (make_speculator for trees)
+    speculator = search.best.speculator()          # = specjax.methods.make_method(method, **options)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from specjax.costs import CostProfile
-from specjax.latency import (AcceptanceProfile, Prediction, RoundPlan, Workload, ar_plan, chain_plan, predict,
-                             tree_plan)
-from specjax.speculators import Speculator, make_method
+from specjax.costs.profile import CostProfile
+from specjax.costs.latency import (AcceptanceProfile, Prediction, RoundPlan, Workload, ar_plan, chain_plan, predict,
+    tree_plan)
+from specjax.decode.speculator import Speculator
+from specjax.decode.chain import ChainSpeculator
 from specjax.validation import check_int
-from trees.builder import TreeBuilder
+from trees.level_loop import TreeBuilder
 from trees.builders import StaticTree
 from trees.sequoia import sequoia_trees
+from trees.speculator import make_speculator
 
 
 def tree_round_plan(builder: TreeBuilder, name: str = "tree") -> RoundPlan:
@@ -48,9 +50,11 @@ class Configuration:
         return self.prediction.tokens_per_s
 
     def speculator(self) -> Speculator:
-        """The speculator to decode with: `make_method(method, **options)` (a `TreeSpeculator` built by
-        `trees.make_speculator` for 'static')."""
-        return make_method(self.method, **self.options)
+        """The speculator to decode with: what `specjax.methods.make_method(method, **options)` builds (a
+        `ChainSpeculator` for 'ar' and 'chain', a `TreeSpeculator` for 'static')."""
+        if self.method in ("ar", "chain"):
+            return ChainSpeculator(self.options.get("num_draft", 0))
+        return make_speculator(self.method, **self.options)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ One step, at B contexts cut from the target's own text:
 2. `group_advantages`: each context's group is its two trees. A tree's advantage is its reward minus the group's
    mean (which takes out how easy the context is), divided by the batch's standard deviation of those differences.
 3. `gto_surrogate`: PPO's clipped surrogate on the drafter's log-probability of each tree's accepted drafts (its
-   longest accepted sequence), computed as a decode round drafts that chain (`specjax.draft.score_chain` after the
+   longest accepted sequence), computed as a decode round drafts that chain (`specjax.decode.draft.score_chain` after the
    drafter's prefill of the context); the ratio is taken to the drafter that drafted the tree (the trained one,
    held constant, for its own tree; the reference for the reference's tree, where the clip binds).
 
@@ -31,15 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from specjax.block import Block
-from specjax.decode import prefill_drafter
-from specjax.draft import score_chain
-from specjax.runners import Forward, Handle
+from specjax.model.block import Block
+from specjax.decode.loop import prefill_drafter
+from specjax.decode.draft import score_chain
+from specjax.runners.base import Forward, Handle
 from specjax.sampling import SamplingConfig, warp_logits
-from specjax.state import DecodeContext
-from trees.builder import TreeBuilder
+from specjax.decode.state import DecodeContext
+from trees.level_loop import TreeBuilder
 from trees.reward import tree_reward
-from trees.verify import RuleSet, default_rules, score_tree, walk_tree
+from trees.walk import RuleSet, default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from specjax.block import Block
-from specjax.runners import Forward, Handle
-from specjax.state import DecodeContext
+from specjax.model.block import Block
+from specjax.runners.base import Forward, Handle
+from specjax.decode.state import DecodeContext
 
 
 @struct.dataclass

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trees.tree import LAW_DET, LAW_IID, LAW_WOR, LAW_NAMES, DraftTree, draft_laws
-from trees.verify import RuleSet, walk_tree
+from trees.walk import RuleSet, walk_tree
 
 Shape = tuple  # nested tuples: a node's shape is the tuple of its child slots' shapes; a leaf is ()
 

@@ -1,7 +1,7 @@
 """Sequoia's dynamic program (Chen et al. 2024, arXiv 2402.12374): the static tree of rank paths with the largest
 expected accepted length for a node budget, under positional acceptance (transport/THEORY.md §4.3).
 
-Positional acceptance (`specjax.latency.AcceptanceProfile`): the rank-j child of an accepted node at depth d is
+Positional acceptance (`specjax.costs.latency.AcceptanceProfile`): the rank-j child of an accepted node at depth d is
 accepted with probability `a[d, j]`, whatever else happened. Then a tree's expected accepted length is additive
 over its nodes (THEORY §4.2, the DTR with positional edge weights):
 
@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from specjax.latency import AcceptanceProfile
+from specjax.costs.latency import AcceptanceProfile
 from specjax.validation import check_int
 
 Path = tuple[int, ...]
@@ -63,7 +63,7 @@ def positional_reward(paths: Sequence[Sequence[int]], acceptance: AcceptanceProf
 def empirical_reward(paths: Sequence[Sequence[int]], ranks) -> float:
     """E[accepted drafts] of a tree of rank paths on observed greedy rounds, with no independence assumption:
     the mean over starts t of the number of paths p with ranks[t, :len(p)] == p (`ranks [starts, D]`,
-    `specjax.apps.acceptance`). A greedy round accepts exactly the deepest such path, and its prefixes."""
+    `specjax.bench.acceptance`). A greedy round accepts exactly the deepest such path, and its prefixes."""
     r = np.asarray(ranks)
     if r.ndim != 2:
         raise ValueError(f"ranks must be [starts, D], got shape {r.shape}")

@@ -1,5 +1,5 @@
 """`TreeSpeculator`: one round of tree speculative decoding (build level by level, score in one target call,
-verify, commit) under the core's round contract (`specjax.speculators.Speculator`), and `make_speculator`."""
+verify, commit) under the core's round contract (`specjax.decode.speculator.Speculator`), and `make_speculator`."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,16 +8,16 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from specjax.policies import Confidence, DraftPolicy, Fixed, parse_policy
+from specjax.decode.policies import Confidence, DraftPolicy, Fixed, parse_policy
 from specjax.sampling import warp_logits
-from specjax.speculators import Speculator, check_pair
-from specjax.state import Caches, RoundOutput
+from specjax.decode.speculator import Speculator, check_pair
+from specjax.decode.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
 from specjax.verify.names import TREE_VERIFIERS, check_name
-from trees.builder import TreeBuilder
+from trees.level_loop import TreeBuilder
 from trees.builders import SpecInferTree, make_builder
-from trees.verifiers import verify_tree_unchecked
-from trees.verify import RuleSet, default_rules, score_tree
+from trees.verify import verify_tree_unchecked
+from trees.walk import RuleSet, default_rules, score_tree
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Traversal verification (Weng et al., NeurIPS'25, arXiv 2505.12398): leaf-to-root, sequence-level acceptance of a
-draft tree (transport/THEORY.md §5.2). Same contract as `trees.verify.walk_tree`; on a chain it is block
+draft tree (transport/THEORY.md §5.2). Same contract as `trees.walk.walk_tree`; on a chain it is block
 verification (same law, same acceptance).
 
 State per node: the current target law P_v (initially target_probs[v]), the draft law Q_v its *current* child was

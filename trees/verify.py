@@ -1,109 +1,64 @@
-"""Tree verification: the target scores every node in one call, the acceptance walks from the root applying at each
-node the multi-draft rule matching how its children were drawn, and the accepted path is committed to both caches.
+"""One public entry to verify any draft tree with any applicable rule (`transport/THEORY.md` §4-§5):
 
-Rules share the core's signature `rule(key, p[V], q[V], drafts[k], valid[k]) -> (accepted_slot | -1, token)`.
-i.i.d. children use `rrs_iid`, children drawn without replacement `rrs_without_replacement` (both from
-`specjax.verify.multi_draft`); deterministic children use its `point_mass_rule`. At temperature 0 every rule
-accepts exactly the target argmax when it is a child, so greedy tree decoding equals greedy AR decoding.
+- "token": the per-node multi-draft rule of each node's law, walking from the root (`trees.walk.walk_tree`);
+- "traversal": leaf-to-root, sequence-level acceptance (`trees.traversal`), for trees whose child slots point to
+  distinct nodes (not a merged SpecInfer trie);
+- "gbv": greedy multi-path block verification of K i.i.d. chains (`trees.multipath`), for the SpecInfer trie.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
 import jax
-import jax.numpy as jnp
+import numpy as np
 
-from specjax.block import Block
-from specjax.runners import Forward, Handle
-from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from specjax.verify.chain import PAD_TOKEN
-from specjax.verify.multi_draft import point_mass_rule
-from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, ancestor_mask, depth_positions, draft_laws
+from specjax.validation import check_int, check_probs, is_concrete
+from specjax.verify.names import TREE_VERIFIERS, check_name
+from trees.multipath import check_gbv_inputs, gbv_walk_unchecked
+from trees.traversal import check_traversal_inputs, traversal_walk_unchecked
+from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, validate_tree
+from trees.walk import RuleSet, default_rules, walk_tree
 
-Rule = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """The per-law rules (hashable, so a speculator holding one stays a static jit argument)."""
-
-    iid: Rule
-    wor: Rule
-    det: Rule = point_mass_rule
+ALL_LAWS = (LAW_DET, LAW_IID, LAW_WOR)
 
 
-def default_rules() -> RuleSet:
-    """The core's shared multi-draft rules (`specjax.verify.multi_draft`): RRS for i.i.d. children, RRS without
-    replacement for children drawn by Gumbel-top-k."""
-    from specjax.verify.multi_draft import rrs_iid, rrs_without_replacement
-    return RuleSet(iid=rrs_iid, wor=rrs_without_replacement)
+def verify_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, *, verifier: str = "token",
+                max_depth: int | None = None, rules: RuleSet | None = None
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Verify a tree per row; lossless w.r.t. `target_probs [B, N+1, V]` (the warped target law at every node).
 
-
-def tree_block(tree: DraftTree, position: jax.Array, max_depth: int) -> Block:
-    """The target's block for a whole tree: node i at slot `position + i`, rotary position `position + depth`,
-    seeing the committed prefix and its ancestors-or-self (`max_depth`: static bound on the depth)."""
-    n1 = tree.token.shape[1]
-    return Block(tokens=tree.token, positions=depth_positions(tree.depth, position),
-                 slots=position[:, None] + jnp.arange(n1, dtype=jnp.int32)[None, :], window=position,
-                 visible=ancestor_mask(tree.parent, max_depth))
-
-
-def score_tree(target: Handle, target_cache: Any, tree: DraftTree, position: jax.Array, max_depth: int) -> Forward:
-    """One target call over all N+1 nodes (root first) at slots `position + i`; logits `[B, N+1, V]`."""
-    return target.forward(target_cache, tree_block(tree, position, max_depth))
-
-
-def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: RuleSet, max_depth: int,
-              laws: tuple[int, ...] = (LAW_DET, LAW_IID, LAW_WOR)) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Acceptance walk from the root, per row (ragged across the batch).
-
-    target_probs: `[B, N+1, V]` the warped target law at each node. laws: the static set of law codes the tree
-    uses (only those rules are compiled). Returns path `[B, max_depth+1]` (node ids, path[:, 0] = 0, -1 past the
-    end), num_accepted `[B]`, tokens `[B, max_depth+1]` (accepted tokens, then the correction or bonus token, PAD
-    after).
+    verifier: one of TREE_VERIFIERS; max_depth: static bound on the depth D (default: the tree's, read from a
+    concrete tree; N under a trace); rules: the per-law rules of "token" (default: the core's). Returns path
+    `[B, D+1]` (node ids, path[:, 0] = 0, -1 past the end), num_accepted `[B]`, tokens `[B, D+1]` (accepted tokens,
+    the correction or bonus token, then PAD_TOKEN). Malformed trees or laws (NaN, unnormalised, a child whose
+    parent is another node, a rule the tree's layout does not allow) raise ValueError before anything is traced.
     """
-    b = tree.token.shape[0]
-    keys = jax.random.split(key, b)
-    by_code = {LAW_DET: rules.det, LAW_IID: rules.iid, LAW_WOR: rules.wor}
-    laws = tuple(sorted(set(laws)))
-    branches = [by_code[c] for c in laws]
-    code_to_branch = jnp.zeros(3, jnp.int32).at[jnp.array(laws)].set(jnp.arange(len(laws), dtype=jnp.int32))
-
-    def one_row(key, token, valid, children, law, probs, p_all):
-        def step(carry, d):
-            node, alive, n, path, out = carry
-            k_rule, k_bonus = jax.random.split(jax.random.fold_in(key, d))
-            kids = children[node]
-            safe = jnp.clip(kids, 0, None)
-            kvalid = (kids >= 0) & valid[safe]
-            drafts = token[safe]
-            p, q = p_all[node], probs[node]
-            if len(branches) == 1:
-                slot, tok = branches[0](k_rule, p, q, drafts, kvalid)
-            else:
-                slot, tok = jax.lax.switch(code_to_branch[law[node]], branches, k_rule, p, q, drafts, kvalid)
-            leaf = ~jnp.any(kvalid)
-            slot = jnp.where(leaf, -1, slot)
-            tok = jnp.where(leaf, sample_token(k_bonus, p), tok)   # no children: the bonus token from p
-            accepted = alive & (slot >= 0)
-            out = out.at[d].set(jnp.where(alive, tok, PAD_TOKEN))
-            nxt = kids[jnp.clip(slot, 0, None)]
-            path = path.at[jnp.minimum(d + 1, max_depth)].set(jnp.where(accepted, nxt, path[jnp.minimum(d + 1,
-                                                                                                    max_depth)]))
-            return (jnp.where(accepted, nxt, node), accepted, n + accepted.astype(jnp.int32), path, out), None
-
-        init = (jnp.int32(0), jnp.bool_(True), jnp.int32(0),
-                jnp.full((max_depth + 1,), -1, jnp.int32).at[0].set(0),
-                jnp.full((max_depth + 1,), PAD_TOKEN, jnp.int32))
-        (_, _, n, path, out), _ = jax.lax.scan(step, init, jnp.arange(max_depth + 1))
-        return path, n, out
-
-    return jax.vmap(one_row)(keys, tree.token, tree.valid, tree.children, tree.law, draft_laws(tree, target_probs),
-                             target_probs)
+    check_name(verifier, TREE_VERIFIERS, "tree verifier")
+    check_probs("target_probs", target_probs, ndim=3)
+    if np.shape(target_probs)[:2] != tuple(np.shape(tree.token)):
+        raise ValueError(f"target_probs must be [B, N+1, V] with B, N+1 = {np.shape(tree.token)}, "
+                         f"got {np.shape(target_probs)}")
+    if max_depth is None:
+        concrete = is_concrete(tree.depth) and is_concrete(tree.valid)
+        max_depth = int(np.max(np.where(tree.valid, tree.depth, 0))) if concrete else tree.num_nodes
+        max_depth = max(max_depth, 1)
+    check_int("max_depth", max_depth, low=1)
+    if all(is_concrete(x) for x in jax.tree.leaves(tree)):
+        validate_tree(tree, np.shape(target_probs)[2])
+        depth = np.asarray(tree.depth)[np.asarray(tree.valid)]
+        if depth.max() > max_depth:
+            raise ValueError(f"the tree is deeper ({depth.max()}) than max_depth = {max_depth}")
+    if verifier == "traversal":
+        check_traversal_inputs(tree, target_probs, max_depth)
+    elif verifier == "gbv":
+        check_gbv_inputs(tree, target_probs, max_depth, "ratio")
+    return verify_tree_unchecked(key, tree, target_probs, verifier, max_depth, rules)
 
 
-def check_tree_batch(tree: DraftTree, batch: int) -> None:
-    """Eager shape check: ValueError when a tree and a batch disagree."""
-    if tree.token.shape[0] != batch:
-        raise ValueError(f"the tree has batch {tree.token.shape[0]} but the decode state has batch {batch}")
+def verify_tree_unchecked(key, tree: DraftTree, target_probs, verifier: str, max_depth: int,
+                          rules: RuleSet | None = None, laws: tuple[int, ...] = ALL_LAWS):
+    """`verify_tree` without input checks, for jitted loops (`laws`: the static law codes the tree uses, so
+    "token" compiles only their rules)."""
+    if verifier == "traversal":
+        return traversal_walk_unchecked(key, tree, target_probs, max_depth)
+    if verifier == "gbv":
+        return gbv_walk_unchecked(key, tree, target_probs, max_depth)
+    return walk_tree(key, tree, target_probs, rules if rules is not None else default_rules(), max_depth, laws)

@@ -24,13 +24,13 @@ def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
 def run_bounds(args: argparse.Namespace) -> int:
     """Run the gap experiment (or the real-law study), print its table, write JSON + PNG to args.out."""
     if getattr(args, "laws", None):
-        from specjax.apps.law_study import report, run_law_study
+        from specjax.bench.law_study import report, run_law_study
         from transport.law_gap import LawStudyConfig
         wor_ks = None if args.wor_ks is None else tuple(args.wor_ks)
         print(report(run_law_study(args.laws, LawStudyConfig(ks=tuple(args.ks), wor_ks=wor_ks), args.out),
                      args.out))
         return 0
-    from specjax.apps.experiment import progress
+    from specjax.bench.experiment import progress
     from transport.gap import GapConfig, format_table, run_verifier_gap
     config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
     result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-import trees
 from specjax.apps import bounds, demo, profile
 from specjax.apps.models import DRAFTER_FORMS
+from specjax.methods import METHODS
 from specjax.verify.names import CHAIN_VERIFIERS, TREE_VERIFIERS
 
-METHODS = ("ar", "chain") + trees.TREE_METHODS
 
 
 def default_target() -> str:
@@ -34,7 +33,7 @@ def add_generate_parser(sub) -> None:
                    help="smollm2 | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if installed)")
     p.add_argument("--drafter", default=None, help=f"{' | '.join(DRAFTER_FORMS)} (default: eagle on smollm2, "
                                                    "model:random:byte-small-draft on random:byte-small)")
-    p.add_argument("--method", default="chain", choices=METHODS)
+    p.add_argument("--method", default="chain", choices=sorted(METHODS))
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
                    help="per-row draft length for chains, -K being K_max: fixed, confidence:H (stop below top "
@@ -55,13 +54,13 @@ def add_generate_parser(sub) -> None:
                                                 "devices (default: one device)")
     p.add_argument("--dtype", default=None, help="weights and KV cache dtype, e.g. bfloat16 (default: float32)")
     p.add_argument("--memory-budget-gb", type=float, default=None,
-                   help="refuse a run that needs more GiB per device (see specjax.memory)")
+                   help="refuse a run that needs more GiB per device (see specjax.parallel.memory)")
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
 
 
 def named_prompts(spec: str) -> list[str]:
     """`mt_bench:3` -> the first 3 MT-bench prompts (`NAME` alone: the first 4); ValueError on a bad spec."""
-    from specjax.io.prompts import load_prompts
+    from specjax.bench.prompts import load_prompts
     name, _, count = spec.partition(":")
     if count and not count.isdigit():
         raise ValueError(f"--prompt-set {spec!r}: the count after ':' must be a positive integer")
@@ -72,9 +71,9 @@ def _fit_head(target, drafter, sampling, num_draft, seed):
     """The drafter with an acceptance head fitted on held-out prompts (for the specdec++ policy)."""
     import jax
 
-    from specjax.acceptance_head import fit_acceptance_head
-    from specjax.apps.bench import timed
-    from specjax.io.prompts import held_out_prompts
+    from specjax.training.acceptance_head import fit_acceptance_head
+    from specjax.bench.decoding import timed
+    from specjax.bench.prompts import held_out_prompts
 
     prompts = [target.encode_prompt(p) for p in held_out_prompts(16)]
     fitted, seconds = timed(fit_acceptance_head, target.handle, drafter, prompts, jax.random.key(seed),
@@ -87,15 +86,15 @@ def _fit_head(target, drafter, sampling, num_draft, seed):
 def run_generate(args) -> int:
     import jax
 
-    from specjax.apps.bench import timed
+    from specjax.bench.decoding import timed
     from specjax.apps.models import check_names, load_drafter, load_target
     from specjax.apps.models import parse_mesh
-    from specjax.batching import pad_prompts
-    from specjax.config import check_dtype
-    from specjax.decode import generate
+    from specjax.decode.batching import pad_prompts
+    from specjax.model.config import check_dtype
+    from specjax.decode.loop import generate
     from specjax.sampling import SamplingConfig
-    from specjax.sharding import make_mesh
-    from specjax.speculators import make_method
+    from specjax.model.layout import make_mesh
+    from specjax.methods import make_method
 
     target_name = args.target or default_target()
     drafter_name = args.drafter or ("eagle" if target_name == "smollm2" else "model:random:byte-small-draft")

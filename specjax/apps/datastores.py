@@ -2,7 +2,7 @@
 
 The code corpus is the Python standard library's own `.py` sources (the running interpreter's, test packages and
 site-packages left out): always present, never an evaluation prompt. It is tokenized with the target's tokenizer
-and turned into a `specjax.retrieval.Datastore`. Building is deterministic (sorted file list, fixed sort orders), so
+and turned into a `specjax.runners.retrieval.Datastore`. Building is deterministic (sorted file list, fixed sort orders), so
 the cache key is a hash of the sources, the tokenizer and the build options; a cached datastore is reloaded from
 `$SPECJAX_CACHE` (default `~/.cache/specjax`)/datastores/<key>.npz.
 """
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from specjax.retrieval import Datastore, NgramTable, build_datastore
+from specjax.runners.retrieval import Datastore, NgramTable, build_datastore
 
 
 def cache_dir() -> Path:
@@ -59,7 +59,7 @@ def load_datastore(path: Path) -> Datastore:
 
 def text_datastore(texts: Sequence[str], tokenizer: Any, *, max_ngram: int = 4, num_proposals: int = 4,
                    min_count: int = 2, verbose: bool = False) -> Datastore:
-    """The datastore of `texts` tokenized by `tokenizer` (a `specjax.io.tokenizer.Tokenizer`), from the disk cache
+    """The datastore of `texts` tokenized by `tokenizer` (a `specjax.model.io.tokenizer.Tokenizer`), from the disk cache
     when it was built before."""
     options = dict(max_ngram=max_ngram, num_proposals=num_proposals, min_count=min_count)
     path = cache_dir() / f"{corpus_key(texts, tokenizer, options)}.npz"

@@ -3,7 +3,7 @@ autoregressive and speculative decoding; prints the answers and a table (τ, tok
 
 Timing excludes compilation (a warm-up call per prompt bucket runs before the clock starts). Under the table: what
 a verification call of K+1 tokens costs on this machine relative to a 1-token call, and the τ each drafter's chain
-would need to beat AR here (`specjax.latency`; `specjax profile` and `experiments/latency_model.py` go further).
+would need to beat AR here (`specjax.costs.latency`; `specjax profile` and `experiments/latency_model.py` go further).
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ def add_demo_parser(subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from specjax.apps.bench import decode_prompts, summarize
+    from specjax.bench.decoding import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target, parse_drafter
-    from specjax.io.smollm2 import ModelNotInstalledError
+    from specjax.model.io.smollm2 import ModelNotInstalledError
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
     from specjax.validation import check_int
 
     names = args.drafter or list(DEFAULT_DRAFTERS)
@@ -67,7 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"loaded {target.label} in {load_s:.1f}s; {len(prompts)} prompts, max_new_tokens={args.max_new_tokens}, "
           f"temperature={args.temperature}, K={args.num_draft}", flush=True)
     common = dict(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_id=target.eos_id, seed=args.seed)
-    runs = {"ar": decode_prompts(target.handle, ids, method="ar", **common)}
+    runs = {"ar": decode_prompts(target.handle, ids, **common)}
     for name, drafter in drafters.items():
         runs[name] = decode_prompts(target.handle, ids, method=chain, drafter=drafter, **common)
     results: dict[str, Any] = {name: summarize(r) for name, r in runs.items()}
@@ -104,8 +104,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def print_break_even(target, drafters: dict, chain, ids, max_new_tokens: int, results: dict) -> dict:
     """Measure c(K+1)/c(1) of the target on this machine, at the cache capacity the demo's chains decode with (its
     longest prompt), and print it with each drafter's break-even τ beside the τ it reached (`results`)."""
-    from specjax.apps.profile import chain_break_even, device_name, generate_capacity
-    from specjax.batching import bucket_size
+    from specjax.bench.profile import chain_break_even, device_name, generate_capacity
+    from specjax.decode.batching import bucket_size
 
     context = generate_capacity(chain, bucket_size(max(map(len, ids))), max_new_tokens)
     cost = chain_break_even(target, drafters, chain.num_draft, context)

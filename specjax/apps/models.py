@@ -13,7 +13,7 @@ Drafters (`--drafter`, given the loaded target):
 - `rest` / `rest:N` (retrieval from a datastore of the Python standard library's sources tokenized by the target's
   tokenizer, contexts of up to N tokens, default 4; built once and cached, `specjax.apps.datastores`), `aded` /
   `aded:N` (online n-gram statistics of the row's committed tokens, contexts up to N, default 3);
-- `A+B+...`: a hybrid (`specjax.hybrid`): drafter A with the best proposal of each later one (`lookup:N`, `rest`,
+- `A+B+...`: a hybrid (`specjax.runners.hybrid`): drafter A with the best proposal of each later one (`lookup:N`, `rest`,
   `aded`, ...) promoted to the top, the last one highest, e.g. `rest+lookup:3`, `eagle+rest`.
 Every name is checked before any model is built (`check_names` reads only configurations: a GGUF's metadata, a
 checkpoint's config.json); a bad one raises ValueError saying why.
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specjax.config import NAMED_CONFIGS, ModelConfig, named_config
-from specjax.runners import Handle, early_exit, model_handle
+from specjax.model.config import NAMED_CONFIGS, ModelConfig, named_config
+from specjax.runners.base import Handle
+from specjax.runners.model import early_exit, model_handle
 
 DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>", "rest[:N]",
                  "aded[:N]", "A+B (hybrid; B a lookup/rest/aded form)")
@@ -47,7 +48,7 @@ class LoadedTarget:
     def encode_prompt(self, text: str) -> list[int]:
         """Token ids of a user prompt, chat-formatted when the tokenizer has a template."""
         if self.tokenizer is None:
-            from specjax import byte_tokenizer
+            from specjax.model.io import byte_tokenizer
             return byte_tokenizer.encode(text)
         if self.tokenizer.chat_template is not None:
             return self.tokenizer.chat_ids(text)
@@ -55,7 +56,7 @@ class LoadedTarget:
 
     def decode(self, ids) -> str:
         if self.tokenizer is None:
-            from specjax import byte_tokenizer
+            from specjax.model.io import byte_tokenizer
             return byte_tokenizer.decode(ids)
         return self.tokenizer.decode(ids)
 
@@ -89,11 +90,11 @@ def target_config(name: str) -> ModelConfig:
     if kind == "random":
         return named_config(arg)
     if kind == "hf":
-        from specjax.io.safetensors_hf import load_hf_config
+        from specjax.model.io.safetensors_hf import load_hf_config
         return load_hf_config(arg)
-    from specjax.io.gguf import config_from_gguf, gguf_reader
+    from specjax.model.io.gguf import config_from_gguf, gguf_reader
     if kind == "smollm2":
-        from specjax.io.smollm2 import smollm2_gguf_path
+        from specjax.model.io.smollm2 import smollm2_gguf_path
         arg = smollm2_gguf_path()
     return config_from_gguf(gguf_reader(arg))
 
@@ -132,28 +133,28 @@ def parse_mesh(text: str) -> dict[str, int]:
 
 def load_target(name: str, seed: int = 0, *, dtype: str | None = None, mesh: Any = None) -> LoadedTarget:
     """Load the target named `name` (see the module docstring), its weights and cache in `dtype` (default: as
-    stored, float32), checkpoints read straight into their shardings on `mesh` (a `specjax.sharding` mesh)."""
+    stored, float32), checkpoints read straight into their shardings on `mesh` (a `specjax.parallel.sharding` mesh)."""
     kind, arg = parse_target(name)
     if kind == "smollm2":
-        from specjax.io.smollm2 import load_smollm2
-        from specjax.io.weights import cast_model
+        from specjax.model.io.smollm2 import load_smollm2
+        from specjax.model.io.weights import cast_model
         model, tok = load_smollm2()
         model = model if dtype is None else cast_model(model, dtype)
         return LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
     if kind == "random":
-        from specjax import byte_tokenizer
-        from specjax.model import init_model
+        from specjax.model.io import byte_tokenizer
+        from specjax.model.decoder import init_model
         config = named_config(arg) if dtype is None else named_config(arg).replace(dtype=dtype)
         eos = byte_tokenizer.EOS if config.vocab_size == byte_tokenizer.VOCAB_SIZE else None
         return LoadedTarget(model_handle(init_model(config, seed)), None, eos, f"random:{arg}", random_weights=True)
     if kind == "gguf":
-        from specjax.io.gguf import load_gguf
-        from specjax.io.tokenizer import tokenizer_from_gguf_metadata
+        from specjax.model.io.gguf import load_gguf
+        from specjax.model.io.tokenizer import tokenizer_from_gguf_metadata
         contents = load_gguf(arg, dtype=dtype, mesh=mesh)
         tok = tokenizer_from_gguf_metadata(contents.metadata)
         return LoadedTarget(model_handle(contents.model), tok, tok.eos_id, Path(arg).name)
-    from specjax.io.safetensors_hf import load_hf_model
-    from specjax.io.tokenizer import tokenizer_from_hf_dir
+    from specjax.model.io.safetensors_hf import load_hf_model
+    from specjax.model.io.tokenizer import tokenizer_from_hf_dir
     tok = tokenizer_from_hf_dir(arg)
     return LoadedTarget(model_handle(load_hf_model(arg, dtype=dtype, mesh=mesh)), tok, tok.eos_id, Path(arg).name)
 
@@ -194,23 +195,23 @@ def _build_drafter(parsed: tuple[str, Any], target: LoadedTarget, seed: int, dty
                    in_hybrid: bool = False) -> Handle:
     kind, arg = parsed
     if kind == "hybrid":
-        from specjax.hybrid import hybrid_handle
+        from specjax.runners.hybrid import hybrid_handle
         drafter = _build_drafter(arg[0], target, seed, dtype)
         for part in arg[1:]:
             drafter = hybrid_handle(drafter, _build_drafter(part, target, seed, dtype, in_hybrid=True))
         return drafter
     config = target.handle.config
     if kind == "lookup":
-        from specjax.lookup import lookup_handle
+        from specjax.runners.lookup import lookup_handle
         return lookup_handle(config, max_ngram=arg, repeat_unmatched=not in_hybrid)
     if kind == "aded":
-        from specjax.aded import aded_handle
+        from specjax.runners.aded import aded_handle
         return aded_handle(config, max_ngram=arg, repeat_unmatched=not in_hybrid)
     if kind == "rest":
         if target.tokenizer is None:
             raise ValueError(f"rest needs a target with a tokenizer to build its datastore; {target.label} has none")
         from specjax.apps.datastores import stdlib_datastore
-        from specjax.retrieval import datastore_handle
+        from specjax.runners.retrieval import datastore_handle
         return datastore_handle(config, stdlib_datastore(target.tokenizer, max_ngram=arg),
                                 repeat_unmatched=not in_hybrid)
     if kind == "early-exit":
@@ -223,7 +224,7 @@ def _build_drafter(parsed: tuple[str, Any], target: LoadedTarget, seed: int, dty
             raise ValueError(f"drafter {arg} has vocabulary {drafter.config.vocab_size}, the target "
                              f"{target.label} {target.handle.config.vocab_size}")
         return drafter
-    from specjax.eagle import default_eagle_path, load_eagle, with_low_rank_head
+    from specjax.runners.eagle import default_eagle_path, load_eagle, with_low_rank_head
     if target.label != "SmolLM2-135M-Instruct":
         raise ValueError(f"the shipped EAGLE head was trained for SmolLM2, not {target.label}")
     eagle = load_eagle(default_eagle_path(), target.handle, trim=kind != "eagle-full")

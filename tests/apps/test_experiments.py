@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from specjax.apps.experiment import config_from_dict, load_config
+from specjax.bench.experiment import config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.stem.startswith("_"))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from specjax import model as model_mod
+from specjax.model import decoder as model_mod
 from specjax.apps import cli
 from specjax.apps.models import check_names, parse_drafter, parse_target, target_config
 

@@ -1,6 +1,6 @@
 """Experiment results files: an interrupted run resumes with its records; another configuration starts afresh.
 Interleaved timing of several decoding configurations gives each what it gets alone."""
-from specjax.apps.bench import Results
+from specjax.bench.decoding import Results
 
 
 def test_results_resume_and_restart_on_new_config(tmp_path):
@@ -18,13 +18,13 @@ def test_interleaved_decoding_runs_every_configuration_on_every_prompt(tiny_pair
     """`decode_interleaved` gives each configuration what `decode_prompts` gives it alone (tokens, τ) and one timed
     sample per repeat and prompt, and calls `between` once after each round; greedy speculation reproduces AR's
     tokens."""
-    from specjax.apps.bench import decode_interleaved, decode_prompts
+    from specjax.bench.decoding import decode_interleaved, decode_prompts
     from specjax.sampling import GREEDY
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     target, draft = tiny_pair
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
-    configs = {"ar": dict(method="ar", max_new_tokens=6, sampling=GREEDY),
+    configs = {"ar": dict(max_new_tokens=6, sampling=GREEDY),
                "chain": dict(method=make_method("chain", num_draft=2), drafter=draft, max_new_tokens=6,
                              sampling=GREEDY)}
     rounds = []

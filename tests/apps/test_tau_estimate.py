@@ -1,4 +1,4 @@
-"""The training-time τ estimate (`specjax.apps.acceptance.estimated_chain_tau`) on the tiny target with an EAGLE
+"""The training-time τ estimate (`specjax.bench.acceptance.estimated_chain_tau`) on the tiny target with an EAGLE
 head: its expectation over the target's own continuations equals the exact expected accepted length of a round,
 enumerated with the decode loop's own drafter and target calls; the teacher-forced (EAGLE-1) laws in its place
 miss it (negative control); at temperature 0 it is the exact chain τ of the teacher-forced ranks; from stored
@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.apps.acceptance import (ChainTerms, _target_out, chain_terms, estimated_chain_tau, hidden_chain_tau,
-                                     teacher_forced_ranks, text_chain_tau)
-from specjax.decode import generate
-from specjax.eagle import init_eagle
+from specjax.bench.acceptance import (ChainTerms, _target_out, chain_terms, estimated_chain_tau, hidden_chain_tau,
+    teacher_forced_ranks, text_chain_tau)
+from specjax.decode.loop import generate
+from specjax.runners.eagle import init_eagle
 from specjax.sampling import GREEDY, SamplingConfig, warp_logits
 from tests.exact_tables import exact_chain_tau, round_laws
 from trees.sequoia import empirical_reward
@@ -79,7 +79,7 @@ def test_sampled_texts_estimate_within_their_error(eagle, exact):
 def test_greedy_estimate_is_the_chain_tau_of_the_ranks(tiny_pair, eagle):
     target, _ = tiny_pair
     out = generate(target, np.asarray([PROMPT], np.int32), np.asarray([len(PROMPT)], np.int32), jax.random.key(0),
-                   method="ar", max_new_tokens=24, sampling=GREEDY)
+                   max_new_tokens=24, sampling=GREEDY)
     z = PROMPT + np.asarray(out.tokens[0]).tolist()                # the target's greedy text
     logits, hidden = _target_out(target, jnp.asarray([z]))
     terms = chain_terms(eagle, jnp.asarray([z]), logits, hidden, DEPTH, GREEDY, first=len(PROMPT))

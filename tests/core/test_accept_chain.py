@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import binomial_z, chi_square_pvalue
+from specjax.testing.stats import binomial_z, chi_square_pvalue
 from specjax.verify import PAD_TOKEN, accept_chain
 
 ALPHA = 1e-4

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify.block import accept_block, accept_block_unchecked, block_weights
 from specjax.verify.chain import accept_chain
 from tests.exact_tables import complete, laws_along, pattern_index, random_tables, sample_chains

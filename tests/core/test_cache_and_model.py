@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from specjax.block import Block
-from specjax.draft import draft_chain, draft_step
+from specjax.model.block import Block
+from specjax.decode.draft import draft_chain, draft_step
 from specjax.sampling import SamplingConfig
-from specjax.speculators import verify_chain, verify_step
-from specjax.state import DecodeContext
+from specjax.decode.chain import verify_chain, verify_step
+from specjax.decode.state import DecodeContext
 
 
 def _decode_one_by_one(handle, tokens, capacity):

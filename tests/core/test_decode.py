@@ -4,15 +4,15 @@ import jax
 import numpy as np
 import pytest
 
-from specjax.config import named_config
-from specjax.decode import _generate, generate
-from specjax.lookup import lookup_handle
-from specjax.model import init_model
-from specjax.runners import early_exit, model_handle
+from specjax.model.config import named_config
+from specjax.decode.loop import _generate, generate
+from specjax.runners.lookup import lookup_handle
+from specjax.model.decoder import init_model
+from specjax.runners.model import early_exit, model_handle
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import make_method
-from specjax.stats import chi_square_pvalue
-from specjax.testing import tiny_pair
+from specjax.methods import make_method
+from specjax.testing.stats import chi_square_pvalue
+from specjax.testing.pairs import tiny_pair
 from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, first_tokens_law
 
 
@@ -22,7 +22,7 @@ def test_greedy_speculative_equals_greedy_autoregressive(seed, ragged_prompts):
     target, draft = tiny_pair(10 + seed, 20 + seed)
     tokens, lengths = ragged_prompts
     key = jax.random.key(seed)
-    ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=24, sampling=GREEDY)
     assert ar.acceptance_length == 1.0
     for k in range(1, 6) if seed == 0 else (2, 5):          # every K once, two more pairs at two K
         sd = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=k), drafter=draft,
@@ -35,7 +35,7 @@ def test_greedy_early_exit_self_draft_equals_autoregressive(tiny_pair, ragged_pr
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(5)
-    ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=16, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=16, sampling=GREEDY)
     sd = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=3),
                   drafter=early_exit(target, 1), max_new_tokens=16, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
@@ -60,7 +60,7 @@ def test_law_test_rejects_the_draft_law(tiny_pair):
     target, draft = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
     joint12, _ = first_tokens_law(target, LAW_PROMPT, sampling)
-    gen = np.asarray(decode_law_rows(draft, "ar", sampling).tokens)
+    gen = np.asarray(decode_law_rows(draft, make_method("ar"), sampling).tokens)
     assert chi_square_pvalue(gen[:, 0] * 16 + gen[:, 1], joint12.ravel()) < ALPHA
 
 
@@ -68,9 +68,9 @@ def test_eos_stops_each_row_and_pads(tiny_pair, ragged_prompts):
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(3)
-    ar = np.asarray(generate(target, tokens, lengths, key, method="ar", max_new_tokens=20, sampling=GREEDY).tokens)
+    ar = np.asarray(generate(target, tokens, lengths, key, max_new_tokens=20, sampling=GREEDY).tokens)
     eos = int(ar[0, 4])                          # a token that row 0 emits at step 5
-    for method, drafter in [("ar", None), (make_method("chain", num_draft=3), draft)]:
+    for method, drafter in [(make_method("ar"), None), (make_method("chain", num_draft=3), draft)]:
         out = generate(target, tokens, lengths, key, method=method, drafter=drafter,
                        max_new_tokens=20, sampling=GREEDY, eos_id=eos)
         toks, lens = np.asarray(out.tokens), np.asarray(out.lengths)
@@ -123,25 +123,26 @@ def _bad_call(case, target, draft, tokens, lengths):
     cases = {
         "num_draft": lambda: (make_method("chain", num_draft=0), draft, target, tokens, lengths, {}),
         "cache slots": lambda: (chain(), draft, target, tokens, lengths, dict(cache_capacity=20)),
-        "temperature": lambda: ("ar", None, target, tokens, lengths, dict(sampling=SamplingConfig(-1.0))),
-        "unknown method": lambda: ("beam", None, target, tokens, lengths, {}),
+        "temperature": lambda: (make_method("ar"), None, target, tokens, lengths, dict(sampling=SamplingConfig(-1.0))),
+        "unknown method": lambda: (make_method("beam"), None, target, tokens, lengths, {}),
         "needs a drafter": lambda: (chain(), None, target, tokens, lengths, {}),
-        "drafts nothing": lambda: ("ar", draft, target, tokens, lengths, {}),
+        "drafts nothing": lambda: (make_method("ar"), draft, target, tokens, lengths, {}),
         "vocabulary": lambda: (chain(), model_handle(init_model(named_config("tiny-draft").replace(vocab_size=17),
                                                                  0)), target, tokens, lengths, {}),
         "cannot be a target": lambda: (chain(), draft, lookup_handle(target.config), tokens, lengths, {}),
         "Handle": lambda: (chain(), init_model(named_config("tiny-draft"), 0), target, tokens, lengths, {}),
-        "max_new_tokens": lambda: ("ar", None, target, tokens, lengths, dict(max_new_tokens=0)),
-        "token ids": lambda: ("ar", None, target, bad_tokens, lengths, {}),
-        "prompt_lengths": lambda: ("ar", None, target, tokens, np.array([5, 2, 0, 4]), {}),
+        "max_new_tokens": lambda: (make_method("ar"), None, target, tokens, lengths, dict(max_new_tokens=0)),
+        "token ids": lambda: (make_method("ar"), None, target, bad_tokens, lengths, {}),
+        "prompt_lengths": lambda: (make_method("ar"), None, target, tokens, np.array([5, 2, 0, 4]), {}),
         "bogus": lambda: (make_method("chain", bogus=1), draft, target, tokens, lengths, {}),
+        "Speculator": lambda: ("chain", draft, target, tokens, lengths, {}),
     }
     return cases[case]()
 
 
 @pytest.mark.parametrize("message", ["num_draft", "cache slots", "temperature", "unknown method", "needs a drafter",
                                      "drafts nothing", "vocabulary", "cannot be a target", "Handle",
-                                     "max_new_tokens", "token ids", "prompt_lengths", "bogus"])
+                                     "max_new_tokens", "token ids", "prompt_lengths", "bogus", "Speculator"])
 def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts, message):
     with pytest.raises(ValueError, match=message):
         method, drafter, target, tokens, lengths, kwargs = _bad_call(message, *tiny_pair, *ragged_prompts)

@@ -6,13 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.block import Block
-from specjax.decode import generate
-from specjax.dynamic_exit import DynamicExitSpeculator, exit_costs
-from specjax.policies import DynamicExit, parse_policy
-from specjax.runners import early_exit, with_exits
+from specjax.model.block import Block
+from specjax.decode.loop import generate
+from specjax.decode.dynamic_exit import DynamicExitSpeculator, exit_costs
+from specjax.decode.policies import DynamicExit, parse_policy
+from specjax.runners.model import early_exit, with_exits
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import ChainSpeculator, make_method
+from specjax.decode.chain import ChainSpeculator
+from specjax.methods import make_method
 from tests.exact_tables import assert_target_law, decode_law_rows
 
 # both exits of the 2-layer tiny target; a high prior and no forgetting of it make the first rounds draft long
@@ -53,7 +54,7 @@ def test_the_choice_follows_the_estimates(tiny_pair):
 def test_del_is_greedy_exact(tiny_pair, ragged_prompts):
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=20, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=20, sampling=GREEDY)
     out = generate(target, tokens, lengths, jax.random.key(0), method=make_method("chain", num_draft=2, policy=POLICY),
                    max_new_tokens=20, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify import draft_laws
 from specjax.verify.importance import importance_argmax, importance_pair
 from transport import kernels, verifier_acceptance

@@ -1,15 +1,14 @@
 """The latency model against a simulated device whose costs are known exactly; cost profiles (interpolation, JSON);
 positional acceptance; the roofline; bad profiles raise ValueError."""
-import math
 
 import numpy as np
 import pytest
 
-from specjax.costs import CostCurve, CostProfile, DeviceProfile, ProfileEntry
-from specjax.latency import (AcceptanceProfile, Workload, ar_plan, break_even_tau, chain_plan, expected_rounds,
-                             predict, speedup, tree_plan)
-from specjax.config import named_config
-from specjax.roofline import ACCELERATORS, eagle_shape, model_shape, roofline_profile
+from specjax.costs.profile import CostCurve, CostProfile, DeviceProfile, ProfileEntry
+from specjax.costs.latency import (AcceptanceProfile, Workload, ar_plan, break_even_tau, chain_plan, expected_rounds,
+    predict, speedup, tree_plan)
+from specjax.model.config import named_config
+from specjax.costs.roofline import ACCELERATORS, eagle_shape, model_shape, roofline_profile
 
 
 class SimulatedDevice:

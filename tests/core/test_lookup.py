@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import trees
-from specjax.block import Block
-from specjax.decode import generate
-from specjax.lookup import PROPOSAL_GAP, lookup_handle
+from specjax.model.block import Block
+from specjax.decode.loop import generate
+from specjax.runners.lookup import PROPOSAL_GAP, lookup_handle
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 from tests.exact_tables import assert_target_law, decode_law_rows
 
 
@@ -70,7 +70,7 @@ def test_proposals_match_reference_on_chains_and_tree_paths(max_ngram, min_ngram
 
 
 def trees_config():
-    from specjax.config import named_config
+    from specjax.model.config import named_config
     return named_config("tiny")
 
 
@@ -93,7 +93,7 @@ def test_greedy_prompt_lookup_equals_autoregressive(method, tiny_pair, ragged_pr
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(7)
-    ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=24, sampling=GREEDY)
     options = dict(num_draft=3) if method == "chain" else dict(budget=6)
     sd = generate(target, tokens, lengths, key, method=make_method(method, **options),
                   drafter=lookup_handle(target.config), max_new_tokens=24, sampling=GREEDY)

@@ -6,14 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-import specjax.decode as decode
-from specjax.config import named_config
-from specjax.decode import generate
-from specjax.lookup import lookup_handle
-from specjax.memory import plan_generate, plan_memory
-from specjax.model import init_model
-from specjax.runners import early_exit, model_handle
-from specjax.speculators import make_method
+import specjax.decode.loop as decode
+from specjax.model.config import named_config
+from specjax.decode.loop import generate
+from specjax.runners.lookup import lookup_handle
+from specjax.parallel.memory import plan_generate, plan_memory
+from specjax.model.decoder import init_model
+from specjax.runners.model import early_exit, model_handle
+from specjax.methods import make_method
 
 CONFIG = named_config("tiny-mp")          # V 32, D 64, 2 layers, 8 heads, 4 KV heads of 8, d_ff 128, tied
 

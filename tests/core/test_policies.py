@@ -8,11 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.acceptance_head import fit_acceptance_head, head_loss, init_acceptance_head, reliability
-from specjax.decode import generate
-from specjax.policies import DraftPolicy, parse_policy
+from specjax.training.acceptance_head import fit_acceptance_head, head_loss, reliability
+from specjax.runners.acceptance_head import init_acceptance_head
+from specjax.decode.loop import generate
+from specjax.decode.policies import DraftPolicy, parse_policy
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import ChainSpeculator, make_method
+from specjax.decode.chain import ChainSpeculator
+from specjax.methods import make_method
 from specjax.verify.block import block_decision
 from specjax.verify.chain import chain_decision
 from tests.exact_tables import assert_target_law, decode_law_rows
@@ -66,7 +68,7 @@ def test_ragged_rows_are_verified_like_truncated_chains(rule):
 def test_every_policy_is_greedy_exact(policy, tiny_pair, ragged_prompts, headed):
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=20, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=20, sampling=GREEDY)
     out = generate(target, tokens, lengths, jax.random.key(0), method=make_method("chain", num_draft=3, policy=policy),
                    drafter=_drafter(policy, tiny_pair, headed), max_new_tokens=20, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
@@ -105,7 +107,7 @@ def test_forced_per_row_lengths_are_honoured(forced, tiny_pair, ragged_prompts):
     declines the round scores the pending token alone (the width-0 verification branch)."""
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=16, sampling=GREEDY)
     out = generate(target, tokens, lengths, jax.random.key(0), method=ChainSpeculator(3, policy=Forced(forced)),
                    drafter=draft, max_new_tokens=16, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from specjax.apps import cli
-from specjax.apps.acceptance import _rank_of, teacher_forced_ranks
+from specjax.bench.acceptance import _rank_of, teacher_forced_ranks
 from specjax.apps.demo import print_break_even
-from specjax.apps.profile import ProfileConfig, chain_break_even, isotonic, measure_profile
-from specjax.block import Block
-from specjax.costs import DeviceProfile
-from specjax.decode import prefill
-from specjax.eagle import init_eagle
-from specjax.latency import AcceptanceProfile
-from specjax.lookup import lookup_handle
+from specjax.bench.profile import ProfileConfig, chain_break_even, isotonic, measure_profile
+from specjax.model.block import Block
+from specjax.costs.profile import DeviceProfile
+from specjax.decode.loop import prefill
+from specjax.runners.eagle import init_eagle
+from specjax.costs.latency import AcceptanceProfile
+from specjax.runners.lookup import lookup_handle
 from specjax.sampling import GREEDY
-from specjax.speculators import make_method
+from specjax.methods import make_method
 from trees.sequoia import empirical_reward
 
 PROMPT = [1, 2, 3, 4, 5]
@@ -30,7 +30,7 @@ DEPTH = 3
 def _stepwise_ranks(target, drafter, z, t):
     """The reference, for the chain starting at t (traced, so one compile serves every start): prefill z[:t] (z
     `[M]` right-padded past t; the target's greedy pending token is z[t]), then the chain drafter's calls of
-    `specjax.draft.draft_chain`, fed the true tokens instead of its own. Returns the ranks `[DEPTH]` and pending."""
+    `specjax.decode.draft.draft_chain`, fed the true tokens instead of its own. Returns the ranks `[DEPTH]` and pending."""
     caches, ctx = prefill(target, drafter, z[None], t[None], jax.random.key(0), GREEDY, 2 * z.shape[0])
     feats = lambda f: f if drafter.runner.reads_features else None
     out = drafter.forward(caches.drafter, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,

@@ -6,14 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import trees  # noqa: F401  (registers the tree methods)
-from specjax.aded import aded_handle
-from specjax.decode import generate
-from specjax.hybrid import hybrid_handle
-from specjax.retrieval import build_datastore, datastore_handle, datastore_proposals
+from specjax.runners.aded import aded_handle
+from specjax.decode.loop import generate
+from specjax.runners.hybrid import hybrid_handle
+from specjax.runners.retrieval import build_datastore, datastore_handle, datastore_proposals
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import make_method
-from specjax.stats import chi_square_pvalue
+from specjax.methods import make_method
+from specjax.testing.stats import chi_square_pvalue
 from tests.exact_tables import ALPHA, assert_target_law, decode_law_rows, first_tokens_law
 
 
@@ -111,7 +110,7 @@ def _corpus(target, seed=3, rows=48, length=20):
     """The tiny target's own sampled continuations of random prompts (what the drafter retrieves from)."""
     rng = np.random.default_rng(seed)
     prompts = rng.integers(0, 16, (rows, 3)).astype(np.int32)
-    out = generate(target, prompts, np.full(rows, 3), jax.random.key(seed), method="ar", max_new_tokens=length,
+    out = generate(target, prompts, np.full(rows, 3), jax.random.key(seed), max_new_tokens=length,
                    sampling=SamplingConfig(temperature=0.7))
     return [list(p) + list(t) for p, t in zip(prompts.tolist(), np.asarray(out.tokens).tolist())]
 
@@ -135,7 +134,7 @@ def test_greedy_retrieval_drafters_equal_autoregressive(tiny_pair, store, ragged
     target, _ = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(7)
-    ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=24, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=24, sampling=GREEDY)
     drafters = _drafters(target, store)
     runs = [("rest", "chain"), ("aded", "chain"), ("rest+aded", "eagle")]
     for name, method in runs:
@@ -195,7 +194,7 @@ def test_drafter_names():
         check_names("random:tiny", "aded+rest")
     with pytest.raises(ValueError, match="trained for SmolLM2"):
         check_names("random:tiny", "eagle+aded")
-    from specjax.testing import tiny_pair
+    from specjax.testing.pairs import tiny_pair
     target = LoadedTarget(tiny_pair()[0], None, None, "random:tiny", random_weights=True)
     with pytest.raises(ValueError, match="tokenizer"):
         load_drafter("rest", target)

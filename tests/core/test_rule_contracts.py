@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.validation import default_tolerance
 from specjax.verify import draft_laws, multi_draft
 from transport import kernels, laws, lp

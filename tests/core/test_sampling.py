@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
-from specjax.stats import binomial_z, chi_square_pvalue
+from specjax.testing.stats import binomial_z, chi_square_pvalue
 
 
 def test_warps_match_their_definitions():

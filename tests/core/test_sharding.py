@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from specjax.testing import FAST_COMPILE_XLA_FLAGS
+from specjax.testing.pairs import FAST_COMPILE_XLA_FLAGS
 
 SCRIPT = textwrap.dedent("""
     import json, struct, sys
@@ -21,18 +21,17 @@ SCRIPT = textwrap.dedent("""
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
     assert len(jax.devices()) == 8, jax.devices()
-    import trees
-    import specjax.decode as decode
-    from specjax.config import named_config
-    from specjax.decode import generate, prefill
-    from specjax.io.checkpoint import restore_model, save_model
-    from specjax.io.safetensors_hf import INDEX_NAME, SafetensorsCheckpoint, load_hf_model
-    from specjax.io.weights import hf_tensors_from_model, model_from_hf_tensors, model_params
-    from specjax.model import init_model
-    from specjax.runners import as_model, model_handle
+    import specjax.decode.loop as decode
+    from specjax.model.config import named_config
+    from specjax.decode.loop import generate, prefill
+    from specjax.model.io.checkpoint import restore_model, save_model
+    from specjax.model.io.safetensors_hf import INDEX_NAME, SafetensorsCheckpoint, load_hf_model
+    from specjax.model.io.weights import hf_tensors_from_model, model_from_hf_tensors, model_params
+    from specjax.model.decoder import init_model
+    from specjax.runners.model import as_model, model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.sharding import batch_mesh, init_sharded, make_mesh, shard_decode
-    from specjax.speculators import make_method
+    from specjax.parallel.sharding import batch_mesh, init_sharded, make_mesh, shard_decode
+    from specjax.methods import make_method
 
     root = Path(sys.argv[1])
     # one layer: every split (attention, MLP, embedding, head, caches) at half the compile time of two

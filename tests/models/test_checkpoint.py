@@ -6,11 +6,11 @@ import optax
 import pytest
 from flax import nnx
 
-from specjax.config import named_config
-from specjax.io.checkpoint import restore_checkpoint, restore_model, save_checkpoint, save_model
-from specjax.io.weights import model_params
-from specjax.model import init_model
-from specjax.train_drafter import TrainConfig, latest_checkpoint, random_token_batches, train_distill
+from specjax.model.config import named_config
+from specjax.model.io.checkpoint import restore_checkpoint, restore_model, save_model
+from specjax.model.io.weights import model_params
+from specjax.model.decoder import init_model
+from specjax.training.distill import TrainConfig, latest_checkpoint, random_token_batches, train_distill
 
 
 def test_model_roundtrip_with_optimizer_state(tmp_path):

@@ -5,16 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.block import Block
-from specjax.config import named_config
-from specjax.decode import generate
-from specjax.eagle import frequent_token_ids, init_eagle, load_eagle, with_low_rank_head, with_vocab_trim
-from specjax.io.checkpoint import save_checkpoint
-from specjax.model import init_model
-from specjax.runners import model_handle
+from specjax.model.block import Block
+from specjax.model.config import named_config
+from specjax.decode.loop import generate
+from specjax.runners.eagle import frequent_token_ids, init_eagle, load_eagle, with_low_rank_head, with_vocab_trim
+from specjax.model.io.checkpoint import save_checkpoint
+from specjax.model.decoder import init_model
+from specjax.runners.model import model_handle
 from specjax.sampling import SamplingConfig
-from specjax.speculators import make_method
-from specjax.train_drafter import TrainConfig, random_token_batches, train_distill
+from specjax.methods import make_method
+from specjax.training.distill import TrainConfig, random_token_batches, train_distill
 from tests.exact_tables import assert_target_law, decode_law_rows
 
 PROMPTS = np.array([[1, 2, 3, 4, 5], [5, 6, 0, 0, 0], [7, 0, 0, 0, 0]], np.int32)
@@ -34,7 +34,7 @@ def _eagle_forward(drafter, tokens, features):
 
 def test_greedy_eagle_and_vocabtrim_equal_ar(target):
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
+    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)
     drafter = init_eagle(target, seed=1)
     for d in (drafter, with_vocab_trim(drafter, np.array([0, 3, 4, 9]))):
         sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
@@ -97,7 +97,7 @@ def test_low_rank_drafter_is_lossless(target):
     """Greedy SD == AR, and sampled SD matches the enumerated target law (chi-square), with a rank-3 head."""
     drafter = with_low_rank_head(init_eagle(target, seed=4), 3)
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), method="ar", max_new_tokens=10, sampling=greedy)
+    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)
     sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
                   max_new_tokens=10, sampling=greedy, drafter=drafter)
     np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
@@ -114,7 +114,7 @@ def test_frequent_token_ids():
 
 
 def test_training_lowers_loss_and_checkpoint_reloads(target, tmp_path):
-    from specjax.runners import as_model
+    from specjax.runners.model import as_model
     eagle = init_eagle(target, d_ff=24, seed=2)
     params = eagle.params
 

@@ -1,4 +1,4 @@
-"""EAGLE-3's fused features (`specjax.runners.fused_features`, an `EagleHead` with `fuse`): the fused target emits
+"""EAGLE-3's fused features (`specjax.runners.model.fused_features`, an `EagleHead` with `fuse`): the fused target emits
 its low/mid states beside the final one with unchanged logits; a head reading them decodes losslessly (greedy chains
 and trees equal AR, sampled chains match the enumerated target law); a tree level fuses the root's feature exactly as
 the head's own forward does; it trains with the training-time test and reloads from its checkpoint only with the
@@ -8,17 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.block import Block
-from specjax.config import named_config
-from specjax.decode import generate, prefill
-from specjax.eagle import eagle_target, init_eagle, load_eagle
-from specjax.io.checkpoint import save_checkpoint
-from specjax.model import init_model
-from specjax.runners import as_model, fused_features, model_handle
+from specjax.model.block import Block
+from specjax.model.config import named_config
+from specjax.decode.loop import generate, prefill
+from specjax.runners.eagle import eagle_target, init_eagle, load_eagle
+from specjax.model.io.checkpoint import save_checkpoint
+from specjax.model.decoder import init_model
+from specjax.runners.model import as_model, fused_features, model_handle
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import make_method
-from specjax.train_drafter import TrainConfig, random_token_batches, train_with_loss, unrolled_distill_loss
-from specjax.unrolled import unrolled_drafts
+from specjax.methods import make_method
+from specjax.training.distill import TrainConfig, random_token_batches, train_with_loss, unrolled_distill_loss
+from specjax.training.unrolled import unrolled_drafts
 from tests.exact_tables import assert_target_law, decode_law_rows
 from trees import make_speculator
 
@@ -74,7 +74,7 @@ def test_tree_level_fuses_the_root_feature_as_the_forward_does(target):
     """The pool's first level (root and prev fused by `fuse_features`, then read as D-wide features) scores the
     root exactly as a chain's first call (which passes the wide features to the head)."""
     from trees.builders import Eagle2Tree
-    from specjax.draft import score_chain
+    from specjax.decode.draft import score_chain
     plain, fused = target
     head = init_eagle(fused, seed=2)
     builder = Eagle2Tree(budget=2, top_k=2, depth=1)

@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from specjax.decode import generate  # noqa: E402
-from specjax.io.safetensors_hf import INDEX_NAME, load_hf_config, load_hf_model  # noqa: E402
-from specjax.io.weights import hf_tensors_from_model  # noqa: E402
-from specjax.runners import model_handle  # noqa: E402
+from specjax.decode.loop import generate  # noqa: E402
+from specjax.model.io.safetensors_hf import INDEX_NAME, load_hf_config, load_hf_model  # noqa: E402
+from specjax.model.io.weights import hf_tensors_from_model  # noqa: E402
+from specjax.runners.model import model_handle  # noqa: E402
 from specjax.sampling import SamplingConfig  # noqa: E402
 
 COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=112, num_hidden_layers=3, num_attention_heads=4,
@@ -76,7 +76,7 @@ def test_family_logits_and_greedy_match_transformers(kind, tmp_path):
     np.testing.assert_array_equal(logits[0, 5:-1].argmax(-1), ids[0, 6:])
     if kind == "gemma3":        # the cached decode past the window: local layers mask by the positions recorded
         res = generate(model_handle(model), prompt.astype(np.int32), np.array([6], np.int32), jax.random.key(0),
-                       method="ar", max_new_tokens=12, sampling=SamplingConfig(temperature=0.0))
+                       max_new_tokens=12, sampling=SamplingConfig(temperature=0.0))
         np.testing.assert_array_equal(np.asarray(res.tokens[0]), ids[0, 6:])
 
     # the exporter inverts the loader (Gemma's norm offset included)
@@ -109,7 +109,7 @@ def test_mismatched_checkpoint_names_the_tensor(tmp_path):
 
 def test_config_mapping_rejects_what_the_decoder_lacks():
     base = json.loads(transformers.Gemma3TextConfig(**COMMON).to_json_string())
-    from specjax.families import config_from_hf
+    from specjax.model.families import config_from_hf
     config = config_from_hf(base)
     assert config.sliding_layers == (0, 1, 2) and config.attention_scale == 256 ** -0.5   # pattern 6, 3 layers
     with pytest.raises(ValueError, match="hidden_act"):

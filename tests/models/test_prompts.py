@@ -1,7 +1,7 @@
 """Vendored offline prompt sets."""
 import pytest
 
-from specjax.io.prompts import load_prompts
+from specjax.bench.prompts import load_prompts
 
 
 def test_prompt_sets():

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from specjax.io import smollm2 as smollm2_mod
-from specjax.io.smollm2 import ModelNotInstalledError, smollm2_gguf_path
+from specjax.model.io import smollm2 as smollm2_mod
+from specjax.model.io.smollm2 import ModelNotInstalledError, smollm2_gguf_path
 
 
 def test_missing_package_gives_install_hint(monkeypatch):
@@ -37,7 +37,7 @@ def test_config_and_tokenizer(smol):
     assert tok.encode("2024") == [tok.token_to_id(d) for d in "2024"]   # SmolLM2 splits digits
     prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}])
     assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
-    from specjax.io.tokenizer import chatml
+    from specjax.model.io.tokenizer import chatml
     assert prompt == chatml([{"role": "user", "content": "Hi"}], tok.chat_template)   # the no-jinja2 path
     ids = tok.chat_ids("Hi")
     assert ids[0] == tok.token_to_id("<|im_start|>") and tok.eos_id == tok.token_to_id("<|im_end|>")
@@ -47,9 +47,9 @@ def test_config_and_tokenizer(smol):
 def test_parity_with_transformers(smol):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from specjax.decode import generate
-    from specjax.io.weights import hf_tensors_from_model
-    from specjax.runners import model_handle
+    from specjax.decode.loop import generate
+    from specjax.model.io.weights import hf_tensors_from_model
+    from specjax.runners.model import model_handle
     from specjax.sampling import SamplingConfig
 
     model, tok = smol
@@ -77,7 +77,7 @@ def test_parity_with_transformers(smol):
     with torch.no_grad():
         out = hf.generate(torch.from_numpy(ids.astype(np.int64)), max_new_tokens=n, min_new_tokens=n,
                           do_sample=False, eos_token_id=None, pad_token_id=2)
-    res = generate(model_handle(model), ids, np.array([ids.shape[1]], np.int32), jax.random.key(0), method="ar",
+    res = generate(model_handle(model), ids, np.array([ids.shape[1]], np.int32), jax.random.key(0), 
                    max_new_tokens=n, sampling=SamplingConfig(temperature=0.0))
     np.testing.assert_array_equal(np.asarray(res.tokens[0]), out[0, ids.shape[1]:].numpy())
     assert "Paris" in tok.decode(np.asarray(res.tokens[0]))
@@ -91,17 +91,16 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     EAGLE head + datastore + online n-gram hybrid with a tree, and an EAGLE-3 head on fused features drafting a tree,
     reproduce AR token for token (the head with every tree method: the command-line test below; proposal drafters
     with every tree method: the tiny-pair tests)."""
-    import trees  # noqa: F401  (registers the tree methods)
-    from specjax.aded import aded_handle
+    from specjax.runners.aded import aded_handle
     from specjax.apps.datastores import stdlib_sources
     from specjax.apps.models import LoadedTarget, load_drafter
-    from specjax.decode import generate
-    from specjax.hybrid import hybrid_handle
-    from specjax.policies import DynamicExit
-    from specjax.retrieval import build_datastore, datastore_handle
-    from specjax.runners import model_handle
+    from specjax.decode.loop import generate
+    from specjax.runners.hybrid import hybrid_handle
+    from specjax.decode.policies import DynamicExit
+    from specjax.runners.retrieval import build_datastore, datastore_handle
+    from specjax.runners.model import model_handle
     from specjax.sampling import SamplingConfig
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
 
     model, tok = smol
     target = LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
@@ -109,7 +108,7 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
     prompt = np.asarray([ids], np.int32)
     lengths = np.array([len(ids)], np.int32)
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target.handle, prompt, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=greedy)
+    ar = generate(target.handle, prompt, lengths, jax.random.key(0), max_new_tokens=16, sampling=greedy)
     runs = [(name, make_method("chain", num_draft=4)) for name in ("lookup:3", "early-exit:8", "eagle-full",
                                                                    "eagle-lowrank:64")]
     config = target.handle.config
@@ -132,8 +131,8 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
         assert sd.acceptance_length >= 1.0
     # an EAGLE-3 head (untrained) on SmolLM2's fused low/mid/high features, drafting a tree
-    from specjax.eagle import init_eagle
-    from specjax.runners import fused_features
+    from specjax.runners.eagle import init_eagle
+    from specjax.runners.model import fused_features
     fused = fused_features(target.handle, (2, 15))
     sd = generate(fused, prompt, lengths, jax.random.key(1), method=make_method("eagle", budget=4), max_new_tokens=16,
                   sampling=greedy, drafter=init_eagle(fused, d_ff=64))

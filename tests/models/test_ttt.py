@@ -1,5 +1,5 @@
 """Training-time test (EAGLE-3): the KL put on every depth of the head unrolled on its own outputs
-(`specjax.unrolled.unrolled_drafts`, `specjax.train_drafter.unrolled_distill_loss`). One depth is the teacher-forced
+(`specjax.training.unrolled.unrolled_drafts`, `specjax.training.distill.unrolled_distill_loss`). One depth is the teacher-forced
 EAGLE-1 loss; deeper terms count only chains that start inside the text; and on the tiny target a head trained
 with it drafts deeper chains the target accepts more often than a head trained teacher-forced on the same batches
 and steps (exact expected accepted length of a round, by enumeration)."""
@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.apps.acceptance import _target_out
-from specjax.eagle import init_eagle
-from specjax.runners import Handle
+from specjax.bench.acceptance import _target_out
+from specjax.runners.eagle import init_eagle
+from specjax.runners.base import Handle
 from specjax.sampling import SamplingConfig
-from specjax.train_drafter import TrainConfig, distill_loss, random_token_batches, train_with_loss, \
-    unrolled_distill_loss
-from specjax.unrolled import shifted_features, unrolled_drafts
+from specjax.training.distill import (TrainConfig, distill_loss, random_token_batches, train_with_loss,
+    unrolled_distill_loss)
+from specjax.runners.base import shifted_features
+from specjax.training.unrolled import unrolled_drafts
 from tests.exact_tables import exact_chain_tau, round_laws
 
 

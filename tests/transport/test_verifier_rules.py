@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from specjax.verify import draft_laws, multi_draft
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from transport import kernels, lp, verifier_acceptance
 
 N = 20_000

@@ -1,19 +1,18 @@
 """GTO (`trees.gto`): the rollout is a decode round (its accepted drafts and emitted tokens are those of the decode
 loop's first round, its reward the accepted length at temperature 0); the surrogate's log-probabilities are the
-drafter's laws as it drafts (`specjax.draft.score_chain` against `draft_chain`); advantages and the clipped
+drafter's laws as it drafts (`specjax.decode.draft.score_chain` against `draft_chain`); advantages and the clipped
 surrogate by hand; no signal when the drafter is its reference; training resumes exactly; bad input raises."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.apps.acceptance import _target_out
-from specjax.decode import generate, prefill
-from specjax.draft import draft_chain, score_chain
-from specjax.eagle import init_eagle
-from specjax.runners import Handle
+from specjax.bench.acceptance import _target_out
+from specjax.decode.loop import generate, prefill
+from specjax.decode.draft import draft_chain, score_chain
+from specjax.runners.eagle import init_eagle
 from specjax.sampling import GREEDY, SamplingConfig, warp_logits
-from specjax.train_drafter import TrainConfig, distill_loss, train_with_loss
+from specjax.training.distill import TrainConfig, distill_loss, train_with_loss
 from trees import make_speculator
 from trees.gto import GTOConfig, check_contexts, group_advantages, gto_surrogate, ppo_surrogate, rollout
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from tests.exact_tables import complete, pattern_index, random_tables, sample_chains, trie_of_chains
 from transport.chain import along, chain_pattern_law, completions, stop_law, total_variation
 from transport.multipath import RANKS, best_chain, gbv_acceptance, gbv_stops, selected_law

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trees.verify import default_rules
+from trees.walk import default_rules
 
 RULES = default_rules()
 from trees.reward import dtr, expected_accept_length, simulate_accept_length, tree_reward

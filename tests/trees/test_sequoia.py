@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import trees
-from specjax.costs import CostCurve, CostProfile
-from specjax.latency import AcceptanceProfile, Workload, ar_plan, chain_plan, predict
+from specjax.costs.profile import CostCurve, CostProfile
+from specjax.costs.latency import AcceptanceProfile, Workload, ar_plan, chain_plan, predict
 from trees.builders import StaticTree, default_static_paths, make_builder
 from trees.configure import best_configuration, tree_round_plan
 from trees.sequoia import positional_reward, sequoia_tree, sequoia_trees

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.stats import chi_square_pvalue_counts
+from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify.block import accept_block
 from tests.exact_tables import complete, pattern_index, random_tables, to_draft_tree
 from transport.chain import chain_pattern_law, completions, total_variation

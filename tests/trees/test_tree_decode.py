@@ -6,19 +6,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from specjax.block import Block
-from specjax.decode import generate
-from specjax.eagle import init_eagle
-from specjax.lookup import lookup_handle
-from specjax.runners import early_exit
+from specjax.model.block import Block
+from specjax.decode.loop import generate
+from specjax.runners.eagle import init_eagle
+from specjax.runners.lookup import lookup_handle
+from specjax.runners.model import early_exit
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.state import Caches, DecodeContext
-from specjax.stats import chi_square_pvalue
-from specjax.testing import counting, exact_joint_law
+from specjax.decode.state import Caches, DecodeContext
+from specjax.testing.stats import chi_square_pvalue
+from specjax.testing.probes import counting
+from specjax.testing.pairs import exact_joint_law
+from specjax.methods import make_method
 from trees import TREE_METHODS, make_speculator
 from trees.builders import StaticTree
 from trees.tree import tree_from_parents
-from trees.verify import RuleSet, check_tree_batch, default_rules
+from trees.walk import RuleSet, check_tree_batch, default_rules
 
 RULES = default_rules()
 
@@ -34,7 +36,7 @@ def test_greedy_tree_decoding_equals_greedy_autoregressive(method, tiny_pair, ra
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
     key = jax.random.key(0)
-    ar = generate(target, tokens, lengths, key, method="ar", max_new_tokens=14, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=14, sampling=GREEDY)
     # drafters: the separate draft model; the early-exit self-drafter for RSD-S; the EAGLE-style head (random,
     # untrained, fed the target's hidden states) for the static tree
     drafter = {"rsd-s": early_exit(target, 1), "static": init_eagle(target, seed=3)}.get(method, draft)
@@ -182,9 +184,9 @@ def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts):
     with pytest.raises(ValueError, match="no shape option"):
         make_speculator("eagle", chains=3)
     with pytest.raises(ValueError, match="needs a drafter"):
-        generate(target, tokens, lengths, key, method="rsd-c", max_new_tokens=4)
+        generate(target, tokens, lengths, key, method=make_method("rsd-c"), max_new_tokens=4)
     with pytest.raises(ValueError, match="cannot be a target"):   # an n-gram drafter scores nothing
-        generate(lookup_handle(target.config), tokens, lengths, key, method="eagle",
+        generate(lookup_handle(target.config), tokens, lengths, key, method=make_method("eagle"),
                  drafter=init_eagle(target), max_new_tokens=4)
     with pytest.raises(ValueError, match="exceeds"):
         make_speculator("eagle", budget=50, top_k=2, depth=3)
@@ -201,13 +203,13 @@ def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts):
 def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompts):
     """A hybrid (model + n-gram) drafter: greedy tree decoding equals AR; the root's children are the n-gram
     proposal first, then the model's best other tokens, with no duplicate; the sampled law is the target's."""
-    from specjax.decode import prefill
-    from specjax.hybrid import hybrid_handle
+    from specjax.decode.loop import prefill
+    from specjax.runners.hybrid import hybrid_handle
 
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
     hybrid = hybrid_handle(draft, lookup_handle(target.config))
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=14, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=14, sampling=GREEDY)
     for method in ("eagle", "static"):
         out = generate(target, tokens, lengths, jax.random.key(0), method=make_speculator(method, **SHAPES[method]),
                        drafter=hybrid, max_new_tokens=14, sampling=GREEDY)
@@ -241,7 +243,7 @@ SEQUENCE_VERIFIERS = [("chain", "block"), ("rsd-c", "traversal"), ("rsd-s", "tra
 
 
 def _method(name, **kw):
-    from specjax.speculators import make_method
+    from specjax.methods import make_method
     return make_method(name, **(dict(num_draft=3) if name == "chain" else SHAPES[name]), **kw)
 
 
@@ -249,7 +251,7 @@ def _method(name, **kw):
 def test_sequence_level_verifiers_in_the_loop_are_greedy_exact(name, verifier, tiny_pair, ragged_prompts):
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=12, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=12, sampling=GREEDY)
     out = generate(target, tokens, lengths, jax.random.key(0), method=_method(name), verifier=verifier,
                    drafter=draft, max_new_tokens=12, sampling=GREEDY)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))
@@ -270,7 +272,7 @@ def test_sequence_level_verifiers_in_the_loop_sample_the_target_law(name, verifi
 def test_verifier_combinations_and_tree_inputs_are_checked_eagerly(tiny_pair, ragged_prompts):
     import traceback
 
-    from trees.verifiers import verify_tree
+    from trees.verify import verify_tree
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
     with pytest.raises(ValueError, match="trie"):

@@ -4,17 +4,16 @@ import jax
 import numpy as np
 import pytest
 
-import trees  # noqa: F401  (registers the tree methods)
-from specjax.decode import generate
+from specjax.decode.loop import generate
 from specjax.sampling import GREEDY, SamplingConfig
-from specjax.speculators import make_method
+from specjax.methods import make_method
 from tests.exact_tables import assert_target_law, decode_law_rows
 
 
 def test_pruned_eagle_tree_is_greedy_exact(tiny_pair, ragged_prompts):
     target, draft = tiny_pair
     tokens, lengths = ragged_prompts
-    ar = generate(target, tokens, lengths, jax.random.key(0), method="ar", max_new_tokens=16, sampling=GREEDY)
+    ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=16, sampling=GREEDY)
     out = generate(target, tokens, lengths, jax.random.key(0), drafter=draft, max_new_tokens=16, sampling=GREEDY,
                    method=make_method("eagle", budget=8, policy="confidence:0.3"))
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens))

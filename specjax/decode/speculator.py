@@ -1,0 +1,89 @@
+"""The round contract: what one decode round does (draft, score, verify, commit) behind one narrow interface, and
+the checks every method shares.
+
+A speculator is a frozen (hashable) object, the static key of the jitted loop. Its contract:
+- `max_emit` (the most tokens a round emits) and `capacity_margin` (cache slots a round may write past the
+  committed prefix), both static;
+- `check(target, drafter, sampling)`: eager, plain-Python validation of the combination; raises ValueError for a
+  combination that cannot work, before anything is traced;
+- `init_memory(batch, target)`: per-row state carried between rounds (a draft-length policy's), or None;
+- `round(target, drafter, caches, ctx, key, sampling, memory) -> RoundOutput` (`specjax.decode.state`).
+
+Chain speculators live in `specjax.decode.chain`, tree speculators in `trees.speculator`; `specjax.methods` names
+them all.
+"""
+from __future__ import annotations
+import dataclasses
+from typing import Any
+import jax
+from specjax.runners.base import Handle, Runner
+from specjax.sampling import SamplingConfig
+from specjax.decode.state import Caches, DecodeContext, RoundOutput
+
+
+class Speculator:
+    """Base class of the round contract (see the module docstring)."""
+
+    @property
+    def max_emit(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def capacity_margin(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def needs_drafter(self) -> bool:
+        return True
+
+    def check(self, target: Runner, drafter: Runner | None, sampling: SamplingConfig) -> None:
+        check_pair(self, target, drafter)
+
+    def with_verifier(self, verifier: str) -> "Speculator":
+        """This method verified by `verifier` (ValueError if the method cannot use it)."""
+        raise ValueError(f"{self!r} takes no verifier")
+
+    def init_memory(self, batch: int, target: Runner) -> Any:
+        """What the method remembers per row between rounds (a pytree of `[B, ...]` arrays), or None."""
+        return None
+
+    def round(self, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
+              sampling: SamplingConfig, memory: Any = None) -> RoundOutput:
+        raise NotImplementedError
+
+
+class ChainShaped(Speculator):
+    """A speculator whose rounds are chains of up to `num_draft` (K) drafts verified by `verifier` (fields of the
+    dataclass that subclasses it): a round emits at most K + 1 tokens and writes K + 1 cache slots."""
+
+    @property
+    def max_emit(self) -> int:
+        return self.num_draft + 1
+
+    @property
+    def capacity_margin(self) -> int:
+        return self.num_draft + 1
+
+    def with_verifier(self, verifier: str) -> "ChainShaped":
+        return dataclasses.replace(self, verifier=verifier)
+
+
+def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> None:
+    """The checks every method shares: the target is a model (it emits the features EAGLE-style drafters read), a
+    drafter iff the method drafts, the same vocabulary, and features of the right width for a drafter that reads
+    them. ValueError names what is wrong."""
+    if not target.emits_features:
+        raise ValueError(f"{target.name} cannot be a target: a target is a model that emits its hidden states")
+    if not method.needs_drafter:
+        if drafter is not None:
+            raise ValueError(f"{method!r} drafts nothing: pass no drafter")
+        return
+    if drafter is None:
+        raise ValueError(f"{method!r} needs a drafter")
+    if drafter.config.vocab_size != target.config.vocab_size:
+        raise ValueError(f"drafter vocabulary ({drafter.config.vocab_size}) does not match the target's "
+                         f"({target.config.vocab_size})")
+    if drafter.reads_features and drafter.feature_width != target.feature_width:
+        raise ValueError(f"drafter {drafter.name} reads features of width {drafter.feature_width}, the target's "
+                         f"are {target.feature_width} (a drafter of fused features decodes with the target handle "
+                         f"it was built from: specjax.runners.model.fused_features)")

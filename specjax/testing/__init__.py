@@ -1,0 +1,1 @@
+"""What tests share and the library ships: tiny model pairs and exact laws, counting probes, chi-square tests."""
