@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from transport import kernels
+from transport import dispatch
 from transport.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
 from transport.multipath import best_chain, gbv_stops
 from transport.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
@@ -64,9 +64,9 @@ def chain_rows(p, q) -> list[AuditRow]:
 def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
     """Single-step multi-draft rules: output law vs p, membership acceptance."""
     rows = []
-    for rule in kernels.RULES + kernels.TWO_STEP_RULES:
+    for rule in dispatch.RULES + dispatch.TWO_STEP_RULES:
         kk = 2 if rule in ("spechub", "khisti_lp") else k
-        law, member, _ = kernels.enumerate_rule(rule, p0, q0, kk)
+        law, member, _ = dispatch.enumerate_rule(rule, p0, q0, kk)
         rows.append(AuditRow(f"multi-draft k={kk}", rule, "specjax", 0.5 * float(np.abs(law - p0).sum()), member))
     return rows
 

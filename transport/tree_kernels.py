@@ -11,7 +11,7 @@ import numpy as np
 
 from transport.chain import add_completed, add_pattern, completions, pattern_offsets
 from transport.kernels import kernel_rrs, residual
-from transport.tree_laws import TREE_LAWS, ConcreteTree, table_law
+from transport.tree_laws import TREE_LAWS, ConcreteTree, enumerate_trees, table_law
 
 Stop = tuple[tuple[int, ...], np.ndarray, float]          # (accepted path tokens, final-token law [V], probability)
 TRAVERSAL_ORDERS = ("postorder", "deepest", "level")
@@ -160,7 +160,6 @@ def tree_acceptance(shape, law, p_tables, q_tables, verifier: str = "token") -> 
     """Exact E[accepted drafts] of a tree shape whose children are drawn by `law` (a name of TREE_LAWS, or one per
     depth), verified token-level ("token": the rule of each node's law) or by traversal ("traversal"), by
     enumerating every drafted tree (small V and trees only). The token-level value is `trees.reward`'s recursion."""
-    from transport.tree_laws import enumerate_trees
     verifiers = {"token": lambda t: token_stops(t, p_tables, q_tables),
                  "traversal": lambda t: traversal_stops(t, p_tables, q_tables)}
     if verifier not in verifiers:
