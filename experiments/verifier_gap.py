@@ -14,7 +14,8 @@ from pathlib import Path
 
 from specjax.apps.bench import Results
 from specjax.apps.experiment import parse_config, progress, write_csv
-from transport.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result, plot
+from specjax.bench.studies_plots import plot_verifier_gap
+from transport.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result
 
 CONFIG = GapConfig
 PRESETS = {"small": GapConfig.small(), "default": GapConfig()}
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     result = gap_result(cfg, run(cfg, out).records)
     print(format_table(result))
     write_csv(out.with_suffix(".csv"), result["rows"])
-    plot(result, out.with_suffix(".png"))
+    plot_verifier_gap(result, out.with_suffix(".png"))
     print(f"wrote {out}.json, {out}.csv and {out}.png")
     return 0
 

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "specjax": ("trees", "transport", "specjax.apps"),
     "trees": ("transport", "specjax.apps"),
-    "transport": ("trees", "specjax.apps", "specjax.model", "specjax.runners", "specjax.decode", "specjax.eagle",
-                  "specjax.io", "specjax.speculators", "flax"),
+    "transport": ("trees", "specjax.apps", "specjax.bench", "specjax.model", "specjax.runners", "specjax.decode",
+                  "specjax.eagle", "specjax.io", "specjax.speculators", "flax", "matplotlib"),
 }
 
 
@@ -156,3 +156,15 @@ def test_the_cycle_check_sees_cycles(tmp_path):
     graph = import_graph(layered)
     assert find_cycle(graph) is None
     assert find_cycle(collapse(graph, 2)) == ["lay.x", "lay.y", "lay.x"]
+
+
+# the only core modules transport may use: eager input checks and the one vocabulary of draft laws and rules
+TRANSPORT_USES_FROM_CORE = {"specjax.validation", "specjax.verify.names"}
+
+
+def test_transport_uses_only_the_core_vocabulary():
+    core = {module_name(f, ROOT) for f in (ROOT / "specjax").rglob("*.py")}
+    used = {target for f in _layer_files("transport") for node in ast.walk(ast.parse(f.read_text(), str(f)))
+            for target in _import_targets(node, module_name(f, ROOT), f.name == "__init__.py", core)
+            if target.split(".")[0] == "specjax"}
+    assert used == TRANSPORT_USES_FROM_CORE, f"transport uses {sorted(used)} from the core"

@@ -9,7 +9,6 @@ A cell's record holds per-context values (float64 as JSON floats): {"alpha_star"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -130,30 +129,3 @@ def _group(rows: list[dict], name: str) -> dict[tuple, dict[int, dict]]:
     for r in rows:
         groups.setdefault((r["drafter"], r["temperature"], r["prompt_set"], r[name]), {})[r["k"]] = r
     return groups
-
-
-def plot(summary: dict, path: Path, title: str) -> None:
-    """Mean gap vs k per verifier (solid: first prompt set, dashed: the others), one panel per drafter and
-    temperature, symlog scale (optimal rules sit at 0)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    panels = sorted({(r["drafter"], r["temperature"]) for r in summary["rows"]})
-    sets = list(dict.fromkeys(r["prompt_set"] for r in summary["rows"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, (drafter, t) in zip(axes[0], panels):
-        for (d, tt, pset, ver), cells_ in _group(summary["rows"], "verifier").items():
-            if (d, tt) != (drafter, t):
-                continue
-            ks = sorted(cells_)
-            ax.plot(ks, [cells_[k]["mean_gap"] for k in ks], "o-" if pset == sets[0] else "s--", ms=3,
-                    label=f"{ver} ({pset})", color=f"C{sorted(OPTIMUM_LAW).index(ver)}")
-        ax.set_yscale("symlog", linthresh=1e-4)
-        ax.set_xlabel("number of drafts k")
-        ax.set_ylabel("mean gap α* − acceptance")
-        ax.set_title(f"{drafter}, T = {t:g}", fontsize=9)
-    axes[0][0].legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

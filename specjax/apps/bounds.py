@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 
 def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
@@ -31,9 +32,11 @@ def run_bounds(args: argparse.Namespace) -> int:
                      args.out))
         return 0
     from specjax.apps.experiment import progress
+    from specjax.bench.studies_plots import plot_verifier_gap
     from transport.gap import GapConfig, format_table, run_verifier_gap
     config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
     result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))
+    plot_verifier_gap(result, Path(args.out) / "verifier_gap.png")
     print(format_table(result))
     print(f"wrote {args.out}/verifier_gap.json and verifier_gap.png")
     return 0

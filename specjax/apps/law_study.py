@@ -10,6 +10,7 @@ from pathlib import Path
 
 from specjax.apps.bench import Results
 from specjax.apps.experiment import progress, provenance
+from specjax.bench.studies_plots import plot_law_gap
 from transport import law_gap
 from transport.law_file import load_laws
 
@@ -39,7 +40,7 @@ def run_law_study(path: str | Path, config: law_gap.LawStudyConfig, out: str | P
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     table = law_gap.format_markdown(summary, config)
     out.with_suffix(".md").write_text(table + "\n")
-    law_gap.plot(summary, out.with_suffix(".png"), f"{stored.target}: verifier gap on real laws "
+    plot_law_gap(summary, out.with_suffix(".png"), f"{stored.target}: verifier gap on real laws "
                  f"({stored.num_contexts} contexts, V = {stored.vocab_size})")
     result["table"] = table
     return result
