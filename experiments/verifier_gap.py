@@ -1,4 +1,4 @@
-"""Verifier-vs-optimum gap on synthetic (p, q) pairs (`transport.gap`): per k and temperature, α* (iid, without
+"""Verifier-vs-optimum gap on synthetic (p, q) pairs (`transport.studies.gap`): per k and temperature, α* (iid, without
 replacement, greedy) against every verifier's exact acceptance, and the sequence-level rules' exact accepted lengths.
 
     python experiments/verifier_gap.py --seed 0 --out results/verifier_gap
@@ -15,7 +15,7 @@ from pathlib import Path
 from specjax.apps.bench import Results
 from specjax.apps.experiment import parse_config, progress, write_csv
 from specjax.bench.studies_plots import plot_verifier_gap
-from transport.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result
+from transport.studies.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result
 
 CONFIG = GapConfig
 PRESETS = {"small": GapConfig.small(), "default": GapConfig()}

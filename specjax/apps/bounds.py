@@ -1,4 +1,4 @@
-"""`specjax bounds`: the verifier-vs-optimum gap experiment (transport.gap) at its default setting, or with
+"""`specjax bounds`: the verifier-vs-optimum gap experiment (transport.studies.gap) at its default setting, or with
 `--laws FILE.npz` the same study on stored real next-token laws (`experiments/real_laws.py collect`)."""
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ def run_bounds(args: argparse.Namespace) -> int:
     """Run the gap experiment (or the real-law study), print its table, write JSON + PNG to args.out."""
     if getattr(args, "laws", None):
         from specjax.apps.law_study import report, run_law_study
-        from transport.law_gap import LawStudyConfig
+        from transport.studies.law_gap import LawStudyConfig
         wor_ks = None if args.wor_ks is None else tuple(args.wor_ks)
         print(report(run_law_study(args.laws, LawStudyConfig(ks=tuple(args.ks), wor_ks=wor_ks), args.out),
                      args.out))
         return 0
     from specjax.apps.experiment import progress
     from specjax.bench.studies_plots import plot_verifier_gap
-    from transport.gap import GapConfig, format_table, run_verifier_gap
+    from transport.studies.gap import GapConfig, format_table, run_verifier_gap
     config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
     result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))
     plot_verifier_gap(result, Path(args.out) / "verifier_gap.png")

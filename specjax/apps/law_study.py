@@ -1,7 +1,7 @@
-"""Run the real-law gap study (`transport.law_gap`) on a stored-laws file, resumably: every (drafter, temperature,
-prompt set, k) cell is one record of a `specjax.apps.bench.Results` file, so an interrupted run skips the cells it
-finished. Writes STEM.json (config, provenance, summary, per-context records), STEM.png and STEM.md (the tables).
-Used by `experiments/real_laws.py study` and `specjax bounds --laws`."""
+"""Run the real-law gap study (`transport.studies.law_gap`) on a stored-laws file, resumably: every (drafter,
+temperature, prompt set, k) cell is one record of a `specjax.apps.bench.Results` file, so an interrupted run skips the
+cells it finished. Writes STEM.json (config, provenance, summary, per-context records), STEM.png and STEM.md (the
+tables). Used by `experiments/real_laws.py study` and `specjax bounds --laws`."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,8 @@ from pathlib import Path
 from specjax.apps.bench import Results
 from specjax.apps.experiment import progress, provenance
 from specjax.bench.studies_plots import plot_law_gap
-from transport import law_gap
-from transport.law_file import load_laws
+from transport.studies import law_gap
+from transport.studies.law_file import load_laws
 
 
 def run_law_study(path: str | Path, config: law_gap.LawStudyConfig, out: str | Path) -> dict:

@@ -1,6 +1,6 @@
 """Figures of the gap studies, drawn from their JSON results (the theory package computes, it never plots):
-`plot_verifier_gap` for `transport.gap.run_verifier_gap` / `gap_result`, `plot_law_gap` for the real-law study's
-summary (`transport.law_gap.summarize`). They read plain dicts, so nothing here imports transport."""
+`plot_verifier_gap` for `transport.studies.gap.run_verifier_gap` / `gap_result`, `plot_law_gap` for the real-law study's
+summary (`transport.studies.law_gap.summarize`). They read plain dicts, so nothing here imports transport."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,8 @@ from specjax.verify.names import OPTIMUM_LAW
 
 def plot_verifier_gap(result: dict, path: Path) -> None:
     """α* and every verifier's acceptance against k per temperature; the sequence-level rules beside them."""
-    import matplotlib                       # imported here: plotting is the only use, and it must pick Agg first
+    # imported here, as in the experiments: only plotting needs matplotlib, and it must select Agg before pyplot
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     temps = result["config"]["temperatures"]

@@ -9,8 +9,9 @@ import pytest
 from specjax.stats import chi_square_pvalue_counts
 from specjax.verify import draft_laws
 from specjax.verify.importance import importance_argmax, importance_pair
-from transport import dispatch, kernels, verifier_acceptance
-from transport.importance import pair_selection_lp
+from transport import verifier_acceptance
+from transport.exact import dispatch, kernels
+from transport.exact.importance import pair_selection_lp
 
 N = 20_000
 P_MIN = 1e-4

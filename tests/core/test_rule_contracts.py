@@ -2,7 +2,7 @@
 k = 0 and malformed inputs are refused eagerly by specjax's own code.
 
 Exactness: a rule's randomness is a PRNG key, so its law given a draft tuple is the float64 numpy kernel of
-`transport.kernels` (an independent reference of each algorithm; `kernel_padded` states the padding contract).
+`transport.exact.kernels` (an independent reference of each algorithm; `kernel_padded` states the padding contract).
 (a) Σ_tuples 𝒬(tuple)·K(·|tuple) = p to 1e-9 for every padding pattern at k <= 3 and every degenerate case;
 (b) the jax rule's sampled (slot, token) law for fixed padded tuples matches that kernel (chi-square);
 (c) a padded call reproduces the unpadded call on the valid slots key for key;
@@ -21,7 +21,9 @@ import pytest
 from specjax.stats import chi_square_pvalue_counts
 from specjax.validation import default_tolerance
 from specjax.verify import draft_laws, multi_draft
-from transport import dispatch, kernels, laws, lp
+from transport import laws
+from transport.exact import dispatch, kernels
+from transport.optimal import lp
 
 P_MIN = 1e-4
 N = 20_000

@@ -6,7 +6,7 @@ import pytest
 
 from specjax.apps.bounds import add_bounds_parser
 from specjax.bench.studies_plots import plot_verifier_gap
-from transport.gap import GapConfig, run_verifier_gap
+from transport.studies.gap import GapConfig, run_verifier_gap
 
 
 @pytest.fixture(scope="module")

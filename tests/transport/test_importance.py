@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from .cases import random_pair
-from transport import dispatch, optimal_acceptance, verifier_acceptance
-from transport.importance import argmax_marginal, pair_selection_lp, weights_below
+from transport import optimal_acceptance, verifier_acceptance
+from transport.exact import dispatch
+from transport.exact.importance import argmax_marginal, pair_selection_lp, weights_below
 
 
 def test_two_step_rules_are_lossless_and_match_their_acceptance():

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from .cases import correlated_softmax_pair, random_pair
-from transport import dispatch, laws, optimal_acceptance, verifier_acceptance
+from transport import laws, optimal_acceptance, verifier_acceptance
+from transport.exact import dispatch
 
 OWN_LAW = {"rrs": "iid", "kseq": "iid", "rrs_without_replacement": "without_replacement", "greedy": "greedy",
            "spechub": "greedy"}   # SpecHub's set law is the greedy(q, 2) set law
@@ -47,7 +48,7 @@ def test_kseq_membership_differs_from_first_stage_away_from_rho_star():
         p, q = rng.dirichlet(np.ones(4)), rng.dirichlet(np.ones(4))
         law, member, first = dispatch.enumerate_rule("kseq", p, q, 3, rho=3.0)
         assert np.abs(law - p).max() < 1e-12
-        from transport.verifiers import kseq_acceptance
+        from transport.exact.verifiers import kseq_acceptance
         assert kseq_acceptance(p, q, 3, rho=3.0) == pytest.approx(member, abs=1e-12)
         assert member >= first - 1e-15
         strict += member > first + 1e-9

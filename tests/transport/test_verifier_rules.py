@@ -7,7 +7,9 @@ import pytest
 
 from specjax.verify import draft_laws, multi_draft
 from specjax.stats import chi_square_pvalue_counts
-from transport import dispatch, kernels, lp, verifier_acceptance
+from transport import verifier_acceptance
+from transport.exact import dispatch, kernels
+from transport.optimal import lp
 
 N = 20_000
 P_MIN = 1e-4          # chi-square p-value threshold (fixed seeds: a failure is a real, reproducible discrepancy)

@@ -1,14 +1,15 @@
 """Exact membership acceptance P(Y ∈ X) of each multi-draft verifier rule as a function of (p, q, k), float64.
 
-Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
-SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
+Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V);
+K-SEQ at ρ*; SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from transport import dispatch, importance, kernels, laws
-from transport.optimal_ref import leave_one_out, prefix_sums, suffix_sums
+from transport import laws
+from transport.exact import dispatch, importance, kernels
+from transport.optimal.reference import leave_one_out, prefix_sums, suffix_sums
 from transport.validate import as_float64_rows, check_draft_law, check_pair
 
 VERIFIERS = dispatch.RULES + dispatch.TWO_STEP_RULES

@@ -4,7 +4,8 @@ law of (slot, token).
 Each `kernel_*` returns out `[k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] = P(no slot accepted,
 correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and are the reference for
 exact enumeration (losslessness, acceptance) and for Monte Carlo checks of the jax rules. Khisti's two-step rule builds
-on `residual` / `place_law` here (transport.importance); the by-name dispatch over all rules is transport.dispatch.
+on `residual` / `place_law` here (transport.exact.importance); the by-name dispatch over all rules is
+transport.exact.dispatch.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ def kernel_greedy(p, q, drafts) -> np.ndarray:
 
 
 def kernel_lp(plan, drafts) -> np.ndarray:
-    """Kernel of the LP-plan verifier (`transport.lp.LPPlan`) for the tuple `drafts`."""
+    """Kernel of the LP-plan verifier (`transport.optimal.lp.LPPlan`) for the tuple `drafts`."""
     drafts = np.asarray(drafts, np.int64)
     member = np.zeros(plan.sets.shape[1], bool)
     member[drafts] = True

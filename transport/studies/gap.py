@@ -2,7 +2,8 @@
 replacement, greedy) against every verifier's exact acceptance (incl. Khisti et al.'s two-step rule) on synthetic
 (p, q) families; and for sequences, the exact expected accepted length of token vs block verification on chains,
 token-level vs traversal on small trees, and SpecInfer's RRS vs traversal vs GBV on i.i.d. chains
-(`transport.length_gap`). Computation and JSON only: the figure is `specjax.bench.studies_plots.plot_verifier_gap`."""
+(`transport.studies.length_gap`). Computation and JSON only: the figure is
+`specjax.bench.studies_plots.plot_verifier_gap`."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from specjax.verify.names import OPTIMUM_LAW
-from transport.importance import PAIR_LP_MAX_V
-from transport.length_gap import length_rows
-from transport.optimal import optimal_acceptance
-from transport.verifiers import MAX_ENUMERATION, verifier_acceptance
+from transport.exact.importance import PAIR_LP_MAX_V
+from transport.exact.verifiers import MAX_ENUMERATION, verifier_acceptance
+from transport.optimal.acceptance import optimal_acceptance
+from transport.studies.length_gap import length_rows
 
 OWN_LAW = OPTIMUM_LAW
 

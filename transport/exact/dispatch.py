@@ -2,18 +2,19 @@
 draft tuple, out[j+1, y] = P(slot j accepted with token y), out[0, y] = P(no slot accepted, correction y)) and
 `enumerate_rule`, exact enumeration over the rule's draft law.
 
-This module sits above the one-step kernels (transport.kernels) and Khisti's two-step rule (transport.importance),
-which builds on them: the dispatch needs both, so it lives in neither.
+This module sits above the one-step kernels (transport.exact.kernels) and Khisti's two-step rule
+(transport.exact.importance), which builds on them: the dispatch needs both, so it lives in neither.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from specjax.verify.names import RULE_LAWS
-from transport import importance, laws
-from transport.kernels import kernel_greedy, kernel_kseq, kernel_rrs, kernel_spechub
+from transport import laws
+from transport.exact import importance
+from transport.exact.kernels import kernel_greedy, kernel_kseq, kernel_rrs, kernel_spechub
 
-# Khisti et al.'s two-step rules (transport.importance): their residual may land on an unselected draft, so their
+# Khisti et al.'s two-step rules (transport.exact.importance): their residual may land on an unselected draft, so their
 # membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
 TWO_STEP_RULES = ("khisti", "khisti_lp")
 RULES = tuple(r for r in RULE_LAWS if r not in TWO_STEP_RULES + ("point_mass",))

@@ -1,4 +1,4 @@
-"""The verifier-vs-optimum gap on stored real next-token laws (`transport.law_file`; transport/THEORY.md §2–§3):
+"""The verifier-vs-optimum gap on stored real next-token laws (`transport.studies.law_file`; transport/THEORY.md §2–§3):
 per drafter, temperature, prompt set and k, α* for i.i.d., without-replacement and greedy drafts and the exact
 acceptance of every verifier, context by context; then the mean gap, how often a verifier is within `within` of its
 optimum, and the worst contexts. The loop that runs the cells resumably is `specjax.apps.law_study`.
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from specjax.verify.names import OPTIMAL_LAWS, OPTIMUM_LAW
-from transport.gap import applicable
-from transport.law_file import StoredLaws
-from transport.optimal import optimal_acceptance
-from transport.verifiers import verifier_acceptance
+from transport.exact.verifiers import verifier_acceptance
+from transport.optimal.acceptance import optimal_acceptance
+from transport.studies.gap import applicable
+from transport.studies.law_file import StoredLaws
 
 TOLERANCE = 1e-9        # α* >= every verifier's acceptance and α*_wor >= α*_iid, up to this (float64 rounding)
 
@@ -30,7 +30,7 @@ class LawStudyConfig:
     """temperatures (> 0) of the laws; empty = the file's own"""
     verifiers: tuple[str, ...] = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti",
                                   "khisti_lp")
-    """each runs where it is exact at the file's vocabulary (`transport.gap.applicable`): at V = 49k that drops
+    """each runs where it is exact at the file's vocabulary (`transport.studies.gap.applicable`): at V = 49k that drops
     rrs_without_replacement for k >= 3 (enumeration only) and khisti_lp (a V <= 256 LP)"""
     wor_ks: tuple[int, ...] | None = None
     """the k >= 3 at which α* without replacement is computed (the race quadrature costs ~0.3-2 s per context at
