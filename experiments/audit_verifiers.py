@@ -1,5 +1,5 @@
 """Exactness audit of verification rules on a tiny enumerable model: TV to the target law and E[accepted drafts] per
-(scheme, verifier), exactly (transport/audit.py; transport/THEORY.md §7).
+(scheme, verifier), exactly (transport/exact/audit.py; transport/THEORY.md §7).
 
     python experiments/audit_verifiers.py --seed 1 --out results/audit_verifiers
 Writes `<out>.json` (config, software versions, rows), `<out>.csv` and `<out>.png` and prints the table.
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from specjax.bench.experiment import parse_config, provenance, write_csv
-from transport.audit import run_audit
+from transport.exact.audit import run_audit
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import numpy as np
 
 from specjax.bench.decoding import Results
 from specjax.bench.experiment import parse_config, progress, write_csv
-from transport import lp, optimal_acceptance, optimal_ref
+from transport import optimal_acceptance
+from transport.optimal import lp, reference
 from transport.validate import as_float64_rows, check_pair
 
 ERROR_CONTROL = ("iid / wor k=2: exact (bucketed pruning keeps every threshold set within 1e-12 of the best bucket "
@@ -49,13 +50,14 @@ CONFIG = BenchTransportConfig
 
 
 def _old(p, q, k, law):
-    """The previous path (full per-row sort, optimal_ref), for the old-vs-new columns (iid, wor k=2)."""
+    """The previous path (the full per-row sort of `transport.optimal.reference`), for the old-vs-new columns (iid,
+    wor k=2)."""
     check_pair(p, q, k)
     p64, q64 = as_float64_rows(p), as_float64_rows(q)
     out = []
     for lo in range(0, len(p64), 8):
         pp, qq = p64[lo:lo + 8], q64[lo:lo + 8]
-        out.append(optimal_ref.alpha_iid(pp, qq, k, False)[0] if law == "iid" else optimal_ref.alpha_wor2(pp, qq, False)[0])
+        out.append(reference.alpha_iid(pp, qq, k, False)[0] if law == "iid" else reference.alpha_wor2(pp, qq, False)[0])
     return np.concatenate(out)
 
 

@@ -6,12 +6,12 @@
 `collect` decodes the target's answers at T = 0 to the first prompts of each prompt set (one jitted `generate` per
 set), then scores prompt + answer teacher-forced: one forward of the target and one of each drafter per prompt set
 give the next-token logits at every answer position (the context is the prompt and the answer so far). The file
-stores full-vocabulary logits (`transport.law_file`), so the study is exact at every temperature it asks for.
+stores full-vocabulary logits (`transport.studies.law_file`), so the study is exact at every temperature it asks for.
 T = 0 is left out: its laws are one-hot and every rule accepts iff the argmaxes agree. `lookup:N` drafters are left
 out too: a point-mass q makes every draft law k copies of one token, so α* = p(token) for every k.
 
 `study` computes, per drafter, temperature, prompt set and k, α* (i.i.d., without replacement, greedy) and the exact
-acceptance of every verifier, context by context (`transport.law_gap`, resumable), and writes STEM.json, STEM.md
+acceptance of every verifier, context by context (`transport.studies.law_gap`, resumable), and writes STEM.json, STEM.md
 (the gap table) and STEM.png; `specjax bounds --laws FILE.npz` runs the same study.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ from specjax.decode.batching import pad_prompts
 from specjax.decode.loop import generate
 from specjax.bench.prompts import load_prompts
 from specjax.sampling import GREEDY
-from transport.law_file import StoredLaws
-from transport.law_gap import LawStudyConfig
+from transport.studies.law_file import StoredLaws
+from transport.studies.law_gap import LawStudyConfig
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Verifier-vs-optimum gap on synthetic (p, q) pairs (`transport.gap`): per k and temperature, α* (iid, without
+"""Verifier-vs-optimum gap on synthetic (p, q) pairs (`transport.studies.gap`): per k and temperature, α* (iid, without
 replacement, greedy) against every verifier's exact acceptance, and the sequence-level rules' exact accepted lengths.
 
     python experiments/verifier_gap.py --seed 0 --out results/verifier_gap
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from specjax.bench.decoding import Results
 from specjax.bench.experiment import parse_config, progress, write_csv
-from transport.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result, plot
+from specjax.bench.studies_plots import plot_verifier_gap
+from transport.studies.gap import GapConfig, format_table, gap_cell, gap_cells, gap_result
 
 CONFIG = GapConfig
 PRESETS = {"small": GapConfig.small(), "default": GapConfig()}
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     result = gap_result(cfg, run(cfg, out).records)
     print(format_table(result))
     write_csv(out.with_suffix(".csv"), result["rows"])
-    plot(result, out.with_suffix(".png"))
+    plot_verifier_gap(result, out.with_suffix(".png"))
     print(f"wrote {out}.json, {out}.csv and {out}.png")
     return 0
 

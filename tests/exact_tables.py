@@ -76,8 +76,8 @@ def pattern_count(v: int, depth: int) -> int:
 
 
 def to_draft_tree(trees: list, p_tables: list, q_tables: list, dtype=np.float32):
-    """Concrete numpy trees (transport.tree_laws.ConcreteTree) -> one batched `DraftTree` `[B, N+1]` and the target
-    laws `[B, N+1, V]` at every node (padding nodes: invalid, uniform laws)."""
+    """Concrete numpy trees (transport.exact.tree_laws.ConcreteTree) -> one batched `DraftTree` `[B, N+1]` and the
+    target laws `[B, N+1, V]` at every node (padding nodes: invalid, uniform laws)."""
     import jax.numpy as jnp
     from trees.tree import LAW_NAMES, DraftTree
     b, v = len(trees), p_tables[0].shape[-1]

@@ -1,10 +1,21 @@
 """transport: exact optimal multi-draft acceptance (LP, min-cut, prefix theorem), exact acceptance of the verifier
 rules (token-level, block, traversal, GBV, Khisti's two-step), the exactness audit and the verifier-vs-optimum gap.
-float64 throughout; never imports model code. The theory, and which test confirms each claim: transport/THEORY.md."""
-from transport.chain import chain_acceptance
-from transport.lp import LPPlan, lp_optimum, lp_optimum_table, solve_set_lp
-from transport.optimal import OPTIMAL_LAWS, optimal_acceptance
-from transport.verifiers import VERIFIERS, verifier_acceptance
+float64 throughout; never imports model code. The theory, and which test confirms each claim: transport/THEORY.md.
 
-__all__ = ["LPPlan", "OPTIMAL_LAWS", "VERIFIERS", "chain_acceptance", "lp_optimum", "lp_optimum_table", "optimal_acceptance",
-           "solve_set_lp", "verifier_acceptance"]
+Layout (each layer imports only the ones below it; tests/test_layering.py checks there is no cycle):
+  laws, validate    shared leaves: draft-law tables (tuples -> sets -> hit function); eager input checks
+  optimal/          α*: the full-sort reference, the numpy and jax backends, ratio buckets, the set LP, and
+                    `optimal_acceptance` (acceptance.py) dispatching to a backend
+  exact/            exact acceptance and output laws of the verifier rules by enumeration: one-step kernels, Khisti's
+                    two-step rule, the by-name dispatch, closed-form acceptance (verifiers.py), chains, multipath,
+                    tree laws and tree kernels, the audit
+  studies/          the gap studies on synthetic and stored real laws (computation and JSON; figures live in
+                    specjax.bench.studies_plots)
+"""
+from transport.exact.chain import chain_acceptance
+from transport.exact.verifiers import VERIFIERS, verifier_acceptance
+from transport.optimal.acceptance import OPTIMAL_LAWS, optimal_acceptance
+from transport.optimal.lp import LPPlan, lp_optimum, lp_optimum_table, solve_set_lp
+
+__all__ = ["LPPlan", "OPTIMAL_LAWS", "VERIFIERS", "chain_acceptance", "lp_optimum", "lp_optimum_table",
+           "optimal_acceptance", "solve_set_lp", "verifier_acceptance"]

@@ -2,7 +2,7 @@
 tuples -> sets -> hit function.
 
 A tuple law is `(tuples [T, k'] int64, probs [T] float64)`; a set law is `(sets [M, V] bool, probs [M] float64)`.
-These tables feed the LP (`transport.lp`) and exact enumeration of verifier rules (`transport.kernels`).
+These tables feed the LP (`transport.optimal.lp`) and exact enumeration of verifier rules (`transport.exact.kernels`).
 """
 from __future__ import annotations
 

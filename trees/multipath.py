@@ -4,7 +4,7 @@
 
 Select the lexicographically best chain Γ under a per-position ranking of tokens (`rank`: "ratio" p/q, "target" p,
 "draft" q; ties to the smaller id), then run block verification on Γ with Γ's own autoregressive law q^Γ (the law of
-the best of K i.i.d. chains, from order statistics; see `transport.multipath`). q^Γ is evaluated in log space as a
+the best of K i.i.d. chains, from order statistics; see `transport.exact.multipath`). q^Γ is evaluated in log space as a
 sum of positive terms, so it stays accurate for K = 8 in float32 where upper^K − lower^K would cancel.
 """
 from __future__ import annotations

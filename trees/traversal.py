@@ -11,7 +11,7 @@ otherwise delete the leaf and update its parent u:
     Q_u <- Q_u without the deleted token, renormalised, iff u's children were drawn without replacement
     (i.i.d. siblings keep Q_u; deterministic children use a point mass on the current child).
 A root left without children is accepted. Every detail above was settled by exact enumeration against the variants
-ports ship (transport/audit.py): deepest-leaf-first, level-order, renormalising i.i.d. siblings, not renormalising
+ports ship (transport/exact/audit.py): deepest-leaf-first, level-order, renormalising i.i.d. siblings, not renormalising
 without-replacement ones and emitting from the original target law are all lossy.
 """
 from __future__ import annotations

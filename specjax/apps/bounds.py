@@ -1,9 +1,10 @@
-"""`specjax bounds`: the verifier-vs-optimum gap experiment (transport.gap) at its default setting, or with
+"""`specjax bounds`: the verifier-vs-optimum gap experiment (transport.studies.gap) at its default setting, or with
 `--laws FILE.npz` the same study on stored real next-token laws (`experiments/real_laws.py collect`)."""
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 
 def add_bounds_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,15 +26,17 @@ def run_bounds(args: argparse.Namespace) -> int:
     """Run the gap experiment (or the real-law study), print its table, write JSON + PNG to args.out."""
     if getattr(args, "laws", None):
         from specjax.bench.law_study import report, run_law_study
-        from transport.law_gap import LawStudyConfig
+        from transport.studies.law_gap import LawStudyConfig
         wor_ks = None if args.wor_ks is None else tuple(args.wor_ks)
         print(report(run_law_study(args.laws, LawStudyConfig(ks=tuple(args.ks), wor_ks=wor_ks), args.out),
                      args.out))
         return 0
     from specjax.bench.experiment import progress
-    from transport.gap import GapConfig, format_table, run_verifier_gap
+    from specjax.bench.studies_plots import plot_verifier_gap
+    from transport.studies.gap import GapConfig, format_table, run_verifier_gap
     config = replace(GapConfig.small() if getattr(args, "small", False) else GapConfig.default(), seed=args.seed)
     result = run_verifier_gap(config, args.out, each=lambda cells: progress(cells, len(cells), "bounds"))
+    plot_verifier_gap(result, Path(args.out) / "verifier_gap.png")
     print(format_table(result))
     print(f"wrote {args.out}/verifier_gap.json and verifier_gap.png")
     return 0

@@ -1,7 +1,7 @@
-"""Run the real-law gap study (`transport.law_gap`) on a stored-laws file, resumably: every (drafter, temperature,
-prompt set, k) cell is one record of a `specjax.bench.decoding.Results` file, so an interrupted run skips the cells it
-finished. Writes STEM.json (config, provenance, summary, per-context records), STEM.png and STEM.md (the tables).
-Used by `experiments/real_laws.py study` and `specjax bounds --laws`."""
+"""Run the real-law gap study (`transport.studies.law_gap`) on a stored-laws file, resumably: every (drafter,
+temperature, prompt set, k) cell is one record of a `specjax.bench.decoding.Results` file, so an interrupted run skips the
+cells it finished. Writes STEM.json (config, provenance, summary, per-context records), STEM.png and STEM.md (the
+tables). Used by `experiments/real_laws.py study` and `specjax bounds --laws`."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +10,9 @@ from pathlib import Path
 
 from specjax.bench.decoding import Results
 from specjax.bench.experiment import progress, provenance
-from transport import law_gap
-from transport.law_file import load_laws
+from specjax.bench.studies_plots import plot_law_gap
+from transport.studies import law_gap
+from transport.studies.law_file import load_laws
 
 
 def run_law_study(path: str | Path, config: law_gap.LawStudyConfig, out: str | Path) -> dict:
@@ -39,7 +40,7 @@ def run_law_study(path: str | Path, config: law_gap.LawStudyConfig, out: str | P
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     table = law_gap.format_markdown(summary, config)
     out.with_suffix(".md").write_text(table + "\n")
-    law_gap.plot(summary, out.with_suffix(".png"), f"{stored.target}: verifier gap on real laws "
+    plot_law_gap(summary, out.with_suffix(".png"), f"{stored.target}: verifier gap on real laws "
                  f"({stored.num_contexts} contexts, V = {stored.vocab_size})")
     result["table"] = table
     return result

@@ -7,7 +7,7 @@ Lossless for any selection rule whose selection law r is exact. Selections imple
   zero-temperature member of the weighted-importance-sampling family; its law is the best of m i.i.d. draws,
   r(y) = upto(y)^m − below(y)^m = q(y) Σ_{l<m} upto(y)^l below(y)^(m−1−l), with m = the number of valid drafts.
 * `importance_pair` (k ≤ 2): a selection table from the small LP of the paper's k = 2 analysis
-  (`transport.importance.pair_selection_lp`), which reaches α*(iid, k = 2).
+  (`transport.exact.importance.pair_selection_lp`), which reaches α*(iid, k = 2).
 Shape contract as `specjax.verify.multi_draft`: rule(key, p[V], q[V], drafts[k], valid[k]) -> (slot, token); a
 valid=False slot is skipped exactly as if absent; `slot` is the first valid slot holding the emitted token (-1 if
 none: a correction landing on an unselected draft counts, as for the greedy and LP rules).
@@ -120,7 +120,7 @@ def importance_pair(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Arra
                     pair: jax.Array, marginal: jax.Array):
     """Two-step rule for k <= 2 valid i.i.d. drafts with a selection table: drafts {a, b} select a w.p. pair[a, b]
     (`[V, V]`, pair[a, b] + pair[b, a] = 1, pair[a, a] = 1), whose selection law is `marginal [V]` (both from
-    `transport.importance.pair_selection_lp`); one valid draft is plain speculative sampling."""
+    `transport.exact.importance.pair_selection_lp`); one valid draft is plain speculative sampling."""
     _check(p, q, drafts, valid)
     if is_concrete(valid) and int(np.sum(np.asarray(valid))) > 2:
         raise ValueError("importance_pair takes at most 2 valid drafts (its table is the k = 2 selection)")

@@ -288,11 +288,11 @@ def _lp_plan(key, p, q, drafts, valid, sets, accept_probs, residual):
 
 def lp_plan_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array, *,
                      sets: jax.Array, accept_probs: jax.Array, residual: jax.Array):
-    """Sample from an LP transport plan (e.g. `transport.lp.LPPlan`); p, q `[V]`, drafts, valid `[k]`. sets `[M, V]`
-    bool (the draft sets of the plan), accept_probs `[M, V]` = π(y|S) (rows summing to <= 1), residual `[V]` the
-    global correction law. The output is y ~ π(·|S) or the residual with the leftover mass; y in the draft set counts
-    as accepted; with no valid draft, y ~ p. Optimal when the plan is; lossless when it is a lossless plan for the
-    law of the valid drafts (the draft set must be a row of `sets`: checked on concrete inputs)."""
+    """Sample from an LP transport plan (e.g. `transport.optimal.lp.LPPlan`); p, q `[V]`, drafts, valid `[k]`. sets
+    `[M, V]` bool (the draft sets of the plan), accept_probs `[M, V]` = π(y|S) (rows summing to <= 1), residual `[V]`
+    the global correction law. The output is y ~ π(·|S) or the residual with the leftover mass; y in the draft set
+    counts as accepted; with no valid draft, y ~ p. Optimal when the plan is; lossless when it is a lossless plan for
+    the law of the valid drafts (the draft set must be a row of `sets`: checked on concrete inputs)."""
     check_key("key", key)
     check_plan(p, sets, accept_probs, residual, check_rule_inputs(p, q, drafts, valid))
     p, q, drafts, valid = _arrays(p, q, drafts, valid)

@@ -10,8 +10,8 @@ from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify.block import accept_block, accept_block_unchecked, block_weights
 from specjax.verify.chain import accept_chain
 from tests.exact_tables import complete, laws_along, pattern_index, random_tables, sample_chains
-from transport.chain import (chain_acceptance, chain_output_law, chain_pattern_law, check_tables, completions,
-                             pattern_offsets, total_variation)
+from transport.exact.chain import (chain_acceptance, chain_output_law, chain_pattern_law, check_tables, completions,
+                                   pattern_offsets, total_variation)
 
 P_MIN = 1e-4
 N = 20_000

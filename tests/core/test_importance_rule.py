@@ -9,8 +9,9 @@ import pytest
 from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify import draft_laws
 from specjax.verify.importance import importance_argmax, importance_pair
-from transport import kernels, verifier_acceptance
-from transport.importance import pair_selection_lp
+from transport import verifier_acceptance
+from transport.exact import dispatch, kernels
+from transport.exact.importance import pair_selection_lp
 
 N = 20_000
 P_MIN = 1e-4
@@ -61,7 +62,7 @@ def test_conditional_law_per_tuple_matches_the_kernel(tuple_):
             key, jnp.asarray(p), jnp.asarray(q), jnp.asarray(tuple_, jnp.int32), jnp.ones(3, bool))))(keys)
     counts = np.zeros((4, len(p)))
     np.add.at(counts, (np.asarray(slot) + 1, np.asarray(token)), 1)
-    assert chi_square_pvalue_counts(counts, kernels.kernel("khisti", p, q, tuple_)) > P_MIN
+    assert chi_square_pvalue_counts(counts, dispatch.kernel("khisti", p, q, tuple_)) > P_MIN
     # negative control: the same samples reject single-draft speculative sampling against q of the selected draft
     wrong = np.zeros((4, len(p)))
     best = max(range(3), key=lambda j: (p[tuple_[j]] / q[tuple_[j]], -tuple_[j], -j))
@@ -88,7 +89,7 @@ def test_padded_slots_behave_as_absent():
     slot = np.where(slot == 2, 1, slot)                 # [x, pad, y] -> slots of [x, y]
     counts = np.zeros((3, len(p)))
     np.add.at(counts, (slot + 1, token), 1)
-    assert chi_square_pvalue_counts(counts, kernels.kernel("khisti", p, q, (1, 0))) > P_MIN
+    assert chi_square_pvalue_counts(counts, dispatch.kernel("khisti", p, q, (1, 0))) > P_MIN
 
 
 def test_degenerate_inputs():

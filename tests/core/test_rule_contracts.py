@@ -2,7 +2,7 @@
 k = 0 and malformed inputs are refused eagerly by specjax's own code.
 
 Exactness: a rule's randomness is a PRNG key, so its law given a draft tuple is the float64 numpy kernel of
-`transport.kernels` (an independent reference of each algorithm; `kernel_padded` states the padding contract).
+`transport.exact.kernels` (an independent reference of each algorithm; `kernel_padded` states the padding contract).
 (a) Σ_tuples 𝒬(tuple)·K(·|tuple) = p to 1e-9 for every padding pattern at k <= 3 and every degenerate case;
 (b) the jax rule's sampled (slot, token) law for fixed padded tuples matches that kernel (chi-square);
 (c) a padded call reproduces the unpadded call on the valid slots key for key;
@@ -21,7 +21,9 @@ import pytest
 from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.validation import default_tolerance
 from specjax.verify import draft_laws, multi_draft
-from transport import kernels, laws, lp
+from transport import laws
+from transport.exact import dispatch, kernels
+from transport.optimal import lp
 
 P_MIN = 1e-4
 N = 20_000
@@ -95,7 +97,7 @@ def _kernel_of(rule, p, q, case, n, dtype32=False):
         return lambda x: kernels.kernel_lp(plan, x)
     if rule == "point_mass":
         return lambda x: kernels.kernel_point_mass(p, x)
-    return lambda x: kernels.kernel(rule, p, q, x)
+    return lambda x: dispatch.kernel(rule, p, q, x)
 
 
 def _extra(rule, case, n):
@@ -260,7 +262,7 @@ def test_negative_control_padded_slot_treated_as_valid_is_caught():
     p, q, p64, q64 = _f32("issue9")
     junk = int(np.argmax(p64))
     tuples, probs = laws.tuple_law(q64, 2, "greedy")
-    wrong = sum(w * kernels.kernel("greedy", p64, q64, [t[0], junk, t[1], junk]).sum(0)
+    wrong = sum(w * dispatch.kernel("greedy", p64, q64, [t[0], junk, t[1], junk]).sum(0)
                 for t, w in zip(tuples, probs))
     assert np.abs(wrong - p64).max() > 0.02
     assert _pipeline_pvalue("greedy", "issue9", seed=31, pad_is_valid=True)[0] < P_MIN
@@ -269,7 +271,7 @@ def test_negative_control_padded_slot_treated_as_valid_is_caught():
 def test_negative_control_without_replacement_drafts_verified_as_iid_is_caught():
     p, q, p64, q64 = _f32("issue9")
     tuples, probs = laws.tuple_law(q64, 2, "without_replacement")
-    wrong = sum(w * kernels.kernel("rrs", p64, q64, t).sum(0) for t, w in zip(tuples, probs))
+    wrong = sum(w * dispatch.kernel("rrs", p64, q64, t).sum(0) for t, w in zip(tuples, probs))
     assert np.abs(wrong - p64).max() > 0.02
     assert _pipeline_pvalue("rrs_without_replacement", "issue9", seed=32, verify_rule="rrs")[0] < P_MIN
 

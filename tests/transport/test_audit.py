@@ -3,7 +3,7 @@ enumerated model; every port variant, misuse and sensitivity case is biased; the
 import json
 
 from experiments.audit_verifiers import AuditConfig, run
-from transport.audit import run_audit
+from transport.exact.audit import run_audit
 
 LOSSLESS = ("specjax", "paper")
 

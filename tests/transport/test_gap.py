@@ -5,13 +5,16 @@ import json
 import pytest
 
 from specjax.apps.bounds import add_bounds_parser
-from transport.gap import GapConfig, run_verifier_gap
+from specjax.bench.studies_plots import plot_verifier_gap
+from transport.studies.gap import GapConfig, run_verifier_gap
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gap")
-    return run_verifier_gap(GapConfig.small(), out), out
+    result = run_verifier_gap(GapConfig.small(), out)
+    plot_verifier_gap(result, out / "verifier_gap.png")       # what `specjax bounds` draws from the result
+    return result, out
 
 
 def test_small_gap_experiment_writes_consistent_results(small_run):

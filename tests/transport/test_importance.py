@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from .cases import random_pair
-from transport import kernels, optimal_acceptance, verifier_acceptance
-from transport.importance import argmax_marginal, pair_selection_lp, weights_below
+from transport import optimal_acceptance, verifier_acceptance
+from transport.exact import dispatch
+from transport.exact.importance import argmax_marginal, pair_selection_lp, weights_below
 
 
 def test_two_step_rules_are_lossless_and_match_their_acceptance():
@@ -13,7 +14,7 @@ def test_two_step_rules_are_lossless_and_match_their_acceptance():
     for case in range(160):
         v, k = int(rng.integers(2, 7)), int(rng.integers(1, 5))
         p, q = random_pair(rng, v, case)
-        law, member, first = kernels.enumerate_rule("khisti", p, q, k)
+        law, member, first = dispatch.enumerate_rule("khisti", p, q, k)
         assert np.abs(law - p).max() < 1e-12
         assert verifier_acceptance(p, q, k, "khisti") == pytest.approx(member, abs=1e-12)
         assert first <= member + 1e-15
@@ -29,7 +30,7 @@ def test_pair_lp_selection_reaches_alpha_star():
         sel = pair_selection_lp(p, q)
         star = optimal_acceptance(p, q, 2, "iid")
         assert sel.value == pytest.approx(star, abs=1e-9)
-        law, member, _ = kernels.enumerate_rule("khisti_lp", p, q, 2, selection=sel)
+        law, member, _ = dispatch.enumerate_rule("khisti_lp", p, q, 2, selection=sel)
         assert np.abs(law - p).max() < 1e-9
         assert member == pytest.approx(star, abs=1e-9)
         off = ~np.eye(len(p), dtype=bool)

@@ -11,8 +11,8 @@ from specjax.bench.acceptance import next_token_logits
 from specjax.apps.cli import main as cli_main
 from specjax.runners.model import early_exit
 from specjax.verify.names import OPTIMUM_LAW
-from transport.law_file import StoredLaws, load_laws
-from transport.law_gap import TOLERANCE, LawStudyConfig, cell_key, compute_cell
+from transport.studies.law_file import StoredLaws, load_laws
+from transport.studies.law_gap import TOLERANCE, LawStudyConfig, cell_key, compute_cell
 
 KS = (1, 2, 3)
 

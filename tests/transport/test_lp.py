@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from .cases import random_pair
-from transport import kernels, laws, lp
+from transport import laws
+from transport.exact import kernels
+from transport.optimal import lp
 
 
 def test_reduced_lp_equals_bruteforce_min_cut_for_every_law():

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from .cases import correlated_softmax_pair, random_pair
-from transport import laws, lp, optimal_acceptance, optimal_ref
+from transport import laws, optimal_acceptance
+from transport.optimal import lp, reference
 
 
 @pytest.mark.parametrize("law", ["iid", "without_replacement", "greedy"])
@@ -61,7 +62,7 @@ def test_race_quadrature_is_converged_at_moderate_vocabulary():
         a = optimal_acceptance(p, q, k, "without_replacement")
         np.testing.assert_allclose(optimal_acceptance(p, q, k, "without_replacement", nodes_per_decade=40), a,
                                    rtol=0, atol=1e-13)
-        np.testing.assert_allclose(optimal_ref.alpha_wor(p[0], q[0], k)[0], a[0], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(reference.alpha_wor(p[0], q[0], k)[0], a[0], rtol=0, atol=1e-13)
         assert np.all(a >= optimal_acceptance(p, q, k, "iid") - 1e-13)
 
 

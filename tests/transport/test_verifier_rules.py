@@ -7,7 +7,9 @@ import pytest
 
 from specjax.verify import draft_laws, multi_draft
 from specjax.testing.stats import chi_square_pvalue_counts
-from transport import kernels, lp, verifier_acceptance
+from transport import verifier_acceptance
+from transport.exact import dispatch, kernels
+from transport.optimal import lp
 
 N = 20_000
 P_MIN = 1e-4          # chi-square p-value threshold (fixed seeds: a failure is a real, reproducible discrepancy)
@@ -66,7 +68,7 @@ def test_conditional_law_per_tuple_matches_exact_kernel(name, rule, tuple_):
         slot, token = jax.jit(jax.vmap(lambda key: rule(key, jnp.asarray(p), jnp.asarray(q), drafts, valid)))(keys)
     counts = np.zeros((4, len(p)))
     np.add.at(counts, (np.asarray(slot) + 1, np.asarray(token)), 1)
-    assert chi_square_pvalue_counts(counts, kernels.kernel(name, p, q, tuple_)) > P_MIN
+    assert chi_square_pvalue_counts(counts, dispatch.kernel(name, p, q, tuple_)) > P_MIN
 
 
 def test_padded_slots_are_skipped():
@@ -78,7 +80,7 @@ def test_padded_slots_are_skipped():
             key, jnp.asarray(p), jnp.asarray(q), jnp.array([1, 3, 0], jnp.int32), jnp.array([True, False, True]))))
         slot, token = map(np.asarray, run(keys))
     assert not np.any(slot == 1)
-    exact = kernels.kernel("rrs_without_replacement", p, q, [1, 0])
+    exact = dispatch.kernel("rrs_without_replacement", p, q, [1, 0])
     counts = np.zeros((3, len(p)))
     np.add.at(counts, (np.where(slot == 2, 2, slot + 1), token), 1)
     assert chi_square_pvalue_counts(counts, exact) > P_MIN

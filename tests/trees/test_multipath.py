@@ -8,10 +8,10 @@ import pytest
 
 from specjax.testing.stats import chi_square_pvalue_counts
 from tests.exact_tables import complete, pattern_index, random_tables, sample_chains, trie_of_chains
-from transport.chain import along, chain_pattern_law, completions, stop_law, total_variation
-from transport.multipath import RANKS, best_chain, gbv_acceptance, gbv_stops, selected_law
-from transport.tree_kernels import completed_law, emitted_law, expected_length
-from transport.tree_laws import enumerate_chain_sets
+from transport.exact.chain import along, chain_pattern_law, completions, stop_law, total_variation
+from transport.exact.multipath import RANKS, best_chain, gbv_acceptance, gbv_stops, selected_law
+from transport.exact.tree_kernels import completed_law, emitted_law, expected_length
+from transport.exact.tree_laws import enumerate_chain_sets
 from trees.multipath import gbv_walk, gbv_walk_unchecked, selected_path_law
 
 P_MIN = 1e-4
@@ -109,7 +109,7 @@ def test_selected_law_is_stable_in_float32_at_k8():
                                               jnp.asarray(np.stack([q0, q0]), jnp.float32), k, "ratio")))
     rel = np.abs(got - exact) / exact
     assert rel.max() < 1e-4
-    from transport.multipath import mass_below, rank_keys
+    from transport.exact.multipath import mass_below, rank_keys
     below = mass_below(q0, rank_keys(p0, q0, "ratio")).astype(np.float32)
     naive = (below + q0.astype(np.float32)) ** k - below ** k       # the cancelling form, first position
     assert np.max(np.abs(naive - exact[0]) / exact[0]) > 1e-2

@@ -10,9 +10,10 @@ import pytest
 from specjax.testing.stats import chi_square_pvalue_counts
 from specjax.verify.block import accept_block
 from tests.exact_tables import complete, pattern_index, random_tables, to_draft_tree
-from transport.chain import chain_pattern_law, completions, total_variation
-from transport.tree_kernels import completed_law, emitted_law, expected_length, token_stops, traversal_stops, verify_all
-from transport.tree_laws import ConcreteTree, enumerate_trees
+from transport.exact.chain import chain_pattern_law, completions, total_variation
+from transport.exact.tree_kernels import (completed_law, emitted_law, expected_length, token_stops, traversal_stops,
+                                          verify_all)
+from transport.exact.tree_laws import ConcreteTree, enumerate_trees
 from trees.traversal import traversal_walk, traversal_walk_unchecked
 
 P_MIN = 1e-4
@@ -44,7 +45,7 @@ def test_reference_is_lossless_on_enumerated_tree_laws(shape, law):
 def test_token_enumeration_equals_the_reward_recursion(law):
     """The token-level E[L] by enumeration (transport) equals GTO's recursion (trees.reward); traversal is measured."""
     from trees.reward import expected_accept_length
-    from transport.tree_kernels import tree_acceptance
+    from transport.exact.tree_kernels import tree_acceptance
     p, q = _tables(6)
     shape = SHAPES["irregular"]
     exact = tree_acceptance(shape, law, p, q, "token")

@@ -4,8 +4,8 @@ small V; transport/THEORY.md §4.1, §5.3).
 A `ConcreteTree` lists nodes in topological (BFS) order, node 0 the root; `children[v]` are v's child slots in sampling
 order (a node id may repeat: i.i.d. duplicates merged into one node, as in the SpecInfer trie) and `law[v]` says how
 they were drawn (a name of `specjax.verify.names.TREE_LAWS`). Context-dependent tables give every node's laws:
-`p_tables[d]` `[V]*d + [V]` is the target after a d-token path, `q_tables[d]` the drafter's. Shapes are nested tuples as in `trees.reward`
-(a node's shape is the tuple of its child slots' shapes; a leaf is ()).
+`p_tables[d]` `[V]*d + [V]` is the target after a d-token path, `q_tables[d]` the drafter's. Shapes are nested tuples
+as in `trees.reward` (a node's shape is the tuple of its child slots' shapes; a leaf is ()).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The verifier-vs-optimum gap on stored real next-token laws (`transport.law_file`; transport/THEORY.md §2–§3):
+"""The verifier-vs-optimum gap on stored real next-token laws (`transport.studies.law_file`; transport/THEORY.md §2–§3):
 per drafter, temperature, prompt set and k, α* for i.i.d., without-replacement and greedy drafts and the exact
 acceptance of every verifier, context by context; then the mean gap, how often a verifier is within `within` of its
 optimum, and the worst contexts. The loop that runs the cells resumably is `specjax.bench.law_study`.
@@ -9,15 +9,14 @@ A cell's record holds per-context values (float64 as JSON floats): {"alpha_star"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from specjax.verify.names import OPTIMAL_LAWS, OPTIMUM_LAW
-from transport.gap import applicable
-from transport.law_file import StoredLaws
-from transport.optimal import optimal_acceptance
-from transport.verifiers import verifier_acceptance
+from transport.exact.verifiers import verifier_acceptance
+from transport.optimal.acceptance import optimal_acceptance
+from transport.studies.gap import applicable
+from transport.studies.law_file import StoredLaws
 
 TOLERANCE = 1e-9        # α* >= every verifier's acceptance and α*_wor >= α*_iid, up to this (float64 rounding)
 
@@ -31,7 +30,7 @@ class LawStudyConfig:
     """temperatures (> 0) of the laws; empty = the file's own"""
     verifiers: tuple[str, ...] = ("rrs", "rrs_without_replacement", "kseq", "spechub", "greedy", "khisti",
                                   "khisti_lp")
-    """each runs where it is exact at the file's vocabulary (`transport.gap.applicable`): at V = 49k that drops
+    """each runs where it is exact at the file's vocabulary (`transport.studies.gap.applicable`): at V = 49k that drops
     rrs_without_replacement for k >= 3 (enumeration only) and khisti_lp (a V <= 256 LP)"""
     wor_ks: tuple[int, ...] | None = None
     """the k >= 3 at which α* without replacement is computed (the race quadrature costs ~0.3-2 s per context at
@@ -130,30 +129,3 @@ def _group(rows: list[dict], name: str) -> dict[tuple, dict[int, dict]]:
     for r in rows:
         groups.setdefault((r["drafter"], r["temperature"], r["prompt_set"], r[name]), {})[r["k"]] = r
     return groups
-
-
-def plot(summary: dict, path: Path, title: str) -> None:
-    """Mean gap vs k per verifier (solid: first prompt set, dashed: the others), one panel per drafter and
-    temperature, symlog scale (optimal rules sit at 0)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    panels = sorted({(r["drafter"], r["temperature"]) for r in summary["rows"]})
-    sets = list(dict.fromkeys(r["prompt_set"] for r in summary["rows"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, (drafter, t) in zip(axes[0], panels):
-        for (d, tt, pset, ver), cells_ in _group(summary["rows"], "verifier").items():
-            if (d, tt) != (drafter, t):
-                continue
-            ks = sorted(cells_)
-            ax.plot(ks, [cells_[k]["mean_gap"] for k in ks], "o-" if pset == sets[0] else "s--", ms=3,
-                    label=f"{ver} ({pset})", color=f"C{sorted(OPTIMUM_LAW).index(ver)}")
-        ax.set_yscale("symlog", linthresh=1e-4)
-        ax.set_xlabel("number of drafts k")
-        ax.set_ylabel("mean gap α* − acceptance")
-        ax.set_title(f"{drafter}, T = {t:g}", fontsize=9)
-    axes[0][0].legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,16 +1,18 @@
 """Exact membership acceptance P(Y ∈ X) of each multi-draft verifier rule as a function of (p, q, k), float64.
 
-Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V); K-SEQ at ρ*;
-SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
+Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V);
+K-SEQ at ρ*; SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from transport import importance, kernels, laws
+from transport import laws
+from transport.exact import dispatch, importance, kernels
+from transport.optimal.reference import leave_one_out, prefix_sums, suffix_sums
 from transport.validate import as_float64_rows, check_draft_law, check_pair
 
-VERIFIERS = kernels.RULES + kernels.TWO_STEP_RULES
+VERIFIERS = dispatch.RULES + dispatch.TWO_STEP_RULES
 MAX_ENUMERATION = 200_000   # tuples; beyond this rrs_without_replacement with k >= 3 is refused
 
 
@@ -29,7 +31,6 @@ def rrs_iid_acceptance(p: np.ndarray, q: np.ndarray, k: int) -> float:
 def rrs_wor2_acceptance(p: np.ndarray, q: np.ndarray) -> float:
     """k = 2 without replacement: Σ min(p,q) + Σ_x (q_x - min(p_x,q_x)) g(1/q(V∖x)), g(c) = Σ_y min(r_y, c q_y),
     r = norm((p - q)_+). g is piecewise linear in c with breakpoints r_y/q_y: one sort, prefix sums, searchsorted."""
-    from transport.optimal_ref import leave_one_out, prefix_sums, suffix_sums
     first = np.minimum(p, q).sum()
     r = kernels.residual(p, q)
     pos = q > 0
@@ -85,7 +86,7 @@ def _one(p: np.ndarray, q: np.ndarray, k: int, verifier: str) -> float:
     if verifier == "khisti":
         return importance.importance_membership(p, q, k)
     if verifier == "khisti_lp":
-        return float(np.minimum(p, q).sum()) if k == 1 else kernels.enumerate_rule("khisti_lp", p, q, 2)[1]
+        return float(np.minimum(p, q).sum()) if k == 1 else dispatch.enumerate_rule("khisti_lp", p, q, 2)[1]
     k_eff = min(k, n_supp)
     if k_eff == 1:
         return float(np.minimum(p, q).sum())
@@ -94,7 +95,7 @@ def _one(p: np.ndarray, q: np.ndarray, k: int, verifier: str) -> float:
     if float(n_supp) ** k_eff > MAX_ENUMERATION:
         raise ValueError(f"rrs_without_replacement with k = {k_eff} >= 3 is exact by enumeration only: "
                          f"|supp q|^k = {n_supp}^{k_eff} exceeds {MAX_ENUMERATION}")
-    return kernels.enumerate_rule("rrs_without_replacement", p, q, k)[1]
+    return dispatch.enumerate_rule("rrs_without_replacement", p, q, k)[1]
 
 
 def verifier_acceptance(p, q, k: int, verifier: str = "rrs"):

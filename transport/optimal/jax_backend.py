@@ -1,7 +1,7 @@
-"""The jax backend of `transport.optimal` (transport/THEORY.md §2.3–2.4): α* for every row at once in float64, by the
-prefix theorem (the minimum cut is a prefix of the tokens sorted by p/q): iid and without replacement (k_eff <= 2)
-by prefix / suffix sums, without replacement with k_eff >= 3 by the exponential-race quadrature (a scan), greedy by
-its closed form. float64 is enabled locally by the caller (`jax.enable_x64(True)`), never globally.
+"""The jax backend of `transport.optimal.acceptance` (transport/THEORY.md §2.3–2.4): α* for every row at once in
+float64, by the prefix theorem (the minimum cut is a prefix of the tokens sorted by p/q): iid and without replacement
+(k_eff <= 2) by prefix / suffix sums, without replacement with k_eff >= 3 by the exponential-race quadrature (a scan),
+greedy by its closed form. float64 is enabled locally by the caller (`jax.enable_x64(True)`), never globally.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transport import optimal_ref
+from transport.optimal import reference
 
 _PYTHON_RACE_MAX_V = 2048
 
@@ -61,7 +61,8 @@ def _race(p, q, t, w, k_eff, k):
 
         def step(dist, xs):                                   # add token a to S: truncated Poisson-binomial update
             a, lam_m = xs
-            dist = dist * jnp.exp(-a * t) + jnp.concatenate([jnp.zeros_like(t)[None], dist[:-1]], 0) * -jnp.expm1(-a * t)
+            shifted = jnp.concatenate([jnp.zeros_like(t)[None], dist[:-1]], 0)
+            dist = dist * jnp.exp(-a * t) + shifted * -jnp.expm1(-a * t)
             survive = jnp.sum(jnp.where(keep, dist, 0.0), 0)  # P(N_S(t) <= k_eff - 1)
             return dist, jnp.sum(w * lam_m * jnp.exp(-lam_m * t) * survive)
 
@@ -84,7 +85,7 @@ def _greedy(p, q, k):
 
 
 def _race_grids(q: np.ndarray, k_eff: np.ndarray, nodes_per_decade: int) -> tuple[np.ndarray, np.ndarray]:
-    grids = [optimal_ref.race_grid(row[row > 0], int(ke), nodes_per_decade) for row, ke in zip(q, k_eff)]
+    grids = [reference.race_grid(row[row > 0], int(ke), nodes_per_decade) for row, ke in zip(q, k_eff)]
     n = max(len(t) for t, _ in grids)
     n = -(-n // 32) * 32                                     # pad to a multiple of 32: fewer recompilations
     t = np.ones((len(q), n))
@@ -114,7 +115,7 @@ def _jax_greedy(p, q, k):
 
 def race_rows(p, q, k_eff, nodes_per_decade, use_jax):
     if not use_jax and p.shape[1] <= _PYTHON_RACE_MAX_V:     # small V: a python loop beats a jax compile
-        rows = [optimal_ref.alpha_wor(pp, qq, int(ke), nodes_per_decade) for pp, qq, ke in zip(p, q, k_eff)]
+        rows = [reference.alpha_wor(pp, qq, int(ke), nodes_per_decade) for pp, qq, ke in zip(p, q, k_eff)]
         return np.array([a for a, _ in rows]), np.stack([h for _, h in rows])
     t, w = _race_grids(q, k_eff, nodes_per_decade)
     return _jax_prefix(_race)(p, q, jnp.asarray(t), jnp.asarray(w), jnp.asarray(k_eff), int(k_eff.max()))
@@ -123,18 +124,18 @@ def race_rows(p, q, k_eff, nodes_per_decade, use_jax):
 
 def iid(p64, q64, k, return_set, nodes_per_decade):
     """α*, H for k iid drafts, rows `[N, V]` (normalised float64)."""
-    return optimal_ref.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _jax_prefix(_iid)(pp, qq, k))])
+    return reference.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _jax_prefix(_iid)(pp, qq, k))])
 
 
 def greedy(p64, q64, k, return_set, nodes_per_decade):
     """α*, H for greedy drafts (k >= 2), rows `[N, V]`."""
-    return optimal_ref.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _jax_greedy(pp, qq, k))])
+    return reference.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _jax_greedy(pp, qq, k))])
 
 
 def without_replacement(p64, q64, k, return_set, nodes_per_decade):
     """α*, H for k drafts without replacement (k_eff = min(k, |supp q|) per row), rows `[N, V]`."""
     k_eff = np.minimum(k, np.count_nonzero(q64, axis=1))
-    return optimal_ref.run_chunked(p64, q64, [
+    return reference.run_chunked(p64, q64, [
         (np.flatnonzero(k_eff == 1), lambda pp, qq, rows: _jax_prefix(_iid)(pp, qq, 1)),
         (np.flatnonzero(k_eff == 2), lambda pp, qq, rows: _jax_prefix(_wor2)(pp, qq)),
         (np.flatnonzero(k_eff >= 3), lambda pp, qq, rows: race_rows(pp, qq, k_eff[rows], nodes_per_decade, True))])

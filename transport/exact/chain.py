@@ -15,11 +15,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from specjax.verify import names
-from transport.kernels import residual
+from transport.exact.kernels import residual
 
 CHAIN_VERIFIERS = names.CHAIN_VERIFIERS + ("traversal",)    # traversal on a chain is block verification
-# published variants, audited in transport.audit: a block rule whose weights are token-wise products (a port's bug),
-# sample-then-compare ("exact match") at T > 0, compare-with-argmax, and Medusa's typical acceptance
+# published variants, audited in transport.exact.audit: a block rule whose weights are token-wise products (a port's
+# bug), sample-then-compare ("exact match") at T > 0, compare-with-argmax, and Medusa's typical acceptance
 CHAIN_VARIANTS = ("block_tokenwise", "exact_match", "exact_match_argmax", "typical")
 TYPICAL_THRESHOLD, TYPICAL_ALPHA = 0.09, 0.3      # Medusa's posterior_threshold and posterior_alpha defaults
 

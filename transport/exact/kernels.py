@@ -1,21 +1,17 @@
-"""Exact numpy float64 kernels of the verifier rules (transport/THEORY.md §3): for one draft tuple, the joint law of
-(slot, token).
+"""Exact numpy float64 kernels of the one-step verifier rules (transport/THEORY.md §3): for one draft tuple, the joint
+law of (slot, token).
 
-`kernel(rule, p, q, drafts) -> out [k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] =
-P(no slot accepted, correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and
-are the reference for exact enumeration (losslessness, acceptance) and for Monte Carlo checks of the jax rules.
+Each `kernel_*` returns out `[k+1, V]`, out[j+1, y] = P(slot j accepted with token y), out[0, y] = P(no slot accepted,
+correction y). These mirror `specjax.verify.multi_draft` step by step (same slot semantics) and are the reference for
+exact enumeration (losslessness, acceptance) and for Monte Carlo checks of the jax rules. Khisti's two-step rule builds
+on `residual` / `place_law` here (transport.exact.importance); the by-name dispatch over all rules is
+transport.exact.dispatch.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from specjax.verify.names import RULE_LAWS
 from transport import laws
-
-# Khisti et al.'s two-step rules (transport.importance): their residual may land on an unselected draft, so their
-# membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
-TWO_STEP_RULES = ("khisti", "khisti_lp")
-RULES = tuple(r for r in RULE_LAWS if r not in TWO_STEP_RULES + ("point_mass",))
 
 
 def residual(p: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -126,7 +122,7 @@ def kernel_greedy(p, q, drafts) -> np.ndarray:
 
 
 def kernel_lp(plan, drafts) -> np.ndarray:
-    """Kernel of the LP-plan verifier (`transport.lp.LPPlan`) for the tuple `drafts`."""
+    """Kernel of the LP-plan verifier (`transport.optimal.lp.LPPlan`) for the tuple `drafts`."""
     drafts = np.asarray(drafts, np.int64)
     member = np.zeros(plan.sets.shape[1], bool)
     member[drafts] = True
@@ -157,42 +153,3 @@ def kernel_padded(kernel_of, drafts, valid) -> np.ndarray:
     out[0] = inner[0]
     out[slots + 1] = inner[1:]
     return out
-
-
-def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
-    """Joint law `[k+1, V]` of (slot, token) of `rule` (see module doc) given one ordered draft tuple."""
-    drafts = np.asarray(drafts)
-    if rule == "rrs":
-        return kernel_rrs(p, q, drafts, False)
-    if rule == "rrs_without_replacement":
-        return kernel_rrs(p, q, drafts, True)
-    if rule == "kseq":
-        return kernel_kseq(p, q, drafts, **kw)
-    if rule == "spechub":
-        return kernel_spechub(p, q, drafts)
-    if rule == "greedy":
-        return kernel_greedy(p, q, drafts)
-    if rule in ("khisti", "khisti_lp"):
-        from transport import importance         # imported here: transport.importance builds on this module
-        return importance.kernel_importance(p, q, drafts, kw.get("selection"))
-    raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES + TWO_STEP_RULES}")
-
-
-DRAFT_LAW_OF = RULE_LAWS
-
-
-def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:
-    """Exact enumeration over the rule's draft law: (output law `[V]`, membership acceptance P(Y ∈ X),
-    first-stage acceptance P(slot >= 0 before any correction)). Cost O(|supp q|^k · k V): small V only."""
-    tuples, probs = laws.tuple_law(q, k, DRAFT_LAW_OF[rule])
-    if rule == "khisti_lp" and k == 2 and "selection" not in kw:
-        from transport import importance
-        kw = {**kw, "selection": importance.pair_selection_lp(p, q)}
-    law, member, first = np.zeros(len(p)), 0.0, 0.0
-    for x, w in zip(tuples, probs):
-        out = kernel(rule, p, q, x, **kw)
-        y = out.sum(0)
-        law += w * y
-        member += w * y[np.unique(x)].sum()
-        first += w * out[1:].sum()
-    return law, member, first

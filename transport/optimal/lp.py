@@ -1,4 +1,5 @@
-"""The optimal-transport LP of multi-draft acceptance over draft *sets* (transport/THEORY.md §1.2), solved by HiGHS in float64.
+"""The optimal-transport LP of multi-draft acceptance over draft *sets* (transport/THEORY.md §1.2), solved by HiGHS
+in float64.
 
 max Σ π(S,y)  s.t.  Σ_{y∈S} π(S,y) ≤ Q(S),  Σ_{S∋y} π(S,y) ≤ p(y),  π ≥ 0.
 Its optimum is α* for the draft law; its plan, completed by the global residual, is a lossless optimal verifier.

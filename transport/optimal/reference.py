@@ -1,8 +1,9 @@
-"""Numpy float64 α* (the CPU backend of `transport.optimal`, batched `[N, V]`) (transport/THEORY.md §2): the prefix (threshold) theorem for iid and without-replacement drafts,
-the closed form for greedy drafts, and the exponential-race quadrature for without replacement with k >= 3.
+"""Numpy float64 α* by a full sort (the reference of `transport.optimal.acceptance`, batched `[N, V]`;
+transport/THEORY.md §2): the prefix (threshold) theorem for iid and without-replacement drafts, the closed form for
+greedy drafts, and the exponential-race quadrature for without replacement with k >= 3.
 
-`alpha_wor` is a one-pair python-loop reference for the race; `transport.optimal` runs the same recursion as a jax
-scan and shares the quadrature grid built here.
+`alpha_wor` is a one-pair python-loop reference for the race; `transport.optimal.jax_backend` runs the same recursion
+as a jax scan and shares the quadrature grid built here.
 """
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def greedy_given_set(p: np.ndarray, q: np.ndarray, in_g: np.ndarray) -> tuple[np
 
 
 def poisson_binomial_cdf(rates: np.ndarray, t: np.ndarray, a: int) -> np.ndarray:
-    """P(N(t) <= a) for N(t) = #{i : E_i <= t}, E_i ~ Exp(rates_i) independent; t: `[G]` -> `[G]` (exact, O(len·a·G))."""
+    """P(N(t) <= a) for N(t) = #{i : E_i <= t}, E_i ~ Exp(rates_i) independent; t: `[G]` -> `[G]` (exact,
+    O(len·a·G))."""
     dist = np.zeros((a + 1, len(t)))
     dist[0] = 1.0
     for r in rates:
@@ -139,7 +141,8 @@ def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = NODES_P
 
 def alpha_wor(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = NODES_PER_DECADE
               ) -> tuple[float, np.ndarray]:
-    """α* for k drafts without replacement, any k, by the exponential race (transport/THEORY.md §2.4); python loop over V.
+    """α* for k drafts without replacement, any k, by the exponential race (transport/THEORY.md §2.4); python loop
+    over V.
 
     f(H) = ∫ λ e^{-λt} P(N_S(t) <= k_eff - 1) dt, S = V∖H, λ = q(H); k_eff = min(k, |supp q|).
     """

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 
-from transport.kernels import place_law, residual
+from transport.exact.kernels import place_law, residual
 
 PAIR_LP_MAX_V = 256          # the pair LP has V(V-1)/2 selection variables
 

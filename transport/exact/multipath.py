@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from transport.chain import along, stop_law
-from transport.tree_laws import table_law
+from transport.exact.chain import along, stop_law
+from transport.exact.tree_laws import table_law
 
 RANKS = ("ratio", "target", "draft")
 

@@ -1,9 +1,10 @@
 """α*, the best acceptance of any lossless verifier, exact at full vocabulary size, float64 (transport/THEORY.md §2).
 
 By the prefix theorem (§2.3) the minimum cut is a prefix of the tokens sorted by p/q, so α* = min_m [p(V∖H_m) +
-f(H_m)] with f the hit function of the draft law. Two backends behind one dispatch table: `transport.optimal_numpy`
-(CPU: ratio buckets without a full sort, O(V) greedy, the race quadrature) and `transport.optimal_jax` (batched
-jax, for accelerators); both agree with the reference `transport.optimal_ref` to rounding.
+f(H_m)] with f the hit function of the draft law. Two backends behind one dispatch table:
+`transport.optimal.numpy_backend` (CPU: ratio buckets without a full sort, O(V) greedy, the race quadrature) and
+`transport.optimal.jax_backend` (batched jax, for accelerators); both agree with the full-sort reference
+`transport.optimal.reference` to rounding.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import jax
 import numpy as np
 
 from specjax.verify import names
-from transport import optimal_jax, optimal_numpy, optimal_ref
+from transport.optimal import jax_backend, numpy_backend, reference
 from transport.validate import check_draft_law, checked_rows
 
 OPTIMAL_LAWS = names.OPTIMAL_LAWS
@@ -19,13 +20,13 @@ BACKENDS = ("auto", "numpy", "jax")
 
 # (backend, draft law) -> fn(rows...) -> (α* [N], H [N, V] or None). numpy functions take raw rows and their sums
 # (bucketing works on unnormalised rows); jax functions take normalised float64 rows.
-_NUMPY = {"iid": optimal_numpy.iid, "without_replacement": optimal_numpy.without_replacement,
-          "greedy": optimal_numpy.greedy}
-_JAX = {"iid": optimal_jax.iid, "without_replacement": optimal_jax.without_replacement, "greedy": optimal_jax.greedy}
+_NUMPY = {"iid": numpy_backend.iid, "without_replacement": numpy_backend.without_replacement,
+          "greedy": numpy_backend.greedy}
+_JAX = {"iid": jax_backend.iid, "without_replacement": jax_backend.without_replacement, "greedy": jax_backend.greedy}
 
 
 def optimal_acceptance(p, q, k: int, drafts: str = "iid", *, return_set: bool = False, backend: str = "auto",
-                       nodes_per_decade: int = optimal_ref.NODES_PER_DECADE):
+                       nodes_per_decade: int = reference.NODES_PER_DECADE):
     """α*(p, draft law of q with k drafts): the best membership acceptance P(Y ∈ X) of any lossless verifier.
 
     p, q: `[V]` or `[N, V]` probability rows (float32: sum within 1e-4; float64: within 1e-9; renormalised in float64).

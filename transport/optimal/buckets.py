@@ -17,9 +17,10 @@ import numpy as np
 # Buckets with LB_b > min_b J(H_b) + _PRUNE_MARGIN cannot contain the minimum; the others ("survivors") are
 # split into 2^_FINE_BITS sub-buckets by the next mantissa bits of r and pruned the same way; the tokens of the
 # surviving sub-buckets are sorted by ratio, and J is evaluated before each of them (the reference formula, from
-# prefix / suffix sums that are direct sums of non-negative terms, as in optimal_ref). Every set evaluated is a
-# threshold set and every threshold set that can reach the minimum is evaluated, so the least value is α*; the margin
-# (1e-12, >> the ~1e-15 rounding of the boundary values) only makes the pruning test safe against rounding.
+# prefix / suffix sums that are direct sums of non-negative terms, as in transport.optimal.reference). Every set
+# evaluated is a threshold set and every threshold set that can reach the minimum is evaluated, so the least value is
+# α*; the margin (1e-12, >> the ~1e-15 rounding of the boundary values) only makes the pruning test safe against
+# rounding.
 _MAX_SUB_BITS = 10
 _FINE_BITS = 5
 _PRUNE_MARGIN = 1e-12
@@ -85,7 +86,7 @@ def _leave_one_out_terms(q, qsum):
 
 
 def _law_values(law, k, pS, qH, qS, cS):
-    """J at each prefix from the direct prefix / suffix sums (optimal_ref formulas); cS is unused (None) for iid."""
+    """J at each prefix from the direct prefix / suffix sums (the reference's formulas); cS is unused (None) for iid."""
     if law == "iid":
         return pS + 1.0 - qS ** k
     return pS + np.minimum(qH * (1.0 + cS), 1.0)                 # "wor2"

@@ -2,7 +2,8 @@
 replacement, greedy) against every verifier's exact acceptance (incl. Khisti et al.'s two-step rule) on synthetic
 (p, q) families; and for sequences, the exact expected accepted length of token vs block verification on chains,
 token-level vs traversal on small trees, and SpecInfer's RRS vs traversal vs GBV on i.i.d. chains
-(`transport.length_gap`). Writes JSON and a PNG."""
+(`transport.studies.length_gap`). Computation and JSON only: the figure is
+`specjax.bench.studies_plots.plot_verifier_gap`."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from specjax.verify.names import OPTIMUM_LAW
-from transport.importance import PAIR_LP_MAX_V
-from transport.length_gap import length_rows
-from transport.optimal import optimal_acceptance
-from transport.verifiers import MAX_ENUMERATION, verifier_acceptance
+from transport.exact.importance import PAIR_LP_MAX_V
+from transport.exact.verifiers import MAX_ENUMERATION, verifier_acceptance
+from transport.optimal.acceptance import optimal_acceptance
+from transport.studies.length_gap import length_rows
 
 OWN_LAW = OPTIMUM_LAW
 
@@ -149,15 +150,14 @@ def gap_result(config: GapConfig, records: dict[str, dict]) -> dict:
 
 def run_verifier_gap(config: GapConfig, out_dir: str | Path, *,
                      each: Callable[[list[str]], Iterable[str]] = iter) -> dict:
-    """Run every cell (`each` may wrap the list of cell keys in a progress bar); write `verifier_gap.json` and
-    `verifier_gap.png` under out_dir; return the result dict."""
+    """Run every cell (`each` may wrap the list of cell keys in a progress bar); write `verifier_gap.json` under
+    out_dir; return the result dict (`specjax.bench.studies_plots.plot_verifier_gap` draws it)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     result = gap_result(config, {key: gap_cell(config, key) for key in each(gap_cells(config))})
     result["seconds"] = time.time() - start
     (out_dir / "verifier_gap.json").write_text(json.dumps(result, indent=2))
-    plot(result, out_dir / "verifier_gap.png")
     return result
 
 
@@ -180,44 +180,3 @@ def format_table(result: dict) -> str:
                           if name not in ("temperature", "scheme", "setting"))
         lines.append(f"T={r['temperature']:<4} {r['scheme']:<11} {r['setting']:<24} {rules}")
     return "\n".join(lines)
-
-
-def plot(result: dict, path: Path) -> None:
-    """α* and every verifier's acceptance against k per temperature; the sequence-level rules beside them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    temps = result["config"]["temperatures"]
-    fig, axes = plt.subplots(1, len(temps) + 1, figsize=(5 * (len(temps) + 1), 4.5))
-    for ax, t in zip(axes, temps):
-        for law in ("iid", "without_replacement", "greedy"):
-            pts = [(s["k"], s["mean_alpha_star"]) for s in result["alpha_star"] if s["law"] == law
-                   and s["temperature"] == t]
-            ax.plot(*zip(*pts), "-", lw=2.5, alpha=0.5, label=f"α* {law}")
-        for verifier in result["config"]["verifiers"]:
-            pts = [(r["k"], r["mean_acceptance"]) for r in result["rows"] if r["verifier"] == verifier
-                   and r["temperature"] == t]
-            if pts:
-                ax.plot(*zip(*pts), "o--", ms=4, label=verifier)
-        ax.set_xlabel("number of drafts k")
-        ax.set_ylabel("mean acceptance P(Y ∈ X)")
-        ax.set_title(f"T = {t} (V={result['config']['vocab_size']}, seed {result['config']['seed']})", fontsize=9)
-    axes[0].legend(fontsize=7)
-    ax = axes[-1]
-    labels, pairs = [], []
-    for r in result["lengths"]:
-        vals = [(name, val) for name, val in r.items() if name not in ("temperature", "scheme", "setting")]
-        labels.append(f"T={r['temperature']} {r['setting']}")
-        pairs.append(vals)
-    y = np.arange(len(labels))
-    for j in range(3):
-        pts = [(vals[j][1], i) for i, vals in enumerate(pairs) if j < len(vals)]
-        if pts:
-            ax.plot(*zip(*pts), "os^"[j], ms=4, label=["token-level", "block / traversal", "GBV"][j])
-    ax.set_yticks(y, labels, fontsize=6)
-    ax.set_xlabel("exact E[accepted drafts]")
-    ax.set_title("sequence-level rules", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

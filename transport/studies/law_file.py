@@ -1,5 +1,5 @@
 """Stored next-token laws of a target and its drafters at real contexts (`.npz`), for the real-law gap study
-(`transport.law_gap`), which re-runs from the file without any model.
+(`transport.studies.law_gap`), which re-runs from the file without any model.
 
 The file stores **logits**, not laws: full vocabulary, float32, exactly as the models produced them. A law at
 temperature T is `softmax(logits / T)` in float64, the law the decode loop samples from at that temperature

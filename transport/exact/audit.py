@@ -3,7 +3,7 @@ enumerable model (context-dependent random tables, V = 3), the exact law of the 
 distance to the target law, and the expected number of accepted drafts. Pure numpy float64; no model code.
 
 Chains and trees are compared after *completion* (emitted tokens continued by target samples to depth+1 tokens, see
-`transport.chain`); single-step multi-draft rules compare their output law with p. Every row is exact (enumeration
+`transport.exact.chain`); single-step multi-draft rules compare their output law with p. Every row is exact (enumeration
 of every draft); TV at ~1e-16 means lossless, anything above ~1e-12 is a real bias. Rows name their source:
 "specjax" (a rule specjax ships), "paper" (the published algorithm, as we settled it), "port" (a variant found in
 public ports), "misuse" / "lossy by design" / "sensitivity" (cases that must fail).
@@ -15,12 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from transport import kernels
-from transport.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
-from transport.multipath import best_chain, gbv_stops
-from transport.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
-from transport.tree_laws import (ConcreteTree, chains_tree, enumerate_chain_sets, enumerate_sbs_trees,
-                                 enumerate_trees)
+from transport.exact import dispatch
+from transport.exact.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
+from transport.exact.multipath import best_chain, gbv_stops
+from transport.exact.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
+from transport.exact.tree_laws import (ConcreteTree, chains_tree, enumerate_chain_sets, enumerate_sbs_trees,
+                                       enumerate_trees)
 
 IRREGULAR = ((((),), ()), ((),), ())          # leaves at depths 1-3: post-order, deepest-first and level order differ
 BINARY2 = (((), ()), ((), ()))
@@ -64,9 +64,9 @@ def chain_rows(p, q) -> list[AuditRow]:
 def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
     """Single-step multi-draft rules: output law vs p, membership acceptance."""
     rows = []
-    for rule in kernels.RULES + kernels.TWO_STEP_RULES:
+    for rule in dispatch.RULES + dispatch.TWO_STEP_RULES:
         kk = 2 if rule in ("spechub", "khisti_lp") else k
-        law, member, _ = kernels.enumerate_rule(rule, p0, q0, kk)
+        law, member, _ = dispatch.enumerate_rule(rule, p0, q0, kk)
         rows.append(AuditRow(f"multi-draft k={kk}", rule, "specjax", 0.5 * float(np.abs(law - p0).sum()), member))
     return rows
 

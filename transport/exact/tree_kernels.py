@@ -9,9 +9,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from transport.chain import add_completed, add_pattern, completions, pattern_offsets
-from transport.kernels import kernel_rrs, residual
-from transport.tree_laws import TREE_LAWS, ConcreteTree, table_law
+from transport.exact.chain import add_completed, add_pattern, completions, pattern_offsets
+from transport.exact.kernels import kernel_rrs, residual
+from transport.exact.tree_laws import TREE_LAWS, ConcreteTree, enumerate_trees, table_law
 
 Stop = tuple[tuple[int, ...], np.ndarray, float]          # (accepted path tokens, final-token law [V], probability)
 TRAVERSAL_ORDERS = ("postorder", "deepest", "level")
@@ -66,7 +66,8 @@ def traversal_stops(tree: ConcreteTree, p_tables, q_tables, order: str = "postor
     children; "deepest" or "level" = smallest index, as ports do); accept its path w.p. w(leaf) and emit from its
     current P; else delete it and update its parent u: P_u <- norm((w_u P_u − Q_u)_+), w_u <- Z/(Z + 1 − w_u),
     Q_u drops the deleted token iff its law is renormalised (`renorm`, default {"without_replacement": True,
-    "iid": False}), the weights of u's remaining descendants are recomputed. "deterministic" children use Q_u = a point mass on the child.
+    "iid": False}), the weights of u's remaining descendants are recomputed. "deterministic" children use Q_u = a
+    point mass on the child.
     A root without children is accepted (w = 1). `final_from_original`: emit from the original target law (a bug).
     """
     renorm = {"without_replacement": True, "iid": False, **(renorm or {})}
@@ -126,7 +127,8 @@ def traversal_stops(tree: ConcreteTree, p_tables, q_tables, order: str = "postor
 
 
 def emitted_law(weighted_stops: Iterable[tuple[list[Stop], float]], v: int, depth: int) -> np.ndarray:
-    """The emitted-pattern law (`transport.chain.pattern_offsets` layout) of stops weighted by tree probabilities."""
+    """The emitted-pattern law (`transport.exact.chain.pattern_offsets` layout) of stops weighted by tree
+    probabilities."""
     offsets = pattern_offsets(v, depth)
     out = np.zeros(offsets[-1])
     for stops, prob in weighted_stops:
@@ -160,7 +162,6 @@ def tree_acceptance(shape, law, p_tables, q_tables, verifier: str = "token") -> 
     """Exact E[accepted drafts] of a tree shape whose children are drawn by `law` (a name of TREE_LAWS, or one per
     depth), verified token-level ("token": the rule of each node's law) or by traversal ("traversal"), by
     enumerating every drafted tree (small V and trees only). The token-level value is `trees.reward`'s recursion."""
-    from transport.tree_laws import enumerate_trees
     verifiers = {"token": lambda t: token_stops(t, p_tables, q_tables),
                  "traversal": lambda t: traversal_stops(t, p_tables, q_tables)}
     if verifier not in verifiers:

@@ -9,10 +9,10 @@ from typing import Callable
 
 import numpy as np
 
-from transport.chain import chain_acceptance
-from transport.multipath import gbv_acceptance
-from transport.tree_kernels import expected_length, token_stops, traversal_stops, tree_acceptance
-from transport.tree_laws import chains_tree, enumerate_chain_sets
+from transport.exact.chain import chain_acceptance
+from transport.exact.multipath import gbv_acceptance
+from transport.exact.tree_kernels import expected_length, token_stops, traversal_stops, tree_acceptance
+from transport.exact.tree_laws import chains_tree, enumerate_chain_sets
 
 TREE_SHAPES = {"binary depth 2": (((), ()), ((), ())), "irregular depth 3": ((((),), ()), ((),), ())}
 

@@ -1,6 +1,7 @@
-"""The numpy backend of `transport.optimal` (CPU; transport/THEORY.md §2.3–2.4): ratio buckets with exact pruning for
-iid drafts and two drafts without replacement (`transport.optimal_buckets`), O(V) greedy by partition, and the
-exponential-race quadrature for without replacement with k_eff >= 3 (a python loop for V <= 2048, else the jax scan).
+"""The numpy backend of `transport.optimal.acceptance` (CPU; transport/THEORY.md §2.3–2.4): ratio buckets with exact
+pruning for iid drafts and two drafts without replacement (`transport.optimal.buckets`), O(V) greedy by partition, and
+the exponential-race quadrature for without replacement with k_eff >= 3 (a python loop for V <= 2048, else the jax
+scan).
 Backend functions take raw rows `[N, V]` with their float64 row sums and return (α* `[N]`, H `[N, V]` or None).
 """
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from transport import optimal_jax, optimal_ref
-from transport.optimal_buckets import bucketed
+from transport.optimal import jax_backend, reference
+from transport.optimal.buckets import bucketed
 
 _CHUNK = 8
 
@@ -23,7 +24,7 @@ def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _greedy_np(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`optimal_ref.alpha_greedy` in O(V): G = top-(k-1) of q by partition instead of a full sort, `[n, V]`.
+    """`reference.alpha_greedy` in O(V): G = top-(k-1) of q by partition instead of a full sort, `[n, V]`.
 
     G holds every token above the (k-1)-th largest value t of q and, of the tokens equal to t, those with the
     smallest ids: the first k-1 of a stable sort of -q, exactly the reference's G. Same closed form afterwards.
@@ -35,7 +36,7 @@ def _greedy_np(p: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     for i in ties:
         tied = np.flatnonzero(q[i] == t[i])
         in_g[i, tied[k - 1 - np.count_nonzero(q[i] > t[i]):]] = False
-    return optimal_ref.greedy_given_set(p, q, in_g)
+    return reference.greedy_given_set(p, q, in_g)
 
 
 def iid(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
@@ -48,7 +49,7 @@ def greedy(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
     if k == 1:
         return iid(p_raw, q_raw, p_sum, q_sum, 1, return_set, nodes_per_decade)
     p64, q64 = p_raw / p_sum[:, None], q_raw / q_sum[:, None]
-    return optimal_ref.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _greedy_np(pp, qq, k))])
+    return reference.run_chunked(p64, q64, [(np.arange(len(p64)), lambda pp, qq, rows: _greedy_np(pp, qq, k))])
 
 
 def without_replacement(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_decade):
@@ -68,7 +69,7 @@ def without_replacement(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_dec
         with jax.enable_x64(True):
             for chunk in np.array_split(race, max(1, -(-len(race) // _CHUNK))):
                 pp, qq = p_raw[chunk] / p_sum[chunk, None], q_raw[chunk] / q_sum[chunk, None]
-                alpha[chunk], h = optimal_jax.race_rows(pp, qq, k_eff[chunk], nodes_per_decade, False)
+                alpha[chunk], h = jax_backend.race_rows(pp, qq, k_eff[chunk], nodes_per_decade, False)
                 if return_set:
                     mask[chunk] = h
     return alpha, mask
