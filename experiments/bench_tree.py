@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import trees
+from trees.builders import canonical_method
 from specjax.bench.decoding import Results, decode_prompts, summarize, timed
 from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
@@ -61,8 +62,7 @@ class BenchConfig:
 
     def __post_init__(self):
         for method in self.methods:
-            if method not in trees.TREE_METHODS:
-                raise ValueError(f"unknown tree method {method!r}; known: {trees.TREE_METHODS}")
+            canonical_method(method)                     # ValueError on an unknown name
 
 
 CONFIG = BenchConfig

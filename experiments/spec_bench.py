@@ -20,6 +20,7 @@ from specjax.apps.models import load_drafter, load_target, parse_drafter
 from specjax.bench.prompts import categorized_prompts
 from specjax.sampling import SamplingConfig
 from specjax.methods import make_method
+from trees.builders import canonical_method
 from trees import TREE_METHODS, make_speculator
 
 
@@ -40,8 +41,7 @@ class SpecBenchConfig:
         for name in self.drafters + self.tree_drafters:
             parse_drafter(name)
         for method in self.tree_methods:
-            if method not in TREE_METHODS:
-                raise ValueError(f"unknown tree method {method!r}; known: {TREE_METHODS}")
+            canonical_method(method)                     # ValueError on an unknown name
 
     def configurations(self) -> list[tuple[str, str, str | None]]:
         """(label, method, drafter name) of every configuration, AR first."""

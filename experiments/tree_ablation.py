@@ -34,6 +34,7 @@ from specjax.decode.chain import ChainSpeculator
 from specjax.decode.loop import prefill
 from specjax.bench.prompts import load_prompts
 from specjax.sampling import SamplingConfig, warp_logits
+from trees.builders import canonical_method
 from trees import TREE_METHODS, make_speculator
 from trees.reward import tree_reward
 from trees.walk import default_rules, score_tree, walk_tree
@@ -56,8 +57,7 @@ class TreeAblationConfig:
 
     def __post_init__(self):
         for method in self.methods:
-            if method not in TREE_METHODS:
-                raise ValueError(f"unknown tree method {method!r}; known: {TREE_METHODS}")
+            canonical_method(method)                     # ValueError on an unknown name
         if min(self.budgets, default=0) < 1 or self.prompts < 1 or self.max_new_tokens < 2 or \
                 self.probe_contexts < 1:
             raise ValueError("budgets, prompts, probe_contexts must be positive and max_new_tokens >= 2")

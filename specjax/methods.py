@@ -1,5 +1,5 @@
 """The method registry: a name and options -> a speculator, for every decoding method of the core (`ar`, `chain`)
-and of `trees` (`eagle2`, `rsd-c`, `specinfer`, ...).
+and of `trees` (`eagle2`, alias `eagle`; `rsd-c`, `rsd-s`, `specinfer`, `static`).
 
 It sits above both (the core never imports `trees`), so every method is registered here, by name, without an import
 side effect: `make_method("chain", num_draft=4)`, `make_method("eagle2", budget=32)`. A speculator object can also be
@@ -16,6 +16,7 @@ from specjax.decode.dynamic_exit import DynamicExitSpeculator
 from specjax.decode.policies import DraftPolicy, Fixed, check_k_max, parse_policy
 from specjax.decode.speculator import Speculator
 from trees import TREE_METHODS, make_speculator
+from trees.builders import ALIASES
 
 METHODS: dict[str, Callable[..., Speculator]] = {}
 
@@ -59,5 +60,5 @@ def chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy
 
 register_method("ar", ar)
 register_method("chain", chain)
-for _name in TREE_METHODS:
+for _name in TREE_METHODS + tuple(ALIASES):         # `eagle` stays a name of the EAGLE-2 tree (`eagle2`)
     register_method(_name, partial(make_speculator, _name))

@@ -370,21 +370,30 @@ class SpecInferTree(TreeBuilder):
                          law=jnp.full(source.shape, LAW_IID, jnp.int32), probs=pool.probs)
 
 
-BUILDERS = {"eagle": Eagle2Tree.from_budget, "rsd-c": RSDCTree.from_budget, "rsd-s": RSDSTree.from_budget,
+BUILDERS = {"eagle2": Eagle2Tree.from_budget, "rsd-c": RSDCTree.from_budget, "rsd-s": RSDSTree.from_budget,
             "specinfer": SpecInferTree.from_budget, "static": StaticTree.from_budget}
 TREE_METHODS = tuple(sorted(BUILDERS))
+ALIASES = {"eagle": "eagle2"}
+"""Older names of tree methods (`eagle`, the EAGLE-2 dynamic tree, read like the EAGLE drafter head)."""
+
+
+def canonical_method(method: str) -> str:
+    """The TREE_METHODS name of `method` (an alias resolved); ValueError if it names no tree method."""
+    method = ALIASES.get(method, method)
+    if method not in BUILDERS:
+        raise ValueError(f"unknown tree method {method!r}; known: {TREE_METHODS} (aliases: {ALIASES})")
+    return method
 
 
 def make_builder(method: str, *, budget: int = 16, **shape) -> TreeBuilder:
     """The builder for `method` in TREE_METHODS with at most `budget` nodes; unset shape knobs follow from budget.
 
-    eagle: top_k (4) per expansion, depth (5, raised until the pool holds `budget`); rsd-c: branching per depth
+    eagle2 (alias eagle): top_k (4) per expansion, depth (5, raised until the pool holds `budget`); rsd-c: branching per depth
     (default (4, 2, 2, ...) then 1s while the total stays within budget), depth (truncates it); rsd-s: beam width
     (max(4, budget // 8)), depth (budget // width); specinfer: chains (max(4, budget // 8)), depth (budget // chains);
     static: rank paths (default: the `budget` best paths under a position-only acceptance guess).
     """
-    if method not in BUILDERS:
-        raise ValueError(f"unknown tree method {method!r}; known: {TREE_METHODS}")
+    method = canonical_method(method)
     check_int("budget", budget, low=1)
     try:
         return BUILDERS[method](budget, **shape)

@@ -15,7 +15,7 @@ from specjax.decode.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
 from specjax.verify.names import TREE_VERIFIERS, check_name
 from trees.level_loop import TreeBuilder
-from trees.builders import SpecInferTree, make_builder
+from trees.builders import SpecInferTree, canonical_method, make_builder
 from trees.verify import verify_tree_unchecked
 from trees.walk import RuleSet, default_rules, score_tree
 
@@ -89,11 +89,12 @@ def make_speculator(method: str, *, budget: int = 16, rules: RuleSet | None = No
     size chosen per round (`confidence:H`, EAGLE-2 only: nodes whose cumulative path confidence is below H are not
     drafted, see `Eagle2Tree`). ValueError on an unknown method, a bad shape or policy, or a verifier the tree's
     layout does not allow."""
+    method = canonical_method(method)
     if isinstance(policy, str):
         policy = parse_policy(policy)
     if policy is not None and not isinstance(policy, Fixed):
-        if method != "eagle" or not isinstance(policy, Confidence):
-            raise ValueError(f"tree draft policies: confidence:H with the eagle method, not {policy.name} with "
+        if method != "eagle2" or not isinstance(policy, Confidence):
+            raise ValueError(f"tree draft policies: confidence:H with the eagle2 method, not {policy.name} with "
                              f"{method}")
         shape["threshold"] = policy.threshold
     return TreeSpeculator(make_builder(method, budget=budget, **shape), rules).with_verifier(verifier)

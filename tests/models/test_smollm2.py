@@ -162,7 +162,7 @@ def test_generate_command_greedy_equals_ar(smol, tmp_path, capsys):
     ar = text("ar")
     assert len(ar) > 40
     assert text("chain", "-K", "4") == ar
-    for method in ("eagle", "static", "rsd-s"):
+    for method in ("eagle2", "static", "rsd-s"):
         assert method in trees.TREE_METHODS
         assert text(method, "--budget", "8") == ar, method
 

@@ -26,7 +26,7 @@ RULES = default_rules()
 
 ALPHA = 1e-4
 # small shapes with depth >= 2 so that deep acceptance is exercised (few nodes keep compile time low)
-SHAPES = {"eagle": dict(budget=6, top_k=2, depth=3), "rsd-c": dict(budget=6, branching=(2, 2)),
+SHAPES = {"eagle2": dict(budget=6, top_k=2, depth=3), "rsd-c": dict(budget=6, branching=(2, 2)),
           "rsd-s": dict(budget=6, width=2, depth=3), "specinfer": dict(budget=6, chains=2, depth=3),
           "static": dict(budget=6)}
 
@@ -87,7 +87,7 @@ def test_law_test_has_power_against_the_q_rule_for_deterministic_children(tiny_p
     target, draft = tiny_pair
     j12, j23, m4 = exact_t1
     wrong = RuleSet(iid=RULES.iid, wor=RULES.wor, det=RULES.iid)
-    g, _ = _pvalues(target, draft, make_speculator("eagle", rules=wrong, **SHAPES["eagle"]),
+    g, _ = _pvalues(target, draft, make_speculator("eagle", rules=wrong, **SHAPES["eagle2"]),
                     SamplingConfig(temperature=1.0))
     pv = [chi_square_pvalue(g[:, 0] * 16 + g[:, 1], j12), chi_square_pvalue(g[:, 1] * 16 + g[:, 2], j23),
           chi_square_pvalue(g[:, 3], m4)]
@@ -111,7 +111,7 @@ def test_each_level_is_drafted_once(method, tiny_pair, ragged_prompts):
         builder = spec.builder
         assert len(per_round) == builder.max_depth, calls   # one drafter call per level
         assert sum(per_round) == builder.drafter_tokens_per_round
-        if method == "eagle":      # expands top_k nodes per level (never all k^2): k * depth, whatever the budget
+        if method == "eagle2":      # expands top_k nodes per level (never all k^2): k * depth, whatever the budget
             assert per_round == [2] + [builder.top_k] * (builder.max_depth - 1)
         else:                      # prev, the root and every non-leaf node once
             assert builder.drafter_tokens_per_round <= builder.num_nodes + 1
@@ -210,7 +210,7 @@ def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompt
     tokens, lengths = ragged_prompts
     hybrid = hybrid_handle(draft, lookup_handle(target.config))
     ar = generate(target, tokens, lengths, jax.random.key(0), max_new_tokens=14, sampling=GREEDY)
-    for method in ("eagle", "static"):
+    for method in ("eagle2", "static"):
         out = generate(target, tokens, lengths, jax.random.key(0), method=make_speculator(method, **SHAPES[method]),
                        drafter=hybrid, max_new_tokens=14, sampling=GREEDY)
         np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ar.tokens), err_msg=method)
@@ -230,7 +230,7 @@ def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompt
         rest = [t for t in model_kids[row].tolist() if t != lk_kids[row]][:2]
         assert root_kids[row, 1:].tolist() == rest                             # then the model's best others
 
-    g, out = _pvalues(target, hybrid, make_speculator("eagle", rules=RULES, **SHAPES["eagle"]),
+    g, out = _pvalues(target, hybrid, make_speculator("eagle", rules=RULES, **SHAPES["eagle2"]),
                       SamplingConfig(temperature=1.0))
     j12, _, m4 = _exact_laws(target, [3, 1, 4], SamplingConfig(temperature=1.0))
     assert min(chi_square_pvalue(g[:, 0] * 16 + g[:, 1], j12), chi_square_pvalue(g[:, 3], m4)) > ALPHA
@@ -239,7 +239,7 @@ def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompt
 
 
 SEQUENCE_VERIFIERS = [("chain", "block"), ("rsd-c", "traversal"), ("rsd-s", "traversal"), ("specinfer", "traversal"),
-                      ("specinfer", "gbv"), ("eagle", "traversal")]
+                      ("specinfer", "gbv"), ("eagle2", "traversal")]
 
 
 def _method(name, **kw):
@@ -300,3 +300,12 @@ def test_verifier_combinations_and_tree_inputs_are_checked_eagerly(tiny_pair, ra
         with pytest.raises(ValueError, match=message) as excinfo:
             verify_tree(jax.random.key(0), args.pop("tree"), args.pop("target_probs"), **args)
         assert not any("/jax/" in f.filename for f in traceback.extract_tb(excinfo.tb)), message
+
+
+def test_eagle_is_an_alias_of_the_eagle2_tree():
+    """`eagle2` names the EAGLE-2 tree builder; `eagle` (its older name, easily read as the drafter head) stays an
+    alias that builds the same speculator; an unknown name is refused."""
+    assert "eagle2" in TREE_METHODS and "eagle" not in TREE_METHODS
+    assert make_method("eagle", budget=8) == make_method("eagle2", budget=8) == make_speculator("eagle", budget=8)
+    with pytest.raises(ValueError, match="unknown tree method"):
+        make_speculator("eagle3", budget=8)
