@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 import jax
 
 from specjax.training.acceptance_head import fit_acceptance_head
-from specjax.bench.decoding import Results, decode_prompts, summarize, timed
+from specjax.bench.decoding import Results, decode_prompts, summarize
+from specjax.bench.timing import timed
 from specjax.bench.experiment import parse_config
 from specjax.apps.models import load_drafter, load_target
 from specjax.bench.prompts import held_out_prompts, load_prompts

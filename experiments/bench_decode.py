@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import jax
 import numpy as np
 
-from specjax.bench.decoding import timed
+from specjax.bench.timing import timed
 from specjax.bench.experiment import parse_config, provenance, write_csv
 from specjax.model.config import named_config
 from specjax.decode.loop import generate

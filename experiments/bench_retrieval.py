@@ -75,7 +75,8 @@ def main(argv=None) -> int:
                                f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={cfg.threads}")
     import jax
 
-    from specjax.bench.decoding import Results, run_of, timed
+    from specjax.bench.decoding import Results, run_of
+    from specjax.bench.timing import timed
     from specjax.apps.models import load_drafter, load_target, parse_drafter
     from specjax.decode.batching import bucket_size, pad_prompts
     from specjax.decode.loop import generate

@@ -43,7 +43,8 @@ import jax
 import numpy as np
 
 from specjax.decode import loop as decode
-from specjax.bench.decoding import Results, timed
+from specjax.bench.decoding import Results
+from specjax.bench.timing import timed
 from specjax.bench.experiment import config_from_dict, parse_config, progress, write_csv
 from specjax.decode.batching import bucket_size
 from specjax.model.config import named_config

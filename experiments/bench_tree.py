@@ -27,7 +27,8 @@ import numpy as np
 
 import trees
 from trees.builders import canonical_method
-from specjax.bench.decoding import Results, decode_prompts, summarize, timed
+from specjax.bench.decoding import Results, decode_prompts, summarize
+from specjax.bench.timing import timed
 from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
 from specjax.decode.batching import pad_prompts
@@ -38,7 +39,6 @@ from specjax.sampling import SamplingConfig, warp_logits
 from specjax.methods import make_method
 from specjax.decode.chain import verify_chain
 from trees.pool import Pool, draft_level
-from trees.walk import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,6 @@ def round_costs(cfg: BenchConfig, target, drafter, ids, results: Results) -> Non
     caches, ctx = jax.jit(partial(prefill, sampling=sampling, capacity=capacity))(
         target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(cfg.seed))
     key = jax.random.key(cfg.seed + 1)
-    rules = default_rules()
 
     def chain_row(k: int) -> dict:
         draft = jax.jit(lambda d, c, x, key: draft_chain(d, c, x, key, k, sampling).tokens)
@@ -126,21 +125,23 @@ def round_costs(cfg: BenchConfig, target, drafter, ids, results: Results) -> Non
                                                       key), cfg.repeats))
 
     def tree_row(method: str, budget: int) -> dict:
-        b = make_method(method, budget=budget).builder
-        new = jax.jit(lambda d, c, x, key: b.build(d, c, x, key, sampling).tree)
+        spec = make_method(method, budget=budget)
+        b = spec.builder
+        # the decode loop's own halves of a round (`TreeSpeculator.propose` / `verify`; the commit, a cache gather,
+        # is not timed)
+        new = jax.jit(lambda d, c, x, key: spec.propose(drafter=d, drafter_cache=c, ctx=x, key=key,
+                                                         sampling=sampling))
         old = jax.jit(lambda d, c, x, key: rescoring_build(b, d, c, x, key, sampling))
-        tree = new(drafter, caches.drafter, ctx, key)
+        built = new(drafter, caches.drafter, ctx, key)
 
-        def verify(t, c, x, tree, key):
-            scored = score_tree(t, c, tree, x.position, b.max_depth)
-            path, n, _ = walk_tree(key, tree, warp_logits(scored.logits, sampling), rules, b.max_depth, b.laws)
-            return t.runner.commit(scored.cache, x.position, path, n), n
+        def verify(t, c, x, built, key):
+            return spec.verify(target=t, target_cache=c, ctx=x, built=built, key=key, sampling=sampling).num_accepted
 
         return dict(kind="tree", method=method, budget=budget, nodes=b.num_nodes, depth=b.max_depth,
                     drafter_tokens=b.drafter_tokens_per_round, drafter_tokens_old=old_path_tokens(b),
                     draft_s=_median_seconds(new, (drafter, caches.drafter, ctx, key), cfg.repeats),
                     draft_old_s=_median_seconds(old, (drafter, caches.drafter, ctx, key), cfg.repeats),
-                    verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, tree, key), cfg.repeats))
+                    verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, built, key), cfg.repeats))
 
     for cell in progress(todo, len(todo), "round costs"):
         parts = cell.split("/")

@@ -48,8 +48,9 @@ from specjax.bench.acceptance import teacher_forced_ranks
 from specjax.bench.decoding import decode_interleaved, summarize
 from specjax.bench.experiment import parse_config, provenance
 from specjax.apps.models import load_drafter, load_target
-from specjax.bench.profile import (STATS, CallTimer, ProfileConfig, build_profile, curve_jobs, device_name,
-    generate_capacity, measure_profile, restat, roofline)
+from specjax.bench.timing import STATS, CallTimer
+from specjax.bench.profile import (ProfileConfig, build_profile, curve_jobs, device_name, generate_capacity,
+    measure_profile, restat, roofline)
 from specjax.decode.batching import bucket_size
 from specjax.costs.profile import DeviceProfile
 from specjax.bench.prompts import load_prompts

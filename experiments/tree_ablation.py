@@ -31,13 +31,12 @@ from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.apps.models import load_drafter, load_target
 from specjax.decode.batching import pad_prompts
 from specjax.decode.chain import ChainSpeculator
-from specjax.decode.loop import prefill
+from specjax.decode.loop import needed_capacity, prefill
 from specjax.bench.prompts import load_prompts
-from specjax.sampling import SamplingConfig, warp_logits
+from specjax.sampling import SamplingConfig
 from trees.builders import canonical_method
 from trees import TREE_METHODS, make_speculator
 from trees.reward import tree_reward
-from trees.walk import default_rules, score_tree, walk_tree
 
 
 @dataclass(frozen=True)
@@ -68,16 +67,11 @@ CONFIG = TreeAblationConfig  # what `main` parses (tests/apps/test_experiments.p
 
 @partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))
 def _probe_round(target, drafter, tokens, lengths, pending, key, *, spec, sampling, capacity):
-    key_prefill, key_build, key_walk = jax.random.split(key, 3)
-    caches, ctx = prefill(target, drafter, tokens, lengths, key_prefill, sampling, capacity)
-    ctx = ctx.replace(pending=pending)                     # the text's own next token, not a sampled one
-    builder = spec.builder
-    built = builder.build(drafter, caches.drafter, ctx, key_build, sampling, keep_laws=True)
-    scored = score_tree(target, caches.target, built.tree, ctx.position, builder.max_depth)
-    probs = warp_logits(scored.logits, sampling)
-    rules = spec.rules if spec.rules is not None else default_rules()
-    _, accepted, _ = walk_tree(key_walk, built.tree, probs, rules, builder.max_depth, builder.laws)
-    return tree_reward(built.tree, probs, builder.max_depth), accepted
+    # the text's own next token is pending (not a sampled one); then the decode loop's own round, uncommitted
+    start = prefill(target, drafter, tokens, lengths, key, sampling, capacity, pending=pending)
+    v = spec.propose_and_verify(target=target, drafter=drafter, caches=start.caches, ctx=start.ctx, key=key,
+                                sampling=sampling, keep_laws=True)
+    return tree_reward(v.built.tree, v.target_probs, spec.builder.max_depth), v.num_accepted
 
 
 def probe(spec, target, drafter, texts: list[list[int]], cuts: np.ndarray, sampling: SamplingConfig,
@@ -87,7 +81,7 @@ def probe(spec, target, drafter, texts: list[list[int]], cuts: np.ndarray, sampl
     tokens, lengths = pad_prompts([t[:c] for t, c in zip(texts, cuts)])
     pending = jnp.asarray([t[c] for t, c in zip(texts, cuts)], jnp.int32)
     reward, accepted = _probe_round(target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), pending, key,
-                                    spec=spec, sampling=sampling, capacity=tokens.shape[1] + spec.capacity_margin + 2)
+                                    spec=spec, sampling=sampling, capacity=needed_capacity(tokens.shape[1], spec))
     return float(np.mean(reward)), float(np.mean(accepted))
 
 

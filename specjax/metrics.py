@@ -14,11 +14,3 @@ def acceptance_length(accepted: np.ndarray) -> float:
     ran = accepted >= 0
     rounds = ran.sum()
     return float(((accepted + 1) * ran).sum() / rounds) if rounds else float("nan")
-
-
-def acceptance_rate(accepted: np.ndarray, drafted: np.ndarray) -> float:
-    """Fraction of drafted tokens accepted, over rounds that ran (`accepted >= 0`)."""
-    accepted, drafted = np.asarray(accepted), np.asarray(drafted)
-    ran = accepted >= 0
-    total = (drafted * ran).sum()
-    return float((accepted * ran).sum() / total) if total else float("nan")

@@ -109,7 +109,7 @@ def to_draft_tree(trees: list, p_tables: list, q_tables: list, dtype=np.float32)
 
 
 def trie_of_chains(chain_sets, p_tables: list, q_tables: list, dtype=np.float32):
-    """Rows of K chains of L tokens -> the `trees.builders.SpecInferTree` layout: pool node 1 + d*K + j holds chain
+    """Rows of K chains of L tokens -> the `trees.sampled_builders.SpecInferTree` layout: pool node 1 + d*K + j holds chain
     j's token d; the first chain with the same prefix owns the (valid) node; slot j of a valid node at depth d points
     to chain j's canonical node at depth d+1 when chain j shares its prefix. Returns (DraftTree, target `[B, N+1, V]`)."""
     import jax.numpy as jnp
@@ -197,8 +197,9 @@ def round_laws(target, drafter, prompt, pending: int, depth: int, sampling) -> t
     prefixes = jnp.asarray(list(itertools.product(range(v), repeat=depth - 1)), jnp.int32)    # [N, depth-1]
     n, t = len(prefixes), len(prompt)
     tokens = jnp.tile(jnp.asarray(prompt, jnp.int32), (n, 1))
-    caches, ctx = prefill(target, drafter, tokens, jnp.full((n,), t, jnp.int32), jax.random.key(0), GREEDY,
-                          t + depth + 2)
+    start = prefill(target, drafter, tokens, jnp.full((n,), t, jnp.int32), jax.random.key(0), GREEDY,
+                    t + depth + 2)
+    caches, ctx = start.caches, start.ctx
     pend = jnp.full((n,), pending, jnp.int32)
     out = drafter.forward(caches.drafter, Block.chain(jnp.stack([ctx.prev, pend], 1), ctx.position - 1,
                                                       ctx.features))

@@ -31,15 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from specjax.model.block import Block
-from specjax.decode.loop import prefill_drafter
+from specjax.decode.loop import needed_capacity, prefill, prefill_drafter
 from specjax.decode.draft import score_chain
 from specjax.runners.base import Forward, Handle
-from specjax.sampling import SamplingConfig, warp_logits
-from specjax.decode.state import DecodeContext
+from specjax.sampling import SamplingConfig
+from specjax.decode.state import Caches, DecodeContext
 from trees.level_loop import TreeBuilder
 from trees.reward import tree_reward
-from trees.walk import RuleSet, default_rules, score_tree, walk_tree
+from trees.speculator import TreeSpeculator
+from trees.walk import RuleSet
 
 
 @dataclass(frozen=True)
@@ -101,24 +101,19 @@ def rollout(target: Handle, drafter: Handle, reference: Handle, builder: TreeBui
     scored by the target (one prefill shared by both); see `Rollout`. Traceable (jit it, or call it inside a jitted
     loss); no gradient is meant to flow through it (the tree's node choice is discrete)."""
     b, w = contexts.shape
-    capacity = w + max(builder.pool_size, builder.num_nodes) + 2
-    rows = jnp.arange(b)
-    prefix = target.forward(target.init_cache(b, capacity), Block.chain(contexts, jnp.zeros((b,), jnp.int32)))
-    hidden = jnp.concatenate([jnp.zeros_like(prefix.hidden[:, :1]), prefix.hidden], axis=1)   # i+1 = position i
-    ctx = DecodeContext(prev=contexts[:, -1], pending=pending.astype(jnp.int32), position=jnp.full((b,), w, jnp.int32),
-                        features=jnp.stack([hidden[rows, w - 1], hidden[rows, w]], axis=1))
-    key_build, key_walk = jax.random.split(key)
-    depth = builder.max_depth
-    rules = rules if rules is not None else default_rules()
+    spec = TreeSpeculator(builder, rules)
+    capacity = needed_capacity(w, spec)
+    # one target pass over the contexts, shared by both drafters; the text's next token is the trees' root
+    prefix = prefill(target, None, contexts, jnp.full((b,), w, jnp.int32), key, sampling, capacity, pending=pending)
 
     def one_tree(handle):
-        built = builder.build(handle, prefill_drafter(handle, contexts, prefix.hidden, capacity).cache, ctx,
-                              key_build, sampling)
-        probs = warp_logits(score_tree(target, prefix.cache, built.tree, ctx.position, depth).logits, sampling)
-        path, num_accepted, emitted = walk_tree(key_walk, built.tree, probs, rules, depth, builder.laws)
-        return TreeOutcome(tree_reward(built.tree, probs, depth), path, num_accepted, emitted)
+        caches = Caches(prefix.caches.target, prefill_drafter(handle, contexts, prefix.hidden, capacity).cache)
+        v = spec.propose_and_verify(target=target, drafter=handle, caches=caches, ctx=prefix.ctx, key=key,
+                                    sampling=sampling)
+        reward = tree_reward(v.built.tree, v.target_probs, builder.max_depth)
+        return TreeOutcome(reward, v.path, v.num_accepted, v.tokens)
 
-    return Rollout(contexts=contexts, ctx=ctx, hidden=prefix.hidden, current=one_tree(drafter),
+    return Rollout(contexts=contexts, ctx=prefix.ctx, hidden=prefix.hidden, current=one_tree(drafter),
                    reference=one_tree(reference), capacity=capacity)
 
 

@@ -13,6 +13,7 @@ So a round costs one drafter call per level over that level's frontier: `drafter
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import jax
@@ -65,25 +66,28 @@ def tree_from_pool(pool: Pool, source: jax.Array, law: int, max_children: int) -
                      probs=jnp.take_along_axis(pool.probs, source[..., None], axis=1))
 
 
-class TreeBuilder:
-    """Base class. Subclasses are frozen dataclasses (hashable, jit-static) that define `level_sizes` (pool sizes
-    of levels 1..D), `num_nodes` (N, nodes the target scores), `max_children`, `expand`, and optionally `frontier`,
-    `select`, `finish`, `check`; `laws` are the law codes of their non-leaf nodes."""
+class TreeBuilder(abc.ABC):
+    """The builder protocol. Subclasses are frozen dataclasses (hashable, jit-static) that define `level_sizes`
+    (pool sizes of levels 1..D), `num_nodes` (N, nodes the target scores), `max_children`, `expand`, and optionally
+    `frontier`, `select`, `finish`, `check`; `laws` are the law codes of their non-leaf nodes."""
 
     laws: tuple[int, ...] = (LAW_DET,)
     prunes: bool = False            # whether `expand` may leave a whole level invalid (then the next is not drafted)
 
     @property
+    @abc.abstractmethod
     def level_sizes(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """Pool sizes of levels 1..D (static)."""
 
     @property
+    @abc.abstractmethod
     def num_nodes(self) -> int:
-        raise NotImplementedError
+        """N: the nodes the target scores (the root excluded)."""
 
     @property
+    @abc.abstractmethod
     def max_children(self) -> int:
-        raise NotImplementedError
+        """The most children one node may have."""
 
     @property
     def max_depth(self) -> int:
@@ -115,11 +119,11 @@ class TreeBuilder:
         off = self.offsets
         return jnp.broadcast_to(jnp.arange(off[d], off[d + 1], dtype=jnp.int32), (pool.token.shape[0], off[d + 1] - off[d]))
 
+    @abc.abstractmethod
     def expand(self, d: int, pool: Pool, idx: jax.Array, logits: jax.Array, q: jax.Array, key: jax.Array,
                sampling: SamplingConfig) -> Pool:
         """Write level d+1: the children of the frontier `idx [B, L]`, whose drafter logits and warped laws are
         `logits, q [B, L, V]`."""
-        raise NotImplementedError
 
     def select(self, pool: Pool) -> jax.Array:
         """Pool indices `[B, N+1]` of the nodes the target scores; default: the whole pool."""

@@ -1,5 +1,5 @@
 """Greedy multi-path block verification (GBV, after Thomas & Pal, arXiv 2602.16961) on the trie of K i.i.d. chains
-(the `trees.builders.SpecInferTree` layout: slot j of a node is chain j's next node), with the `walk_tree` contract
+(the `trees.sampled_builders.SpecInferTree` layout: slot j of a node is chain j's next node), with the `walk_tree` contract
 (transport/THEORY.md §5.4).
 
 Select the lexicographically best chain Γ under a per-position ranking of tokens (`rank`: "ratio" p/q, "target" p,

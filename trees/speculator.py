@@ -1,5 +1,6 @@
 """`TreeSpeculator`: one round of tree speculative decoding (build level by level, score in one target call,
-verify, commit) under the core's round contract (`specjax.decode.speculator.Speculator`), and `make_speculator`."""
+verify: `propose_and_verify`; then commit) under the core's round contract (`specjax.decode.speculator.Speculator`),
+and `make_speculator`."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from specjax.decode.policies import Confidence, DraftPolicy, Fixed, parse_policy
 from specjax.sampling import warp_logits
@@ -14,10 +16,28 @@ from specjax.decode.speculator import Speculator, check_pair
 from specjax.decode.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
 from specjax.verify.names import TREE_VERIFIERS, check_name
-from trees.level_loop import TreeBuilder
-from trees.builders import SpecInferTree, canonical_method, make_builder
+from specjax.runners.base import Forward
+from trees.level_loop import BuiltTree, TreeBuilder
+from trees.sampled_builders import SpecInferTree
+from trees.builders import canonical_method, make_builder
 from trees.verify import verify_tree_unchecked
 from trees.walk import RuleSet, default_rules, score_tree
+
+
+@struct.dataclass
+class TreeVerdict:
+    """What `TreeSpeculator.propose_and_verify` returns. built: the drafted tree, the drafter's cache and each
+    node's pool index; scored: the target's forward over the tree (its cache holds the tree at `position + i`);
+    target_probs `[B, N+1, V]`: the warped target law at every node; path `[B, D+1]` (node ids, root first, -1
+    after), num_accepted `[B]`, tokens `[B, D+1]` (the accepted drafts, then the correction or bonus token, PAD
+    after)."""
+
+    built: BuiltTree
+    scored: Forward
+    target_probs: jax.Array
+    path: jax.Array
+    num_accepted: jax.Array
+    tokens: jax.Array
 
 
 @dataclass(frozen=True)
@@ -58,29 +78,55 @@ class TreeSpeculator(Speculator):
             builder = dataclasses.replace(builder, merge=verifier == "gbv")  # the trie; token takes either
         return dataclasses.replace(self, builder=builder, verifier=verifier)
 
-    def round(self, target, drafter, caches, ctx, key, sampling, memory=None) -> RoundOutput:
-        """One round: returns tokens `[B, depth+1]` and both caches with the accepted path committed."""
-        rules = self.rules if self.rules is not None else default_rules()
-        depth = self.builder.max_depth
-        key_build, key_verify = jax.random.split(key)
-        with jax.named_scope("draft"):
-            # sequence-level verifiers and custom rules for deterministic children read the stored draft laws
-            keep = self.builder.draws_laws or self.verifier != "token" or rules.det is not point_mass_rule
-            built = self.builder.build(drafter, caches.drafter, ctx, key_build, sampling, keep_laws=keep)
-        tree = built.tree
-        with jax.named_scope("score"):
-            scored = score_tree(target, caches.target, tree, ctx.position, depth)
-        with jax.named_scope("verify"):
-            path, n, tokens = verify_tree_unchecked(key_verify, tree, warp_logits(scored.logits, sampling),
-                                                    self.verifier, depth, rules, self.builder.laws)
-        with jax.named_scope("commit"):
-            target_cache = target.runner.commit(scored.cache, ctx.position, path, n)
-            draft_path = jnp.where(path >= 0, jnp.take_along_axis(built.source, jnp.clip(path, 0, None), axis=1), -1)
-            draft_cache = drafter.runner.commit(built.cache, ctx.position, draft_path, n)
-        path_hidden = jnp.take_along_axis(scored.hidden, jnp.clip(path, 0, None)[..., None], axis=1)
-        num_drafted = jnp.sum(tree.valid[:, 1:], axis=1).astype(jnp.int32)
-        return RoundOutput(Caches(target_cache, draft_cache), tokens, n, num_drafted, path_hidden)
+    @property
+    def node_rules(self) -> RuleSet:
+        """The per-law rules of the "token" verifier."""
+        return self.rules if self.rules is not None else default_rules()
 
+    def propose(self, *, drafter, drafter_cache, ctx, key, sampling, keep_laws: bool | None = None) -> BuiltTree:
+        """The draft half of a round: the tree built level by level from the drafter's cache (one drafter call per
+        level). keep_laws: store every drafted node's law in the tree (default: only when a rule reads them)."""
+        if keep_laws is None:   # sequence-level verifiers and custom rules for deterministic children read them
+            keep_laws = (self.builder.draws_laws or self.verifier != "token"
+                         or self.node_rules.det is not point_mass_rule)
+        with jax.named_scope("draft"):
+            return self.builder.build(drafter, drafter_cache, ctx, key, sampling, keep_laws=keep_laws)
+
+    def verify(self, *, target, target_cache, ctx, built: BuiltTree, key, sampling) -> TreeVerdict:
+        """The verify half: the target scores the whole tree in one call and the verifier accepts a path."""
+        depth = self.builder.max_depth
+        with jax.named_scope("score"):
+            scored = score_tree(target, target_cache, built.tree, ctx.position, depth)
+        with jax.named_scope("verify"):
+            target_probs = warp_logits(scored.logits, sampling)
+            path, n, tokens = verify_tree_unchecked(key, built.tree, target_probs, self.verifier, depth,
+                                                    self.node_rules, self.builder.laws)
+        return TreeVerdict(built, scored, target_probs, path, n, tokens)
+
+    def propose_and_verify(self, *, target, drafter, caches, ctx, key, sampling,
+                           keep_laws: bool | None = None) -> TreeVerdict:
+        """A round without its commit (`propose`, then `verify`): what a decode round does before committing, and
+        what a one-round probe (GTO's rollouts, the tree ablation's exact reward, the benches) measures, so they
+        measure the loop that ships."""
+        key_build, key_verify = jax.random.split(key)
+        built = self.propose(drafter=drafter, drafter_cache=caches.drafter, ctx=ctx, key=key_build, sampling=sampling,
+                             keep_laws=keep_laws)
+        return self.verify(target=target, target_cache=caches.target, ctx=ctx, built=built, key=key_verify,
+                           sampling=sampling)
+
+    def round(self, *, target, drafter, caches, ctx, key, sampling, memory=None) -> RoundOutput:
+        """One round: `propose_and_verify`, then the accepted path committed to both caches; tokens
+        `[B, depth+1]`."""
+        v = self.propose_and_verify(target=target, drafter=drafter, caches=caches, ctx=ctx, key=key,
+                                    sampling=sampling)
+        with jax.named_scope("commit"):
+            target_cache = target.runner.commit(v.scored.cache, ctx.position, v.path, v.num_accepted)
+            source = v.built.source
+            draft_path = jnp.where(v.path >= 0, jnp.take_along_axis(source, jnp.clip(v.path, 0, None), axis=1), -1)
+            draft_cache = drafter.runner.commit(v.built.cache, ctx.position, draft_path, v.num_accepted)
+        path_hidden = jnp.take_along_axis(v.scored.hidden, jnp.clip(v.path, 0, None)[..., None], axis=1)
+        num_drafted = jnp.sum(v.built.tree.valid[:, 1:], axis=1).astype(jnp.int32)
+        return RoundOutput(Caches(target_cache, draft_cache), v.tokens, v.num_accepted, num_drafted, path_hidden)
 
 def make_speculator(method: str, *, budget: int = 16, rules: RuleSet | None = None, verifier: str = "token",
                     policy: str | DraftPolicy | None = None, **shape) -> TreeSpeculator:

@@ -1,5 +1,6 @@
-"""Tree verification: the target scores every node in one call, the acceptance walks from the root applying at each
-node the multi-draft rule matching how its children were drawn, and the accepted path is committed to both caches.
+"""The token-level tree walk: the target scores every node in one call (`score_tree`), and the acceptance walks from
+the root applying at each node the multi-draft rule matching how its children were drawn (`walk_tree`); committing
+the accepted path is the speculator's (`trees.speculator.TreeSpeculator.round`).
 
 Rules share the core's signature `rule(key, p[V], q[V], drafts[k], valid[k]) -> (accepted_slot | -1, token)`.
 i.i.d. children use `rrs_iid`, children drawn without replacement `rrs_without_replacement` (both from
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from specjax.model.block import Block
 from specjax.runners.base import Forward, Handle
@@ -54,6 +56,18 @@ def score_tree(target: Handle, target_cache: Any, tree: DraftTree, position: jax
     return target.forward(target_cache, tree_block(tree, position, max_depth))
 
 
+@struct.dataclass
+class _Walk:
+    """One row's walk so far: node (the current node), alive (every node so far accepted), num_accepted, path
+    `[D+1]` (node ids, -1 past the end) and tokens `[D+1]` (emitted, PAD after)."""
+
+    node: jax.Array
+    alive: jax.Array
+    num_accepted: jax.Array
+    path: jax.Array
+    tokens: jax.Array
+
+
 def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: RuleSet, max_depth: int,
               laws: tuple[int, ...] = (LAW_DET, LAW_IID, LAW_WOR)) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Acceptance walk from the root, per row (ragged across the batch).
@@ -71,8 +85,8 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
     code_to_branch = jnp.zeros(3, jnp.int32).at[jnp.array(laws)].set(jnp.arange(len(laws), dtype=jnp.int32))
 
     def one_row(key, token, valid, children, law, probs, p_all):
-        def step(carry, d):
-            node, alive, n, path, out = carry
+        def step(walk: _Walk, d):
+            node = walk.node
             k_rule, k_bonus = jax.random.split(jax.random.fold_in(key, d))
             kids = children[node]
             safe = jnp.clip(kids, 0, None)
@@ -86,18 +100,19 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
             leaf = ~jnp.any(kvalid)
             slot = jnp.where(leaf, -1, slot)
             tok = jnp.where(leaf, sample_token(k_bonus, p), tok)   # no children: the bonus token from p
-            accepted = alive & (slot >= 0)
-            out = out.at[d].set(jnp.where(alive, tok, PAD_TOKEN))
+            accepted = walk.alive & (slot >= 0)
             nxt = kids[jnp.clip(slot, 0, None)]
-            path = path.at[jnp.minimum(d + 1, max_depth)].set(jnp.where(accepted, nxt, path[jnp.minimum(d + 1,
-                                                                                                    max_depth)]))
-            return (jnp.where(accepted, nxt, node), accepted, n + accepted.astype(jnp.int32), path, out), None
+            below = jnp.minimum(d + 1, max_depth)
+            return _Walk(node=jnp.where(accepted, nxt, node), alive=accepted,
+                         num_accepted=walk.num_accepted + accepted.astype(jnp.int32),
+                         path=walk.path.at[below].set(jnp.where(accepted, nxt, walk.path[below])),
+                         tokens=walk.tokens.at[d].set(jnp.where(walk.alive, tok, PAD_TOKEN))), None
 
-        init = (jnp.int32(0), jnp.bool_(True), jnp.int32(0),
-                jnp.full((max_depth + 1,), -1, jnp.int32).at[0].set(0),
-                jnp.full((max_depth + 1,), PAD_TOKEN, jnp.int32))
-        (_, _, n, path, out), _ = jax.lax.scan(step, init, jnp.arange(max_depth + 1))
-        return path, n, out
+        start = _Walk(node=jnp.int32(0), alive=jnp.bool_(True), num_accepted=jnp.int32(0),
+                      path=jnp.full((max_depth + 1,), -1, jnp.int32).at[0].set(0),
+                      tokens=jnp.full((max_depth + 1,), PAD_TOKEN, jnp.int32))
+        walk, _ = jax.lax.scan(step, start, jnp.arange(max_depth + 1))
+        return walk.path, walk.num_accepted, walk.tokens
 
     return jax.vmap(one_row)(keys, tree.token, tree.valid, tree.children, tree.law, draft_laws(tree, target_probs),
                              target_probs)

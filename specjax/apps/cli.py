@@ -72,7 +72,7 @@ def _fit_head(target, drafter, sampling, num_draft, seed):
     import jax
 
     from specjax.training.acceptance_head import fit_acceptance_head
-    from specjax.bench.decoding import timed
+    from specjax.bench.timing import timed
     from specjax.bench.prompts import held_out_prompts
 
     prompts = [target.encode_prompt(p) for p in held_out_prompts(16)]
@@ -86,7 +86,7 @@ def _fit_head(target, drafter, sampling, num_draft, seed):
 def run_generate(args) -> int:
     import jax
 
-    from specjax.bench.decoding import timed
+    from specjax.bench.timing import timed
     from specjax.apps.models import check_names, load_drafter, load_target
     from specjax.apps.models import parse_mesh
     from specjax.decode.batching import pad_prompts

@@ -6,7 +6,6 @@ before the clock starts, so the timings never include compilation.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,6 +14,7 @@ import jax
 import numpy as np
 
 from specjax.bench.experiment import provenance
+from specjax.bench.timing import timed
 from specjax.decode.batching import bucket_size, pad_prompts
 from specjax.decode.loop import GenerateResult, generate
 from specjax.runners.base import Handle
@@ -30,13 +30,6 @@ class Run:
     tau: float
     drafted_per_round: float
     samples: list[float] = field(default_factory=list)
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    """(result, wall seconds) of `fn(*args, **kwargs)` with every output array ready."""
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args, **kwargs))
-    return out, time.perf_counter() - t0
 
 
 def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, repeats: int = 1,
@@ -55,7 +48,7 @@ def decode_interleaved(target: Handle, prompts: Sequence[Sequence[int]], configs
     compiled (warmed up) first, then the timed runs go in rounds, each running every configuration on every prompt,
     so a slow spell of the machine touches one repeat of every configuration instead of every repeat of one (their
     ratios are measured under the same conditions). `between`, when given, is called after each round (e.g.
-    `specjax.bench.profile.CallTimer.round`, to time other work in the same rounds). Returns {name: [Run per
+    `specjax.bench.timing.CallTimer.round`, to time other work in the same rounds). Returns {name: [Run per
     prompt]}."""
     batches = [pad_prompts([ids]) for ids in prompts]
     for kwargs in configs.values():

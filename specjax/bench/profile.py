@@ -19,15 +19,17 @@ or a kernel switch) are smoothed to a non-decreasing curve by isotonic regressio
     specjax profile --roofline h200 --out results/profile_h200.json
 """
 from __future__ import annotations
+
 import dataclasses
 import os
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.bench.timing import STATS, call_samples
 
 DEFAULT_TOKENS = tuple(range(1, 17)) + (20, 24, 32, 40, 48, 64, 96, 128)
 
@@ -93,43 +95,6 @@ def isotonic(values) -> np.ndarray:
             (m2, w2), (m1, w1) = blocks.pop(), blocks.pop()
             blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2])
     return np.concatenate([np.full(int(w), m) for m, w in blocks])
-
-
-STATS = {"median": np.median, "min": np.min}
-
-
-"""How repeats become one cost: the median, or the minimum (on a shared machine other work only ever slows a
-call down, so the minimum is the steadier estimate of what the call itself costs)."""
-
-
-class CallTimer:
-    """Jobs (`(loop, args)`: `loop(*args, inner=inner)` is jitted and runs `inner` calls) compiled once, then
-    timed in rounds: each `round()` takes one sample (wall seconds per call) of every job. Rounds let a caller
-    spread a point's samples over time, and interleave them with other timed work (`latency_model` times profile
-    points in the same rounds as the decodes they predict)."""
-
-    def __init__(self, jobs: list[tuple[Callable, tuple]], inner: int):
-        for loop, args in jobs:
-            jax.block_until_ready(loop(*args, inner=inner))
-        self.jobs, self.inner = jobs, inner
-        self.samples: list[list[float]] = [[] for _ in jobs]
-        """Seconds per call `[jobs][rounds so far]`."""
-
-    def round(self) -> None:
-        from specjax.bench.decoding import timed
-        for out, (loop, args) in zip(self.samples, self.jobs):
-            out.append(timed(loop, *args, inner=self.inner)[1] / self.inner)
-
-
-def call_samples(jobs: list[tuple[Callable, tuple]], inner: int, repeats: int) -> list[list[float]]:
-    """Wall seconds per call of each job, `repeats` samples each (`CallTimer`: every loop compiled first, then
-    the samples taken in rounds that time every job once, so a slow spell of a shared machine touches one sample of
-    many points rather than every sample of one point; back-to-back repeats made neighbouring points of one curve
-    differ by 2x on a quiet 2-core VM)."""
-    timer = CallTimer(jobs, inner)
-    for _ in range(repeats):
-        timer.round()
-    return timer.samples
 
 
 def _bump(logits: jax.Array) -> jax.Array:
@@ -239,7 +204,7 @@ def measure_curves(target, drafter, cfg: ProfileConfig, context: int, batch: int
 def measure_overheads(target, vocab_size: int, cfg: ProfileConfig, log=print) -> dict:
     """Samples of AR runs of two lengths (one compiled loop) and of the target's T = 1 and prefill calls at that
     loop's capacity, from which `overheads` derives the per-round and per-run overheads."""
-    from specjax.bench.decoding import timed
+    from specjax.bench.timing import timed
     from specjax.decode.batching import bucket_size
     from specjax.decode.loop import generate
     from specjax.sampling import SamplingConfig
@@ -334,9 +299,9 @@ def restat(profile, stat: str):
 
 def generate_capacity(speculator, prompt_width: int, new_tokens: int) -> int:
     """The cache capacity S `specjax.decode.loop.generate` allocates for a prompt of padded width W = `prompt_width`
-    (already a bucket) and `new_tokens` (bucketed here): what its calls attend over, so where to profile them."""
-    from specjax.decode.batching import bucket_size
-    return prompt_width + bucket_size(new_tokens) + speculator.capacity_margin + 1
+    (already a bucket) and `new_tokens`: what its calls attend over, so where to profile them."""
+    from specjax.decode.loop import needed_capacity
+    return needed_capacity(prompt_width, speculator, new_tokens)
 
 
 def chain_break_even(target, drafters: dict, num_draft: int, context: int, repeats: int = 5, inner: int = 3
@@ -346,8 +311,8 @@ def chain_break_even(target, drafters: dict, num_draft: int, context: int, repea
     AR (`specjax.costs.latency.break_even_tau`). The per-round overhead is left out: both methods pay it, so it only
     pulls τ* toward 1, and the figure printed is the conservative one. Each point is the median of `repeats`
     timed loops of `inner` calls. ValueError for K < 1 or S too small, before anything is measured."""
-    from specjax.costs.profile import CostProfile
     from specjax.costs.latency import break_even_tau, chain_plan
+    from specjax.costs.profile import CostProfile
 
     plan = chain_plan(num_draft)
 
@@ -368,9 +333,9 @@ def chain_break_even(target, drafters: dict, num_draft: int, context: int, repea
 
 def roofline(target, drafter, accelerator: str, contexts, batches, tokens):
     """The roofline `DeviceProfile` of a target handle and drafter handle (None, an EAGLE-style head or a model)."""
-    from specjax.runners.eagle import EagleRunner
     from specjax.costs.roofline import eagle_shape, model_shape, roofline_profile
-    from specjax.runners.model import ModelRunner
+    from specjax.runners.eagle import EagleRunner
+    from specjax.runners.model import EarlyExitRunner, model_runner
 
     shape = None
     if drafter is not None:
@@ -378,8 +343,9 @@ def roofline(target, drafter, accelerator: str, contexts, batches, tokens):
         if isinstance(runner, EagleRunner):
             keep = drafter.params.keep_ids
             shape = eagle_shape(target.config, None if keep is None else int(keep.shape[0]))
-        elif isinstance(runner, ModelRunner):
-            shape = model_shape(drafter.config.replace(n_layers=runner.num_layers or drafter.config.n_layers))
+        elif model_runner(runner) is not None:
+            layers = runner.num_layers if isinstance(runner, EarlyExitRunner) else drafter.config.n_layers
+            shape = model_shape(drafter.config.replace(n_layers=layers))
         else:
             raise ValueError(f"no roofline for drafter {runner.name}: it is no model")
     return roofline_profile(target.config, shape, accelerator, contexts=tuple(contexts), batches=tuple(batches),

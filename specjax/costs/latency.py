@@ -128,11 +128,6 @@ class AcceptanceProfile:
         return cls(tuple(rows))
 
     @property
-    def table(self) -> np.ndarray:
-        """rates as a `[D, k]` float64 array."""
-        return np.asarray(self.rates, np.float64)
-
-    @property
     def depth(self) -> int:
         return len(self.rates)
 

@@ -120,7 +120,8 @@ class ChainSpeculator(ChainShaped):
         check_pair(self, target, drafter)
         if self.policy is not None and self.policy.reads_acceptance and not hasattr(drafter, "accept_prob"):
             raise ValueError(f"the {self.policy.name} policy reads predicted acceptances: give the drafter an "
-                             "acceptance head (specjax.training.acceptance_head.with_acceptance_head)")
+                             "acceptance head (specjax.training.acceptance_head.fit_acceptance_head, or "
+                             "specjax.runners.acceptance_head.init_acceptance_head to train one yourself)")
 
     def init_memory(self, batch: int, target: Runner) -> Any:
         return None if self.policy is None else self.policy.init(batch)
@@ -129,7 +130,7 @@ class ChainSpeculator(ChainShaped):
     def needs_drafter(self) -> bool:
         return self.num_draft > 0
 
-    def round(self, target, drafter, caches, ctx, key, sampling, memory=None):
+    def round(self, *, target, drafter, caches, ctx, key, sampling, memory=None):
         b = ctx.pending.shape[0]
         key_draft, key_verify = jax.random.split(key)
         if self.num_draft == 0:

@@ -31,6 +31,17 @@ class ChainDraft:
     stats: jax.Array
 
 
+@struct.dataclass
+class _Drafting:
+    """The drafting loop's carry: step (the draft to make next), the draft so far, live `[B]` (rows still
+    drafting), and the policy's per-round carry."""
+
+    step: jax.Array
+    draft: ChainDraft
+    live: jax.Array
+    policy_carry: Any
+
+
 def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array, num_draft: int,
                 sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None,
                 shares_target_cache: bool = False) -> ChainDraft:
@@ -67,32 +78,34 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
 
     q0, stats0, accept0 = law(first)
     # a row may decline even draft 0: its round is then an AR step (the drafter has seen `pending` all the same)
-    keep0, carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)
+    keep0, policy_carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)
     v, d = q0.shape[-1], first.hidden.shape[-1]
-    buffers = (jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(sample_token(keys[0], q0)),
-               jnp.zeros((b, num_draft, v), q0.dtype).at[:, 0].set(q0),
-               jnp.zeros((b, num_draft, d), first.hidden.dtype).at[:, 0].set(first.hidden[:, -1]),
-               jnp.zeros((b, num_draft, 2), jnp.float32).at[:, 0].set(stats0))
+    draft = ChainDraft(cache=first.cache,
+                       tokens=jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(sample_token(keys[0], q0)),
+                       probs=jnp.zeros((b, num_draft, v), q0.dtype).at[:, 0].set(q0),
+                       lengths=keep0.astype(jnp.int32),
+                       features=jnp.zeros((b, num_draft, d), first.hidden.dtype).at[:, 0].set(first.hidden[:, -1]),
+                       stats=jnp.zeros((b, num_draft, 2), jnp.float32).at[:, 0].set(stats0))
 
-    def cond(state):
-        step, live = state[0], state[4]
-        return (step < num_draft) & jnp.any(live)
+    def cond(state: _Drafting):
+        return (state.step < num_draft) & jnp.any(state.live)
 
-    def body(state):
-        step, cache, (tokens, probs, feats, stats), lengths, live, carry = state
+    def body(state: _Drafting) -> _Drafting:
+        step, draft = state.step, state.draft
         last = lambda a: jax.lax.dynamic_slice_in_dim(a, step - 1, 1, axis=1)            # the previous draft
-        out = drafter.forward(cache, Block.chain(last(tokens), ctx.position + step, last(feats) if reads else None))
+        out = drafter.forward(draft.cache, Block.chain(last(draft.tokens), ctx.position + step,
+                                                       last(draft.features) if reads else None))
         q, s, accept = law(out)
-        keep, carry = policy.keep(carry, step, s, accept)
-        live = live & keep
+        keep, policy_carry = policy.keep(state.policy_carry, step, s, accept)
+        live = state.live & keep
         token = sample_token(jax.random.fold_in(keys[-1], step), q)
-        buffers = (tokens.at[:, step].set(token), probs.at[:, step].set(q), feats.at[:, step].set(out.hidden[:, -1]),
-                   stats.at[:, step].set(s))
-        return step + 1, out.cache, buffers, lengths + live.astype(jnp.int32), live, carry
+        draft = ChainDraft(cache=out.cache, tokens=draft.tokens.at[:, step].set(token),
+                           probs=draft.probs.at[:, step].set(q), lengths=draft.lengths + live.astype(jnp.int32),
+                           features=draft.features.at[:, step].set(out.hidden[:, -1]),
+                           stats=draft.stats.at[:, step].set(s))
+        return _Drafting(step + 1, draft, live, policy_carry)
 
-    init = (jnp.int32(1), first.cache, buffers, keep0.astype(jnp.int32), keep0, carry)
-    _, cache, (tokens, probs, feats, stats), lengths, _, _ = jax.lax.while_loop(cond, body, init)
-    return ChainDraft(cache, tokens, probs, lengths, feats, stats)
+    return jax.lax.while_loop(cond, body, _Drafting(jnp.int32(1), draft, keep0, policy_carry)).draft
 
 
 def score_chain(drafter: Handle, cache: Any, ctx: DecodeContext, tokens: jax.Array) -> jax.Array:

@@ -80,7 +80,7 @@ class DynamicExitSpeculator(ChainShaped):
     def init_memory(self, batch: int, target: Runner) -> ExitMemory:
         return self.policy.init_exits(batch, len(self.policy.exits(target.config.n_layers)))
 
-    def round(self, target, drafter, caches, ctx, key, sampling, memory=None):
+    def round(self, *, target, drafter, caches, ctx, key, sampling, memory=None):
         key_draft, key_verify = jax.random.split(key)
         exits = self.policy.exits(target.config.n_layers)
         draft_costs, verify_cost = exit_costs(target.runner, exits)

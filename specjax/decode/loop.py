@@ -18,7 +18,6 @@ from flax import struct
 from jax.sharding import Mesh
 
 from specjax.decode.batching import bucket_size
-from specjax.model.block import Block
 from specjax.parallel.memory import check_budget, plan_generate
 from specjax.metrics import acceptance_length
 from specjax.runners.base import Forward, Handle, shifted_features
@@ -58,26 +57,36 @@ class GenerateResult:
         return float(drafted[ran].mean()) if ran.any() else float("nan")
 
 
+@struct.dataclass
+class Prefilled:
+    """What `prefill` leaves: caches (both runners' over the prompt; padding slots stale and invisible), ctx (the
+    first round's `DecodeContext`) and hidden `[B, L, D]`, the target's hidden states over the prompt (what a second
+    drafter's `prefill_drafter` reads, so it can share this target pass)."""
+
+    caches: Caches
+    ctx: DecodeContext
+    hidden: jax.Array
+
+
 def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, prompt_lengths: jax.Array,
-            key: jax.Array, sampling: SamplingConfig, capacity: int) -> tuple[Caches, DecodeContext]:
+            key: jax.Array, sampling: SamplingConfig, capacity: int, pending: jax.Array | None = None) -> Prefilled:
     """Both caches over the prompt, and the first token sampled from the target's law at the last prompt token.
 
-    prompt_tokens `[B, L]` right-padded, prompt_lengths `[B]`, capacity: cache slots per row (static). Returns the
-    caches (padding slots are stale and invisible) and the context whose `pending` is the first generated token.
-    Jittable; `generate` calls it inside its loop's jit.
+    prompt_tokens `[B, L]` right-padded, prompt_lengths `[B]`, capacity: cache slots per row (static, see
+    `needed_capacity`). pending `[B]`: the first token given instead of sampled (a text's own next token: a
+    teacher-forced round at a cut of a text). Jittable; `generate` calls it inside its loop's jit.
     """
-    b, length = prompt_tokens.shape
-    rows = jnp.arange(b)
-    zeros = jnp.zeros((b,), jnp.int32)
-    block = Block.chain(prompt_tokens, zeros)
-    out = target.forward(target.init_cache(b, capacity), block)
+    rows = jnp.arange(prompt_tokens.shape[0])
+    out = target.score(prompt_tokens, capacity=capacity)
     last = prompt_lengths - 1
-    first = sample_token(key, warp_logits(out.logits[rows, last], sampling))
+    if pending is None:
+        pending = sample_token(key, warp_logits(out.logits[rows, last], sampling))
     # the features of prev and pending: the target's states at last - 1 and last (zeros before position 0)
     features = jnp.stack([shifted_features(out.hidden)[rows, last], out.hidden[rows, last]], axis=1)
-    ctx = DecodeContext(prev=prompt_tokens[rows, last], pending=first, position=prompt_lengths, features=features)
+    ctx = DecodeContext(prev=prompt_tokens[rows, last], pending=pending.astype(jnp.int32), position=prompt_lengths,
+                        features=features)
     draft_cache = None if drafter is None else prefill_drafter(drafter, prompt_tokens, out.hidden, capacity).cache
-    return Caches(out.cache, draft_cache), ctx
+    return Prefilled(Caches(out.cache, draft_cache), ctx, out.hidden)
 
 
 def prefill_drafter(drafter: Handle, prompt_tokens: jax.Array, target_hidden: jax.Array, capacity: int) -> Forward:
@@ -87,8 +96,15 @@ def prefill_drafter(drafter: Handle, prompt_tokens: jax.Array, target_hidden: ja
     say) can share one target pass; a trainer can read the drafter's hidden states (unused outputs cost nothing
     under jit)."""
     features = shifted_features(target_hidden) if drafter.runner.reads_features else None
-    block = Block.chain(prompt_tokens, jnp.zeros((prompt_tokens.shape[0],), jnp.int32), features)
-    return drafter.forward(drafter.init_cache(prompt_tokens.shape[0], capacity), block)
+    return drafter.score(prompt_tokens, features, capacity)
+
+
+def needed_capacity(prompt_width: int, speculator: Speculator, new_tokens: int = 0) -> int:
+    """Cache slots per row for a prompt bucket of `prompt_width` tokens and up to `new_tokens` generated ones (0: one
+    round after the prompt): the prompt, the `max_new_tokens` bucket, the slots one round may write past the
+    committed prefix, and the pending token. The one rule `generate`, its memory plan, profiles and one-round probes
+    share."""
+    return prompt_width + (bucket_size(new_tokens) if new_tokens else 0) + speculator.capacity_margin + 1
 
 
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,
@@ -106,30 +122,19 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     the method's own, "token" unless it was built with another). cache_capacity: the largest cache the caller
     allows (slots per row). mesh: a `specjax.model.layout.make_mesh(data=, model=)` mesh: the batch split over `data`,
     the target over `model` (heads, MLP, vocabulary, KV cache), the drafter by its own rule; same tokens as one
-    device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.parallel.memory`) a run that
-    needs more per device.
+    device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.parallel.memory`) a
+    run that needs more per device.
     Input errors, an impossible (method, target, drafter) combination included, raise ValueError before tracing.
     """
     if not isinstance(target, Handle) or not (drafter is None or isinstance(drafter, Handle)):
-        raise ValueError("target and drafter must be Handles: wrap a model with specjax.runners.model.model_handle(model)")
-    speculator = method
-    if not isinstance(speculator, Speculator):
-        raise ValueError(f"method must be a Speculator, got {type(method).__name__} {method!r}: build one by name "
-                         "with specjax.methods.make_method(name, **options)")
-    if verifier is not None:
-        current = getattr(speculator, "verifier", None)
-        if current is None:                 # a method with no choice of verifier: refuse rather than ignore it
-            speculator.with_verifier(verifier)
-        elif verifier != current:
-            if current != "token":
-                raise ValueError(f"the method already verifies with {current!r}; pass verifier={verifier!r} to "
-                                 "only one of them")
-            speculator = speculator.with_verifier(verifier)
+        raise ValueError("target and drafter must be Handles: wrap a model with "
+                         "specjax.runners.model.model_handle(model)")
+    speculator = _with_verifier(method, verifier)
     if not isinstance(sampling, SamplingConfig):
         raise ValueError("sampling must be a SamplingConfig")
     vocab = target.config.vocab_size
     prompt_tokens, prompt_lengths = _check_prompts(prompt_tokens, prompt_lengths, vocab)
-    check_int("max_new_tokens", max_new_tokens, low=1)
+    _check_length(target.config.max_positions, int(prompt_lengths.max()), max_new_tokens)
     if sampling.top_k > vocab:
         raise ValueError(f"top_k ({sampling.top_k}) exceeds the vocabulary ({vocab})")
     if eos_id is not None:
@@ -138,7 +143,7 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
 
     batch, prompt_len = prompt_tokens.shape
     width, new_bucket = bucket_size(prompt_len), bucket_size(max_new_tokens)
-    capacity = width + new_bucket + speculator.capacity_margin + 1
+    capacity = needed_capacity(width, speculator, max_new_tokens)
     if cache_capacity is not None and capacity > cache_capacity:
         raise ValueError(f"prompt ({prompt_len} -> bucket {width}) + max_new_tokens ({max_new_tokens} -> bucket "
                          f"{new_bucket}) + draft margin ({speculator.capacity_margin}) needs {capacity} cache slots, "
@@ -159,6 +164,33 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     rounds = max(max_new_tokens - 1, 1)
     return out.replace(tokens=out.tokens[:, :max_new_tokens], accepted=out.accepted[:, :rounds],
                        drafted=out.drafted[:, :rounds])
+
+
+def _with_verifier(method: Any, verifier: str | None) -> Speculator:
+    """The speculator `method`, verified by `verifier` when one is given (ValueError for a method that has no
+    choice of verifier, or already verifies with another rule: never silently ignored)."""
+    if not isinstance(method, Speculator):
+        raise ValueError(f"method must be a Speculator, got {type(method).__name__} {method!r}: build one by name "
+                         "with specjax.methods.make_method(name, **options)")
+    current = getattr(method, "verifier", None)
+    if verifier is None or verifier == current:
+        return method
+    if current is None:
+        return method.with_verifier(verifier)           # raises: the method takes no verifier
+    if current != "token":
+        raise ValueError(f"the method already verifies with {current!r}; pass verifier={verifier!r} to only one of "
+                         "them")
+    return method.with_verifier(verifier)
+
+
+def _check_length(max_positions: int | None, longest_prompt: int, max_new_tokens: int) -> None:
+    """ValueError unless 1 <= max_new_tokens and the longest row stays within the context the target was trained
+    for (positions past it were never trained: refuse rather than decode garbage slowly)."""
+    check_int("max_new_tokens", max_new_tokens, low=1)
+    if max_positions is not None and longest_prompt + max_new_tokens > max_positions:
+        raise ValueError(f"prompt ({longest_prompt} tokens) + max_new_tokens ({max_new_tokens}) passes the context "
+                         f"the target was trained for ({max_positions} positions): lower max_new_tokens to at most "
+                         f"{max(max_positions - longest_prompt, 0)}")
 
 
 def _check_prompts(prompt_tokens: Any, prompt_lengths: Any, vocab: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,8 +214,8 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
               sampling, new_bucket, capacity) -> GenerateResult:
     batch = prompt_tokens.shape[0]
     emit = speculator.max_emit
-    caches, ctx = prefill(target, drafter, prompt_tokens, prompt_lengths, jax.random.fold_in(key, 0), sampling,
-                          capacity)
+    start = prefill(target, drafter, prompt_tokens, prompt_lengths, jax.random.fold_in(key, 0), sampling, capacity)
+    caches, ctx = start.caches, start.ctx
     num_generated = jnp.ones((batch,), jnp.int32)
     state = LoopState(
         round=jnp.int32(0), caches=caches, ctx=ctx,
@@ -197,8 +229,8 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
         return (state.round < max_new_tokens - 1) & ~jnp.all(state.done)
 
     def body(state: LoopState) -> LoopState:
-        res = speculator.round(target, drafter, state.caches, state.ctx, jax.random.fold_in(key, state.round + 1),
-                               sampling, state.memory)
+        res = speculator.round(target=target, drafter=drafter, caches=state.caches, ctx=state.ctx,
+                               key=jax.random.fold_in(key, state.round + 1), sampling=sampling, memory=state.memory)
         with jax.named_scope("record"):
             n, active = res.num_accepted, ~state.done
             # append the round's tokens at each row's write head (stale PADs beyond are overwritten next round)

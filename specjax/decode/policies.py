@@ -21,6 +21,7 @@ read; a self-drafting policy, run by `specjax.decode.dynamic_exit`).
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,9 @@ def check_threshold(name: str, value: float) -> float:
     return float(value)
 
 
-class DraftPolicy:
-    """Base class: drafts every step (`fixed`)."""
+class DraftPolicy(abc.ABC):
+    """The draft-length policy protocol (see the module docstring): subclasses are frozen dataclasses that define
+    `keep`, and `init`, `start`, `update` when they remember anything."""
 
     name = "fixed"
     reads_acceptance = False        # whether `keep` needs predicted acceptance probabilities
@@ -51,9 +53,10 @@ class DraftPolicy:
     def start(self, memory: Any, batch: int) -> Any:
         return None
 
+    @abc.abstractmethod
     def keep(self, carry: Any, step: jax.Array, stats: jax.Array, accept_prob: jax.Array | None
              ) -> tuple[jax.Array, Any]:
-        return jnp.ones(stats.shape[:1], bool), carry
+        """Whether each row drafts draft number `step`: (keep `[B]` bool, the carry for the next step)."""
 
     def update(self, memory: Any, num_drafted: jax.Array, num_accepted: jax.Array) -> Any:
         return memory
@@ -62,6 +65,9 @@ class DraftPolicy:
 @dataclass(frozen=True)
 class Fixed(DraftPolicy):
     """Draft K_max tokens every round."""
+
+    def keep(self, carry, step, stats, accept_prob):
+        return jnp.ones(stats.shape[:1], bool), carry
 
 
 @dataclass(frozen=True)

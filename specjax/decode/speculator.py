@@ -13,24 +13,31 @@ Chain speculators live in `specjax.decode.chain`, tree speculators in `trees.spe
 them all.
 """
 from __future__ import annotations
+
+import abc
 import dataclasses
 from typing import Any
+
 import jax
+
+from specjax.decode.state import Caches, DecodeContext, RoundOutput
 from specjax.runners.base import Handle, Runner
 from specjax.sampling import SamplingConfig
-from specjax.decode.state import Caches, DecodeContext, RoundOutput
 
 
-class Speculator:
-    """Base class of the round contract (see the module docstring)."""
+class Speculator(abc.ABC):
+    """The round contract (see the module docstring). Subclasses are frozen dataclasses (the static key of the jitted
+    loop) that define `max_emit`, `capacity_margin` and `round`."""
 
     @property
+    @abc.abstractmethod
     def max_emit(self) -> int:
-        raise NotImplementedError
+        """The most tokens one round emits (accepted drafts + the correction or bonus token)."""
 
     @property
+    @abc.abstractmethod
     def capacity_margin(self) -> int:
-        raise NotImplementedError
+        """Cache slots one round may write past the committed prefix."""
 
     @property
     def needs_drafter(self) -> bool:
@@ -47,14 +54,19 @@ class Speculator:
         """What the method remembers per row between rounds (a pytree of `[B, ...]` arrays), or None."""
         return None
 
-    def round(self, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
+    @abc.abstractmethod
+    def round(self, *, target: Handle, drafter: Handle | None, caches: Caches, ctx: DecodeContext, key: jax.Array,
               sampling: SamplingConfig, memory: Any = None) -> RoundOutput:
-        raise NotImplementedError
+        """One round from `ctx` (draft, score, verify, commit): the emitted tokens and both caches with the accepted
+        path committed. Traced inside the loop's jit; every argument is named."""
 
 
-class ChainShaped(Speculator):
+class ChainShaped(Speculator, abc.ABC):
     """A speculator whose rounds are chains of up to `num_draft` (K) drafts verified by `verifier` (fields of the
     dataclass that subclasses it): a round emits at most K + 1 tokens and writes K + 1 cache slots."""
+
+    num_draft: int
+    verifier: str
 
     @property
     def max_emit(self) -> int:

@@ -57,7 +57,9 @@ class LoopState:
     """The `lax.while_loop` carry. round: scalar int32 (rounds run); caches; ctx; done `[B]` bool; tokens
     `[B, L_out]` int32 (emitted tokens at each row's write head, PAD after; L_out = the max_new_tokens bucket +
     M); num_generated `[B]`; accepted `[B, R]` int32 per-round accepted drafts (-1 where the row ran no round);
-    drafted `[B, R]` int32 per-round drafted tokens (R = bucket - 1); memory: the speculator's per-row state."""
+    drafted `[B, R]` int32 per-round drafted tokens (R = the max_new_tokens bucket: room for the at most bucket - 1
+    rounds, and one column for `generate` to keep when max_new_tokens is 1); memory: the speculator's per-row
+    state."""
 
     round: jax.Array
     caches: Caches

@@ -56,10 +56,6 @@ class Block:
         return cls(tokens=tokens.astype(jnp.int32), positions=pos, slots=pos, window=start.astype(jnp.int32),
                    visible=causal_mask(b, t), features=features)
 
-    def with_tokens(self, tokens: jax.Array, features: jax.Array | None = None) -> "Block":
-        """Same layout, other tokens (and features)."""
-        return self.replace(tokens=tokens.astype(jnp.int32), features=features)
-
     def cache_mask(self, capacity: int) -> jax.Array:
         """Visibility of every cache slot for every query: `[B, T, S]` bool (S = capacity)."""
         w = self.visible.shape[2]
@@ -67,11 +63,3 @@ class Block:
         in_window = (rel >= 0) & (rel < w)
         idx = jnp.broadcast_to(jnp.clip(rel, 0, w - 1), (self.batch_size, self.length, capacity))
         return (rel < 0) | (in_window & jnp.take_along_axis(self.visible, idx, axis=2))
-
-    def local_mask(self) -> jax.Array:
-        """Visibility among the block's own tokens `[B, T, T]` (for a cache-free forward): query t sees token u
-        iff u's slot is visible to t. Only meaningful when the block's slots lie inside its window."""
-        rel = self.slots - self.window[:, None]                                          # [B, T] window index
-        idx = jnp.broadcast_to(jnp.clip(rel, 0, self.visible.shape[2] - 1)[:, None, :],
-                               (self.batch_size, self.length, self.length))
-        return jnp.take_along_axis(self.visible, idx, axis=2)

@@ -104,6 +104,9 @@ class ModelConfig:
     """Attention scores become cap * tanh(scores / cap) (Gemma 2)."""
     family: str = "llama"
     """Checkpoint family whose tensor names and conventions loaders and exporters follow (`specjax.model.families`)."""
+    max_positions: int | None = None
+    """The context the model was trained for (a checkpoint's `max_position_embeddings` / `context_length`):
+    `generate` refuses prompts and lengths past it. None = unbounded (random presets)."""
 
     def __post_init__(self) -> None:
         # JSON round trips (checkpoint sidecars) give lists and dicts back: restore the hashable forms
@@ -132,6 +135,9 @@ class ModelConfig:
                              f"got {self.sliding_window!r}")
         if any(not 0 <= i < self.n_layers for i in self.sliding_layers):
             raise ValueError(f"sliding_layers {self.sliding_layers} must lie in [0, {self.n_layers})")
+        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
+            raise ValueError(f"ModelConfig.max_positions must be a positive integer or None, got "
+                             f"{self.max_positions!r}")
         for name in ("logit_softcap", "attn_softcap", "attention_scale"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from specjax.model.block import causal_mask
+from specjax.model import attention
 from specjax.model.cache import KVCache, write_slots
 from specjax.model.config import ModelConfig, RopeScaling
 
@@ -83,10 +84,6 @@ def _linear(rngs: nnx.Rngs, config: ModelConfig, d_in: int, d_out: int, axes: tu
                       bias_metadata={AXES: axes[1:]}, rngs=rngs)
 
 
-def _softcap(x: jax.Array, cap: float | None) -> jax.Array:
-    return x if cap is None else cap * jnp.tanh(x / cap)
-
-
 class Attention(nnx.Module):
     """Grouped-query attention; q/k/v column-parallel (split by heads), o row-parallel (see `specjax.parallel.sharding`)."""
 
@@ -126,10 +123,8 @@ class Attention(nnx.Module):
         with jax.named_scope("attend"):
             q = q.reshape(b, t, c.n_kv_heads, g, hd)
             scale = c.attention_scale if c.attention_scale is not None else hd ** -0.5
-            scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-            scores = jnp.where(mask[:, None, None, :, :], _softcap(scores, c.attn_softcap), -1e30)
-            weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-            out = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(b, t, c.n_heads * hd)
+            attend = attention.attend_by_chunks if k.shape[1] >= attention.CHUNKED_FROM else attention.attend
+            out = attend(q, k, v, mask, scale, c.attn_softcap).reshape(b, t, c.n_heads * hd)
         with jax.named_scope("o_proj"):
             return self.o_proj(out), cache_k, cache_v
 
@@ -197,7 +192,7 @@ class LlamaLM(nnx.Module):
             logits = jnp.einsum("...d,vd->...v", hidden, self.embed.embedding[...], preferred_element_type=jnp.float32)
         else:
             logits = jnp.einsum("...d,dv->...v", hidden, self.lm_head.kernel[...], preferred_element_type=jnp.float32)
-        return _softcap(logits.astype(jnp.float32), self.config.logit_softcap)
+        return attention.softcap(logits.astype(jnp.float32), self.config.logit_softcap)
 
     def __call__(self, tokens: jax.Array, positions: jax.Array, cache: KVCache | None = None, *,
                  slots: jax.Array | None = None, mask: jax.Array | None = None,

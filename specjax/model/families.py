@@ -114,4 +114,8 @@ def config_from_hf(cfg: Mapping[str, Any]) -> ModelConfig:
         attention_scale=float(cfg.get("query_pre_attn_scalar", 256)) ** -0.5 if gemma else None,
         sliding_window=window, sliding_layers=sliding, rope_local_theta=local_theta if sliding else None,
         logit_softcap=cfg.get("final_logit_softcapping"), attn_softcap=cfg.get("attn_logit_softcapping"),
-        family=family)
+        family=family, max_positions=_int_or_none(cfg.get("max_position_embeddings")))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

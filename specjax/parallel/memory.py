@@ -123,18 +123,19 @@ def plan_generate(target: Any, drafter: Any, *, batch: int, capacity: int, round
     """The plan of `generate` with these handles: the target split as on `mesh`; a model drafter by its own rule
     (its parameters not counted again when it shares the target's: early exit); any other drafter replicated,
     its cache split by batch."""
-    from specjax.runners.model import ModelRunner
+    from specjax.runners.model import EarlyExitRunner, model_runner
 
     plan = plan_memory(target.config, batch=batch, capacity=capacity, round_tokens=round_tokens,
                        prompt_len=prompt_len, mesh=mesh)
     if drafter is None:
         return plan
     data, model = _sizes(mesh)
-    if isinstance(drafter.runner, ModelRunner):
+    if model_runner(drafter.runner) is not None:
         config = drafter.config
         rules, sizes = axis_rules(config, model, strict=False), {DATA_AXIS: data, MODEL_AXIS: model}
         weights = 0 if drafter.params is target.params else weight_bytes(config, rules, sizes)
-        caches = cache_bytes(config, batch, capacity, rules, sizes, drafter.runner.num_layers)
+        layers = drafter.runner.num_layers if isinstance(drafter.runner, EarlyExitRunner) else None
+        caches = cache_bytes(config, batch, capacity, rules, sizes, layers)
     else:
         weights = sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(drafter.params))
         cache = jax.eval_shape(lambda: drafter.init_cache(batch, capacity))

@@ -41,15 +41,21 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_handle(handle: Any, mesh: Mesh, *, strict: bool = True) -> Any:
-    """A handle placed on `mesh`: a model (`ModelRunner`) is split by its layout and its runner carries the layout
-    (so its caches are constrained); `strict=False` (drafters) replicates a model the mesh cannot split. Other
-    runners (EAGLE heads, prompt lookup, ...) are replicated. ValueError before anything is placed."""
+    """A handle placed on `mesh`: a model (a `ModelRunner`, or one wrapped: early exit, exit probes, fused
+    features) is split by its layout and its model runner carries the layout (so its caches are constrained);
+    `strict=False` (drafters) replicates a model the mesh cannot split. Other runners (EAGLE heads, prompt lookup,
+    ...) are replicated. ValueError before anything is placed."""
     from specjax.runners.base import Handle
-    from specjax.runners.model import ModelRunner
+    from specjax.runners.model import ModelRunner, model_runner
 
-    if isinstance(handle.runner, ModelRunner):
+    def with_layout(runner, layout):
+        if isinstance(runner, ModelRunner):
+            return dataclasses.replace(runner, layout=layout)
+        return dataclasses.replace(runner, inner=with_layout(runner.inner, layout))
+
+    if model_runner(handle.runner) is not None:
         layout = model_layout(handle.config, mesh, strict=strict)
-        return Handle(dataclasses.replace(handle.runner, layout=layout), place_params(handle.params, layout))
+        return Handle(with_layout(handle.runner, layout), place_params(handle.params, layout))
     return Handle(handle.runner, replicate(handle.params, mesh))
 
 

@@ -111,12 +111,10 @@ class AdedRunner(ProposalRunner):
 
     def absorb(self, row: AdedCache, window: jax.Array) -> AdedCache:
         """Absorb the committed slots `[counted, window)` of one row (a while loop: no host round-trip)."""
-        def body(state):
-            p, r = state
-            return p + 1, self._absorb_one(r, p)
+        def body(r: AdedCache) -> AdedCache:        # the row itself is the carry: `counted` is the next slot
+            return self._absorb_one(r, r.counted).replace(counted=r.counted + 1)
 
-        p, row = jax.lax.while_loop(lambda state: state[0] < window, body, (row.counted, row))
-        return row.replace(counted=jnp.maximum(p, row.counted))
+        return jax.lax.while_loop(lambda r: r.counted < window, body, row)
 
     def query(self, row: AdedCache, suffix: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Proposals of one query: tokens, valid, counts `[M]` of the longest known context ending the path."""

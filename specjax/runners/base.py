@@ -20,11 +20,15 @@ The protocol:
   width of its own outputs, which it reads deeper in a chain or tree).
 """
 from __future__ import annotations
+
+import abc
 from dataclasses import dataclass
 from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import struct
+
 from specjax.model.block import Block
 from specjax.model.cache import gather_path
 from specjax.model.config import ModelConfig
@@ -49,9 +53,10 @@ def shifted_features(hidden: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
 
 
-class Runner:
+class Runner(abc.ABC):
     """The runner protocol (see the module docstring). Subclasses are frozen dataclasses with a `config` whose
-    `vocab_size` is the vocabulary of their logits and `d_model` the width of their hidden states."""
+    `vocab_size` is the vocabulary of their logits and `d_model` the width of their hidden states; they must define
+    `init_cache` and `forward`."""
 
     config: ModelConfig
     reads_features: bool = False
@@ -72,11 +77,13 @@ class Runner:
         (a tree level mixes both in one call); identity unless the drafter reads fused features."""
         return features
 
+    @abc.abstractmethod
     def init_cache(self, params: Any, batch_size: int, capacity: int) -> Any:
-        raise NotImplementedError
+        """A cache with `capacity` slots per row for `batch_size` rows (a pytree of `[B, S, ...]` arrays)."""
 
+    @abc.abstractmethod
     def forward(self, params: Any, cache: Any, block: Block) -> Forward:
-        raise NotImplementedError
+        """Write the block's tokens at its slots and score every query under the block's visibility."""
 
     def commit(self, cache: Any, position: jax.Array, path_slots: jax.Array, num_accepted: jax.Array) -> Any:
         """position `[B]`; path_slots `[B, P]` block offsets of the root and each accepted node (-1 past the path);
@@ -103,6 +110,10 @@ class WrappingRunner(Runner):
     @property
     def emits_features(self):
         return self.inner.emits_features
+
+    @property
+    def emits_exit_hidden(self):
+        return self.inner.emits_exit_hidden
 
     @property
     def feature_width(self):
@@ -140,3 +151,11 @@ class Handle:
 
     def forward(self, cache: Any, block: Block) -> Forward:
         return self.runner.forward(self.params, cache, block)
+
+    def score(self, tokens: jax.Array, features: jax.Array | None = None, capacity: int | None = None) -> Forward:
+        """One forward over texts `tokens [B, L]` at positions 0..L-1 in a fresh cache of `capacity` slots per row
+        (default L): the one way to score a text (a prompt's prefill, a teacher-forced pass, an exact law).
+        features `[B, L, D]`: what a drafter that reads features gets with each token (`shifted_features`)."""
+        b, length = tokens.shape
+        block = Block.chain(tokens, jnp.zeros((b,), jnp.int32), features)
+        return self.forward(self.init_cache(b, length if capacity is None else capacity), block)

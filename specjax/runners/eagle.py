@@ -1,10 +1,11 @@
 """EAGLE-style drafter for a Llama-family target: one decoder layer over [token embedding ; target feature].
 
-Token t is paired with the target's final-normed hidden state at t-1 (the `features` of `specjax.drafters`); the
-layer's final-normed output stands in for the target feature at t when drafting further. The target's embedding
-(frozen, shared) embeds tokens and, tied, serves as the head. VocabTrim: with `trim_size`, the head scores only the
-`trim_size` most frequent target tokens (`params["keep_ids"]`) and the rest get probability exactly zero, so the
-draft law stays an exact distribution over the full vocabulary for the verifier. Low-rank head (SlimSpec): the
+Token t is paired with the target's final-normed hidden state at t-1 (the block's `features`,
+`specjax.runners.base.shifted_features`); the layer's final-normed output stands in for the target feature at t
+when drafting further. The target's embedding (frozen, shared) embeds tokens and, tied, serves as the head.
+VocabTrim (`with_vocab_trim`): the head scores only the N most frequent target tokens (`EagleParams.keep_ids`) and
+the rest get probability exactly zero, so the draft law stays an exact distribution over the full vocabulary for
+the verifier. Low-rank head (SlimSpec): the
 head is factorised as `hidden @ A @ B` (`A [D, r]`, `B [r, V]`, from a truncated SVD of the embedding weighted by
 the second moment of the head's hidden states, see `with_low_rank_head`), which cuts its cost from D·V to
 r·(D + V); the softmax still runs over the full vocabulary (or the VocabTrim set), so the draft law is again exact
@@ -167,8 +168,8 @@ def with_low_rank_head(eagle: Handle, rank: int) -> Handle:
     """Low-rank (SlimSpec-style) variant: the head `hidden @ W` (W = E.T `[D, V]`, only the VocabTrim columns when
     the drafter is trimmed) becomes `hidden @ A @ B`, `A [D, r]`, `B [r, V or N]`, computed in float64.
 
-    With `params["feature_moment"]` (M = E[h h^T] `[D, D]` of the hidden states the head sees, stored by
-    `experiments/train_eagle.py`), the factors minimise the expected logit error E||h W - h A B||^2 =
+    With `EagleParams.feature_moment` (M = E[h h^T] `[D, D]` of the hidden states the head sees, stored with a
+    trained head), the factors minimise the expected logit error E||h W - h A B||^2 =
     ||M^(1/2) (W - A B)||_F^2: the truncated SVD of M^(1/2) W, mapped back by M^(-1/2). Without it, the plain
     truncated SVD of W (every direction of h weighted alike). `rank = D` reproduces the full head up to rounding.
     """

@@ -17,36 +17,33 @@ import jax.numpy as jnp
 
 from specjax.model.block import Block
 from specjax.runners.lookup import ProposalRunner
-from specjax.runners.base import Forward, Handle, Runner
+from specjax.runners.base import Forward, Handle, WrappingRunner
 from specjax.validation import check_int
 
 
 @dataclass(frozen=True)
-class HybridRunner(Runner):
-    """params `(model params, proposal drafter params)`, cache `(model cache, proposal drafter cache)`."""
+class HybridRunner(WrappingRunner):
+    """The drafter `inner` with the proposals of `lookup` promoted: params `(inner params, proposal drafter
+    params)`, cache `(inner cache, proposal drafter cache)`. Everything else (vocabulary, the features it reads
+    and their width, how it fuses them) is the inner drafter's, so a hybrid over any drafter, an EAGLE-3 head
+    included, drafts as that drafter does."""
 
-    model: Runner
     lookup: ProposalRunner
     lookup_children: int = 1
 
     @property
-    def config(self):
-        return self.model.config
-
-    @property
-    def reads_features(self):
-        return self.model.reads_features
-
-    @property
     def name(self) -> str:
-        return f"hybrid({self.model.name}+{self.lookup.name})"
+        return f"hybrid({self.inner.name}+{self.lookup.name})"
+
+    def inner_params(self, params):
+        return params[0]
 
     def init_cache(self, params, batch_size, capacity):
-        return (self.model.init_cache(params[0], batch_size, capacity),
+        return (self.inner.init_cache(params[0], batch_size, capacity),
                 self.lookup.init_cache(params[1], batch_size, capacity))
 
     def forward(self, params, cache, block: Block) -> Forward:
-        model = self.model.forward(params[0], cache[0], block)
+        model = self.inner.forward(params[0], cache[0], block)
         lookup = self.lookup.propose(params[1], cache[1], block)
         c = self.lookup_children
         top = jnp.max(model.logits, axis=-1, keepdims=True)
@@ -60,7 +57,7 @@ class HybridRunner(Runner):
         return Forward(logits, model.hidden, (model.cache, lookup.cache))
 
     def commit(self, cache, position, path_slots, num_accepted):
-        return (self.model.commit(cache[0], position, path_slots, num_accepted),
+        return (self.inner.commit(cache[0], position, path_slots, num_accepted),
                 self.lookup.commit(cache[1], position, path_slots, num_accepted))
 
 

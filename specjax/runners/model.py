@@ -1,12 +1,17 @@
 """The model runner: a `LlamaLM` (the one decoder) as a runner, and the transformations of a model handle into
-other runners: an early-exit self-draft (`early_exit`), a target that also reports its early-exit hidden states
-(`with_exits`), and a target emitting EAGLE-3's fused low/mid/high features (`fused_features`)."""
+other runners, each a wrapper around the model runner (the model is transformed, not threaded with flags):
+an early-exit self-draft (`early_exit`: the first L layers, the final norm and the head), a target that also
+reports its early-exit hidden states (`with_exits`: DEL's shadow tokens), and a target emitting EAGLE-3's fused
+low/mid/high features (`fused_features`)."""
 from __future__ import annotations
-from dataclasses import dataclass, replace
+
+from dataclasses import dataclass
 from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
 from specjax.model.cache import KVCache, init_cache
 from specjax.model.config import ModelConfig
 from specjax.model.decoder import LlamaLM
@@ -16,35 +21,35 @@ from specjax.validation import check_int
 
 @dataclass(frozen=True)
 class ModelRunner(Runner):
-    """A `LlamaLM` merged from its graph definition inside jit; `num_layers` < n_layers makes it an early-exit
-    self-drafter (the first L layers, then the final norm and the head). `layout` (a `specjax.model.layout.Layout`,
-    set by `specjax.parallel.sharding.shard_handle`): the mesh layout its caches are constrained to; None on one device.
-    `exits` (set by `with_exits`): early exits whose hidden states each forward also returns."""
+    """A full `LlamaLM`, merged from its graph definition inside jit. `layout` (a `specjax.model.layout.Layout`, set
+    by `specjax.parallel.sharding.shard_handle`): the mesh layout its caches are constrained to; None on one
+    device."""
 
     graphdef: Any
     config: ModelConfig
-    num_layers: int | None = None
-    emits_features: bool = True
     layout: Any = None
-    exits: tuple[int, ...] = ()
-
-    @property
-    def emits_exit_hidden(self) -> bool:
-        return self.num_layers is None
+    emits_features = True
+    emits_exit_hidden = True
 
     @property
     def name(self) -> str:
-        return "model" if self.num_layers is None else f"early-exit:{self.num_layers}"
+        return "model"
 
-    def init_cache(self, params, batch_size, capacity) -> KVCache:
-        cache = init_cache(self.config, batch_size, capacity, num_layers=self.num_layers)
+    def init_cache(self, params, batch_size, capacity, num_layers: int | None = None) -> KVCache:
+        """A cache for the first `num_layers` layers (default all: an early exit keeps fewer)."""
+        cache = init_cache(self.config, batch_size, capacity, num_layers=num_layers)
         return cache if self.layout is None else self.layout.constrain_cache(cache)
 
     def forward(self, params, cache, block) -> Forward:
+        return self.run(params, cache, block)
+
+    def run(self, params, cache, block, *, num_layers: int | None = None, exits: tuple[int, ...] = ()) -> Forward:
+        """The forward of the model cut after `num_layers` layers (default all), also returning the final-normed
+        hidden states after each of `exits` (`Forward.exit_hidden`): what the wrappers below call."""
         model = nnx.merge(self.graphdef, params)
         hidden, cache, exit_hidden = model.trunk(block.tokens, block.positions, cache, slots=block.slots,
-                                                 mask=block.cache_mask(cache.capacity), num_layers=self.num_layers,
-                                                 exits=self.exits)
+                                                 mask=block.cache_mask(cache.capacity), num_layers=num_layers,
+                                                 exits=exits)
         if self.layout is not None:       # keep the loop carry's layout whatever the partitioner chose inside
             cache = self.layout.constrain_cache(cache)
         return Forward(model.head(hidden), hidden, cache, exit_hidden)
@@ -62,33 +67,71 @@ def model_handle(model: LlamaLM) -> Handle:
 
 def as_model(handle: Handle) -> LlamaLM:
     """The `LlamaLM` behind a model handle (e.g. to read its embedding), fused features or not."""
-    runner = handle.runner.inner if isinstance(handle.runner, FusedFeatureRunner) else handle.runner
-    if not isinstance(runner, ModelRunner):
+    runner = model_runner(handle.runner)
+    if runner is None or not isinstance(handle.runner, (ModelRunner, FusedFeatureRunner)):
         raise ValueError(f"{handle.runner.name} is not a model handle")
     return nnx.merge(runner.graphdef, handle.params)
+
+
+@dataclass(frozen=True)
+class EarlyExitRunner(WrappingRunner):
+    """The first `num_layers` layers of the model `inner`, its final norm and its head: a self-speculative drafter
+    sharing the target's parameters. Its own cache holds only those layers; given the target's cache (DEL's
+    LayerSkip-style drafting) it reads and writes the first `num_layers` layers of it."""
+
+    num_layers: int = 1
+    emits_exit_hidden = False
+
+    @property
+    def name(self) -> str:
+        return f"early-exit:{self.num_layers}"
+
+    def init_cache(self, params, batch_size, capacity):
+        return self.inner.init_cache(params, batch_size, capacity, num_layers=self.num_layers)
+
+    def forward(self, params, cache, block) -> Forward:
+        return self.inner.run(params, cache, block, num_layers=self.num_layers)
 
 
 def early_exit(target: Handle, num_layers: int) -> Handle:
     """Self-speculative drafter: the target's first `num_layers` layers, its final norm and its head (no training);
     it shares the target's parameters."""
-    if not isinstance(target.runner, ModelRunner) or target.runner.num_layers is not None:
+    if type(target.runner) is not ModelRunner:
         raise ValueError("early exit needs the handle of a full model (model_handle(model))")
     check_int("num_layers", num_layers, low=1, high=target.config.n_layers)
-    return Handle(replace(target.runner, num_layers=num_layers), target.params)
+    return Handle(EarlyExitRunner(target.runner, num_layers), target.params)
+
+
+@dataclass(frozen=True)
+class ExitProbeRunner(WrappingRunner):
+    """The model `inner` whose forwards also return `Forward.exit_hidden` `[B, T, C, D]`: the final-normed hidden
+    states after each of the C early exits `exits`, read off the same pass."""
+
+    exits: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+exits{list(self.exits)}"
+
+    def forward(self, params, cache, block) -> Forward:
+        return self.inner.run(params, cache, block, exits=self.exits)
+
+    def head(self, params, hidden: jax.Array) -> jax.Array:
+        return self.inner.head(params, hidden)
 
 
 def with_exits(target: Handle, exits: tuple[int, ...]) -> Handle:
     """`target` whose forwards also return `Forward.exit_hidden` at the early exits `exits` (increasing layer
     counts in [1, n_layers]): the target's verification pass then shows what each early-exit draft would have been,
     at no extra layer cost (DEL's shadow tokens)."""
-    if not target.runner.emits_exit_hidden:
+    if type(target.runner) is not ModelRunner:
         raise ValueError(f"{target.runner.name} cannot report early-exit hidden states: it needs a full model")
     exits = tuple(exits)
     for e in exits:
         check_int("exit layer", e, low=1, high=target.config.n_layers)
     if not exits or list(exits) != sorted(set(exits)):
         raise ValueError(f"exit layers must be distinct and increasing, got {exits}")
-    return Handle(replace(target.runner, exits=exits), target.params)
+    return Handle(ExitProbeRunner(target.runner, exits), target.params)
 
 
 @dataclass(frozen=True)
@@ -98,6 +141,7 @@ class FusedFeatureRunner(WrappingRunner):
     fused low/mid/high-layer features. Its head reads the last D (the final state), so logits are unchanged."""
 
     layers: tuple[int, ...] = ()
+    emits_exit_hidden = False
 
     @property
     def name(self) -> str:
@@ -108,7 +152,7 @@ class FusedFeatureRunner(WrappingRunner):
         return (len(self.layers) + 1) * self.config.d_model
 
     def forward(self, params, cache, block) -> Forward:
-        out = replace(self.inner, exits=self.layers).forward(params, cache, block)
+        out = self.inner.run(params, cache, block, exits=self.layers)
         b, t, c, d = out.exit_hidden.shape
         return out.replace(hidden=jnp.concatenate([out.exit_hidden.reshape(b, t, c * d), out.hidden], -1),
                            exit_hidden=None)
@@ -121,9 +165,9 @@ class FusedFeatureRunner(WrappingRunner):
 def fused_features(target: Handle, layers: tuple[int, ...]) -> Handle:
     """`target` emitting EAGLE-3's fused features: its final-normed hidden states after each layer of `layers`
     (distinct, increasing, in [1, n_layers - 1]; e.g. a low and a middle layer) and after the last, concatenated.
-    The drafter that reads them is built from this handle (`specjax.runners.eagle.init_eagle(fused_features(target, ...))`)
-    and decodes with it as the target."""
-    if not isinstance(target.runner, ModelRunner) or not target.runner.emits_exit_hidden or target.runner.exits:
+    The drafter that reads them is built from this handle (`specjax.runners.eagle.init_eagle(fused_features(target,
+    ...))`) and decodes with it as the target."""
+    if type(target.runner) is not ModelRunner:
         raise ValueError("fused features need the handle of a full model (model_handle(model)) without exits")
     layers = tuple(layers)
     for layer in layers:
@@ -131,3 +175,11 @@ def fused_features(target: Handle, layers: tuple[int, ...]) -> Handle:
     if not layers or list(layers) != sorted(set(layers)):
         raise ValueError(f"feature layers must be distinct and increasing, got {layers}")
     return Handle(FusedFeatureRunner(target.runner, layers), target.params)
+
+
+def model_runner(runner: Runner) -> ModelRunner | None:
+    """The `ModelRunner` of a model handle's runner: itself, or the model under its transformations (early exit,
+    exit probes, fused features, which share its parameters); None for any other runner."""
+    while isinstance(runner, (EarlyExitRunner, ExitProbeRunner, FusedFeatureRunner)):
+        runner = runner.inner
+    return runner if isinstance(runner, ModelRunner) else None

@@ -19,7 +19,8 @@ import optax
 from flax import nnx, struct
 from specjax.model.block import Block
 from specjax.decode.batching import pad_prompts
-from specjax.decode.loop import generate, prefill
+from specjax.decode.chain import ChainSpeculator
+from specjax.decode.loop import generate, needed_capacity, prefill
 from specjax.decode.draft import draft_chain
 from specjax.runners.acceptance_head import init_acceptance_head
 from specjax.runners.base import Handle
@@ -55,7 +56,9 @@ def acceptance_examples(target: Handle, drafter: Handle, prompt_tokens: Any, pro
 @partial(jax.jit, static_argnames=("sampling", "num_draft"))
 def _examples(target, drafter, tokens, lengths, key, sampling, num_draft):
     k_prefill, k_draft = jax.random.split(key)
-    caches, ctx = prefill(target, drafter, tokens, lengths, k_prefill, sampling, tokens.shape[1] + num_draft + 2)
+    start = prefill(target, drafter, tokens, lengths, k_prefill, sampling,
+                    needed_capacity(tokens.shape[1], ChainSpeculator(num_draft)))
+    caches, ctx = start.caches, start.ctx
     draft = draft_chain(drafter, caches.drafter, ctx, k_draft, num_draft, sampling)
     chain = jnp.concatenate([ctx.pending[:, None], draft.tokens], axis=1)
     p = warp_logits(target.forward(caches.target, Block.chain(chain, ctx.position)).logits[:, :-1], sampling)

@@ -168,15 +168,3 @@ def random_token_batches(vocab_size: int, batch_size: int, seq_len: int, seed: i
     def batch(step: int) -> np.ndarray:
         return np.random.default_rng([seed, step]).integers(0, vocab_size, (batch_size, seq_len), dtype=np.int32)
     return batch
-
-
-def corpus_batches(token_ids: np.ndarray, batch_size: int, seq_len: int, seed: int) -> BatchFn:
-    """Batch function over a long 1-D token stream: random windows, a pure function of (seed, step)."""
-    token_ids = np.asarray(token_ids, np.int32)
-    if token_ids.ndim != 1 or token_ids.size <= seq_len:
-        raise ValueError(f"token_ids must be a 1-D stream longer than seq_len ({seq_len}), got {token_ids.shape}")
-
-    def batch(step: int) -> np.ndarray:
-        starts = np.random.default_rng([seed, step]).integers(0, token_ids.size - seq_len, batch_size)
-        return np.stack([token_ids[s:s + seq_len] for s in starts])
-    return batch

@@ -35,13 +35,6 @@ CHAIN_VERIFIERS = ("token", "block")           # token by token (Leviathan et al
 TREE_VERIFIERS = ("token", "traversal", "gbv")  # per-node rules, leaf-to-root traversal, greedy multi-path block
 
 
-def law_of(rule: str) -> str:
-    """The draft law a multi-draft rule assumes; ValueError names the known rules."""
-    if rule not in RULE_LAWS:
-        raise ValueError(f"unknown rule {rule!r}; known: {RULES}")
-    return RULE_LAWS[rule]
-
-
 def check_name(name: str, known: tuple[str, ...], what: str) -> str:
     """`name` if it is one of `known`, else ValueError naming `what` and the choices."""
     if name not in known:

@@ -109,3 +109,39 @@ def test_jitted_steps_compose_into_a_round(tiny_pair):
         results.append((np.asarray(drafted.tokens), np.asarray(verdict.num_accepted), np.asarray(verdict.tokens)))
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_chunked_attention_equals_full_attention_and_reads_only_the_filled_chunks():
+    """Over a long cache, attention runs chunk by chunk only as far as the last visible slot: the same output as
+    attending every slot (random masks with whole chunks unseen, a softcap, a tail shorter than a chunk), and a
+    chunk past the last visible slot is never read (NaNs there change nothing, while full attention turns NaN)."""
+    from specjax.model.attention import ATTENTION_CHUNK, attend as _attend, attend_by_chunks as _attend_by_chunks
+
+    rng = np.random.default_rng(0)
+    b, t, hkv, g, dh = 2, 3, 2, 2, 8
+    s = 4 * ATTENTION_CHUNK + 37                                  # 4 whole chunks and a tail
+    q = jnp.asarray(rng.normal(size=(b, t, hkv, g, dh)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(b, s, hkv, dh)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(b, s, hkv, dh)), jnp.float32)
+    for seen, softcap in ((ATTENTION_CHUNK + 5, None), (3 * ATTENTION_CHUNK, 30.0), (s, None)):
+        mask = jnp.asarray(rng.random((b, t, s)) < 0.3) & (jnp.arange(s) < seen)
+        mask = mask.at[:, :, 0].set(True)                        # every query sees the start of its prefix
+        expected = _attend(q, k, v, mask, 0.3, softcap)
+        np.testing.assert_allclose(np.asarray(_attend_by_chunks(q, k, v, mask, 0.3, softcap)), np.asarray(expected),
+                                   rtol=1e-5, atol=1e-5)
+    mask = (jnp.arange(s) < ATTENTION_CHUNK + 5)[None, None, :].repeat(b, 0).repeat(t, 1)
+    poisoned = slice(2 * ATTENTION_CHUNK, 4 * ATTENTION_CHUNK)   # whole chunks past the last visible slot
+    k_nan, v_nan = k.at[:, poisoned].set(jnp.nan), v.at[:, poisoned].set(jnp.nan)
+    assert np.isfinite(np.asarray(_attend_by_chunks(q, k_nan, v_nan, mask, 0.3, None))).all()
+    assert not np.isfinite(np.asarray(_attend(q, k_nan, v_nan, mask, 0.3, None))).all()     # the control
+
+
+def test_a_long_cache_decodes_as_a_short_one(tiny_pair):
+    """A cache past CHUNKED_FROM slots (chunked attention) gives the logits of one under it (full attention)."""
+    from specjax.model.attention import CHUNKED_FROM
+
+    target, _ = tiny_pair
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 16, (2, 9)), jnp.int32)
+    short, _ = _decode_one_by_one(target, tokens, 16)
+    long, _ = _decode_one_by_one(target, tokens, CHUNKED_FROM + 40)
+    np.testing.assert_allclose(np.asarray(long), np.asarray(short), rtol=1e-5, atol=1e-5)

@@ -136,15 +136,60 @@ def _bad_call(case, target, draft, tokens, lengths):
         "prompt_lengths": lambda: (make_method("ar"), None, target, tokens, np.array([5, 2, 0, 4]), {}),
         "bogus": lambda: (make_method("chain", bogus=1), draft, target, tokens, lengths, {}),
         "Speculator": lambda: ("chain", draft, target, tokens, lengths, {}),
+        "trained for": lambda: (make_method("ar"), None, model_handle(init_model(named_config("tiny").replace(
+            max_positions=20), 0)), tokens, lengths, {}),
     }
     return cases[case]()
 
 
 @pytest.mark.parametrize("message", ["num_draft", "cache slots", "temperature", "unknown method", "needs a drafter",
                                      "drafts nothing", "vocabulary", "cannot be a target", "Handle",
-                                     "max_new_tokens", "token ids", "prompt_lengths", "bogus", "Speculator"])
+                                     "max_new_tokens", "token ids", "prompt_lengths", "bogus", "Speculator",
+                                     "trained for"])
 def test_bad_input_raises_clear_errors(tiny_pair, ragged_prompts, message):
     with pytest.raises(ValueError, match=message):
         method, drafter, target, tokens, lengths, kwargs = _bad_call(message, *tiny_pair, *ragged_prompts)
         kwargs.setdefault("max_new_tokens", 16)
         generate(target, tokens, lengths, jax.random.key(0), method=method, drafter=drafter, **kwargs)
+
+
+def test_errors_inside_a_factory_are_not_reported_as_bad_options(monkeypatch):
+    """`make_method` checks options against the factory's signature: an unknown option is a ValueError naming the
+    method, while a TypeError raised inside a factory (a real bug) is not turned into a bad-option message."""
+    from specjax import methods
+
+    def buggy(num_draft: int = 2):
+        return len(num_draft)                        # TypeError inside the factory
+
+    monkeypatch.setitem(methods.METHODS, "buggy", buggy)
+    with pytest.raises(ValueError, match="'buggy'"):
+        make_method("buggy", depth=3)
+    with pytest.raises(TypeError, match="len"):
+        make_method("buggy", num_draft=2)
+
+
+def test_a_verifier_is_never_silently_ignored(tiny_pair, ragged_prompts):
+    """A verifier given to a method with no choice of verifier is refused, not dropped (the method itself runs)."""
+    import dataclasses
+
+    from specjax.decode.chain import ChainSpeculator
+    from specjax.decode.speculator import Speculator
+
+    @dataclasses.dataclass(frozen=True)
+    class OneRule(Speculator):                       # a method with no `verifier` field: it verifies one way
+        inner: ChainSpeculator
+
+        max_emit = property(lambda self: self.inner.max_emit)
+        capacity_margin = property(lambda self: self.inner.capacity_margin)
+
+        def round(self, **kwargs):
+            return self.inner.round(**kwargs)
+
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    method = OneRule(ChainSpeculator(2))
+    out = generate(target, tokens, lengths, jax.random.key(0), method=method, drafter=draft, max_new_tokens=4)
+    assert out.tokens.shape == (4, 4)
+    with pytest.raises(ValueError, match="takes no verifier"):
+        generate(target, tokens, lengths, jax.random.key(0), method=method, drafter=draft, verifier="block",
+                 max_new_tokens=4)

@@ -1,6 +1,8 @@
 """Adaptive draft length: per-row lengths verified exactly like truncated chains, every policy lossless (greedy
 equality and the enumerated-law chi-square test), forced lengths honoured, the SpecDec++ acceptance head learns and
 is calibrated, bad hyperparameters rejected before tracing."""
+import importlib
+import re
 from dataclasses import dataclass
 
 import jax
@@ -140,6 +142,10 @@ def test_bad_combinations_raise_before_tracing(tiny_pair, ragged_prompts):
     tokens, lengths = ragged_prompts
     with pytest.raises(ValueError, match="K_max"):
         make_method("chain", num_draft=0, policy="feedback")
-    with pytest.raises(ValueError, match="acceptance head"):
+    with pytest.raises(ValueError, match="acceptance head") as refused:
         generate(target, tokens, lengths, jax.random.key(0), method=make_method("chain", policy="specdec++:0.5"),
                  drafter=draft, max_new_tokens=4)
+    # every function the message tells the user to call exists where it says
+    for path in re.findall(r"specjax(?:\.\w+)+", str(refused.value)):
+        module, _, name = path.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), path

@@ -31,7 +31,8 @@ def _stepwise_ranks(target, drafter, z, t):
     """The reference, for the chain starting at t (traced, so one compile serves every start): prefill z[:t] (z
     `[M]` right-padded past t; the target's greedy pending token is z[t]), then the chain drafter's calls of
     `specjax.decode.draft.draft_chain`, fed the true tokens instead of its own. Returns the ranks `[DEPTH]` and pending."""
-    caches, ctx = prefill(target, drafter, z[None], t[None], jax.random.key(0), GREEDY, 2 * z.shape[0])
+    start = prefill(target, drafter, z[None], t[None], jax.random.key(0), GREEDY, 2 * z.shape[0])
+    caches, ctx = start.caches, start.ctx
     feats = lambda f: f if drafter.runner.reads_features else None
     out = drafter.forward(caches.drafter, Block.chain(jnp.stack([ctx.prev, ctx.pending], 1), ctx.position - 1,
                                                       feats(ctx.features)))

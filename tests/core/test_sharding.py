@@ -59,8 +59,8 @@ SCRIPT = textwrap.dedent("""
         assert same(p["layers"][0]["attn"]["k_proj"]["kernel"][...].sharding, mesh, None, kv)
         q_draft = d.params["layers"][0]["attn"]["q_proj"]["kernel"][...].sharding
         assert same(q_draft, mesh, None, "model" if 4 % model == 0 else None)      # the drafter's own rule
-        caches, _ = jax.jit(prefill, static_argnames=("sampling", "capacity"))(
-            t, d, tokens, lens, jax.random.key(0), SamplingConfig(), 16)
+        caches = jax.jit(prefill, static_argnames=("sampling", "capacity"))(
+            t, d, tokens, lens, jax.random.key(0), SamplingConfig(), 16).caches
         assert same(caches.target.keys[0].sharding, mesh, "data", None, kv, None)
         assert same(caches.target.values[0].sharding, mesh, "data", None, kv, None)
         assert same(caches.drafter.keys[0].sharding, mesh, "data", None, "model" if model <= 2 else None, None)

@@ -12,9 +12,11 @@ from specjax.model.block import Block
 from specjax.model.config import named_config
 from specjax.decode.loop import generate, prefill
 from specjax.runners.eagle import eagle_target, init_eagle, load_eagle
+from specjax.runners.hybrid import hybrid_handle
+from specjax.runners.lookup import lookup_handle
 from specjax.model.io.checkpoint import save_checkpoint
 from specjax.model.decoder import init_model
-from specjax.runners.model import as_model, fused_features, model_handle
+from specjax.runners.model import as_model, fused_features, model_handle, with_exits
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.methods import make_method
 from specjax.training.distill import TrainConfig, random_token_batches, train_with_loss, unrolled_distill_loss
@@ -48,7 +50,7 @@ def test_fused_target_emits_layer_states_with_the_same_logits(target):
     np.testing.assert_allclose(np.asarray(b.hidden[..., -d:]), np.asarray(a.hidden), atol=1e-5)
     np.testing.assert_allclose(np.asarray(fused.runner.head(fused.params, b.hidden)), np.asarray(a.logits),
                                atol=1e-5)
-    exits = _run(plain.replace(runner=plain.runner.__class__(**{**plain.runner.__dict__, "exits": (1, 2)})), tokens)
+    exits = _run(with_exits(plain, (1, 2)), tokens)
     np.testing.assert_allclose(np.asarray(b.hidden[..., :2 * d]), np.asarray(exits.exit_hidden.reshape(3, 5, 2 * d)),
                                atol=1e-5)
 
@@ -63,6 +65,13 @@ def test_fused_head_is_lossless(target):
         sd = generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=method, drafter=head, max_new_tokens=10,
                       sampling=GREEDY)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
+    # a hybrid is a wrapping runner: it reads the fused features as its head does (it was refused before)
+    hybrid = hybrid_handle(head, lookup_handle(plain.config))
+    assert hybrid.runner.feature_width == head.runner.feature_width and hybrid.runner.reads_features
+    sd = generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=make_speculator("eagle2", budget=6, top_k=2,
+                                                                                     depth=3),
+                  drafter=hybrid, max_new_tokens=10, sampling=GREEDY)
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
     out = decode_law_rows(fused, make_method("chain", num_draft=2), sampling, head, seed=5)
     assert_target_law(plain, out.tokens, sampling)
@@ -81,7 +90,8 @@ def test_tree_level_fuses_the_root_feature_as_the_forward_does(target):
 
     @jax.jit
     def root_laws(tokens, lengths):
-        caches, ctx = prefill(fused, head, tokens, lengths, jax.random.key(0), GREEDY, 16)
+        start = prefill(fused, head, tokens, lengths, jax.random.key(0), GREEDY, 16)
+        caches, ctx = start.caches, start.ctx
         built = builder.build(head, caches.drafter, ctx, jax.random.key(1), SamplingConfig(1.0), keep_laws=True)
         chain = score_chain(head, caches.drafter, ctx, jnp.zeros((3, 1), jnp.int32))
         return built.tree.probs[:, 0], jax.nn.softmax(chain[:, 0], -1)

@@ -36,7 +36,8 @@ def test_score_chain_is_the_law_draft_chain_drafted_from(kind, tiny_pair):
 
     @jax.jit
     def drafted_and_scored(tokens):
-        caches, ctx = prefill(target, drafter, tokens, lengths, jax.random.key(1), sampling, 16)
+        start = prefill(target, drafter, tokens, lengths, jax.random.key(1), sampling, 16)
+        caches, ctx = start.caches, start.ctx
         chain = draft_chain(drafter, caches.drafter, ctx, jax.random.key(2), 4, sampling)
         return chain.probs, warp_logits(score_chain(drafter, caches.drafter, ctx, chain.tokens), sampling)
     drafted, scored = drafted_and_scored(tokens)

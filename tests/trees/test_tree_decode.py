@@ -137,7 +137,7 @@ def test_commit_equals_one_by_one_decoding(tiny_pair, ragged_prompts):
         caches = Caches(causal(target, jnp.asarray(tokens), cap), causal(draft, jnp.asarray(tokens), cap))
         ctx = DecodeContext(prev=jnp.asarray(tokens[rows, lengths - 1]), pending=jnp.full((b,), 5, jnp.int32),
                             position=jnp.asarray(lengths), features=jnp.zeros((b, 2, 32)))
-        return spec.round(target, draft, caches, ctx, key, sampling)
+        return spec.round(target=target, drafter=draft, caches=caches, ctx=ctx, key=key, sampling=sampling)
 
     @jax.jit
     def reference(target, draft, seqs):
@@ -219,7 +219,8 @@ def test_hybrid_drafter_merges_ngram_and_model_children(tiny_pair, ragged_prompt
     prompt = (jnp.asarray(tokens), jnp.asarray(lengths))
 
     def root_children(drafter):
-        caches, ctx = prefill(target, drafter, *prompt, jax.random.key(1), GREEDY, 32)
+        start = prefill(target, drafter, *prompt, jax.random.key(1), GREEDY, 32)
+        caches, ctx = start.caches, start.ctx
         return np.asarray(builder.build(drafter, caches.drafter, ctx, jax.random.key(2), GREEDY).tree.token[:, 1:4])
 
     root_kids, model_kids = root_children(hybrid), root_children(draft)
@@ -309,3 +310,18 @@ def test_eagle_is_an_alias_of_the_eagle2_tree():
     assert make_method("eagle", budget=8) == make_method("eagle2", budget=8) == make_speculator("eagle", budget=8)
     with pytest.raises(ValueError, match="unknown tree method"):
         make_speculator("eagle3", budget=8)
+
+
+def test_builder_options_are_checked_against_the_signature(monkeypatch):
+    """An option a builder does not take is a ValueError; a TypeError raised inside a builder is not."""
+    from trees import builders
+
+    with pytest.raises(ValueError, match="takes no shape option"):
+        builders.make_builder("rsd-c", budget=8, top_k=2)
+
+    def broken(budget, depth=None):
+        return len(budget)
+
+    monkeypatch.setitem(builders.BUILDERS, "static", broken)
+    with pytest.raises(TypeError, match="len"):
+        builders.make_builder("static", budget=8, depth=2)

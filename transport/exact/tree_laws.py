@@ -155,7 +155,7 @@ def enumerate_sbs_trees(q_tables, keep_second: Callable | None = None) -> Iterat
     """RSD-S trees of stochastic beam search, width 2, depth 2, exactly (Kool et al.: the final beam is a
     without-replacement sample (s1, s2) of 2 sequences from q(a)q(b|a), in score order; the first level holds
     a1 = s1[0] and a2 = s2[0], or, when s2 shares a1, a2 ~ q(·|V∖a1) since a Gumbel argmax is independent of its
-    max). Layout as `trees.builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law
+    max). Layout as `trees.sampled_builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law
     "without_replacement".
 
     keep_second(a1, b1, b2) -> bool: the sensitivity case; when s2 shares a1, a1's second child b2 is kept only if
