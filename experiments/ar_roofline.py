@@ -17,12 +17,8 @@ tokens (checked: the change may not alter the decoding). Besides wall time, each
     python experiments/ar_roofline.py --baseline /tmp/specjax-main --rounds 15 --out results/ar_roofline
 Writes `<out>.json` (medians, every round's samples; rerun to resume an interrupted run).
 
-Measured on the 2-core CPU with nothing else running (load average 1.3-1.6; 7 rounds, prompt 256): main at
-7629418 steps in 33.1 ms median (30.2 tokens/s, 16.2 GB/s of weights) against a bound of 19.9 GB/s, i.e. 0.81 of
-the bound; a branch with a greedy fast path in chain verification and a head-major cache experiment measured 0.81
-too (0.99x main) and was not merged. The "about half the bound" (19-21 tokens/s) first reported came from runs on a
-machine loaded by other jobs. Single rounds ranged from 25 to 46 ms per step on the quiet machine: compare
-versions only within one run.
+Single rounds vary widely on a shared machine: compare versions only within one run, on a machine with nothing
+else running. The last run (main against the bound, and a branch against main): experiments/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -201,8 +197,9 @@ def run(cfg: RooflineConfig, out: Path) -> dict:
                 record[name] = {"full": workers[name].ask(f"ar {cfg.max_new_tokens}"),
                                 "short": workers[name].ask(f"ar {cfg.short_tokens}")}
             results.add(key, record)
+            steps = cfg.max_new_tokens - cfg.short_tokens
             print(f"{key}: bound {weight_bytes / record['bound']['wall'] / 1e9:.1f} GB/s, " + ", ".join(
-                f"{n} step {(record[n]['full']['wall'] - record[n]['short']['wall']) * 1e3 / (cfg.max_new_tokens - cfg.short_tokens):.1f} ms"
+                f"{n} step {(record[n]['full']['wall'] - record[n]['short']['wall']) * 1e3 / steps:.1f} ms"
                 for n in order), flush=True)
     finally:
         for w in workers.values():

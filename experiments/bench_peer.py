@@ -6,8 +6,8 @@ last and writes JSON + PNG.
     python experiments/bench_peer.py --prompts 4 --max-new-tokens 64 --threads 2 --out results/bench_peer
 
 The transformers side runs first, in its own subprocess (`--hf-worker`): in one process with JAX, torch's decoding
-collapsed to ~1 tok/s after the JAX runs (both thread pools fighting over 2 cores). Both sides get the same thread
-count (torch.set_num_threads; XLA's intra-op pool) and the same stopping rule (EOS or max_new_tokens).
+collapsed after the JAX runs (both thread pools fighting over 2 cores; experiments/RESULTS.md). Both sides get the
+same thread count (torch.set_num_threads; XLA's intra-op pool) and the same stopping rule (EOS or max_new_tokens).
 Writes `<out>.json` (config, software versions, one record per side / method, decoded tokens included; resumable),
 `<out>.csv` and `<out>.png`. Needs the `models` and `parity` extras.
 """
@@ -139,7 +139,8 @@ def run(cfg: BenchConfig, out: Path) -> Results | None:
     for label, name, k in progress(drafters, len(drafters), "specjax side"):
         if results.done(label):
             continue
-        runs = decode_prompts(target.handle, ids, method=make_method("ar") if name is None else make_method("chain", num_draft=k),
+        method = make_method("ar") if name is None else make_method("chain", num_draft=k)
+        runs = decode_prompts(target.handle, ids, method=method,
                               drafter=None if name is None else load_drafter(name, target, cfg.seed + 1), **common)
         row = dict(summarize(runs), outputs=[r.tokens for r in runs])
         if name is not None:

@@ -16,14 +16,7 @@ not depend on what is accepted).
 prints the table of a run from its JSON without decoding, over the prompts every configuration finished (for a run
 stopped early: on a slow machine each new prompt-width bucket recompiles every configuration).
 
-Last run (`--config experiments/configs/bench_retrieval_issue12.toml`: 4 prompts x 64 tokens per set, quiet 2-core
-CPU, 19 min; every configuration equal to AR token for token), τ / x AR / τ to break even:
-  MT-bench (AR 27.9 tok/s):  EAGLE chain K4 1.52 / 0.66 / 2.29, EAGLE-2 tree 32 2.01 / 0.40 / 5.04, lookup:3 chain
-  1.14 / 0.60 / 1.88, eagle+rest+aded tree 32 1.94 / 0.42 / 4.68.
-  HumanEval (AR 23.9 tok/s): EAGLE chain K4 1.52 / 0.66 / 2.30, EAGLE-2 tree 32 2.03 / 0.43 / 4.76, rest+lookup:3
-  chain 1.78 / 0.81 / 2.20, rest+lookup:3 tree 32 2.29 / 0.52 / 4.43, eagle+rest+aded tree 32 2.78 / 0.54 / 5.10.
-A round of a 33-token tree costs 4.4-5.1 AR steps here and a K = 4 chain 1.9-2.5, so no configuration reaches AR's
-speed on this CPU although the trees reach τ 2.0-2.8.
+The last run of `--config experiments/configs/bench_retrieval_issue12.toml`: experiments/RESULTS.md.
 
 Timings: every configuration is compiled by an untimed warm-up call per prompt-width bucket; then, for each
 repeat, each prompt is decoded by every configuration in turn, so a burst of load on a shared machine hits all of

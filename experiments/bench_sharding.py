@@ -2,14 +2,14 @@
 for several (data, model) mesh shapes against a one-device baseline measured in the same run.
 
 Each mesh, the 1x1 baseline first, runs in its own process with its own copy of the model, created straight in its
-layout (`specjax.parallel.sharding.init_sharded`: no device ever holds more than its shards; the same weights whatever the
-layout). Per mesh: the planner's bytes per device (`specjax.parallel.memory`), the bytes actually placed on device 0
-(weights, the KV cache as `init_cache` lays it out), XLA's own figure for the compiled decode loop (arguments +
-temporaries per device), the collectives the partitioner inserted into it (counted in the compiled HLO), the
-process's peak host memory, the end-to-end tokens/s of AR decoding (prefill included), the decode-only tokens/s
-(the difference between a long and a short run), and whether the tokens equal the baseline's for the same key
-(informative only: in bf16, with the near-uniform laws of random weights, another matmul shape or reduction order
-can flip a sampled token; exact equality is what tests/core/test_sharding.py asserts, in float32).
+layout (`specjax.parallel.sharding.init_sharded`: no device ever holds more than its shards; the same weights
+whatever the layout). Per mesh: the planner's bytes per device (`specjax.parallel.memory`), the bytes actually
+placed on device 0 (weights, the KV cache as `init_cache` lays it out), XLA's own figure for the compiled decode
+loop (arguments + temporaries per device), the collectives the partitioner inserted into it (counted in the compiled
+HLO), the process's peak host memory, the end-to-end tokens/s of AR decoding (prefill included), the decode-only
+tokens/s (the difference between a long and a short run), and whether the tokens equal the baseline's for the same
+key (informative only: in bf16, with the near-uniform laws of random weights, another matmul shape or reduction
+order can flip a sampled token; exact equality is what tests/core/test_sharding.py asserts, in float32).
 Prints the figures, then each mesh's ratios to the baseline, and writes JSON.
 
 On a CPU host the "devices" are `--xla_force_host_platform_device_count` slices of the same cores, so the speed
@@ -17,9 +17,9 @@ ratios say what the partitioned program costs in collectives and smaller matmuls
 memory is every device's memory added up. XLA's CPU backend also computes bf16 dots in float32 and hoists the
 weight conversions out of the decode loop: a float32 copy of each device's weights shows up in XLA's temporaries
 (the planner, which counts bf16 weights as GPUs and TPUs use them, does not). So the default meshes stop at
-data = 2 (1x1, 1x8, 2x4: about 7, 10 and 15 GiB of host memory at the full 16 layers); `--layers 2` keeps the 1B
-widths (the same per-layer shards and collectives) at a fraction of the memory; add 4x2 or 8x1 with --meshes where
-the host has the memory (`--meshes 1x8 2x4 4x2`).
+data = 2 (1x1, 1x8, 2x4; the host memory each took at the full 16 layers: experiments/RESULTS.md); `--layers 2`
+keeps the 1B widths (the same per-layer shards and collectives) at a fraction of the memory; add 4x2 or 8x1 with
+--meshes where the host has the memory (`--meshes 1x8 2x4 4x2`).
 
     python experiments/bench_sharding.py --out results/bench_sharding
     python experiments/bench_sharding.py --layers 2 --max-new-tokens 8 --out results/bench_sharding_2l

@@ -21,16 +21,7 @@ same acceptance profile, and the speedup surface over τ and the round's cost ra
 Writes `<out>.json` and `<out>.png`; `<out>.partial.json` keeps finished steps (rerun to resume; delete it to start
 afresh). Every field of `LatencyConfig` is an option, or comes from `--config FILE.toml`.
 
-Last run (the default config: 3 MT-bench prompts x 48 tokens, chains K = 1..8, every builder at 8/16/32; quiet
-2-core CPU, load 1.5-1.9 from the run itself; methods timed in groups of 6 in rounds over each other, each group's
-own profile points timed in the same rounds): under the minimum of repeats |error| median 3.9%, 24/25 within 10%
-(AR +2.1%, chains K=1..8 -9.4..+0.8%, EAGLE-2 8/16/32 -0.2/+0.6/-1.6%, static -1.8/-4.8/-2.7%, RSD-C +5.0/+5.8/+5.1%,
-RSD-S +4.6/+3.3/+17.1%, SpecInfer +3.6/-2.9/-5.0%, the H200-best static N=64 D=3 decoded here +4.6%); under the
-median of repeats 6.7%, 21/25 within 10% (misses: chains K=1/2/3/5 at -10.1..-12.4%). The same run predicted from
-the profile measured once, before the decodes, missed by a median 14.4% (11/25 within 10%): this VM's speed drifts
-by about 20% within the hour, and timing the profile points inside each group's rounds is what removes it. The
-search chose AR on this CPU (best chain K=1 0.88x, best static tree 0.79x predicted) and Sequoia's static N=64 D=3
-on H200, H100 and TPU v5e rooflines (1.70-1.74x predicted).
+The last run's prediction errors and chosen configurations: experiments/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -376,15 +367,34 @@ def select_prompts(target, cfg: LatencyConfig) -> tuple[list[str], list[list[int
     return [q for q, _ in chosen], [ids for _, ids in chosen]
 
 
-def main(argv=None) -> int:
-    cfg, out = parse_config(LatencyConfig, argv, __doc__, default_out="results/latency_model")
-    partial_path = out.with_suffix(".partial.json")
+def resume_state(cfg, partial_path: Path) -> dict:
+    """The finished steps in `partial_path` when it was written for `cfg` (else a fresh state), with this start's
+    load average appended."""
     state = json.loads(partial_path.read_text()) if partial_path.exists() else {}
     if state and state.get("config") != json.loads(json.dumps(asdict(cfg))):
         print("the partial results were made with another config: starting afresh", flush=True)
         state = {}
     state["config"] = asdict(cfg)
     state.setdefault("load_avg", []).append(os.getloadavg())
+    return state
+
+
+def teacher_forced_acceptance(cfg, target, drafter, ids, ar_runs) -> tuple[np.ndarray, AcceptanceProfile]:
+    """(ranks `[starts, cfg.depth]` of the AR text's tokens under the drafter, teacher-forced on AR's answers
+    `ar_runs` to the prompts `ids`; the acceptance profile over the depths that some start's path reaches inside the
+    top-`cfg.ranks` tree, plus one)."""
+    texts_ar = [list(i) + r["tokens"] for i, r in zip(ids, ar_runs)]
+    ranks = np.concatenate([teacher_forced_ranks(target.handle, drafter, z, len(i), cfg.depth)
+                            for z, i in zip(texts_ar, ids)])
+    inside = np.cumprod(ranks < cfg.ranks, axis=1)              # starts whose path stays in the top-k tree
+    depth = int(min(cfg.depth, 2 + np.max(np.nonzero(inside.any(axis=0))[0], initial=-1)))
+    return ranks, AcceptanceProfile.from_ranks(ranks[:, :depth], cfg.ranks)
+
+
+def main(argv=None) -> int:
+    cfg, out = parse_config(LatencyConfig, argv, __doc__, default_out="results/latency_model")
+    partial_path = out.with_suffix(".partial.json")
+    state = resume_state(cfg, partial_path)
     target = load_target("smollm2")
     drafter = load_drafter(cfg.drafter, target)
     texts, ids = select_prompts(target, cfg)
@@ -404,12 +414,7 @@ def main(argv=None) -> int:
     profile = DeviceProfile.from_dict(state["profile"])
     done = run_methods(cfg, target, drafter, ids, methods, state, partial_path, profile)
 
-    texts_ar = [list(i) + r["tokens"] for i, r in zip(ids, done["ar"]["runs"])]
-    ranks = np.concatenate([teacher_forced_ranks(target.handle, drafter, z, len(i), cfg.depth)
-                            for z, i in zip(texts_ar, ids)])
-    inside = np.cumprod(ranks < cfg.ranks, axis=1)              # starts whose path stays in the top-k tree
-    depth = int(min(cfg.depth, 2 + np.max(np.nonzero(inside.any(axis=0))[0], initial=-1)))
-    acc = AcceptanceProfile.from_ranks(ranks[:, :depth], cfg.ranks)
+    ranks, acc = teacher_forced_acceptance(cfg, target, drafter, ids, done["ar"]["runs"])
     context = width + bucket_size(n) + 18                      # a mid-size tree's cache (the search uses one)
     searches = configure(cfg, profile, target, drafter, acc, context, width)
     best = {"best cpu": searches["cpu"].best, f"best {cfg.accelerators[0]}": searches[cfg.accelerators[0]].best}

@@ -75,7 +75,8 @@ def collect(cfg: CollectConfig) -> StoredLaws:
     return StoredLaws(target=target.label, drafters=cfg.drafters, temperatures=cfg.temperatures, **cat)
 
 
-CONFIG = {"collect": CollectConfig, "study": LawStudyConfig}   # each subcommand's config (tests/apps/test_experiments.py)
+# each subcommand's config (tests/apps/test_experiments.py)
+CONFIG = {"collect": CollectConfig, "study": LawStudyConfig}
 
 
 def main(argv: list[str] | None = None) -> None:

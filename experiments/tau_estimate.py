@@ -13,10 +13,7 @@ K = 1..K_max drafts, at each temperature, one batch of prompts decoded at once.
     python experiments/tau_estimate.py --prompts 8 --max-new-tokens 96 --out results/tau_estimate
 Writes `<out>.json` (resumable per temperature), `<out>.csv` and `<out>.png`.
 
-Last run (that command, K_max = 5, the head shipped before the 3600-step one): at T = 0 the estimate is 1.1-2.8% above the measured τ
-(within 1.5 standard errors; K = 1: 1.345 vs 1.330), at T = 1 0.5-6.7% above (K = 1: 1.327 vs 1.310; K = 3: 1.437
-vs 1.346, 3.3 se). It leans high as expected: in decoding the head's cache keeps accepted drafts as it scored them
-from its own features, the estimate re-scores the prefix with the target's.
+Its last run, against the head shipped before 2026-11-30: experiments/RESULTS.md.
 """
 from __future__ import annotations
 

@@ -154,21 +154,21 @@ def test_eagle_curve_reads_each_heads_final_estimate(tmp_path, capsys):
 def test_gto_contexts_cut_full_windows_before_answer_tokens():
     """`train_eagle.py gto`'s contexts: `window` tokens of the text right before the pending token, which is an
     answer token (never the prompt, never padding); a pure function of the seed; rows too short are never picked."""
-    from experiments import train_eagle
+    from experiments.eagle.gto import gto_contexts
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, 50, (3, 20)).astype(np.int32)
     lengths, prompt_lengths = np.array([20, 9, 14]), np.array([3, 2, 12])
-    contexts, pending = train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
+    contexts, pending = gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
     assert contexts.shape == (64, 10) and pending.shape == (64,)
     for ctx, tok in zip(contexts, pending):
         row = 0 if ctx.tolist() in [tokens[0, c - 10:c].tolist() for c in range(10, 20)] else 2
         cut = next(c for c in range(10, lengths[row]) if tokens[row, c - 10:c].tolist() == ctx.tolist())
         assert tokens[row, cut] == tok and max(10, prompt_lengths[row]) <= cut < lengths[row]
-    again = train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
+    again = gto_contexts(tokens, lengths, prompt_lengths, 64, 10, seed=1)
     np.testing.assert_array_equal(again[0], contexts)
     with pytest.raises(ValueError, match="long enough"):
-        train_eagle.gto_contexts(tokens, lengths, prompt_lengths, 4, 20, seed=1)
+        gto_contexts(tokens, lengths, prompt_lengths, 4, 20, seed=1)
 
 
 def test_eagle_data_shards_resume_to_the_same_rows(tmp_path):
@@ -176,23 +176,25 @@ def test_eagle_data_shards_resume_to_the_same_rows(tmp_path):
     left behind, resumes to shards equal to an uninterrupted run's: every prompt once, none lost or repeated.
     Shards of another config are refused, and `train` refuses answers of a target other than SmolLM2."""
     from experiments import train_eagle
+    from experiments.eagle.data import data_files, load_data
+    from experiments.eagle.instructions import instruction_prompts
 
     args = ["data", "--target", "random:byte-tiny", "--prompts", "6", "--batch-size", "2", "--max-new-tokens", "6",
             "--sampled-fraction", "0.5", "--feature-layers", "1"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert train_eagle.main(args + ["--out", str(whole)]) == 0
     assert train_eagle.main(args + ["--out", str(parts), "--stop-after", "1"]) == 0
-    assert [p.name for p in train_eagle.data_files([parts])] == ["shard_00000.npz"]
+    assert [p.name for p in data_files([parts])] == ["shard_00000.npz"]
     (parts / "shard_00001.partial.npz").write_bytes(b"torn")         # a write cut short: ignored, then replaced
     assert train_eagle.main(args + ["--out", str(parts)]) == 0
-    files = train_eagle.data_files([parts])
+    files = data_files([parts])
     assert [p.name for p in files] == [f"shard_0000{i}.npz" for i in range(3)]
-    for a, b in zip(train_eagle.data_files([whole]), files):
+    for a, b in zip(data_files([whole]), files):
         with np.load(a) as x, np.load(b) as y:
             for name in ("tokens", "lengths", "hidden", "prompts", "prompt_lengths", "temperatures"):
                 np.testing.assert_array_equal(x[name], y[name], err_msg=name)
     prompts = [str(p) for f in files for p in np.load(f)["prompts"]]
-    assert prompts == train_eagle.instruction_prompts(6, 0)
+    assert prompts == instruction_prompts(6, 0)
     with np.load(files[0]) as f:
         assert f["hidden"].shape[-1] == 2 * 32                          # fused: layer 1's states, then the final
     temperatures = [np.load(f)["temperatures"].tolist() for f in files]       # every other batch sampled
@@ -200,22 +202,23 @@ def test_eagle_data_shards_resume_to_the_same_rows(tmp_path):
     with pytest.raises(ValueError, match="another `data` config"):
         train_eagle.main(args[:-2] + ["--out", str(parts)])
     with pytest.raises(ValueError, match="SmolLM2's answers"):
-        train_eagle.load_data([str(parts)])
+        load_data([str(parts)])
     with pytest.raises(ValueError, match="no data at"):
-        train_eagle.data_files([tmp_path / "missing"])
+        data_files([tmp_path / "missing"])
 
 
 def test_eagle_instructions_are_many_and_never_evaluation_prompts():
-    from experiments import train_eagle
+    from experiments.eagle.data import EagleDataConfig
+    from experiments.eagle.instructions import instruction_pool, instruction_prompts
     from specjax.bench.prompts import load_prompts
 
-    pool = train_eagle.instruction_pool()
+    pool = instruction_pool()
     assert len(pool) == len(set(pool)) > 3000
-    assert sorted(train_eagle.instruction_prompts(len(pool), 0)) == sorted(pool)
+    assert sorted(instruction_prompts(len(pool), 0)) == sorted(pool)
     with pytest.raises(ValueError, match="distinct instructions"):
-        train_eagle.EagleDataConfig(prompts=len(pool) + 1)
+        EagleDataConfig(prompts=len(pool) + 1)
     assert not set(pool) & (set(load_prompts("mt_bench")) | set(load_prompts("humaneval")))
-    assert train_eagle.instruction_prompts(50, 3) == train_eagle.instruction_prompts(50, 3)
+    assert instruction_prompts(50, 3) == instruction_prompts(50, 3)
 
 
 def test_retrieval_bench_needed_tau_is_the_measured_round_cost():

@@ -1,10 +1,15 @@
 """Every experiment in experiments/ is a frozen config dataclass with a seed, reachable from the command line:
 `CONFIG` names the class its `main` parses (a dict of them, by subcommand, for a script with subcommands); `--help`
 works; the default config round-trips through JSON (as a results file stores it); every shipped config file in
-experiments/configs/ loads into its experiment's config (and equals the preset of the same name, where one exists)."""
+experiments/configs/ loads into its experiment's config (and equals the preset of the same name, where one exists).
+A script split into a package (train_eagle.py over experiments/eagle/) dispatches each subcommand to one module of it,
+and runs as a script from any directory."""
 import dataclasses
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,26 @@ def test_shipped_config_files_load(path):
     cfg = load_config(cls, path)
     preset = getattr(module, "PRESETS", {}).get(rest)
     assert preset is None or cfg == preset
+
+
+def test_train_eagle_dispatches_each_subcommand_to_its_module():
+    """One module per subcommand: each of experiments/eagle/ with a `CONFIG` is a subcommand of train_eagle.py
+    (none orphaned), whose config, default output and `--help` are that module's."""
+    from experiments import train_eagle
+    modules = sorted(p.stem for p in (ROOT / "experiments" / "eagle").glob("*.py")
+                     if hasattr(importlib.import_module(f"experiments.eagle.{p.stem}"), "CONFIG"))
+    assert sorted(m.__name__.rpartition(".")[2] for m in train_eagle.SUBCOMMANDS.values()) == modules
+    for command, module in train_eagle.SUBCOMMANDS.items():
+        assert train_eagle.CONFIG[command] is module.CONFIG and module.DEFAULT_OUT
+        assert f"train_eagle.py {command}" in module.__doc__            # the docstring shows how to run it
+
+
+def test_train_eagle_runs_as_a_script_from_anywhere(tmp_path):
+    """`python experiments/train_eagle.py SUB --help` from another directory, without PYTHONPATH: the script puts
+    the repository on the path itself (the subcommands live in the experiments.eagle package)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for command in ("data", "train", "eval", "curve", "gto"):
+        done = subprocess.run([sys.executable, str(ROOT / "experiments" / "train_eagle.py"), command, "--help"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"usage: train_eagle.py {command}" in done.stdout
