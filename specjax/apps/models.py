@@ -324,7 +324,13 @@ class HybridSpec:
 DrafterSpec = Union[EagleSpec, EarlyExitSpec, ProposalSpec, ModelDrafterSpec, HybridSpec]
 
 
+# the forms `head:N` with a positive integer N, and the spec each makes
+_COUNTED = {"eagle-lowrank": lambda n: EagleSpec(rank=n), "early-exit": EarlyExitSpec,
+            "lookup": lambda n: ProposalSpec("lookup", n)}
+
+
 def _single_drafter(name: str) -> DrafterSpec:
+    """The spec of a drafter name without `+`."""
     head, _, arg = name.partition(":")
     if name in ("eagle", "eagle-full"):
         return EagleSpec(trim=name == "eagle")
@@ -334,12 +340,10 @@ def _single_drafter(name: str) -> DrafterSpec:
         if not arg.isdigit() or not 1 <= int(arg) <= 16:
             raise ValueError(f"drafter {name!r}: {head} takes a context length in [1, 16], e.g. {head}:4")
         return ProposalSpec(head, int(arg))
-    if head in ("eagle-lowrank", "early-exit", "lookup"):
+    if head in _COUNTED:
         if not arg.isdigit() or int(arg) < 1:
             raise ValueError(f"drafter {name!r}: {head} takes a positive integer, e.g. {head}:4")
-        n = int(arg)
-        return EagleSpec(rank=n) if head == "eagle-lowrank" else EarlyExitSpec(n) if head == "early-exit" \
-            else ProposalSpec("lookup", n)
+        return _COUNTED[head](int(arg))
     if head == "model" and arg:
         return ModelDrafterSpec(target_spec(arg))
     raise ValueError(f"unknown drafter {name!r}; forms: {', '.join(DRAFTER_FORMS)}")

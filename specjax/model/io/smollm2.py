@@ -58,7 +58,7 @@ def smollm2_tokenizer(reader=None):
     """SmolLM2's `Tokenizer` (cached per process), from `reader` (a `smollm2_reader()`) or a new reader."""
     if "tokenizer" not in _CACHE:
         from specjax.model.io.gguf import gguf_tokenizer
-        _CACHE["tokenizer"] = gguf_tokenizer(reader or smollm2_reader())
+        _CACHE["tokenizer"] = gguf_tokenizer(smollm2_reader() if reader is None else reader)
     return _CACHE["tokenizer"]
 
 
@@ -71,7 +71,7 @@ def load_smollm2(reader=None) -> tuple[LlamaLM, Any]:
     """
     if "params" not in _CACHE:
         from specjax.model.io.gguf import config_from_gguf, gguf_model
-        reader = reader or smollm2_reader()
+        reader = smollm2_reader() if reader is None else reader
         model = gguf_model(reader, config_from_gguf(reader), source=GGUF_NAME)
         _CACHE["params"] = nnx.split(model)
         smollm2_tokenizer(reader)                  # from the same reader, if not cached yet
