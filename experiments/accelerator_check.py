@@ -164,8 +164,7 @@ def verify_ratios(config: CheckConfig) -> dict:
     ctx = config.context
     capacity = ctx + max(config.tree_sizes) + 2
     prompt = jnp.asarray(np.random.default_rng(config.seed).integers(0, target.config.vocab_size, (1, ctx)), jnp.int32)
-    cache = jax.jit(lambda h, t: h.forward(h.init_cache(1, capacity), Block.chain(t, jnp.zeros((1,), jnp.int32)))
-                    .cache)(target, prompt)
+    cache = jax.jit(lambda h, t: h.score(t, capacity=capacity).cache)(target, prompt)
     step = jax.jit(lambda h, c, blk: h.forward(c, blk).logits)
     rng = np.random.default_rng(config.seed + 1)
     seconds = {}

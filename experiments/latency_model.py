@@ -35,20 +35,21 @@ import jax
 import numpy as np
 
 import trees
+from specjax.apps.models import load_drafter, load_target
 from specjax.bench.acceptance import teacher_forced_ranks
 from specjax.bench.decoding import decode_interleaved, summarize
 from specjax.bench.experiment import parse_config, provenance
-from specjax.apps.models import load_drafter, load_target
-from specjax.bench.timing import STATS, CallTimer
-from specjax.bench.profile import (ProfileConfig, build_profile, curve_jobs, device_name, generate_capacity,
-    measure_profile, restat, roofline)
-from specjax.decode.batching import bucket_size
-from specjax.costs.profile import DeviceProfile
+from specjax.bench.profile import (ProfileConfig, build_profile, curve_jobs, device_name, measure_profile, restat,
+                                   roofline)
 from specjax.bench.prompts import load_prompts
+from specjax.bench.timing import STATS, CallTimer
 from specjax.costs.latency import AcceptanceProfile, Workload, ar_plan, chain_plan, predict
-from specjax.sampling import SamplingConfig
+from specjax.costs.profile import DeviceProfile
+from specjax.decode.batching import bucket_size
 from specjax.decode.chain import ChainSpeculator
+from specjax.decode.loop import needed_capacity
 from specjax.methods import make_method
+from specjax.sampling import SamplingConfig
 from trees.builders import StaticTree
 from trees.configure import best_configuration, tree_round_plan
 from trees.sequoia import empirical_reward
@@ -128,7 +129,7 @@ def predicted_rate(profile: DeviceProfile, spec, plan, runs, widths, new_tokens)
     """Predicted tokens/s over the prompts (each with its measured τ), and the per-prompt terms."""
     terms, seconds = [], 0.0
     for run, w in zip(runs, widths):
-        pred = predict(profile.at(generate_capacity(spec, w, new_tokens)), plan, run.tau,
+        pred = predict(profile.at(needed_capacity(w, spec, new_tokens)), plan, run.tau,
                        Workload(len(run.tokens), w))
         seconds += pred.run_s
         terms.append(pred.terms())
@@ -160,7 +161,7 @@ def group_timers(cfg, target, drafter, group, width) -> tuple[list[tuple[int, st
     """The profile points a group of methods ((name, speculator, plan)) is predicted from, at the smallest and
     largest cache capacity of the group: [(context, curve, T grid, first job index)] and the jobs (`CallTimer`)."""
     plans = [plan for _, _, plan in group]
-    caps = [generate_capacity(spec, width, cfg.max_new_tokens) for _, spec, _ in group]
+    caps = [needed_capacity(width, spec, cfg.max_new_tokens) for _, spec, _ in group]
     tokens = {1, width} | {p.verify_tokens for p in plans} | {t for p in plans for t in p.drafter_steps}
     levels = {t for p in plans for t in p.tree_levels} or {1}
     parts = ("target",) + (("drafter",) if any(p.drafts for p in plans) else ()) + \
@@ -404,7 +405,7 @@ def main(argv=None) -> int:
           f"({[len(i) for i in ids]} tokens), {n} new tokens", flush=True)
 
     search_context = width + bucket_size(n) + max(cfg.search_budgets) + 2
-    caps = [generate_capacity(spec, width, n) for _, spec, _ in methods] + [search_context]
+    caps = [needed_capacity(width, spec, n) for _, spec, _ in methods] + [search_context]
     if "profile" not in state:
         pcfg = profile_config(cfg, [pl for _, _, pl in methods], (min(caps), max(caps)))
         prof = measure_profile(target.handle, drafter, pcfg, {"target": target.label, "drafter": cfg.drafter},

@@ -137,17 +137,14 @@ def check_shards(out: Path, batches: range, settings: str) -> list[int]:
 def hidden_state_pass(handle, feature_layers: tuple[int, ...]):
     """Jitted tokens `[B, L]` -> the target's hidden states `[B, L, F]` over them (fused when `feature_layers`)."""
     import jax
-    import jax.numpy as jnp
 
-    from specjax.model.block import Block
     from specjax.runners.model import fused_features
 
     features = fused_features(handle, tuple(feature_layers)) if feature_layers else handle
 
     @jax.jit
     def hidden_states(toks):
-        block = Block.chain(toks, jnp.zeros((toks.shape[0],), jnp.int32))
-        return features.forward(features.init_cache(toks.shape[0], toks.shape[1]), block).hidden
+        return features.score(toks).hidden
     return hidden_states
 
 

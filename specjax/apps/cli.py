@@ -7,15 +7,22 @@ import argparse
 import importlib.util
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from specjax.apps import bounds, demo, profile
-from specjax.apps.models import DRAFTER_FORMS
+from specjax.apps.models import DRAFTER_FORMS, DrafterSpec, TargetSpec
+from specjax.decode.speculator import Speculator
 from specjax.methods import METHODS
+from specjax.sampling import SamplingConfig
 from specjax.verify.names import CHAIN_VERIFIERS, TREE_VERIFIERS
+from trees import TREE_METHODS
 
+METHOD_HELP = ("ar (autoregressive) | chain (default) | a draft tree: eagle2 (the EAGLE-2 tree builder; eagle is "
+               f"an alias of it), {', '.join(m for m in TREE_METHODS if m != 'eagle2')}")
 
 
 def default_target() -> str:
@@ -25,6 +32,7 @@ def default_target() -> str:
 
 def add_generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="decode prompts with AR, chain or tree speculative decoding")
+    p.set_defaults(func=run_generate)
     p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     p.add_argument("--prompts-file", type=Path, help="one prompt per line")
     p.add_argument("--prompt-set", default=None, metavar="NAME[:N]",
@@ -32,15 +40,17 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--target", default=None,
                    help="smollm2 | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if installed)")
     p.add_argument("--drafter", default=None, help=f"{' | '.join(DRAFTER_FORMS)} (default: eagle on smollm2, "
-                                                   "model:random:byte-small-draft on random:byte-small)")
-    p.add_argument("--method", default="chain", choices=sorted(METHODS))
+                                                   "model:random:P-draft on a random:P preset that has one, "
+                                                   "lookup:3 on any other target)")
+    p.add_argument("--method", default="chain", choices=sorted(METHODS), help=METHOD_HELP)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
                    help="per-row draft length for chains, -K being K_max: fixed, confidence:H (stop below top "
                         "probability H), specdec++:H (stop when P(a rejection) > H; fits an acceptance head first), "
                         "feedback[:RATE], del[:H] (the target drafts itself from an early exit chosen per round with "
                         "the length; stop below top probability H; no --drafter); trees: confidence:H with --method "
-                        "eagle (nodes whose cumulative path confidence is below H are not drafted)")
+                        "eagle2 (or its alias eagle; nodes whose cumulative path confidence is below H are not "
+                        "drafted)")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
     p.add_argument("--verifier", default=None, choices=sorted(set(CHAIN_VERIFIERS + TREE_VERIFIERS)),
                    help="chains: token (default) | block; trees: token (default) | traversal | gbv (specinfer)")
@@ -49,7 +59,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=None, help="rows decoded together (prompts are repeated to fill)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="tokens generated per row (the longest prompt plus these must fit the model's context)")
     p.add_argument("--mesh", default=None, help="data=N,model=M: split the batch over N and the target over M "
                                                 "devices (default: one device)")
     p.add_argument("--dtype", default=None, help="weights and KV cache dtype, e.g. bfloat16 (default: float32)")
@@ -65,6 +76,106 @@ def named_prompts(spec: str) -> list[str]:
     if count and not count.isdigit():
         raise ValueError(f"--prompt-set {spec!r}: the count after ':' must be a positive integer")
     return load_prompts(name, int(count) if count else 4)
+
+
+@dataclass(frozen=True)
+class GeneratePlan:
+    """Everything `specjax generate` reads and checks before it loads any weights."""
+
+    target: TargetSpec
+    """The target, its configuration (and, on first use, its tokenizer) read once."""
+    drafter: DrafterSpec | None
+    """The drafter, checked against the target; None when the method drafts nothing (ar) or drafts from the
+    target itself (the `del` policy)."""
+    drafter_name: str | None
+    """The drafter as named, or as defaulted (for the report)."""
+    method: Speculator
+    """The speculator, built once."""
+    options: dict
+    """The options it was built with (for the report)."""
+    sampling: SamplingConfig
+    """The sampling warps."""
+    prompts: tuple[str, ...]
+    """The prompt texts (--prompt, --prompts-file, --prompt-set in that order), repeated to fill --batch."""
+    mesh: Any
+    """A `specjax.model.layout.make_mesh` mesh, or None (one device)."""
+
+
+def _method(args) -> tuple[Speculator, dict]:
+    """The speculator `--method` and its flags name, and the options it was built with."""
+    from specjax.methods import make_method
+
+    options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
+               else dict(budget=args.budget))
+    if args.verifier is not None and args.method != "ar":
+        options["verifier"] = args.verifier
+    if args.draft_policy is not None:
+        if args.method == "ar":
+            raise ValueError("--draft-policy sets how much to draft; --method ar drafts nothing")
+        options["policy"] = args.draft_policy
+    return make_method(args.method, **options), options
+
+
+def _drafter(args, target: TargetSpec, method: Speculator) -> tuple[DrafterSpec | None, str | None]:
+    """(spec, name) of the drafter, checked against the target; the default when none is named, said on stderr."""
+    from specjax.apps.models import default_drafter, drafter_spec
+
+    if not method.needs_drafter:
+        if args.drafter is not None and args.method != "ar":
+            raise ValueError(f"--draft-policy {args.draft_policy} drafts from the target itself: pass no --drafter")
+        return None, None
+    name = args.drafter or default_drafter(target)
+    spec = drafter_spec(name)
+    spec.fit(target)
+    if args.drafter is None:
+        print(f"note: no --drafter given: drafting with {name} (the default for {target.label})", file=sys.stderr)
+    return spec, name
+
+
+def _prompts(args) -> tuple[str, ...]:
+    """The prompt texts, repeated to fill --batch rows; ValueError for a missing file or a bad set."""
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        if not args.prompts_file.is_file():
+            raise ValueError(f"--prompts-file {args.prompts_file}: no such file")
+        prompts += [line for line in args.prompts_file.read_text().splitlines() if line.strip()]
+    if args.prompt_set:
+        prompts += named_prompts(args.prompt_set)
+    prompts = prompts or ["The quick brown fox"]
+    batch = args.batch or len(prompts)
+    return tuple(prompts[i % len(prompts)] for i in range(batch))
+
+
+def plan_generate(args) -> GeneratePlan:
+    """Read and check every flag and name, loading no weights; ValueError (or ModelNotInstalledError) says why."""
+    from specjax.apps.models import parse_mesh, target_spec
+    from specjax.model.config import check_dtype
+    from specjax.model.layout import make_mesh
+    from specjax.validation import check_int
+
+    if args.batch is not None:
+        check_int("--batch", args.batch, low=1)
+    check_int("--max-new-tokens", args.max_new_tokens, low=1)
+    if args.dtype is not None:
+        check_dtype("--dtype", args.dtype)
+    prompts = _prompts(args)
+    target = target_spec(args.target or default_target())
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
+    method, options = _method(args)
+    drafter, drafter_name = _drafter(args, target, method)
+    mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
+    return GeneratePlan(target, drafter, drafter_name, method, options, sampling, prompts, mesh)
+
+
+def encode_prompts(plan: GeneratePlan, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """The prompts tokenized and right-padded, tokens `[B, L]` and lengths `[B]` (`pad_prompts`), with the tokenizer
+    alone (no weights yet); ValueError when the longest prompt plus `max_new_tokens` runs past the context."""
+    from specjax.apps.models import encode_prompt
+    from specjax.decode.batching import pad_prompts
+
+    ids = [encode_prompt(plan.target.tokenizer, p) for p in plan.prompts]
+    plan.target.check_length(max(map(len, ids)), max_new_tokens)
+    return pad_prompts(ids)
 
 
 def _fit_head(target, drafter, sampling, num_draft, seed):
@@ -83,79 +194,43 @@ def _fit_head(target, drafter, sampling, num_draft, seed):
     return fitted.head
 
 
-def run_generate(args) -> int:
+def load_models(plan: GeneratePlan, args):
+    """(target, drafter or None): the weights the plan names, loaded once (an acceptance head fitted for a policy
+    that reads one)."""
+    from specjax.apps.models import load_drafter, load_target
+
+    target = load_target(plan.target, seed=args.seed, dtype=args.dtype, mesh=plan.mesh)
+    drafter = None if plan.drafter is None else load_drafter(plan.drafter, target, seed=args.seed + 1,
+                                                             dtype=args.dtype)
+    if getattr(plan.method, "policy", None) is not None and plan.method.policy.reads_acceptance:
+        drafter = _fit_head(target, drafter, plan.sampling, plan.method.num_draft, args.seed)
+    return target, drafter
+
+
+def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
+    """(result, seconds, compile-and-run seconds): `generate` once to compile, once timed."""
     import jax
 
     from specjax.bench.timing import timed
-    from specjax.apps.models import check_names, load_drafter, load_target
-    from specjax.apps.models import parse_mesh
-    from specjax.decode.batching import pad_prompts
-    from specjax.model.config import check_dtype
     from specjax.decode.loop import generate
-    from specjax.sampling import SamplingConfig
-    from specjax.model.layout import make_mesh
-    from specjax.methods import make_method
 
-    target_name = args.target or default_target()
-    drafter_name = args.drafter or ("eagle" if target_name == "smollm2" else "model:random:byte-small-draft")
-    try:
-        check_names(target_name)
-        sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
-        options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
-                   else dict(budget=args.budget))
-        if args.verifier is not None and args.method != "ar":
-            options["verifier"] = args.verifier
-        if args.draft_policy is not None:
-            if args.method == "ar":
-                raise ValueError("--draft-policy sets how much to draft; --method ar drafts nothing")
-            options["policy"] = args.draft_policy
-        method = make_method(args.method, **options)
-        if method.needs_drafter:
-            check_names(target_name, drafter_name)
-        elif args.drafter is not None and args.method != "ar":
-            raise ValueError(f"--draft-policy {args.draft_policy} drafts from the target itself: pass no --drafter")
-        if args.dtype is not None:
-            check_dtype("--dtype", args.dtype)
-        if args.prompt_set:
-            named_prompts(args.prompt_set)
-        mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
-        target = load_target(target_name, seed=args.seed, dtype=args.dtype, mesh=mesh)
-        drafter = None if not method.needs_drafter else load_drafter(drafter_name, target, seed=args.seed + 1,
-                                                                     dtype=args.dtype)
-        if getattr(method, "policy", None) is not None and method.policy.reads_acceptance:
-            drafter = _fit_head(target, drafter, sampling, method.num_draft, args.seed)
-    except ValueError as e:
-        print(f"specjax generate: {e}", file=sys.stderr)
-        return 2
-    if target.random_weights:
-        print(f"note: {target.label} has RANDOMLY INITIALISED weights: the text is noise; the statistics show the "
-              "machinery.", file=sys.stderr)
-    prompts = list(args.prompt or [])
-    if args.prompts_file:
-        prompts += [line for line in args.prompts_file.read_text().splitlines() if line.strip()]
-    if args.prompt_set:
-        prompts += named_prompts(args.prompt_set)
-    prompts = prompts or ["The quick brown fox"]
-    batch = args.batch or len(prompts)
-    prompts = [prompts[i % len(prompts)] for i in range(batch)]
-    tokens, lengths = pad_prompts([target.encode_prompt(p) for p in prompts])
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 2 ** 30)
-    kwargs = dict(method=method, drafter=drafter, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                  eos_id=target.eos_id, mesh=mesh, memory_budget_bytes=budget)
+    kwargs = dict(method=plan.method, drafter=drafter, max_new_tokens=args.max_new_tokens, sampling=plan.sampling,
+                  eos_id=target.eos_id, mesh=plan.mesh, memory_budget_bytes=budget)
     key = jax.random.key(args.seed)
-    try:
-        _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
-        out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
-    except ValueError as e:
-        print(f"specjax generate: {e}", file=sys.stderr)
-        return 2
-    for prompt, row, n in zip(prompts, np.asarray(out.tokens), np.asarray(out.lengths)):
+    _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
+    out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
+    return out, seconds, compile_seconds
+
+
+def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: float, args) -> None:
+    """Print each row's text and a summary line; write the stats JSON to --out."""
+    for prompt, row, n in zip(plan.prompts, np.asarray(out.tokens), np.asarray(out.lengths)):
         print(f"--- {prompt!r}\n{target.decode(row[:n])}")
     num_tokens = int(np.asarray(out.lengths).sum())
-    stats = {"target": target.label, "drafter": None if drafter is None else drafter_name,
-             "draft_policy": args.draft_policy, "method": args.method,
-             "options": options, "batch": batch, "seed": args.seed, "temperature": args.temperature,
-             "mesh": args.mesh, "dtype": args.dtype or "float32",
+    stats = {"target": target.label, "drafter": plan.drafter_name, "draft_policy": args.draft_policy,
+             "method": args.method, "options": plan.options, "batch": len(plan.prompts), "seed": args.seed,
+             "temperature": args.temperature, "mesh": args.mesh, "dtype": args.dtype or "float32",
              "top_k": args.top_k, "top_p": args.top_p, "random_weights": target.random_weights,
              "tau": out.acceptance_length, "drafted_per_round": out.drafted_per_round,
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
@@ -165,6 +240,24 @@ def run_generate(args) -> int:
     args.out.write_text(json.dumps(stats, indent=1))
     print(f"tau {stats['tau']:.3f} | {stats['tokens_per_s']:.1f} tokens/s | rounds {stats['rounds']} | drafted/round "
           f"{stats['drafted_per_round']:.2f} | stats written to {args.out}")
+
+
+def run_generate(args) -> int:
+    """`specjax generate`: every flag and name checked (exit 2 with one line) before any weights are loaded."""
+    from specjax.model.io.smollm2 import ModelNotInstalledError
+
+    try:
+        plan = plan_generate(args)
+        tokens, lengths = encode_prompts(plan, args.max_new_tokens)
+        target, drafter = load_models(plan, args)
+        if target.random_weights:
+            print(f"note: {target.label} has RANDOMLY INITIALISED weights: the text is noise; the statistics show "
+                  "the machinery.", file=sys.stderr)
+        out, seconds, compile_seconds = decode(plan, target, drafter, tokens, lengths, args)
+    except (ValueError, ModelNotInstalledError) as e:
+        print(f"specjax generate: {e}", file=sys.stderr)
+        return 2
+    report(plan, target, out, seconds, compile_seconds, args)
     return 0
 
 
@@ -175,10 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_demo_parser(sub)
     bounds.add_bounds_parser(sub)
     profile.add_profile_parser(sub)
-    runners = {"generate": run_generate, "demo": demo.run_demo, "bounds": bounds.run_bounds,
-               "profile": profile.run_profile}
     args = parser.parse_args(argv)
-    return runners[args.command](args) or 0
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 The code corpus is the Python standard library's own `.py` sources (the running interpreter's, test packages and
 site-packages left out): always present, never an evaluation prompt. It is tokenized with the target's tokenizer
-and turned into a `specjax.runners.retrieval.Datastore`. Building is deterministic (sorted file list, fixed sort orders), so
-the cache key is a hash of the sources, the tokenizer and the build options; a cached datastore is reloaded from
-`$SPECJAX_CACHE` (default `~/.cache/specjax`)/datastores/<key>.npz.
+and turned into a `specjax.runners.retrieval.Datastore`. Building is deterministic (sorted file list, fixed sort
+orders), so the cache key is a hash of the sources, the tokenizer and the build options; a cached datastore is
+reloaded from `$SPECJAX_CACHE` (default `~/.cache/specjax`)/datastores/<key>.npz.
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 target/drafter pair and writes it as JSON for the latency model; the measuring lives in `specjax.bench.profile`.
 """
 from __future__ import annotations
+
 import argparse
 import dataclasses
 import os
@@ -15,6 +16,7 @@ from specjax.bench.profile import (DEFAULT_LEVEL_TOKENS, DEFAULT_TOKENS, Profile
 def add_profile_parser(subparsers) -> None:
     p = subparsers.add_parser("profile", help="cost profile of a target/drafter pair on this device (or a "
                                               "roofline accelerator), as JSON for the latency model")
+    p.set_defaults(func=run_profile)
     p.add_argument("--target", default="smollm2", help="a target name (see `specjax generate --help`)")
     p.add_argument("--drafter", default="eagle", help="a drafter name, or 'none'")
     p.add_argument("--contexts", type=int, nargs="+", default=list(ProfileConfig.contexts))
@@ -30,14 +32,16 @@ def add_profile_parser(subparsers) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from specjax.apps.models import load_drafter, load_target, parse_drafter, parse_target
+    from specjax.apps.models import drafter_spec, load_drafter, load_target, target_spec
     from specjax.costs.roofline import ACCELERATORS
+    from specjax.model.io.smollm2 import ModelNotInstalledError
     from specjax.validation import check_int
 
     try:                                             # every check before a model is loaded
-        parse_target(args.target)
-        if args.drafter != "none":
-            parse_drafter(args.drafter)
+        spec = target_spec(args.target)
+        draft = None if args.drafter == "none" else drafter_spec(args.drafter)
+        if draft is not None:
+            draft.fit(spec)
         if args.roofline:
             if args.roofline not in ACCELERATORS:
                 raise ValueError(f"unknown accelerator {args.roofline!r}; known: {sorted(ACCELERATORS)}")
@@ -48,8 +52,8 @@ def run_profile(args: argparse.Namespace) -> int:
             cfg = ProfileConfig(tuple(args.contexts), tuple(args.batches), tuple(sorted(set(args.tokens))),
                                 tuple(sorted(set(args.level_tokens))), args.temperature, repeats=args.repeats,
                                 stat=args.stat)
-        target = load_target(args.target)
-        drafter = None if args.drafter == "none" else load_drafter(args.drafter, target)
+        target = load_target(spec)
+        drafter = None if draft is None else load_drafter(draft, target)
         labels = {"target": target.label, "drafter": args.drafter}
         if args.roofline:
             profile = roofline(target.handle, drafter, args.roofline, args.contexts, args.batches, args.tokens)
@@ -59,7 +63,7 @@ def run_profile(args: argparse.Namespace) -> int:
                   flush=True)
             profile = measure_profile(target.handle, drafter, cfg, labels,
                                       log=lambda m: print(m, flush=True))
-    except ValueError as e:
+    except (ValueError, ModelNotInstalledError) as e:
         print(f"specjax profile: {e}", file=sys.stderr)
         return 2
     base = profile.at(profile.contexts[0], profile.batches[0]).target

@@ -70,8 +70,7 @@ def next_token_logits(target: Handle, drafter: Handle, texts: np.ndarray, rows: 
 
 @jax.jit
 def _target_out(target, z):
-    b = z.shape[0]
-    out = target.forward(target.init_cache(b, z.shape[1]), Block.chain(z, jnp.zeros((b,), jnp.int32)))
+    out = target.score(z)
     return out.logits, out.hidden
 
 

@@ -297,13 +297,6 @@ def restat(profile, stat: str):
     return build_profile(profile.device, dict(profile.meta), stat)
 
 
-def generate_capacity(speculator, prompt_width: int, new_tokens: int) -> int:
-    """The cache capacity S `specjax.decode.loop.generate` allocates for a prompt of padded width W = `prompt_width`
-    (already a bucket) and `new_tokens`: what its calls attend over, so where to profile them."""
-    from specjax.decode.loop import needed_capacity
-    return needed_capacity(prompt_width, speculator, new_tokens)
-
-
 def chain_break_even(target, drafters: dict, num_draft: int, context: int, repeats: int = 5, inner: int = 3
                      ) -> dict:
     """On this device at cache capacity S = `context`, batch 1: the cost ratio c(K+1)/c(1) of a chain's

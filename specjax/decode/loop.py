@@ -134,7 +134,7 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
         raise ValueError("sampling must be a SamplingConfig")
     vocab = target.config.vocab_size
     prompt_tokens, prompt_lengths = _check_prompts(prompt_tokens, prompt_lengths, vocab)
-    _check_length(target.config.max_positions, int(prompt_lengths.max()), max_new_tokens)
+    check_length(target.config.max_positions, int(prompt_lengths.max()), max_new_tokens)
     if sampling.top_k > vocab:
         raise ValueError(f"top_k ({sampling.top_k}) exceeds the vocabulary ({vocab})")
     if eos_id is not None:
@@ -183,7 +183,7 @@ def _with_verifier(method: Any, verifier: str | None) -> Speculator:
     return method.with_verifier(verifier)
 
 
-def _check_length(max_positions: int | None, longest_prompt: int, max_new_tokens: int) -> None:
+def check_length(max_positions: int | None, longest_prompt: int, max_new_tokens: int) -> None:
     """ValueError unless 1 <= max_new_tokens and the longest row stays within the context the target was trained
     for (positions past it were never trained: refuse rather than decode garbage slowly)."""
     check_int("max_new_tokens", max_new_tokens, low=1)

@@ -216,18 +216,24 @@ def load_eagle(directory, target: Handle, *, trim: bool = False) -> Handle:
                          f" but the target handle emits those of {list(getattr(target.runner, 'layers', ()))}: "
                          "load it with eagle_target(directory, target)")
     d_ff = meta["extra"].get("train", {}).get("d_ff")
-    eagle = init_eagle(target, d_ff=d_ff)
+    width = target.runner.feature_width
+    # the head's shapes only (nothing initialised): every parameter is restored from the checkpoint
+    abstract = nnx.eval_shape(lambda: EagleHead(eagle_layer_config(target.config, d_ff), rngs=nnx.Rngs(0),
+                                                feature_width=width))
+    graphdef, shapes = nnx.split(abstract)
     n_keep = meta["extra"].get("train", {}).get("trim", 0)
-    like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), eagle.params.head),
+    like = {"head": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), shapes),
             "keep_ids": jax.ShapeDtypeStruct((n_keep,), jnp.int32)}
     d = target.config.d_model
     if meta["extra"].get("feature_moment", False):
         like["feature_moment"] = jax.ShapeDtypeStruct((d, d), jnp.float32)
     saved, _, _ = restore_checkpoint(directory, like)
-    params = eagle.params.replace(head=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"]))
-    if "feature_moment" in saved:
-        params = params.replace(feature_moment=jnp.asarray(saved["feature_moment"], jnp.float32))
-    eagle = eagle.replace(params=params)
+    moment = saved.get("feature_moment")
+    params = EagleParams(head=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), saved["head"]),
+                         embedding=as_model(target).embed.embedding[...],
+                         feature_moment=None if moment is None else jnp.asarray(moment, jnp.float32))
+    runner = EagleRunner(graphdef, target.config, fused_width=width if width != d else 0)
+    eagle = Handle(runner, params)
     return with_vocab_trim(eagle, np.asarray(saved["keep_ids"])) if trim else eagle
 
 

@@ -6,7 +6,6 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from specjax.model.block import Block
 from specjax.model.config import named_config
 from specjax.model.decoder import init_model
 from specjax.runners.base import Handle
@@ -36,9 +35,7 @@ def exact_joint_law(target: Handle, prompt: list[int], sampling: SamplingConfig,
 
     @jax.jit
     def next_probs(seqs):
-        b, t = seqs.shape
-        out = target.forward(target.init_cache(b, t), Block.chain(seqs, jnp.zeros((b,), jnp.int32)))
-        return warp_logits(out.logits[:, -1], sampling)
+        return warp_logits(target.score(seqs).logits[:, -1], sampling)
 
     law = np.ones(())
     for i in range(length):

@@ -1,9 +1,12 @@
 """One way to name models: every target and drafter form parses, and every bad name raises a ValueError saying why
 before any model is built (configurations only: a GGUF's metadata, a checkpoint's config.json)."""
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from specjax.model import decoder as model_mod
 from specjax.apps import cli
@@ -112,3 +115,82 @@ def test_generate_decodes_a_named_prompt_set(tmp_path, capsys):
     assert printed.out.count("--- 'Compose an engaging travel blog") == 1 and printed.out.count("--- ") == 2
     assert "RANDOMLY INITIALISED" in printed.err
     assert json.loads(out.read_text())["batch"] == 2
+
+
+def test_target_specs_read_each_name_once(tmp_path):
+    """`target_spec`: kind, source, configuration and context length, read without loading weights."""
+    from specjax.apps.models import TargetSpec, target_spec
+    spec = target_spec("random:byte-tiny")
+    assert (spec.kind, spec.source, spec.config.max_positions, spec.reader, spec.label) == \
+        ("random", "byte-tiny", None, None, "random:byte-tiny")
+    assert spec.random_weights and not spec.has_tokenizer and spec.tokenizer is None
+    directory = hf_dir(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 128}))
+    spec = target_spec(str(directory))
+    assert (spec.kind, spec.config.vocab_size, spec.config.max_positions, spec.label) == ("hf", 64, 128, "hf64")
+    with pytest.raises(ValueError, match="passes the context the target was trained for \\(128 positions\\)"):
+        spec.check_length(100, 29)
+    spec.check_length(100, 28)
+    with pytest.raises(AttributeError):
+        spec.kind = "gguf"                                             # frozen
+    assert isinstance(spec, TargetSpec)
+
+
+def test_drafter_specs_are_typed():
+    from specjax.apps.models import (EagleSpec, EarlyExitSpec, HybridSpec, ModelDrafterSpec, ProposalSpec,
+                                     drafter_spec)
+    assert drafter_spec("eagle") == EagleSpec(trim=True) and drafter_spec("eagle-full") == EagleSpec(trim=False)
+    assert drafter_spec("eagle-lowrank:64") == EagleSpec(rank=64)
+    assert drafter_spec("early-exit:8") == EarlyExitSpec(8)
+    assert drafter_spec("rest") == ProposalSpec("rest", 4) and drafter_spec("lookup:3") == ProposalSpec("lookup", 3)
+    model = drafter_spec("model:random:byte-tiny-draft")
+    assert isinstance(model, ModelDrafterSpec) and model.target.config.vocab_size == 259
+    hybrid = drafter_spec("eagle+rest+lookup:3")
+    assert hybrid == HybridSpec((EagleSpec(), ProposalSpec("rest", 4), ProposalSpec("lookup", 3)))
+    assert hybrid.name == "eagle+rest:4+lookup:3"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A stand-in target for `fit`: a configuration, a display label and whether it has a tokenizer."""
+
+    config: Any
+    label: str
+    has_tokenizer: bool = True
+
+
+def test_eagle_fit_reads_the_configuration_not_the_label():
+    from specjax.apps.models import EagleSpec, load_drafter
+    from specjax.apps.models import LoadedTarget
+    from specjax.model.config import ModelConfig
+    from specjax.model.io.checkpoint import read_meta
+    from specjax.runners.eagle import default_eagle_path
+    from specjax.testing.pairs import tiny_pair
+
+    smollm2 = ModelConfig(**read_meta(default_eagle_path())["config"])
+    EagleSpec().fit(Facts(smollm2, "any label"))
+    EagleSpec().fit(Facts(smollm2.replace(dtype="bfloat16"), "any label"))      # a dtype is no other model
+    with pytest.raises(ValueError, match="rank must be at most the target's width 576"):
+        EagleSpec(rank=577).fit(Facts(smollm2, "SmolLM2"))
+    with pytest.raises(ValueError, match="trained for SmolLM2"):
+        EagleSpec().fit(Facts(smollm2.replace(n_layers=2), "SmolLM2-135M-Instruct"))
+    impostor = LoadedTarget(tiny_pair()[0], None, None, "SmolLM2-135M-Instruct")
+    with pytest.raises(ValueError, match="trained for SmolLM2"):
+        load_drafter("eagle", impostor)
+
+
+def test_gguf_target_spec_keeps_its_reader(tmp_path, no_building):
+    pytest.importorskip("tokenizers")
+    from specjax.apps.models import target_spec
+    from tests.models.test_gguf import CONFIG, write_tiny_gguf
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, model_mod.LlamaLM(CONFIG, rngs=nnx.Rngs(0)))
+    spec = target_spec(str(path))
+    assert (spec.kind, spec.config.n_layers, spec.config.max_positions, spec.label) == ("gguf", 2, 64, "tiny.gguf")
+    assert spec.reader is not None and spec.tokenizer.eos_id == 1 and spec.tokenizer is spec.tokenizer
+    with pytest.raises(ValueError, match="fewer layers than the target's 2"):
+        check_names(str(path), "early-exit:2")
+    with pytest.raises(ValueError, match="vocabulary 259, the target tiny.gguf 40"):
+        check_names(str(path), "model:random:byte-tiny-draft")
+    check_names(str(path), "rest+aded")

@@ -91,7 +91,7 @@ def test_gguf_roundtrip_logits(tmp_path):
     path = tmp_path / "tiny.gguf"
     write_tiny_gguf(path, model)
     contents = load_gguf(path)
-    assert contents.config == CONFIG.replace(init_std=0.02)
+    assert contents.config == CONFIG.replace(init_std=0.02, max_positions=64)      # the GGUF's context_length
     tokens = jnp.asarray(np.random.default_rng(1).integers(0, CONFIG.vocab_size, (2, 9)), jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(9), (2, 9))
     ref, _, _ = model(tokens, positions)

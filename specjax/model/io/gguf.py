@@ -2,11 +2,11 @@
 config and tokenizer metadata.
 
 llama.cpp's converter permutes the rows of a Llama's Q and K from the Hugging Face `rotate_half` layout to
-interleaved pairs; `unpermute_qk` undoes it because `specjax.model.decoder.apply_rope` uses the Hugging Face layout (Gemma's
-Q and K are stored unpermuted: llama.cpp runs them with NEOX rope). llama.cpp stores Gemma's norm scales as 1 + w,
-the Hugging Face `w` plus `specjax.model.families.NORM_OFFSET`; the loader maps them back to Hugging Face names and values
-so one name map serves every loader. What a Gemma 3 GGUF leaves out, llama.cpp (and transformers) hard-code: local
-layers everywhere but every sixth, local rotary base 10000, query scale head_dim^-1/2.
+interleaved pairs; `unpermute_qk` undoes it because `specjax.model.decoder.apply_rope` uses the Hugging Face layout
+(Gemma's Q and K are stored unpermuted: llama.cpp runs them with NEOX rope). llama.cpp stores Gemma's norm scales as
+1 + w, the Hugging Face `w` plus `specjax.model.families.NORM_OFFSET`; the loader maps them back to Hugging Face names
+and values so one name map serves every loader. What a Gemma 3 GGUF leaves out, llama.cpp (and transformers)
+hard-code: local layers everywhere but every sixth, local rotary base 10000, query scale head_dim^-1/2.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def config_from_gguf(reader) -> ModelConfig:
         vocab_size=int(vocab), d_model=d_model, n_layers=n_layers, n_heads=n_heads,
         n_kv_heads=int(get("attention.head_count_kv", n_heads)), d_ff=int(get("feed_forward_length")),
         head_dim=None if head_dim == d_model // n_heads else head_dim, rope_scaling=scaling,
-        rms_eps=_f32(get("attention.layer_norm_rms_epsilon", 1e-5)), tie_embeddings="output.weight" not in names)
+        rms_eps=_f32(get("attention.layer_norm_rms_epsilon", 1e-5)), tie_embeddings="output.weight" not in names,
+        max_positions=context_length(reader))
     if arch == "llama":
         return ModelConfig(**common, rope_theta=_f32(get("rope.freq_base", 10000.0)),
                            attention_bias="blk.0.attn_q.bias" in names)
@@ -152,12 +153,6 @@ class GGUFTensors(Mapping[str, np.ndarray]):
         return len(self._tensors)
 
 
-def hf_tensors_from_gguf(reader, config: ModelConfig) -> dict[str, np.ndarray]:
-    """Every tensor dequantized to float32 under its Hugging Face name (`[out, in]` layout)."""
-    tensors = GGUFTensors(reader, config)
-    return {name: tensors[name] for name in tensors}
-
-
 @dataclass(frozen=True)
 class GGUFContents:
     """What a GGUF file holds: the model, its config and the raw tokenizer metadata (`tokenizer.*` fields)."""
@@ -172,6 +167,24 @@ def tokenizer_metadata(reader) -> dict[str, Any]:
     return {key: field.contents() for key, field in reader.fields.items() if key.startswith("tokenizer.")}
 
 
+def context_length(reader) -> int | None:
+    """The positions the model was trained for (`<arch>.context_length` of an open reader); None if unstated."""
+    value = _field(reader, f"{_field(reader, 'general.architecture')}.context_length")
+    return None if value is None else int(value)
+
+
+def gguf_tokenizer(reader):
+    """The `specjax.model.io.tokenizer.Tokenizer` of an open reader's `tokenizer.*` metadata."""
+    from specjax.model.io.tokenizer import tokenizer_from_gguf_metadata
+    return tokenizer_from_gguf_metadata(tokenizer_metadata(reader))
+
+
+def gguf_model(reader, config: ModelConfig, *, source: str = "GGUF", mesh: Mesh | None = None) -> LlamaLM:
+    """The `LlamaLM` of an open reader whose `config_from_gguf` is `config` (its dtype, e.g. bfloat16, applied),
+    each tensor dequantized and placed straight into its sharding on `mesh`."""
+    return model_from_hf_tensors(config, GGUFTensors(reader, config), source=source, mesh=mesh)
+
+
 def load_gguf(path: str | Path, *, dtype: str | None = None, mesh: Mesh | None = None) -> GGUFContents:
     """Load a GGUF file: the `LlamaLM` (dequantized, in `dtype`, default float32, each tensor placed straight into
     its sharding on `mesh`), its `ModelConfig`, and tokenizer metadata."""
@@ -179,5 +192,4 @@ def load_gguf(path: str | Path, *, dtype: str | None = None, mesh: Mesh | None =
     config = config_from_gguf(reader)
     if dtype is not None:
         config = config.replace(dtype=dtype)
-    model = model_from_hf_tensors(config, GGUFTensors(reader, config), source=str(path), mesh=mesh)
-    return GGUFContents(model, config, tokenizer_metadata(reader))
+    return GGUFContents(gguf_model(reader, config, source=str(path), mesh=mesh), config, tokenizer_metadata(reader))

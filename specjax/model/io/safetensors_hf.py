@@ -21,7 +21,8 @@ from specjax.model.families import config_from_hf
 from specjax.model.io.weights import model_from_hf_tensors
 from specjax.model.decoder import LlamaLM
 
-__all__ = ["SafetensorsCheckpoint", "config_from_hf", "load_hf_config", "load_hf_model", "read_safetensors"]
+__all__ = ["SafetensorsCheckpoint", "config_from_hf", "load_hf_config", "load_hf_model", "read_hf_config",
+           "read_safetensors"]
 
 INDEX_NAME = "model.safetensors.index.json"
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64, "I64": np.int64,
@@ -100,12 +101,17 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_hf_config(directory: str | Path) -> ModelConfig:
-    """`ModelConfig` of a Hugging Face checkpoint directory."""
+def read_hf_config(directory: str | Path) -> dict:
+    """The `config.json` dict of a Hugging Face checkpoint directory (ValueError if there is none)."""
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise ValueError(f"{directory}: no config.json (expected a Hugging Face checkpoint directory)")
-    return config_from_hf(json.loads(path.read_text()))
+    return json.loads(path.read_text())
+
+
+def load_hf_config(directory: str | Path) -> ModelConfig:
+    """`ModelConfig` of a Hugging Face checkpoint directory."""
+    return config_from_hf(read_hf_config(directory))
 
 
 def load_hf_model(directory: str | Path, *, dtype: str | None = None, mesh: Mesh | None = None) -> LlamaLM:
