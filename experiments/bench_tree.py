@@ -1,13 +1,11 @@
-"""Benchmark: what a tree round costs on a real model pair, old drafting path vs new, and what trees buy end to end.
+"""Benchmark: what a tree round costs on a real model pair, and what trees buy end to end.
 
 Part 1, one round at real contexts (SmolLM2-135M target + the shipped EAGLE head, MT-bench prompts prefilled):
-for every builder and budget, the drafter tokens per round and the median wall time of
-  - drafting with the NEW path (one drafter call per level over that level's frontier, `TreeBuilder.build`),
-  - drafting with the OLD path (each level re-runs the drafter over `prev` and every node drafted so far, under the
-    ancestor mask: how specjax drafted trees before runners owned their caches; reproduced here with the same
-    builder so that only the drafting path differs),
-  - verification (one target call over the tree + the acceptance walk + committing the path),
-beside an EAGLE chain of the same depth (drafting and verification).
+for every builder and budget, the drafter tokens per round and the median wall time of the decode loop's own two
+halves of a round: drafting (`TreeSpeculator.propose`: one drafter call per level over that level's frontier) and
+verification (`TreeSpeculator.verify`: one target call over the tree and the verifier's walk), beside an EAGLE chain
+of the same depth. (The re-scoring drafting path this benchmark once compared against is retired; its last figures
+are in experiments/RESULTS.md.)
 Part 2, end to end on the same prompts: τ and tokens/s of AR, EAGLE chains and every tree builder, one run.
 
     python experiments/bench_tree.py --prompts 4 --max-new-tokens 64 --out results/bench_tree
@@ -35,10 +33,9 @@ from specjax.decode.batching import pad_prompts
 from specjax.decode.loop import prefill
 from specjax.decode.draft import draft_chain
 from specjax.bench.prompts import load_prompts
-from specjax.sampling import SamplingConfig, warp_logits
+from specjax.sampling import SamplingConfig
 from specjax.methods import make_method
 from specjax.decode.chain import verify_chain
-from trees.pool import Pool, draft_level
 
 
 @dataclass(frozen=True)
@@ -68,29 +65,6 @@ class BenchConfig:
 CONFIG = BenchConfig
 
 
-def rescoring_build(builder, drafter, cache, ctx, key, sampling):
-    """The old drafting path: level d runs the drafter over `prev` and every pool node of levels 0..d (written
-    again at their slots), and reads only the frontier's logits. Same builder, same tree; only the cost differs."""
-    pool = Pool.init(ctx.pending, builder.pool_size, drafter.config.vocab_size, drafter.config.d_model)
-    keys = jax.random.split(key, builder.max_depth)
-    b, off = ctx.pending.shape[0], builder.offsets
-    for d in range(builder.max_depth):
-        idx = builder.frontier(d, pool)
-        everything = jnp.broadcast_to(jnp.arange(off[d + 1], dtype=jnp.int32), (b, off[d + 1]))
-        out = draft_level(drafter, cache, ctx, pool, everything, first=True)
-        cache = out.cache
-        logits = jnp.take_along_axis(out.logits, idx[..., None], axis=1)
-        hidden = jnp.take_along_axis(out.hidden, idx[..., None], axis=1)
-        q = warp_logits(logits, sampling)
-        pool = builder.expand(d, pool.drafted(idx, q, hidden), idx, logits, q, keys[d], sampling)
-    return builder.finish(pool, builder.select(pool))
-
-
-def old_path_tokens(builder) -> int:
-    """Drafter tokens per round of the old path: level d processes prev + the pool through level d."""
-    return sum(1 + builder.offsets[d + 1] for d in range(builder.max_depth))
-
-
 def _median_seconds(fn, args, repeats):
     jax.block_until_ready(fn(*args))                     # compile
     return float(np.median([timed(fn, *args)[1] for _ in range(repeats)]))
@@ -111,8 +85,9 @@ def round_costs(cfg: BenchConfig, target, drafter, ids, results: Results) -> Non
     sampling = SamplingConfig(temperature=cfg.temperature)
     tokens, lengths = pad_prompts(ids)
     capacity = tokens.shape[1] + 512
-    caches, ctx = jax.jit(partial(prefill, sampling=sampling, capacity=capacity))(
+    start = jax.jit(partial(prefill, sampling=sampling, capacity=capacity))(
         target, drafter, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(cfg.seed))
+    caches, ctx = start.caches, start.ctx
     key = jax.random.key(cfg.seed + 1)
 
     def chain_row(k: int) -> dict:
@@ -131,16 +106,14 @@ def round_costs(cfg: BenchConfig, target, drafter, ids, results: Results) -> Non
         # is not timed)
         new = jax.jit(lambda d, c, x, key: spec.propose(drafter=d, drafter_cache=c, ctx=x, key=key,
                                                          sampling=sampling))
-        old = jax.jit(lambda d, c, x, key: rescoring_build(b, d, c, x, key, sampling))
         built = new(drafter, caches.drafter, ctx, key)
 
         def verify(t, c, x, built, key):
             return spec.verify(target=t, target_cache=c, ctx=x, built=built, key=key, sampling=sampling).num_accepted
 
         return dict(kind="tree", method=method, budget=budget, nodes=b.num_nodes, depth=b.max_depth,
-                    drafter_tokens=b.drafter_tokens_per_round, drafter_tokens_old=old_path_tokens(b),
+                    drafter_tokens=b.drafter_tokens_per_round,
                     draft_s=_median_seconds(new, (drafter, caches.drafter, ctx, key), cfg.repeats),
-                    draft_old_s=_median_seconds(old, (drafter, caches.drafter, ctx, key), cfg.repeats),
                     verify_s=_median_seconds(jax.jit(verify), (target, caches.target, ctx, built, key), cfg.repeats))
 
     for cell in progress(todo, len(todo), "round costs"):
@@ -154,7 +127,8 @@ def end_to_end(cfg: BenchConfig, target, drafter, ids, results: Results) -> None
     resumed run still compares every method's text with AR's); every method not yet in `results`."""
     common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=cfg.temperature),
                   eos_id=target.eos_id, seed=cfg.seed)
-    methods = [("ar", make_method("ar"))] + [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
+    methods = [("ar", make_method("ar"))]
+    methods += [(f"chain K={k}", make_method("chain", num_draft=k)) for k in cfg.chain_drafts]
     methods += [(f"{m} budget {n}", make_method(m, budget=n)) for m in cfg.methods for n in cfg.budgets]
     for name, method in progress(methods, len(methods), "end to end"):
         if results.done(f"e2e/{name}"):
@@ -192,17 +166,15 @@ def tables(records: dict) -> tuple[list[dict], dict[str, dict]]:
 
 def print_tables(costs: list[dict], e2e: dict[str, dict]) -> None:
     chain_draft = {r["depth"]: r["draft_s"] for r in costs if r["kind"] == "chain"}
-    print(f"\n{'round cost':<22}{'drafter tok':>12}{'old tok':>8}{'draft ms':>10}{'old ms':>9}{'old/new':>8}"
-          f"{'verify ms':>10}{'draft/chain(same depth)':>24}")
+    print(f"\n{'round cost':<22}{'drafter tok':>12}{'draft ms':>10}{'verify ms':>10}{'draft/chain(same depth)':>24}")
     for r in costs:
         if r["kind"] == "chain":
-            print(f"{r['method']:<22}{r['drafter_tokens']:>12}{'-':>8}{r['draft_s'] * 1e3:>10.1f}{'-':>9}{'-':>8}"
-                  f"{r['verify_s'] * 1e3:>10.1f}{'1.00':>24}")
+            print(f"{r['method']:<22}{r['drafter_tokens']:>12}{r['draft_s'] * 1e3:>10.1f}{r['verify_s'] * 1e3:>10.1f}"
+                  f"{'1.00':>24}")
             continue
         same = chain_draft.get(r["depth"])
         vs_chain = f"{r['draft_s'] / same:.2f}" if same else f"(no chain K={r['depth']})"
-        print(f"{r['method'] + ' ' + str(r['budget']):<22}{r['drafter_tokens']:>12}{r['drafter_tokens_old']:>8}"
-              f"{r['draft_s'] * 1e3:>10.1f}{r['draft_old_s'] * 1e3:>9.1f}{r['draft_old_s'] / r['draft_s']:>8.2f}"
+        print(f"{r['method'] + ' ' + str(r['budget']):<22}{r['drafter_tokens']:>12}{r['draft_s'] * 1e3:>10.1f}"
               f"{r['verify_s'] * 1e3:>10.1f}{vs_chain:>24}")
     base = e2e["ar"]["tokens_per_s"]
     print(f"\n{'end to end':<24}{'tau':>6}{'tok/s':>8}{'vs AR':>8}{'== AR':>7}")
