@@ -14,7 +14,9 @@ import pytest
 gguf = pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 
+import specjax.apps.drafters as drafters  # noqa: E402
 import specjax.apps.models as models  # noqa: E402
+import specjax.apps.targets as targets  # noqa: E402
 import specjax.decode.batching as batching  # noqa: E402
 import specjax.methods as methods  # noqa: E402
 from specjax.apps import cli  # noqa: E402
@@ -39,7 +41,8 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded before the run was checked")
     monkeypatch.setattr(models, "load_target", refuse)
-    monkeypatch.setattr(models, "_target_model", refuse, raising=False)
+    monkeypatch.setattr(targets, "load_target", refuse)
+    monkeypatch.setattr(targets, "_target_model", refuse)                   # what every load goes through
 
 
 @pytest.fixture
@@ -52,19 +55,19 @@ def counts(monkeypatch):
             seen["gguf opens"] += 1
             super().__init__(*args, **kwargs)
 
-    def counting(module, name):
-        real = getattr(module, name, None)
-        if real is None:                   # not there to count (an older layout)
-            return
+    def counting(module, name, *also):
+        """Count calls of `module.name`, also where `also` modules import it (`specjax.apps.models` re-exports)."""
+        real = getattr(module, name)
 
         def wrapper(*args, **kwargs):
             seen[name] += 1
             return real(*args, **kwargs)
-        monkeypatch.setattr(module, name, wrapper)
+        for where in (module,) + also:
+            monkeypatch.setattr(where, name, wrapper)
 
     monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
-    for name in ("parse_target", "drafter_spec"):
-        counting(models, name)
+    counting(targets, "parse_target", models)
+    counting(drafters, "drafter_spec", models)
     counting(batching, "pad_prompts")
     counting(methods, "make_method")
     return seen

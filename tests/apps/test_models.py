@@ -138,8 +138,8 @@ def test_target_specs_read_each_name_once(tmp_path):
 
 
 def test_drafter_specs_are_typed():
-    from specjax.apps.models import (EagleSpec, EarlyExitSpec, HybridSpec, ModelDrafterSpec, ProposalSpec,
-                                     drafter_spec)
+    from specjax.apps.drafters import (EagleSpec, EarlyExitSpec, HybridSpec, ModelDrafterSpec, ProposalSpec,
+                                       drafter_spec)
     assert drafter_spec("eagle") == EagleSpec(trim=True) and drafter_spec("eagle-full") == EagleSpec(trim=False)
     assert drafter_spec("eagle-lowrank:64") == EagleSpec(rank=64)
     assert drafter_spec("early-exit:8") == EarlyExitSpec(8)

@@ -1,0 +1,259 @@
+"""Drafter names (`--drafter`), read once into typed specs checked against a target:
+- `eagle` (the shipped head for SmolLM2, VocabTrim), `eagle-full` (no VocabTrim), `eagle-lowrank:R` (VocabTrim +
+  rank-R head);
+- `early-exit:L` (the target's first L layers), `lookup:N` (n-gram lookup, n <= N), `model:<target form>` (a
+  separate draft model; its vocabulary must match the target's);
+- `rest` / `rest:N` (retrieval from a datastore of the Python standard library's sources tokenized by the target's
+  tokenizer, contexts of up to N tokens, default 4; built once and cached, `specjax.apps.datastores`), `aded` /
+  `aded:N` (online n-gram statistics of the row's committed tokens, contexts up to N, default 3);
+- `A+B+...`: a hybrid (`specjax.runners.hybrid`): drafter A with the best proposal of each later one (`lookup:N`,
+  `rest`, `aded`, ...) promoted to the top, the last one highest, e.g. `rest+lookup:3`, `eagle+rest`.
+`drafter_spec` parses a name into an `EagleSpec`, `EarlyExitSpec`, `ProposalSpec`, `ModelDrafterSpec` or
+`HybridSpec`, whose `fit(target)` checks it against a target: each condition in one place, before any weights load.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+from specjax.apps.targets import LoadedTarget, TargetSpec, load_target, target_spec
+from specjax.model.config import NAMED_CONFIGS, ModelConfig
+from specjax.runners.base import Handle
+from specjax.runners.model import early_exit
+
+DRAFTER_FORMS = ("eagle", "eagle-full", "eagle-lowrank:R", "early-exit:L", "lookup:N", "model:<target>", "rest[:N]",
+                 "aded[:N]", "A+B (hybrid; B a lookup/rest/aded form)")
+
+
+PROPOSAL_KINDS = ("lookup", "rest", "aded")
+
+
+DEFAULT_NGRAM = {"rest": 4, "aded": 3}
+
+
+ANY_TARGET_DRAFTER = "lookup:3"          # prompt lookup: no weights, so it fits every target
+
+
+class TargetFacts(Protocol):
+    """What a drafter's fit depends on: a `TargetSpec` before loading, or a `LoadedTarget` after."""
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def has_tokenizer(self) -> bool: ...
+
+
+def _architecture(config: ModelConfig) -> ModelConfig:
+    """The config without what a checkpoint may change at load time (dtypes) or never uses (the init scale, the
+    context it was trained for)."""
+    return config.replace(dtype="float32", cache_dtype=None, init_std=0.02, max_positions=None)
+
+
+@functools.lru_cache(maxsize=1)
+def _eagle_trained_for() -> ModelConfig:
+    """The configuration of the target the shipped EAGLE head was trained on (stored with the head)."""
+    from specjax.model.io.checkpoint import read_meta
+    from specjax.runners.eagle import default_eagle_path
+    return _architecture(ModelConfig(**read_meta(default_eagle_path())["config"]))
+
+
+def eagle_fits(config: ModelConfig) -> bool:
+    """Whether the shipped EAGLE head drafts for a target of `config` (SmolLM2's architecture, any dtype)."""
+    return _architecture(config) == _eagle_trained_for()
+
+
+@dataclass(frozen=True)
+class EagleSpec:
+    """The shipped EAGLE head for SmolLM2: `eagle` (VocabTrim), `eagle-full`, `eagle-lowrank:R`."""
+
+    trim: bool = True
+    """VocabTrim: the head scores only its stored set of frequent tokens."""
+    rank: int | None = None
+    """The rank R of a low-rank (SlimSpec) head, R <= the target's width; None: the full head."""
+
+    @property
+    def name(self) -> str:
+        return f"eagle-lowrank:{self.rank}" if self.rank else "eagle" if self.trim else "eagle-full"
+
+    def as_tuple(self) -> tuple[str, Any]:
+        return ("eagle-lowrank", self.rank) if self.rank else (self.name, None)
+
+    def fit(self, target: TargetFacts) -> None:
+        if not eagle_fits(target.config):
+            c = target.config
+            raise ValueError(f"the shipped EAGLE head was trained for SmolLM2 (--target smollm2), not {target.label} "
+                             f"(vocabulary {c.vocab_size}, width {c.d_model}, {c.n_layers} layers)")
+        if self.rank is not None and self.rank > target.config.d_model:
+            raise ValueError(f"{self.name}: the rank must be at most the target's width {target.config.d_model}")
+
+    def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
+        from specjax.runners.eagle import default_eagle_path, load_eagle, with_low_rank_head
+        eagle = load_eagle(default_eagle_path(), target.handle, trim=self.trim)
+        return with_low_rank_head(eagle, self.rank) if self.rank else eagle
+
+
+@dataclass(frozen=True)
+class EarlyExitSpec:
+    """`early-exit:L`: the target's own first L layers (and its head) draft."""
+
+    layers: int
+    """L >= 1, fewer than the target's layers."""
+
+    @property
+    def name(self) -> str:
+        return f"early-exit:{self.layers}"
+
+    def as_tuple(self) -> tuple[str, Any]:
+        return "early-exit", self.layers
+
+    def fit(self, target: TargetFacts) -> None:
+        if self.layers >= target.config.n_layers:
+            raise ValueError(f"{self.name} needs fewer layers than the target's {target.config.n_layers}")
+
+    def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
+        return early_exit(target.handle, self.layers)
+
+
+@dataclass(frozen=True)
+class ProposalSpec:
+    """A drafter of proposals without weights: `lookup:N` (prompt n-grams), `rest[:N]` (a datastore of the
+    standard library's sources), `aded[:N]` (the row's own n-gram statistics)."""
+
+    kind: str
+    """One of PROPOSAL_KINDS."""
+    max_ngram: int
+    """The longest context matched, N >= 1 (rest and aded: at most 16)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.max_ngram}"
+
+    def as_tuple(self) -> tuple[str, Any]:
+        return self.kind, self.max_ngram
+
+    def fit(self, target: TargetFacts) -> None:
+        if self.kind == "rest" and not target.has_tokenizer:
+            raise ValueError(f"rest needs a target with a tokenizer to build its datastore; {target.label} has none")
+
+    def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
+        config, repeat = target.handle.config, not in_hybrid          # in a hybrid, an unmatched row proposes nothing
+        if self.kind == "lookup":
+            from specjax.runners.lookup import lookup_handle
+            return lookup_handle(config, max_ngram=self.max_ngram, repeat_unmatched=repeat)
+        if self.kind == "aded":
+            from specjax.runners.aded import aded_handle
+            return aded_handle(config, max_ngram=self.max_ngram, repeat_unmatched=repeat)
+        from specjax.apps.datastores import stdlib_datastore
+        from specjax.runners.retrieval import datastore_handle
+        return datastore_handle(config, stdlib_datastore(target.tokenizer, max_ngram=self.max_ngram),
+                                repeat_unmatched=repeat)
+
+
+@dataclass(frozen=True)
+class ModelDrafterSpec:
+    """`model:<target form>`: a separate draft model, read like a target."""
+
+    target: TargetSpec
+    """The draft model's own spec (configuration read, no weights)."""
+
+    @property
+    def name(self) -> str:
+        return f"model:{self.target.name}"
+
+    def as_tuple(self) -> tuple[str, Any]:
+        return "model", self.target.name
+
+    def fit(self, target: TargetFacts) -> None:
+        vocab = self.target.config.vocab_size
+        if vocab != target.config.vocab_size:
+            raise ValueError(f"drafter {self.target.name} has vocabulary {vocab}, the target {target.label} "
+                             f"{target.config.vocab_size}: a draft model must share the target's vocabulary")
+
+    def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
+        return load_target(self.target, seed, dtype=dtype).handle
+
+
+@dataclass(frozen=True)
+class HybridSpec:
+    """`A+B+...`: drafter A with the best proposal of each later part promoted (`specjax.runners.hybrid`)."""
+
+    parts: tuple[DrafterSpec, ...]
+    """A (any single drafter), then one or more `ProposalSpec`s."""
+
+    @property
+    def name(self) -> str:
+        return "+".join(part.name for part in self.parts)
+
+    def as_tuple(self) -> tuple[str, Any]:
+        return "hybrid", [part.as_tuple() for part in self.parts]
+
+    def fit(self, target: TargetFacts) -> None:
+        for part in self.parts:
+            part.fit(target)
+
+    def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
+        from specjax.runners.hybrid import hybrid_handle
+        drafter = self.parts[0].build(target, seed, dtype)
+        for part in self.parts[1:]:
+            drafter = hybrid_handle(drafter, part.build(target, seed, dtype, in_hybrid=True))
+        return drafter
+
+
+DrafterSpec = Union[EagleSpec, EarlyExitSpec, ProposalSpec, ModelDrafterSpec, HybridSpec]
+
+
+# the forms `head:N` with a positive integer N, and the spec each makes
+_COUNTED = {"eagle-lowrank": lambda n: EagleSpec(rank=n), "early-exit": EarlyExitSpec,
+            "lookup": lambda n: ProposalSpec("lookup", n)}
+
+
+def _single_drafter(name: str) -> DrafterSpec:
+    """The spec of a drafter name without `+`."""
+    head, _, arg = name.partition(":")
+    if name in ("eagle", "eagle-full"):
+        return EagleSpec(trim=name == "eagle")
+    if name in DEFAULT_NGRAM:
+        return ProposalSpec(name, DEFAULT_NGRAM[name])
+    if head in DEFAULT_NGRAM:
+        if not arg.isdigit() or not 1 <= int(arg) <= 16:
+            raise ValueError(f"drafter {name!r}: {head} takes a context length in [1, 16], e.g. {head}:4")
+        return ProposalSpec(head, int(arg))
+    if head in _COUNTED:
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"drafter {name!r}: {head} takes a positive integer, e.g. {head}:4")
+        return _COUNTED[head](int(arg))
+    if head == "model" and arg:
+        return ModelDrafterSpec(target_spec(arg))
+    raise ValueError(f"unknown drafter {name!r}; forms: {', '.join(DRAFTER_FORMS)}")
+
+
+def drafter_spec(name: str) -> DrafterSpec:
+    """Parse a drafter name (a `model:` part's configuration is read, no weights); ValueError saying why. Its
+    `fit(target)` then checks it against a target."""
+    if "+" not in name:
+        return _single_drafter(name)
+    parts = tuple(_single_drafter(part) for part in name.split("+"))
+    if any(not isinstance(part, ProposalSpec) for part in parts[1:]):
+        raise ValueError(f"hybrid drafter {name!r}: every part after the first must be one of "
+                         f"{', '.join(PROPOSAL_KINDS)} (an n-gram or retrieval drafter)")
+    return HybridSpec(parts)
+
+
+def parse_drafter(name: str) -> tuple[str, Any]:
+    """(kind, argument) of a drafter name (`drafter_spec` as a tuple, e.g. ("lookup", 3), ("hybrid", [...]))."""
+    return drafter_spec(name).as_tuple()
+
+
+def default_drafter(target: TargetSpec) -> str:
+    """The drafter named when none is: the shipped EAGLE head where it fits (SmolLM2), a random preset's `-draft`
+    partner (random:byte-small -> model:random:byte-small-draft), else ANY_TARGET_DRAFTER (prompt lookup)."""
+    if eagle_fits(target.config):
+        return "eagle"
+    if target.kind == "random" and f"{target.source}-draft" in NAMED_CONFIGS:
+        return f"model:random:{target.source}-draft"
+    return ANY_TARGET_DRAFTER
