@@ -31,7 +31,9 @@ def attend_by_chunks(q, k, v, mask, scale, cap):
     """`attend` over only the chunks of ATTENTION_CHUNK slots up to the last slot any query sees (online softmax,
     a `lax.while_loop` whose trip count is read off the mask): a cache preallocated for a long generation costs each
     step in proportion to the part filled so far, not to its capacity. The slots past the last whole chunk (fewer
-    than a chunk) are attended every time. Equal to `attend` up to float reassociation."""
+    than a chunk) are attended every time. Equal to `attend` up to float reassociation. Returns (out, k, v): k and v
+    pass through the loop unchanged, and the caller keeps the returned ones as its cache (a loop operand that is
+    still used after the loop would otherwise be copied whole, a cost in proportion to the capacity again)."""
     b, t, hkv, g, _ = q.shape
     s = k.shape[1]
     full = s // ATTENTION_CHUNK
@@ -52,17 +54,17 @@ def attend_by_chunks(q, k, v, mask, scale, cap):
         return new_top, total * decay + jnp.sum(weights, axis=-1), acc * decay[..., None] + part
 
     def body(state):
-        i, carry = state
+        i, carry, k, v = state
         start = i * ATTENTION_CHUNK
         take = lambda x, axis: jax.lax.dynamic_slice_in_dim(x, start, ATTENTION_CHUNK, axis=axis)
-        return i + 1, fold(carry, take(k, 1), take(v, 1), take(mask, 2))
+        return i + 1, fold(carry, take(k, 1), take(v, 1), take(mask, 2)), k, v
 
     init = (jnp.full((b, hkv, g, t), -jnp.inf, jnp.float32), jnp.zeros((b, hkv, g, t), jnp.float32),
             jnp.zeros((b, hkv, g, t, q.shape[-1]), jnp.float32))
-    _, carry = jax.lax.while_loop(lambda state: state[0] < chunks, body, (jnp.int32(0), init))
+    _, carry, k, v = jax.lax.while_loop(lambda state: state[0] < chunks, body, (jnp.int32(0), init, k, v))
     tail = full * ATTENTION_CHUNK
     if tail < s:
         carry = fold(carry, k[:, tail:], v[:, tail:], mask[:, :, tail:])
     _, total, acc = carry
     out = acc / jnp.maximum(total, 1e-30)[..., None]                       # [B, Hkv, G, T, Dh]
-    return jnp.transpose(out, (0, 3, 1, 2, 4)).astype(v.dtype)
+    return jnp.transpose(out, (0, 3, 1, 2, 4)).astype(v.dtype), k, v

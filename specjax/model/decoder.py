@@ -123,8 +123,11 @@ class Attention(nnx.Module):
         with jax.named_scope("attend"):
             q = q.reshape(b, t, c.n_kv_heads, g, hd)
             scale = c.attention_scale if c.attention_scale is not None else hd ** -0.5
-            attend = attention.attend_by_chunks if k.shape[1] >= attention.CHUNKED_FROM else attention.attend
-            out = attend(q, k, v, mask, scale, c.attn_softcap).reshape(b, t, c.n_heads * hd)
+            if cache_k is not None and k.shape[1] >= attention.CHUNKED_FROM:
+                out, cache_k, cache_v = attention.attend_by_chunks(q, k, v, mask, scale, c.attn_softcap)
+            else:
+                out = attention.attend(q, k, v, mask, scale, c.attn_softcap)
+            out = out.reshape(b, t, c.n_heads * hd)
         with jax.named_scope("o_proj"):
             return self.o_proj(out), cache_k, cache_v
 

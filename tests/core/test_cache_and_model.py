@@ -127,12 +127,14 @@ def test_chunked_attention_equals_full_attention_and_reads_only_the_filled_chunk
         mask = jnp.asarray(rng.random((b, t, s)) < 0.3) & (jnp.arange(s) < seen)
         mask = mask.at[:, :, 0].set(True)                        # every query sees the start of its prefix
         expected = _attend(q, k, v, mask, 0.3, softcap)
-        np.testing.assert_allclose(np.asarray(_attend_by_chunks(q, k, v, mask, 0.3, softcap)), np.asarray(expected),
-                                   rtol=1e-5, atol=1e-5)
+        out, k_back, v_back = _attend_by_chunks(q, k, v, mask, 0.3, softcap)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-5, atol=1e-5)
+        assert k_back is not None and np.array_equal(np.asarray(k_back), np.asarray(k))      # passed through
+        np.testing.assert_array_equal(np.asarray(v_back), np.asarray(v))
     mask = (jnp.arange(s) < ATTENTION_CHUNK + 5)[None, None, :].repeat(b, 0).repeat(t, 1)
     poisoned = slice(2 * ATTENTION_CHUNK, 4 * ATTENTION_CHUNK)   # whole chunks past the last visible slot
     k_nan, v_nan = k.at[:, poisoned].set(jnp.nan), v.at[:, poisoned].set(jnp.nan)
-    assert np.isfinite(np.asarray(_attend_by_chunks(q, k_nan, v_nan, mask, 0.3, None))).all()
+    assert np.isfinite(np.asarray(_attend_by_chunks(q, k_nan, v_nan, mask, 0.3, None)[0])).all()
     assert not np.isfinite(np.asarray(_attend(q, k_nan, v_nan, mask, 0.3, None))).all()     # the control
 
 
