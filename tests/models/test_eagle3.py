@@ -53,18 +53,21 @@ def test_fused_target_emits_layer_states_with_the_same_logits(target):
                                atol=1e-5)
 
 
-def test_fused_head_is_lossless(target):
-    """Greedy chains and EAGLE-2 trees equal AR; sampled chains match the enumerated target law (chi-square)."""
+def test_fused_head_is_lossless(target, concurrently):
+    """Greedy chains and EAGLE-2 trees equal AR; sampled chains match the enumerated target law (chi-square). The
+    four loops compile concurrently."""
     plain, fused = target
     head = init_eagle(fused, seed=1)
     assert head.runner.feature_width == 3 * plain.config.d_model and head.runner.name == "eagle3"
-    ar = generate(plain, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=GREEDY)
-    for method in (make_method("chain", num_draft=3), make_speculator("eagle", budget=6, top_k=2, depth=3)):
-        sd = generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=method, drafter=head, max_new_tokens=10,
-                      sampling=GREEDY)
-        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
-    out = decode_law_rows(fused, make_method("chain", num_draft=2), sampling, head, seed=5)
+    methods = (make_method("chain", num_draft=3), make_speculator("eagle", budget=6, top_k=2, depth=3))
+    out, *sds, ar = concurrently(
+        [lambda: decode_law_rows(fused, make_method("chain", num_draft=2), sampling, head, seed=5)] +
+        [lambda method=method: generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=method, drafter=head,
+                                        max_new_tokens=10, sampling=GREEDY) for method in methods] +
+        [lambda: generate(plain, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=GREEDY)])
+    for method, sd in zip(methods, sds):
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=str(method))
     assert_target_law(plain, out.tokens, sampling)
     with pytest.raises(ValueError, match="reads features of width"):
         generate(plain, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=2), drafter=head)

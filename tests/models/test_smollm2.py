@@ -48,6 +48,8 @@ def test_config_and_tokenizer(smol):
 def test_parity_with_transformers(smol):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    from transformers.initialization import no_init_weights
+
     from specjax.decode.loop import generate
     from specjax.model.io.weights import hf_tensors_from_model
     from specjax.runners.model import model_handle
@@ -60,7 +62,8 @@ def test_parity_with_transformers(smol):
                                       num_key_value_heads=c.n_kv_heads, rms_norm_eps=c.rms_eps,
                                       rope_theta=c.rope_theta, tie_word_embeddings=True,
                                       max_position_embeddings=8192, bos_token_id=1, eos_token_id=2)
-    hf = transformers.LlamaForCausalLM(hf_cfg).float().eval()
+    with no_init_weights():                         # every weight comes from SmolLM2 (checked: nothing else missing)
+        hf = transformers.LlamaForCausalLM(hf_cfg).float().eval()
     state = {k: torch.from_numpy(np.array(v)) for k, v in hf_tensors_from_model(model).items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}
