@@ -15,7 +15,8 @@ import textwrap
 from specjax.testing.pairs import FAST_COMPILE_XLA_FLAGS
 
 SCRIPT = textwrap.dedent("""
-    import json, struct, sys
+    import json, os, struct, sys
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
@@ -65,18 +66,27 @@ SCRIPT = textwrap.dedent("""
         assert same(caches.target.values[0].sharding, mesh, "data", None, kv, None)
         assert same(caches.drafter.keys[0].sharding, mesh, "data", None, "model" if model <= 2 else None, None)
 
-    # 2. the same tokens as one device, chains and trees, T = 0 and T = 1
+    # 2. the same tokens as one device, chains and trees, T = 0 and T = 1: 16 loops, each compiled once (what they
+    #    cost), in a thread per core (XLA compiles without the GIL)
     chain, tree = make_method("chain", num_draft=3), make_method("rsd-c", budget=6)
-    for method in (chain, tree):
-        for temperature in (0.0, 1.0):
-            kw = dict(method=method, drafter=draft, max_new_tokens=8, sampling=SamplingConfig(temperature))
-            one = generate(target, prompts, lengths, jax.random.key(7), **kw)
-            for shape, mesh in meshes.items():
-                many = generate(target, prompts, lengths, jax.random.key(7), mesh=mesh, **kw)
-                assert len(many.tokens.sharding.device_set) == 8, many.tokens.sharding
-                label = f"{shape} {type(method).__name__} T={temperature}"
-                np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(many.tokens), err_msg=label)
-                np.testing.assert_array_equal(np.asarray(one.accepted), np.asarray(many.accepted), err_msg=label)
+    runs = [(method, temperature, shape) for method in (chain, tree) for temperature in (0.0, 1.0)
+            for shape in (None,) + tuple(meshes)]
+
+    def run(case):
+        method, temperature, shape = case
+        return generate(target, prompts, lengths, jax.random.key(7), method=method, drafter=draft, max_new_tokens=8,
+                        sampling=SamplingConfig(temperature), mesh=None if shape is None else meshes[shape])
+
+    with ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0))))) as pool:
+        results = dict(zip(runs, pool.map(run, runs)))
+    for (method, temperature, shape), many in results.items():
+        if shape is None:
+            continue
+        one = results[(method, temperature, None)]
+        assert len(many.tokens.sharding.device_set) == 8, many.tokens.sharding
+        label = f"{shape} {type(method).__name__} T={temperature}"
+        np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(many.tokens), err_msg=label)
+        np.testing.assert_array_equal(np.asarray(one.accepted), np.asarray(many.accepted), err_msg=label)
 
     # 3. bad meshes, batches and budgets: ValueError before the loop is traced
     real_loop = decode._generate

@@ -32,13 +32,15 @@ def _eagle_forward(drafter, tokens, features):
     return drafter.forward(drafter.init_cache(1, 8), block)
 
 
-def test_greedy_eagle_and_vocabtrim_equal_ar(target):
+def test_greedy_eagle_and_vocabtrim_equal_ar(target, concurrently):
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)
     drafter = init_eagle(target, seed=1)
-    for d in (drafter, with_vocab_trim(drafter, np.array([0, 3, 4, 9]))):
-        sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
-                      max_new_tokens=10, sampling=greedy, drafter=d)
+    drafters = (drafter, with_vocab_trim(drafter, np.array([0, 3, 4, 9])))
+    *sds, ar = concurrently(
+        [lambda d=d: generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
+                              max_new_tokens=10, sampling=greedy, drafter=d) for d in drafters] +
+        [lambda: generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)])
+    for sd in sds:
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
 
 
@@ -93,16 +95,17 @@ def test_low_rank_head_is_exact_law_and_full_rank_reproduces_head(target):
         with_vocab_trim(with_low_rank_head(full, 4), np.array([1, 2]))
 
 
-def test_low_rank_drafter_is_lossless(target):
+def test_low_rank_drafter_is_lossless(target, concurrently):
     """Greedy SD == AR, and sampled SD matches the enumerated target law (chi-square), with a rank-3 head."""
     drafter = with_low_rank_head(init_eagle(target, seed=4), 3)
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)
-    sd = generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
-                  max_new_tokens=10, sampling=greedy, drafter=drafter)
-    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
-    out = decode_law_rows(target, make_method("chain", num_draft=2), sampling, drafter, seed=5)
+    out, sd, ar = concurrently([
+        lambda: decode_law_rows(target, make_method("chain", num_draft=2), sampling, drafter, seed=5),
+        lambda: generate(target, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=3),
+                         max_new_tokens=10, sampling=greedy, drafter=drafter),
+        lambda: generate(target, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=greedy)])
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     assert_target_law(target, out.tokens, sampling)
     assert 1.0 < out.acceptance_length < 3.0
 

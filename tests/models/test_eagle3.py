@@ -55,25 +55,26 @@ def test_fused_target_emits_layer_states_with_the_same_logits(target):
                                atol=1e-5)
 
 
-def test_fused_head_is_lossless(target):
-    """Greedy chains and EAGLE-2 trees equal AR; sampled chains match the enumerated target law (chi-square)."""
+def test_fused_head_is_lossless(target, concurrently):
+    """Greedy chains and EAGLE-2 trees equal AR; sampled chains match the enumerated target law (chi-square). The
+    five loops compile concurrently."""
     plain, fused = target
     head = init_eagle(fused, seed=1)
     assert head.runner.feature_width == 3 * plain.config.d_model and head.runner.name == "eagle3"
-    ar = generate(plain, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=GREEDY)
-    for method in (make_method("chain", num_draft=3), make_speculator("eagle", budget=6, top_k=2, depth=3)):
-        sd = generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=method, drafter=head, max_new_tokens=10,
-                      sampling=GREEDY)
-        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     # a hybrid is a wrapping runner: it reads the fused features as its head does (it was refused before)
     hybrid = hybrid_handle(head, lookup_handle(plain.config))
     assert hybrid.runner.feature_width == head.runner.feature_width and hybrid.runner.reads_features
-    sd = generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=make_speculator("eagle2", budget=6, top_k=2,
-                                                                                     depth=3),
-                  drafter=hybrid, max_new_tokens=10, sampling=GREEDY)
-    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens))
     sampling = SamplingConfig(temperature=1.0)
-    out = decode_law_rows(fused, make_method("chain", num_draft=2), sampling, head, seed=5)
+    runs = ((make_method("chain", num_draft=3), head), (make_speculator("eagle", budget=6, top_k=2, depth=3), head),
+            (make_speculator("eagle2", budget=6, top_k=2, depth=3), hybrid))
+    out, *sds, ar = concurrently(
+        [lambda: decode_law_rows(fused, make_method("chain", num_draft=2), sampling, head, seed=5)] +
+        [lambda method=method, drafter=drafter: generate(fused, PROMPTS, LENGTHS, jax.random.key(1), method=method,
+                                                         drafter=drafter, max_new_tokens=10, sampling=GREEDY)
+         for method, drafter in runs] +
+        [lambda: generate(plain, PROMPTS, LENGTHS, jax.random.key(0), max_new_tokens=10, sampling=GREEDY)])
+    for (method, _), sd in zip(runs, sds):
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=str(method))
     assert_target_law(plain, out.tokens, sampling)
     with pytest.raises(ValueError, match="reads features of width"):
         generate(plain, PROMPTS, LENGTHS, jax.random.key(1), method=make_method("chain", num_draft=2), drafter=head)

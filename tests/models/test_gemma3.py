@@ -2,12 +2,12 @@
 transformers' reading of the same file (its GGUF config parser and tensor processor): the config, every tensor
 (names, `[out, in]` layouts, the 1 + w norm convention), and the logits and greedy tokens of a continuation.
 
-Cost notes: parsing the GGUF's 262k-token vocabulary dominates, so one `gguf.GGUFReader` serves both loaders; and
-no decode loop is compiled: specjax scores transformers' greedy continuation in one forward, so equal logits with
-every argmax equal mean the same greedy tokens (`generate` equals the forward: tests/core). The sliding window
-(512 here, read equal to transformers' in the config test) is exercised past its end at a window of 4 on a tiny
-random Gemma 3 (tests/models/test_families.py). Needs the package (the `parity` extra installs it), gguf, torch and
-transformers."""
+Cost notes: parsing the GGUF's 262k-token vocabulary dominates, so one `gguf.GGUFReader` serves both loaders, and it
+reads the file from memory rather than a memory map (`_FileInMemory`); and no decode loop is compiled: specjax scores
+transformers' greedy continuation in one forward, so equal logits with every argmax equal mean the same greedy
+tokens (`generate` equals the forward: tests/core). The sliding window (512 here, read equal to transformers' in the
+config test) is exercised past its end at a window of 4 on a tiny random Gemma 3 (tests/models/test_families.py).
+Needs the package (the `parity` extra installs it), gguf, torch and transformers."""
 import functools
 import importlib.util
 
@@ -18,6 +18,20 @@ import pytest
 from flax import nnx
 
 pytestmark = pytest.mark.slow
+
+
+class _FileInMemory:
+    """numpy for `gguf.gguf_reader`, except that its `memmap` reads the whole file into an ordinary array: the reader
+    slices one view per metadata item (~790k here), and a memmap view costs ~3x an array's in Python. The same
+    bytes, read once (~300 MB)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def memmap(path, mode="r"):
+        assert mode == "r", mode
+        return np.fromfile(path, np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +51,7 @@ def pair():
     path = str(gemma3_gguf_path())
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gguf, "GGUFReader", functools.lru_cache(maxsize=1)(gguf.GGUFReader))   # read-only: shareable
+        mp.setattr(gguf.gguf_reader, "np", _FileInMemory())
         model = load_gguf(path).model
         c = model.config
         # transformers maps tensor names through a model's parameter names; a skeleton with the layer count will do

