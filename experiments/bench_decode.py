@@ -65,7 +65,7 @@ def run(config: BenchConfig, seed: int) -> list[dict]:
             common = dict(max_new_tokens=config.max_new_tokens, sampling=sampling)
             ar_s, ar = _time(lambda: generate(target, prompts, lengths, key, **common), config.repeats)
             ar_tps = float(np.asarray(ar.lengths).sum() / ar_s)
-            rows.append(dict(batch=batch, temperature=temp, drafter="-", num_draft=0,
+            rows.append(dict(batch=batch, temperature=temp, method="ar", drafter="-", num_draft=0,
                              tokens_per_s=ar_tps, tau=1.0, speedup=1.0))
             print(f"batch {batch} T={temp}: AR {ar_tps:.1f} tok/s", flush=True)
             for name, drafter in drafters.items():

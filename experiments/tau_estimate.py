@@ -77,7 +77,8 @@ def run_temperature(cfg: TauEstimateConfig, target, drafter, ids: list[list[int]
         tau, se = measured_tau(np.asarray(out.accepted))
         rows.append({"temperature": temperature, "K": k, "measured_tau": tau, "measured_se": se,
                      "estimated_tau": float(estimate[k - 1]), "error": float(estimate[k - 1]) / tau - 1,
-                     "error_in_se": (float(estimate[k - 1]) - tau) / se})
+                     # every round alike (e.g. an untrained head accepting nothing): no spread to count in
+                     "error_in_se": (float(estimate[k - 1]) - tau) / se if se > 0 else float("nan")})
     return {"rows": rows, "answer_tokens": int(sum(len(t) - len(p) for t, p in zip(texts, ids)))}
 
 
