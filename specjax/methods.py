@@ -46,16 +46,17 @@ def ar() -> Speculator:
     return ChainSpeculator(0)
 
 
-def chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy | None = None) -> Speculator:
+def chain(num_draft: int = 4, verifier: str = "token", policy: str | DraftPolicy | None = None,
+          allow_lossy: bool = False) -> Speculator:
     """Chain speculative decoding: up to `num_draft` (K_max) drafts a round, verified by `verifier`, each row's
     length chosen by `policy` (a `specjax.decode.policies` spec such as `confidence:0.4`; a self-drafting policy,
-    `del`, makes the target draft itself from early exits)."""
+    `del`, makes the target draft itself from early exits). allow_lossy: accept a lossy verifier ("hsd")."""
     check_k_max(num_draft)
     if isinstance(policy, str):
         policy = parse_policy(policy)
     if policy is not None and policy.self_drafting:
-        return DynamicExitSpeculator(num_draft, verifier, policy)
-    return ChainSpeculator(num_draft, verifier, None if isinstance(policy, Fixed) else policy)
+        return DynamicExitSpeculator(num_draft, verifier, policy, allow_lossy)
+    return ChainSpeculator(num_draft, verifier, None if isinstance(policy, Fixed) else policy, allow_lossy)
 
 
 register_method("ar", ar)

@@ -72,7 +72,8 @@ class TreeSpeculator(Speculator):
         check_pair(self, target, drafter)
         self.builder.check(target.config.vocab_size)
 
-    def with_verifier(self, verifier: str) -> "TreeSpeculator":
+    def with_verifier(self, verifier: str, allow_lossy: bool = False) -> "TreeSpeculator":
+        # every tree verifier is lossless: allow_lossy has nothing to allow here
         builder = self.builder
         if isinstance(builder, SpecInferTree) and verifier != "token":   # traversal needs the chains apart, gbv
             builder = dataclasses.replace(builder, merge=verifier == "gbv")  # the trie; token takes either

@@ -19,10 +19,12 @@ from specjax.decode.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
-from specjax.verify.names import CHAIN_VERIFIERS, check_name
+from specjax.verify.hsd import accept_hsd_unchecked
+from specjax.verify.names import check_chain_verifier
 
 
-CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked}
+# lossless rules, then the lossy ones a speculator runs only when built with allow_lossy (specjax.verify.names)
+CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked, "hsd": accept_hsd_unchecked}
 
 
 @struct.dataclass
@@ -101,15 +103,17 @@ verify_step = jax.jit(verify_chain, static_argnames=("sampling", "verifier"), do
 @dataclass(frozen=True)
 class ChainSpeculator(ChainShaped):
     """Chain speculative decoding with up to `num_draft` drafts per round (K_max), verified by `verifier`; each row's
-    draft length chosen per round by `policy` (None: always K_max); `num_draft=0` is autoregressive decoding."""
+    draft length chosen per round by `policy` (None: always K_max); `num_draft=0` is autoregressive decoding.
+    allow_lossy: accept a lossy verifier (`specjax.verify.names.LOSSY_CHAIN_VERIFIERS`); refused without it."""
 
     num_draft: int
     verifier: str = "token"
     policy: DraftPolicy | None = None
+    allow_lossy: bool = False
 
     def __post_init__(self):
         check_int("num_draft", self.num_draft, low=0)
-        check_name(self.verifier, CHAIN_VERIFIERS, "chain verifier")
+        check_chain_verifier(self.verifier, self.allow_lossy)
         if self.policy is not None and self.num_draft < 1:
             raise ValueError("a draft-length policy needs K_max >= 1 drafts")
         if self.policy is not None and self.policy.self_drafting:

@@ -30,7 +30,7 @@ from specjax.decode.speculator import ChainShaped, check_pair
 from specjax.decode.chain import verify_ragged_chain
 from specjax.decode.state import Caches, RoundOutput
 from specjax.validation import check_int
-from specjax.verify.names import CHAIN_VERIFIERS, check_name
+from specjax.verify.names import check_chain_verifier
 
 
 def exit_costs(runner: Runner, exits: tuple[int, ...]) -> tuple[tuple[float, ...], float]:
@@ -60,10 +60,11 @@ class DynamicExitSpeculator(ChainShaped):
     num_draft: int
     verifier: str = "token"
     policy: DynamicExit = DynamicExit()
+    allow_lossy: bool = False
 
     def __post_init__(self):
         check_int("num_draft (K_max)", self.num_draft, low=1)
-        check_name(self.verifier, CHAIN_VERIFIERS, "chain verifier")
+        check_chain_verifier(self.verifier, self.allow_lossy)
         if not isinstance(self.policy, DynamicExit):
             raise ValueError(f"DynamicExitSpeculator needs a DynamicExit policy, got {self.policy!r}")
 

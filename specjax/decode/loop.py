@@ -110,7 +110,7 @@ def needed_capacity(prompt_width: int, speculator: Speculator, new_tokens: int =
 def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.Array, *,
              method: Speculator = ChainSpeculator(0), drafter: Handle | None = None, max_new_tokens: int = 32,
              sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None, verifier: str | None = None,
-             cache_capacity: int | None = None, mesh: Mesh | None = None,
+             allow_lossy: bool = False, cache_capacity: int | None = None, mesh: Mesh | None = None,
              memory_budget_bytes: int | None = None) -> GenerateResult:
     """Decode `max_new_tokens` per row.
 
@@ -119,7 +119,8 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     key: PRNG key (the only source of randomness). method: the speculator that runs each round (default: AR;
     `specjax.methods.make_method("chain", num_draft=4)` builds one by name, `trees.make_speculator(...)` a tree one).
     verifier: how the method verifies ("token" | "block" for chains, "token" | "traversal" | "gbv" for trees; default:
-    the method's own, "token" unless it was built with another). cache_capacity: the largest cache the caller
+    the method's own, "token" unless it was built with another). allow_lossy: let `verifier` be a lossy chain rule
+    (`specjax.verify.names.LOSSY_CHAIN_VERIFIERS`, e.g. "hsd"; refused without it). cache_capacity: the largest cache the caller
     allows (slots per row). mesh: a `specjax.model.layout.make_mesh(data=, model=)` mesh: the batch split over `data`,
     the target over `model` (heads, MLP, vocabulary, KV cache), the drafter by its own rule; same tokens as one
     device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.parallel.memory`) a
@@ -129,7 +130,7 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     if not isinstance(target, Handle) or not (drafter is None or isinstance(drafter, Handle)):
         raise ValueError("target and drafter must be Handles: wrap a model with "
                          "specjax.runners.model.model_handle(model)")
-    speculator = _with_verifier(method, verifier)
+    speculator = _with_verifier(method, verifier, allow_lossy)
     if not isinstance(sampling, SamplingConfig):
         raise ValueError("sampling must be a SamplingConfig")
     vocab = target.config.vocab_size
@@ -166,7 +167,7 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
                        drafted=out.drafted[:, :rounds])
 
 
-def _with_verifier(method: Any, verifier: str | None) -> Speculator:
+def _with_verifier(method: Any, verifier: str | None, allow_lossy: bool = False) -> Speculator:
     """The speculator `method`, verified by `verifier` when one is given (ValueError for a method that has no
     choice of verifier, or already verifies with another rule: never silently ignored)."""
     if not isinstance(method, Speculator):
@@ -176,11 +177,11 @@ def _with_verifier(method: Any, verifier: str | None) -> Speculator:
     if verifier is None or verifier == current:
         return method
     if current is None:
-        return method.with_verifier(verifier)           # raises: the method takes no verifier
+        return method.with_verifier(verifier, allow_lossy)     # raises: the method takes no verifier
     if current != "token":
         raise ValueError(f"the method already verifies with {current!r}; pass verifier={verifier!r} to only one of "
                          "them")
-    return method.with_verifier(verifier)
+    return method.with_verifier(verifier, allow_lossy)
 
 
 def check_length(max_positions: int | None, longest_prompt: int, max_new_tokens: int) -> None:

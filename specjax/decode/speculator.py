@@ -46,8 +46,9 @@ class Speculator(abc.ABC):
     def check(self, target: Runner, drafter: Runner | None, sampling: SamplingConfig) -> None:
         check_pair(self, target, drafter)
 
-    def with_verifier(self, verifier: str) -> "Speculator":
-        """This method verified by `verifier` (ValueError if the method cannot use it)."""
+    def with_verifier(self, verifier: str, allow_lossy: bool = False) -> "Speculator":
+        """This method verified by `verifier` (ValueError if the method cannot use it, or if the rule is lossy and
+        `allow_lossy` is not set)."""
         raise ValueError(f"{self!r} takes no verifier")
 
     def init_memory(self, batch: int, target: Runner) -> Any:
@@ -67,6 +68,7 @@ class ChainShaped(Speculator, abc.ABC):
 
     num_draft: int
     verifier: str
+    allow_lossy: bool             # the verifier may be one of specjax.verify.names.LOSSY_CHAIN_VERIFIERS
 
     @property
     def max_emit(self) -> int:
@@ -76,8 +78,8 @@ class ChainShaped(Speculator, abc.ABC):
     def capacity_margin(self) -> int:
         return self.num_draft + 1
 
-    def with_verifier(self, verifier: str) -> "ChainShaped":
-        return dataclasses.replace(self, verifier=verifier)
+    def with_verifier(self, verifier: str, allow_lossy: bool = False) -> "ChainShaped":
+        return dataclasses.replace(self, verifier=verifier, allow_lossy=allow_lossy)
 
 
 def check_pair(method: Speculator, target: Runner, drafter: Runner | None) -> None:

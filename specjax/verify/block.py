@@ -56,14 +56,23 @@ def block_decision(u: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array
                    target_probs: jax.Array, num_drafted: jax.Array | None = None) -> BlockDecision:
     """The block rule with given uniforms u `[B, K]`: how many drafts pass and the law of the next token.
     num_drafted `[B]` (default K): row b's block is its first num_drafted[b] drafts (h = p at its last one)."""
-    b, k = draft_tokens.shape
     weights, h = block_weights(draft_tokens, draft_probs, target_probs)
+    return decide_last_passing(u, weights, h, weights[:, 1:], draft_probs, target_probs, num_drafted)
+
+
+def decide_last_passing(u: jax.Array, weights: jax.Array, h: jax.Array, whole_pass: jax.Array,
+                        draft_probs: jax.Array, target_probs: jax.Array,
+                        num_drafted: jax.Array | None = None) -> BlockDecision:
+    """n = the LAST index i in 1..L with u_i < h_i (0 if none), where L = num_drafted `[B]` (default K) and index L
+    passes with probability whole_pass[:, L-1] instead of h_L; then the law of the next token,
+    norm((weights_n p_n − q_n)_+) or p_L. weights `[B, K+1]`, h and whole_pass `[B, K]`, draft_probs `[B, K, V]`,
+    target_probs `[B, K+1, V]`. Block verification passes its own weights as whole_pass; HSD (specjax.verify.hsd)
+    the uncapped joint ratio."""
+    b, k = h.shape
     index = jnp.arange(1, k + 1, dtype=jnp.int32)
-    if num_drafted is not None:                      # a shorter block: its last index passes w.p. p_L, none after
-        length = num_drafted[:, None]
-        h = jnp.where(index[None, :] == length, weights[:, 1:], jnp.where(index[None, :] > length, 0.0, h))
-    else:
-        num_drafted = jnp.full((b,), k)
+    num_drafted = jnp.full((b,), k) if num_drafted is None else num_drafted
+    length = num_drafted[:, None]                    # a shorter block: its last index passes w.p. whole_pass, none after
+    h = jnp.where(index[None, :] == length, whole_pass, jnp.where(index[None, :] > length, 0.0, h))
     n = jnp.max(jnp.where(u < h, index[None, :], 0), axis=1)                                 # the LAST index passing
     w_n = jnp.take_along_axis(weights, n[:, None], axis=1)
     p_n = jnp.take_along_axis(target_probs, n[:, None, None], axis=1)[:, 0]

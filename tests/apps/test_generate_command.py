@@ -110,6 +110,7 @@ def test_smollm2_eagle2_command_opens_the_gguf_once(counts, tmp_path, monkeypatc
     (["--drafter", "model:random:tiny"], "vocabulary 16, the target random:byte-tiny 259"),
     (["--drafter", "rest"], "rest needs a target with a tokenizer"),
     (["--drafter", "lookup:2+eagle"], "every part after the first"),
+    (["--verifier", "hsd"], "verifier 'hsd' is lossy"),
 ])
 def test_bad_runs_exit_2_before_loading(flags, message, no_loading, capsys, tmp_path):
     assert generate(tmp_path, "--target", "random:byte-tiny", "--method", "chain", *flags) == 2
@@ -172,6 +173,19 @@ def test_method_eagle2_and_its_alias_eagle_decode_like_ar(capsys, tmp_path):
     assert stats["method"] == "eagle2" and stats["drafter"] == "model:random:byte-tiny-draft"
     assert text("--method", "eagle") == ar
     assert json.loads((tmp_path / "g.json").read_text())["method"] == "eagle"
+
+
+def test_a_lossy_verifier_runs_with_allow_lossy(capsys, tmp_path):
+    """`--verifier hsd --allow-lossy` decodes (like AR at temperature 0, where HSD is exact) and the report names it."""
+    def text(*flags: str) -> str:
+        assert generate(tmp_path, "--target", "random:byte-tiny", "--temperature", "0", "--max-new-tokens", "6",
+                        *flags) == 0
+        return capsys.readouterr().out.split("\ntau ")[0]
+
+    hsd = text("--method", "chain", "-K", "3", "--verifier", "hsd", "--allow-lossy")
+    assert json.loads((tmp_path / "g.json").read_text())["options"] == {"num_draft": 3, "verifier": "hsd",
+                                                                        "allow_lossy": True}
+    assert hsd == text("--method", "ar")
 
 
 def test_help_names_eagle2_and_its_alias(capsys):

@@ -5,8 +5,9 @@ distance to the target law, and the expected number of accepted drafts. Pure num
 Chains and trees are compared after *completion* (emitted tokens continued by target samples to depth+1 tokens, see
 `transport.exact.chain`); single-step multi-draft rules compare their output law with p. Every row is exact (enumeration
 of every draft); TV at ~1e-16 means lossless, anything above ~1e-12 is a real bias. Rows name their source:
-"specjax" (a rule specjax ships), "paper" (the published algorithm, as we settled it), "port" (a variant found in
-public ports), "misuse" / "lossy by design" / "sensitivity" (cases that must fail).
+"specjax" (a rule specjax ships), "paper" (the published algorithm, as we settled it), "paper, lossy" (a published
+rule claimed lossless that enumeration shows is not: HSD), "port" (a variant found in public ports), "misuse" /
+"lossy by design" / "sensitivity" (cases that must fail).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def chain_rows(p, q) -> list[AuditRow]:
     """A chain of len(q) sampled drafts under every chain verifier and published variant."""
     target = completions(p, len(q))[0]
     spec = {"token": "specjax", "block": "specjax", "traversal": "specjax", "block_tokenwise": "port",
-            "exact_match": "paper", "exact_match_argmax": "misuse", "typical": "lossy by design"}
+            "exact_match": "paper", "exact_match_argmax": "misuse", "typical": "lossy by design",
+            "hsd": "paper, lossy"}
     return [AuditRow(f"chain K={len(q)}", name, source, total_variation(chain_output_law(p, q, name), target),
                      chain_acceptance(p, q, name)) for name, source in spec.items()]
 

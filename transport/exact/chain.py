@@ -18,10 +18,12 @@ from specjax.verify import names
 from transport.exact.kernels import residual
 
 CHAIN_VERIFIERS = names.CHAIN_VERIFIERS + ("traversal",)    # traversal on a chain is block verification
+LOSSY_CHAIN_VERIFIERS = tuple(names.LOSSY_CHAIN_VERIFIERS)  # rules the decode loop runs only when allowed
 # published variants, audited in transport.exact.audit: a block rule whose weights are token-wise products (a port's
 # bug), sample-then-compare ("exact match") at T > 0, compare-with-argmax, and Medusa's typical acceptance
 CHAIN_VARIANTS = ("block_tokenwise", "exact_match", "exact_match_argmax", "typical")
 TYPICAL_THRESHOLD, TYPICAL_ALPHA = 0.09, 0.3      # Medusa's posterior_threshold and posterior_alpha defaults
+CHAIN_RULE_NAMES = CHAIN_VERIFIERS + LOSSY_CHAIN_VERIFIERS + CHAIN_VARIANTS
 
 
 def check_tables(p_tables: Sequence, q_tables: Sequence, depth: int | None = None) -> tuple[list, list]:
@@ -68,7 +70,7 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
     ratio = np.array([p_seq[i, x[i]] / q_seq[i, x[i]] for i in range(k)])
     final = np.zeros((k + 1, p_seq.shape[1]))
     final[k] = p_seq[k]
-    if verifier in ("block", "traversal", "block_tokenwise"):
+    if verifier in ("block", "traversal", "block_tokenwise", "hsd"):
         w = np.ones(k + 1)
         for i in range(k):
             w[i + 1] = min(1.0, w[i] * ratio[i]) if verifier != "block_tokenwise" else w[i] * min(1.0, ratio[i])
@@ -76,7 +78,9 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
         for i in range(1, k):
             z = np.maximum(w[i] * p_seq[i] - q_seq[i], 0.0).sum()
             h[i] = z / (z + 1.0 - w[i]) if z + 1.0 - w[i] > 0 else 1.0
-        h[k] = w[k]
+        # HSD's step-back probabilities are block's 1 - h_i; it differs only here: the whole draft passes with the
+        # uncapped joint ratio min(1, Π p/q) instead of the capped weight p_K (transport/THEORY.md §5.5)
+        h[k] = min(1.0, float(np.prod(ratio))) if verifier == "hsd" else w[k]
         pi = np.array([h[n] * np.prod(1.0 - h[n + 1:]) for n in range(k + 1)])
         for n in range(k):
             final[n] = residual(w[n] * p_seq[n], q_seq[n])
@@ -92,7 +96,7 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
         thresh = np.minimum(TYPICAL_THRESHOLD, TYPICAL_ALPHA * np.exp(-ent))
         accept = np.array([float(p_seq[i, x[i]] > thresh[i]) for i in range(k)])
     else:
-        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_VERIFIERS + CHAIN_VARIANTS}")
+        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_RULE_NAMES}")
     pi = np.array([np.prod(accept[:n]) * (1.0 - accept[n] if n < k else 1.0) for n in range(k + 1)])
     for n in range(k):
         if verifier == "token":
@@ -171,11 +175,11 @@ def chain_pattern_law(p_tables, q_tables, verifier: str) -> np.ndarray:
 def chain_acceptance(p_tables, q_tables, verifier: str = "token") -> float:
     """Exact E[number of accepted drafts] (bonus token not counted) of a chain verifier, float64.
 
-    p_tables[i] `[V]*i + [V]` (i = 0..K), q_tables[i] (i = 0..K-1); verifier in CHAIN_VERIFIERS ("traversal" on a
-    chain is block verification) or CHAIN_VARIANTS. Cost O(V^K · K V): small V and K only. ValueError on bad input.
+    p_tables[i] `[V]*i + [V]` (i = 0..K), q_tables[i] (i = 0..K-1); verifier in CHAIN_RULE_NAMES: CHAIN_VERIFIERS
+    ("traversal" on a chain is block verification), LOSSY_CHAIN_VERIFIERS or CHAIN_VARIANTS. Cost O(V^K · K V): small V and K only. ValueError on bad input.
     """
-    if verifier not in CHAIN_VERIFIERS + CHAIN_VARIANTS:
-        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_VERIFIERS + CHAIN_VARIANTS}")
+    if verifier not in CHAIN_RULE_NAMES:
+        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_RULE_NAMES}")
     p_tables, q_tables = check_tables(p_tables, q_tables)
     k = len(q_tables)
     total = 0.0
