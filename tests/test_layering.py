@@ -152,8 +152,9 @@ def test_imports_point_down_the_layers():
     assert not bad, f"imports against the layering: {bad}"
 
 
-# the only core modules transport may use: eager input checks and the one vocabulary of draft laws and rules
-TRANSPORT_USES_FROM_CORE = {"specjax.validation", "specjax.verify.names"}
+# the only core modules transport may use: eager input checks, the one vocabulary of draft laws and rules, and the
+# formulas of the lossy chain rules (numpy/jax-agnostic, no jax import: written once for the audit and the loop)
+TRANSPORT_USES_FROM_CORE = {"specjax.validation", "specjax.verify.names", "specjax.verify.lossy_rules"}
 
 
 def test_transport_uses_only_the_core_vocabulary():

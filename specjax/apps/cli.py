@@ -18,7 +18,7 @@ from specjax.apps.models import DRAFTER_FORMS, DrafterSpec, TargetSpec
 from specjax.decode.speculator import Speculator
 from specjax.methods import METHODS
 from specjax.sampling import SamplingConfig
-from specjax.verify.names import CHAIN_VERIFIERS, LOSSY_CHAIN_VERIFIERS, TREE_VERIFIERS
+from specjax.verify.names import CHAIN_VERIFIERS, LOSSY_CHAIN_VERIFIERS, TREE_VERIFIERS, is_lossy_chain_verifier
 from trees import TREE_METHODS
 
 METHOD_HELP = ("ar (autoregressive) | chain (default) | a draft tree: eagle2 (the EAGLE-2 tree builder; eagle is "
@@ -52,10 +52,10 @@ def add_generate_parser(sub) -> None:
                         "eagle2 (or its alias eagle; nodes whose cumulative path confidence is below H are not "
                         "drafted)")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
-    p.add_argument("--verifier", default=None,
-                   choices=sorted(set(CHAIN_VERIFIERS + TREE_VERIFIERS + tuple(LOSSY_CHAIN_VERIFIERS))),
-                   help="chains: token (default) | block, or a lossy rule with --allow-lossy: "
-                        f"{' | '.join(LOSSY_CHAIN_VERIFIERS)}; trees: token (default) | traversal | gbv (specinfer)")
+    p.add_argument("--verifier", default=None, metavar="NAME[:VALUES]",
+                   help=f"chains: {' | '.join(CHAIN_VERIFIERS)} (default token), or with --allow-lossy a lossy rule: "
+                        f"{' | '.join(LOSSY_CHAIN_VERIFIERS)}, parameters after ':' (e.g. fuzzy:0.3, fly:3,0.3; see "
+                        f"specjax.verify.lossy_rules); trees: {' | '.join(TREE_VERIFIERS)} (default token)")
     p.add_argument("--allow-lossy", action="store_true",
                    help="let --verifier name a rule whose output law is not the target's (refused without it)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -113,7 +113,7 @@ def _method(args) -> tuple[Speculator, dict]:
                else dict(budget=args.budget))
     if args.verifier is not None and args.method != "ar":
         options["verifier"] = args.verifier
-    if args.allow_lossy and args.verifier in LOSSY_CHAIN_VERIFIERS and args.method == "chain":
+    if args.allow_lossy and is_lossy_chain_verifier(args.verifier or "") and args.method == "chain":
         options["allow_lossy"] = True
     if args.draft_policy is not None:
         if args.method == "ar":

@@ -4,6 +4,7 @@ which covers autoregressive decoding (`num_draft=0`) and chain speculative decod
 block.
 """
 from __future__ import annotations
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 import jax
@@ -20,11 +21,18 @@ from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
 from specjax.verify.hsd import accept_hsd_unchecked
+from specjax.verify.lossy import accept_lossy_unchecked
 from specjax.verify.names import check_chain_verifier
 
 
 # lossless rules, then the lossy ones a speculator runs only when built with allow_lossy (specjax.verify.names)
 CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked, "hsd": accept_hsd_unchecked}
+
+
+def chain_rule(verifier: str) -> Callable:
+    """The jitted rule `(key, draft_tokens, draft_probs, target_probs, num_drafted) -> (num_accepted, tokens)` of a
+    chain verifier: one of CHAIN_RULES, or a lossy rule of specjax.verify.lossy written NAME[:values]."""
+    return CHAIN_RULES.get(verifier) or functools.partial(accept_lossy_unchecked, verifier)
 
 
 @struct.dataclass
@@ -58,7 +66,7 @@ def verify_chain(target: Handle, target_cache: Any, ctx: DecodeContext, draft_to
         out = target.forward(target_cache, Block.chain(tokens, ctx.position))
     with jax.named_scope("verify"):
         target_probs = warp_logits(out.logits, sampling)
-        num_accepted, emitted = CHAIN_RULES[verifier](key, draft_tokens, draft_probs, target_probs, num_drafted)
+        num_accepted, emitted = chain_rule(verifier)(key, draft_tokens, draft_probs, target_probs, num_drafted)
     return ChainVerdict(out.cache, num_accepted, emitted, out.hidden,
                         None if observe is None else observe(out, target_probs))
 

@@ -5,6 +5,9 @@ Theory and proofs: transport/THEORY.md.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 DETERMINISTIC = "deterministic"              # chosen, not sampled (top-k, n-gram proposals): point-mass verification
 IID = "iid"                                  # k independent draws from q (SpecInfer, SpecTr)
 WITHOUT_REPLACEMENT = "without_replacement"  # sequential draws without replacement = Gumbel-top-k (RSD)
@@ -38,6 +41,21 @@ LOSSY_CHAIN_VERIFIERS = {
     "hsd": "HSD as published (hierarchical speculative decoding, clever variant) accepts the whole draft with the "
            "uncapped joint ratio min(1, P(x)/Q(x)); its emitted law is not the target's (TV 1/9 on the block "
            "verification paper's toy example; transport/THEORY.md §5.5)",
+    "typical": "Medusa's typical acceptance passes any draft the target finds likely enough, whatever the draft law",
+    "fuzzy": "fuzzy speculative decoding passes every draft where the two laws are closer than its threshold",
+    "ears": "EARS adds a tolerance to the acceptance ratio where the target is unsure",
+    "topm": "a lenient rule passes any draft among the target's M likeliest tokens",
+    "fly": "FLy passes a rejected draft when the next drafts pass and the target is unsure",
+}
+# parameters of the lossy rules written NAME[:V1,V2]: name -> (parameter names, defaults); formulas in
+# specjax.verify.lossy_rules
+LOSSY_PARAMS = {
+    "hsd": ((), ()),
+    "typical": (("eps", "delta"), (0.09, 0.3)),       # Medusa's posterior_threshold and posterior_alpha
+    "fuzzy": (("threshold",), (0.1,)),
+    "ears": (("beta",), (0.2,)),
+    "topm": (("m",), (2.0,)),
+    "fly": (("window", "theta"), (3.0, 0.3)),
 }
 TREE_VERIFIERS = ("token", "traversal", "gbv")  # per-node rules, leaf-to-root traversal, greedy multi-path block
 
@@ -49,11 +67,49 @@ def check_name(name: str, known: tuple[str, ...], what: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class LossyRule:
+    """A parsed lossy chain rule: its name (a key of LOSSY_CHAIN_VERIFIERS) and its parameters in LOSSY_PARAMS
+    order, defaults filled in."""
+
+    name: str
+    params: tuple[float, ...] = ()
+
+
+def parse_lossy(spec: str) -> LossyRule:
+    """"NAME" or "NAME:V1,V2" -> LossyRule. ValueError for an unknown name, too many values, or a value out of range
+    (finite and >= 0; M and W integers >= 1)."""
+    name, _, values = spec.partition(":")
+    if name not in LOSSY_PARAMS:
+        raise ValueError(f"unknown lossy rule {name!r}; known: {sorted(LOSSY_PARAMS)}")
+    keys, defaults = LOSSY_PARAMS[name]
+    try:
+        given = tuple(float(v) for v in values.split(",")) if values else ()
+    except ValueError:
+        raise ValueError(f"{spec!r}: the values after ':' must be numbers ({', '.join(keys)})") from None
+    if len(given) > len(keys):
+        raise ValueError(f"{spec!r}: {name} takes at most {len(keys)} values ({', '.join(keys) or 'none'})")
+    params = given + defaults[len(given):]
+    if not all(math.isfinite(v) and v >= 0 for v in params):
+        raise ValueError(f"{spec!r}: every value must be finite and >= 0")
+    if name in ("topm", "fly") and (params[0] < 1 or params[0] != int(params[0])):
+        raise ValueError(f"{spec!r}: {keys[0]} must be an integer >= 1")
+    return LossyRule(name, params)
+
+
+def is_lossy_chain_verifier(spec: str) -> bool:
+    """Whether `spec` names a lossy chain rule (its parameters unchecked)."""
+    return spec.partition(":")[0] in LOSSY_CHAIN_VERIFIERS
+
+
 def check_chain_verifier(name: str, allow_lossy: bool = False) -> str:
-    """`name` if it is a chain verifier the caller may use: a lossless one, or a lossy one with `allow_lossy`.
-    ValueError otherwise, naming the choices or saying why the rule is lossy and how to allow it."""
-    check_name(name, CHAIN_VERIFIERS + tuple(LOSSY_CHAIN_VERIFIERS), "chain verifier")
-    if name in LOSSY_CHAIN_VERIFIERS and not allow_lossy:
-        raise ValueError(f"verifier {name!r} is lossy: {LOSSY_CHAIN_VERIFIERS[name]}. Pass allow_lossy=True "
+    """`name` if it is a chain verifier the caller may use: a lossless one, or a lossy one (NAME[:values], parsed
+    here) with `allow_lossy`. ValueError otherwise, naming the choices or saying why the rule is lossy and how to
+    allow it."""
+    if not is_lossy_chain_verifier(name):
+        return check_name(name, CHAIN_VERIFIERS + tuple(LOSSY_CHAIN_VERIFIERS), "chain verifier")
+    rule = parse_lossy(name)
+    if not allow_lossy:
+        raise ValueError(f"verifier {name!r} is lossy: {LOSSY_CHAIN_VERIFIERS[rule.name]}. Pass allow_lossy=True "
                          "(command line: --allow-lossy) to decode with it anyway")
     return name

@@ -15,15 +15,26 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from specjax.verify import names
+from specjax.verify.lossy_rules import FALLBACK_TARGET, loosen, pass_probability
 from transport.exact.kernels import residual
 
 CHAIN_VERIFIERS = names.CHAIN_VERIFIERS + ("traversal",)    # traversal on a chain is block verification
-LOSSY_CHAIN_VERIFIERS = tuple(names.LOSSY_CHAIN_VERIFIERS)  # rules the decode loop runs only when allowed
+LOSSY_CHAIN_VERIFIERS = tuple(names.LOSSY_CHAIN_VERIFIERS)  # rules the decode loop runs only when allowed,
+# written NAME[:values] (specjax.verify.names.parse_lossy)
 # published variants, audited in transport.exact.audit: a block rule whose weights are token-wise products (a port's
-# bug), sample-then-compare ("exact match") at T > 0, compare-with-argmax, and Medusa's typical acceptance
-CHAIN_VARIANTS = ("block_tokenwise", "exact_match", "exact_match_argmax", "typical")
-TYPICAL_THRESHOLD, TYPICAL_ALPHA = 0.09, 0.3      # Medusa's posterior_threshold and posterior_alpha defaults
+# bug), sample-then-compare ("exact match") at T > 0, compare-with-argmax
+CHAIN_VARIANTS = ("block_tokenwise", "exact_match", "exact_match_argmax")
 CHAIN_RULE_NAMES = CHAIN_VERIFIERS + LOSSY_CHAIN_VERIFIERS + CHAIN_VARIANTS
+
+
+def check_chain_rule(verifier: str) -> str:
+    """`verifier` if the exact chain machinery knows it (a name of CHAIN_RULE_NAMES, lossy ones with their
+    parameters, e.g. "fuzzy:0.3"); ValueError otherwise."""
+    if names.is_lossy_chain_verifier(verifier):
+        names.parse_lossy(verifier)
+    elif verifier not in CHAIN_RULE_NAMES:
+        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_RULE_NAMES}")
+    return verifier
 
 
 def check_tables(p_tables: Sequence, q_tables: Sequence, depth: int | None = None) -> tuple[list, list]:
@@ -91,10 +102,8 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
         accept = np.array([p_seq[i, x[i]] for i in range(k)])
     elif verifier == "exact_match_argmax":
         accept = np.array([float(np.argmax(p_seq[i]) == x[i]) for i in range(k)])
-    elif verifier == "typical":
-        ent = np.array([-np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)) for p in p_seq[:k]])
-        thresh = np.minimum(TYPICAL_THRESHOLD, TYPICAL_ALPHA * np.exp(-ent))
-        accept = np.array([float(p_seq[i, x[i]] > thresh[i]) for i in range(k)])
+    elif names.is_lossy_chain_verifier(verifier):
+        return _lossy_stop_law(names.parse_lossy(verifier), p_seq, q_seq, x)
     else:
         raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_RULE_NAMES}")
     pi = np.array([np.prod(accept[:n]) * (1.0 - accept[n] if n < k else 1.0) for n in range(k + 1)])
@@ -104,12 +113,31 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
         elif verifier == "exact_match":                               # the mismatching target sample
             final[n] = np.where(np.arange(p_seq.shape[1]) == x[n], 0.0, p_seq[n])
             final[n] /= final[n].sum() if final[n].sum() > 0 else 1.0
-        elif verifier == "exact_match_argmax":
-            final[n] = np.eye(p_seq.shape[1])[np.argmax(p_seq[n])]
         else:
-            final[n] = p_seq[n]
+            final[n] = np.eye(p_seq.shape[1])[np.argmax(p_seq[n])]
     if verifier == "exact_match_argmax":
         final[k] = np.eye(p_seq.shape[1])[np.argmax(p_seq[k])]
+    return pi, final
+
+
+def _lossy_stop_law(rule: names.LossyRule, p_seq: np.ndarray, q_seq: np.ndarray,
+                    x: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(π, final) of a lossy rule of specjax.verify.lossy_rules on one drafted chain: each draft passes on its own
+    with probability a_i (independently), FLy loosens the pattern, n = the first draft that does not count as
+    passed. Every pattern of own passes is enumerated (2^K), so FLy's look-ahead is exact too."""
+    k, v = len(x), p_seq.shape[1]
+    a = pass_probability(rule, p_seq[None, :k], q_seq[None], np.asarray(x)[None])[0]
+    pi = np.zeros(k + 1)
+    for own in itertools.product((False, True), repeat=k):
+        own = np.array(own)
+        weight = float(np.prod(np.where(own, a, 1.0 - a)))
+        if weight > 0:
+            counted = loosen(rule, own[None], p_seq[None, :k], np.array([k]))[0]
+            pi[int(np.cumprod(counted).sum())] += weight
+    final = np.zeros((k + 1, v))
+    final[k] = p_seq[k]
+    for n in range(k):
+        final[n] = p_seq[n] if rule.name in FALLBACK_TARGET else residual(p_seq[n], q_seq[n])
     return pi, final
 
 
@@ -178,8 +206,7 @@ def chain_acceptance(p_tables, q_tables, verifier: str = "token") -> float:
     p_tables[i] `[V]*i + [V]` (i = 0..K), q_tables[i] (i = 0..K-1); verifier in CHAIN_RULE_NAMES: CHAIN_VERIFIERS
     ("traversal" on a chain is block verification), LOSSY_CHAIN_VERIFIERS or CHAIN_VARIANTS. Cost O(V^K · K V): small V and K only. ValueError on bad input.
     """
-    if verifier not in CHAIN_RULE_NAMES:
-        raise ValueError(f"unknown chain verifier {verifier!r}; expected one of {CHAIN_RULE_NAMES}")
+    check_chain_rule(verifier)
     p_tables, q_tables = check_tables(p_tables, q_tables)
     k = len(q_tables)
     total = 0.0
