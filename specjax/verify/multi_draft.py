@@ -106,7 +106,9 @@ def rrs_iid(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid
 def rrs_without_replacement(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
     """Recursive rejection sampling for drafts sampled without replacement from q (RSD), in sampling order. p, q `[V]`;
     drafts, valid `[k]`. Each draft is tested against q with the earlier drafts removed (renormalised by the
-    remaining mass). The valid drafts must be distinct (checked on concrete inputs; assumed under jit)."""
+    remaining mass). The valid drafts must be distinct (checked on concrete inputs; assumed under jit). Padding:
+    mask only trailing slots of a sample (the sampler's own masking); an interior mask is not a smaller sample (module
+    doc)."""
     check_key("key", key)
     check_distinct(check_rule_inputs(p, q, drafts, valid), "without-replacement")
     return _rrs(key, *_arrays(p, q, drafts, valid), without_replacement=True)

@@ -4,7 +4,8 @@ k = 0 and malformed inputs are refused eagerly by specjax's own code.
 Exactness: a rule's randomness is a PRNG key, so its law given a draft tuple is the float64 numpy kernel of
 `transport.exact.kernels` (an independent reference of each algorithm; `dispatch.padded_kernel` states each rule's
 padding contract: the positional rules, greedy and SpecHub, mask slots of one k-slot sample of their law; the others
-read their valid slots as a sample with fewer drafts). The positional contract's own cases: tests/core/test_padding_law.py.
+read their valid slots as a sample with fewer drafts). The positional contract's own cases:
+tests/core/test_padding_law.py.
 (a) Σ_tuples 𝒬(tuple)·K(·|tuple) = p to 1e-9 for every padding pattern at k <= 3 and every degenerate case;
 (b) the jax rule's sampled (slot, token) law for fixed padded tuples matches that kernel (chi-square);
 (c) a padded call of a prefix rule reproduces the unpadded call on the valid slots key for key;

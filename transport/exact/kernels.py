@@ -93,7 +93,8 @@ def spechub_second_law(q: np.ndarray) -> np.ndarray:
 
 def kernel_spechub(p, q, drafts, valid=None) -> np.ndarray:
     """Positional slots (slot 0: x1 ~ q, slot 1: x2); `valid` `[k]` masks slots (default: all valid). One valid
-    slot is one draft of its own law (x1: q; x2: `spechub_second_law`), verified by the single-draft rule; none: y ~ p."""
+    slot is one draft of its own law (x1: q; x2: `spechub_second_law`), verified by the single-draft rule; none:
+    y ~ p."""
     drafts = np.asarray(drafts, np.int64)
     valid = np.ones(len(drafts), bool) if valid is None else np.asarray(valid, bool)
     if len(drafts) == 2 and valid.tolist() == [False, True]:
