@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+import jax
 import jax.numpy as jnp
 
 from specjax.validation import check_probs, check_same_shape, check_tokens, default_tolerance, is_concrete
@@ -110,23 +111,36 @@ def check_kseq_rho(rho: Any, p: Any, q: Any, live: np.ndarray | None) -> None:
             raise ValueError(f"rho = {r} is not lossless for k = {k}: 1 - (1-β)^k > ρβ (use rho=None for ρ*)")
 
 
-def check_spechub_drafts(q: Any, live: np.ndarray | None) -> None:
-    """Two valid SpecHub drafts must be distinct, one of them the hub argmax q (ties to the smaller id)."""
-    if live is None or len(live) != 2 or not is_concrete(q):
+def check_spechub_drafts(q: Any, drafts: Any, valid: Any, live: np.ndarray | None) -> None:
+    """SpecHub's slots are positional (slot 0: x1 ~ q, slot 1: x2). Two valid drafts must be distinct, one of them
+    the hub argmax q (ties to the smaller id); a lone valid x2 at the hub needs q(V∖hub) > 0 (else its law has no
+    mass there: x1 is always the hub and x2 is drawn off it)."""
+    if live is None or not is_concrete(q):
         return
-    hub = int(np.argmax(np.asarray(q, np.float64)))
-    if hub not in live.tolist() or live[0] == live[1]:
+    q64 = np.asarray(q, np.float64)
+    hub = int(np.argmax(q64))
+    if len(live) == 2 and (hub not in live.tolist() or live[0] == live[1]):
         raise ValueError(f"spechub drafts must be two distinct tokens, one of them the hub argmax q = {hub}; "
                          f"got {live.tolist()}")
+    ok = np.asarray(valid)
+    if len(ok) == 2 and ok.tolist() == [False, True] and int(np.asarray(drafts)[1]) == hub \
+            and np.delete(q64, hub).sum() <= 0:
+        raise ValueError(f"a lone second spechub draft (slot 1) at the hub {hub} needs q(V\\hub) > 0: with q "
+                         f"one-hot at the hub there is no second draft")
 
 
-def check_greedy_drafts(q: Any, live: np.ndarray | None) -> None:
-    """Of n valid greedy drafts, the first n-1 must be G = top-(n-1) of q (`greedy_set`, the sampler's own choice:
-    ties to the smaller id; in any order) and the last a token outside G."""
-    if live is None or len(live) == 0 or not is_concrete(q):
+def check_greedy_drafts(q: Any, drafts: Any, valid: Any, live: np.ndarray | None) -> None:
+    """Greedy slots are positional (`sample_greedy_drafts`'s layout): of k slots, slots 0..k-2 hold G = top-(k-1)
+    of q (`greedy_set`, the sampler's own choice: ties to the smaller id; in any order) and slot k-1 the draw outside
+    G. A valid G slot must hold a distinct token of G and a valid slot k-1 a token outside G; padded slots are free."""
+    if live is None or not is_concrete(q):
         return
-    g, last = live[:-1], int(live[-1])
-    expected = sorted(np.asarray(greedy_set(jnp.asarray(q), len(g))).tolist())
-    if sorted(g.tolist()) != expected or last in g.tolist():
-        raise ValueError(f"greedy drafts: the first {len(g)} valid drafts must be the top-{len(g)} tokens of q "
-                         f"{expected} (ties to the smaller id) and the last a token outside them; got {live.tolist()}")
+    d, ok = np.asarray(drafts), np.asarray(valid)
+    k = len(d)
+    with jax.ensure_compile_time_eval():            # concrete values inside a caller's trace: evaluate, not trace
+        g = sorted(np.asarray(greedy_set(jnp.asarray(q), k - 1)).tolist()) if k > 1 else []
+    held = d[:-1][ok[:-1]].tolist()
+    if len(set(held)) != len(held) or not set(held) <= set(g) or (ok[-1] and int(d[-1]) in g):
+        raise ValueError(f"greedy drafts: slots 0..{k - 2} must hold the top-{k - 1} tokens of q {g} (ties to the "
+                         f"smaller id; in any order; a padded slot may hold anything) and slot {k - 1} a token "
+                         f"outside them; got drafts {d.tolist()}, valid {ok.tolist()}")

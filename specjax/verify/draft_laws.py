@@ -3,8 +3,9 @@
 q `[V]` must be the exact law the verifier will be given (pitfall 6.2.1); k is static. Public samplers check their
 inputs eagerly (ValueError: q a probability vector, k an int >= 1, the law's support constraint) and then call a
 jitted core, so they also run under jit/vmap, where only shapes are checked. A slot is valid iff its draft has
-q(x) > 0 (and is a real draw of the law); the cores mark slots invalid rather than emit zero-probability drafts, so
-the valid slots always form a draw of the same law with fewer drafts (the rules' padding contract).
+q(x) > 0 (and is a real draw of the law); the cores mark slots invalid rather than emit zero-probability drafts, which
+the rules' padding contracts (`specjax.verify.multi_draft`) verify losslessly: i.i.d. and without-replacement masks
+leave a draw of the same law with fewer drafts; greedy and SpecHub masks are read in the law's own slot layout.
 """
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def _sample_without_replacement(key, q, k):
 
 def sample_greedy_drafts(key: jax.Array, q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """Hu et al.: the top-(k-1) tokens of q `[V]` (`greedy_set`), then one draw from q outside them. Needs
-    |supp q| >= k (checked on concrete q; under jit a smaller support marks the impossible slots invalid, leaving
-    the greedy law with k_eff = |supp q|)."""
+    |supp q| >= k (checked on concrete q; under jit a smaller support marks the impossible slots invalid, the draw
+    among them, leaving deterministic top tokens that the greedy verifier checks by point mass)."""
     k = _check_sampler_inputs(key, q, k, max_k_is_vocab=True, min_support=k)
     return _sample_greedy_drafts(key, jnp.asarray(q), k)
 

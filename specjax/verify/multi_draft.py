@@ -5,11 +5,18 @@ with k >= 1 slots (k = 0 is a ValueError). `slot` is the accepted slot (-1 if no
 or the correction token. Drafts are verified in sampling order; acceptance tests are written `u * den < num` (no
 division, no 0/0).
 
-Padding: a slot with `valid=False` is padding, never accepted. The valid slots, in slot order, are the drafts (a
-prefix-compacted list in sampling order): a padded call behaves exactly like the unpadded call on the valid slots
-(same key, same token, the slot mapped back), and a call with every slot padded has zero drafts and emits a sample
-of p with slot -1. Padded slots may hold any id in [0, V). Every rule is lossless when its valid drafts follow the
-rule's draft law: token ~ p exactly (float32: up to O(V·eps)).
+Padding: a slot with `valid=False` is padding, never accepted; padded slots may hold any id in [0, V). Two
+contracts, one per kind of draft law (`names.POSITIONAL_RULES`; transport/THEORY.md §3.10):
+* prefix (rrs, rrs_without_replacement, kseq, lp_plan, point_mass; Khisti's rules): the valid slots, in slot order,
+  are the drafts (a prefix-compacted list in sampling order) and must be a sample of the rule's law with n = Σ valid
+  drafts. A padded call behaves exactly like the unpadded call on the valid slots (same key, same token, the slot
+  mapped back); every slot padded emits a sample of p with slot -1. Masking any slots of an i.i.d. sample, or the
+  trailing slots of a without-replacement sample (what the samplers do), leaves such a sample; masking an interior
+  slot of a without-replacement sample does not (its draw conditioned the later ones), and no id reveals it.
+* positional (greedy, spechub): slot j holds the j-th draft of the law's own k-slot layout (the sampler's), and
+  padding masks slots of that sample; the rule verifies the valid slots by the law they keep (see each rule).
+Every rule is lossless when its drafts follow the rule's draft law under its contract: token ~ p exactly (float32: up
+to O(V·eps)).
 
 Public rules check their inputs eagerly (ValueError on concrete inputs, shape-only under jit/vmap:
 `specjax.verify.checks`) and then run a jitted core; what a trace cannot check is stated as the rule's assumption.
@@ -27,6 +34,7 @@ from specjax.validation import check_int, check_key, check_probs, check_same_sha
 from specjax.verify.chain import residual_distribution
 from specjax.verify.checks import (check_distinct, check_greedy_drafts, check_kseq_rho, check_plan, check_rule_inputs,
                                    check_spechub_drafts)
+from specjax.verify.draft_laws import greedy_set
 
 
 def _on_valid_prefix(core, key, p, q, drafts, valid, *args):
@@ -98,7 +106,9 @@ def rrs_iid(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid
 def rrs_without_replacement(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
     """Recursive rejection sampling for drafts sampled without replacement from q (RSD), in sampling order. p, q `[V]`;
     drafts, valid `[k]`. Each draft is tested against q with the earlier drafts removed (renormalised by the
-    remaining mass). The valid drafts must be distinct (checked on concrete inputs; assumed under jit)."""
+    remaining mass). The valid drafts must be distinct (checked on concrete inputs; assumed under jit). Padding:
+    mask only trailing slots of a sample (the sampler's own masking); an interior mask is not a smaller sample (module
+    doc)."""
     check_key("key", key)
     check_distinct(check_rule_inputs(p, q, drafts, valid), "without-replacement")
     return _rrs(key, *_arrays(p, q, drafts, valid), without_replacement=True)
@@ -189,13 +199,22 @@ def kseq(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: j
 
 # ---- SpecHub (k = 2) -------------------------------------------------------------------------------------------------
 
+def _second_draft_law(q):
+    """Law `[V]` of SpecHub's second draft x2 alone, hub a = argmax q: x2 = a when x1 != a (mass q(V∖a)), else
+    x2 ~ q(·|V∖a), so r_i = q_a q_i / q(V∖a) off the hub. Off-hub zeros when q(V∖a) = 0 (x2 then never exists)."""
+    a = jnp.argmax(q)                                        # the hub; ties -> smallest id
+    not_hub = jnp.arange(q.shape[0]) != a
+    q_not_a = jnp.sum(jnp.where(not_hub, q, 0.0))            # 1 - q_a as a direct sum
+    return jnp.where(not_hub, q[a] * q / jnp.where(q_not_a > 0, q_not_a, 1.0), q_not_a)
+
+
 def _spechub_pair(key, p, q, drafts):
     """SpecHub on two drafts, one of them the hub a = argmax q (THEORY §3.5)."""
     v = p.shape[0]
     a = jnp.argmax(q)                                        # the hub; ties -> smallest id
     not_hub = jnp.arange(v) != a
     q_not_a = jnp.sum(jnp.where(not_hub, q, 0.0))            # 1 - q_a as a direct sum
-    w = jnp.where(not_hub, q[a] * q / q_not_a, 0.0)          # mass of the pair (a, i)
+    w = jnp.where(not_hub, _second_draft_law(q), 0.0)        # mass of the pair (a, i)
     p1 = jnp.where(not_hub, jnp.maximum(p - q, 0.0), 0.0)
     big_u = jnp.sum(jnp.where(not_hub, jnp.maximum(q - p, 0.0), 0.0))
     big_w = jnp.sum(jnp.where(not_hub, jnp.maximum(w - p1, 0.0), 0.0))
@@ -212,61 +231,75 @@ def _spechub_pair(key, p, q, drafts):
     return slot, jnp.where(first, i, jnp.where(second, a, correction))
 
 
-def _spechub_core(key, p, q, drafts, live):
-    single = _rrs_core(key, p, q, drafts, live, without_replacement=False)   # <= 1 draft: x1 ~ q, single-draft rule
+def _spechub_core(key, p, q, drafts, valid):
+    """Positional: slot 0 is x1 ~ q, slot 1 is x2. Each slot alone is one draft of its own law, verified by the
+    single-draft rule against that law (x1: q; x2: `_second_draft_law`); both: the pair rule; none: y ~ p."""
+    first = _rrs_core(key, p, q, drafts[:1], valid[:1], without_replacement=False)
     if drafts.shape[0] == 1:
-        return single
+        return first
+    second = _rrs_core(key, p, _second_draft_law(q), drafts[1:], valid[1:], without_replacement=False)
     pair = _spechub_pair(key, p, q, drafts)
-    return jnp.where(live[1], pair[0], single[0]), jnp.where(live[1], pair[1], single[1])
+    second_slot = jnp.where(second[0] >= 0, 1, -1).astype(jnp.int32)
+    slot = jnp.where(valid[0], jnp.where(valid[1], pair[0], first[0]), second_slot)
+    return slot, jnp.where(valid[0], jnp.where(valid[1], pair[1], first[1]), second[1]).astype(jnp.int32)
 
 
-@jax.jit
-def _spechub(key, p, q, drafts, valid):
-    return _on_valid_prefix(_spechub_core, key, p, q, drafts, valid)
+_spechub = jax.jit(_spechub_core)
 
 
 def spechub(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """SpecHub for drafts from `sample_spechub`; p, q `[V]`, drafts, valid `[k]` with k in {1, 2}. Two valid drafts
-    must be distinct with one of them the hub a = argmax q (checked on concrete inputs, assumed under jit); optimal
-    for its draft law: acceptance min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))). One valid draft is the law's first
-    draft, x1 ~ q, verified by the single-draft rule; none emits y ~ p."""
+    """SpecHub for drafts from `sample_spechub`; p, q `[V]`, drafts, valid `[k]` with k in {1, 2}; optimal for its
+    draft law: acceptance min(1, p_a + Σ_{i≠a} min(p_i, q_i/(1-q_a))), hub a = argmax q.
+
+    Padding is positional (the sampler's layout): slot 0 holds x1 ~ q, slot 1 holds x2 (the hub when x1 is not,
+    else a draw from q(·|V∖a)). Two valid slots must hold distinct tokens, one of them the hub (checked on concrete
+    inputs, assumed under jit). Slot 0 alone is x1 ~ q, verified by the single-draft rule against q; slot 1 alone is
+    x2, whose law r (r_a = q(V∖a), r_i = q_a q_i / q(V∖a)) is not q: it is verified by the single-draft rule against
+    r (a lone x2 = a needs q(V∖a) > 0: checked on concrete inputs); none emits y ~ p. Returns (slot, token)."""
     check_key("key", key)
-    check_spechub_drafts(q, check_rule_inputs(p, q, drafts, valid, max_slots=2))
+    check_spechub_drafts(q, drafts, valid, check_rule_inputs(p, q, drafts, valid, max_slots=2))
     return _spechub(key, *_arrays(p, q, drafts, valid))
 
 
 # ---- greedy drafts (Hu et al.) ---------------------------------------------------------------------------------------
 
-def _greedy_core(key, p, q, drafts, live):
+def _greedy_core(key, p, q, drafts, valid):
+    """Positional: slots 0..k-2 hold G = top-(k-1) of q, slot k-1 the draw from q' = q(·|V∖G). G is read from q, not
+    from the slots, so padding a G slot (junk id) changes only which slot a correction landing on its token credits."""
     k = drafts.shape[0]
-    n = jnp.sum(live)
-    in_g_slot = live & (jnp.arange(k) < n - 1)               # every valid draft but the last is G
-    in_g = jnp.zeros(p.shape[0], bool).at[drafts].max(in_g_slot)
+    in_g = jnp.zeros(p.shape[0], bool)
+    if k > 1:
+        in_g = in_g.at[greedy_set(q, k - 1)].set(True)
     q_rest = jnp.where(in_g, 0.0, q)
     rest_mass = jnp.sum(q_rest)
-    last = jnp.maximum(n - 1, 0)
-    x = drafts[last]
+    x, sampled = drafts[k - 1], valid[k - 1]
     key_u, key_res = jax.random.split(key)
-    accept = (n > 0) & (jax.random.uniform(key_u, (), p.dtype) * q[x] < p[x] * rest_mass)
-    # q' = q(·|V∖G), the last draft's law; with no draft nothing is subtracted and the correction is p itself
-    q_last = jnp.where((n > 0) & (rest_mass > 0), q_rest / jnp.where(rest_mass > 0, rest_mass, 1.0), 0.0)
+    accept = sampled & (jax.random.uniform(key_u, (), p.dtype) * q[x] < p[x] * rest_mass)
+    # the draw's law q'; a padded draw leaves only deterministic slots: nothing is subtracted, y ~ p (point mass)
+    q_last = jnp.where(sampled & (rest_mass > 0), q_rest / jnp.where(rest_mass > 0, rest_mass, 1.0), 0.0)
     correction = sample_token(key_res, residual_distribution(p, q_last))                 # equals p on G
-    token = jnp.where(accept, x, correction)
-    return jnp.where(accept, last, _slot_of(token, drafts, in_g_slot)), token
+    token = jnp.where(accept, x, correction).astype(jnp.int32)
+    g_slots = valid & (jnp.arange(k) < k - 1)
+    return jnp.where(accept, k - 1, _slot_of(token, drafts, g_slots)).astype(jnp.int32), token
 
 
-@jax.jit
-def _greedy(key, p, q, drafts, valid):
-    return _on_valid_prefix(_greedy_core, key, p, q, drafts, valid)
+_greedy = jax.jit(_greedy_core)
 
 
 def greedy_drafts_verifier(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """Optimal verifier for greedy drafts (Hu et al.); p, q `[V]`, drafts, valid `[k]`. Of the n valid drafts the
-    first n-1 are G = top-(n-1) of q (`sample_greedy_drafts`; checked on concrete inputs, assumed under jit) and the
-    last was drawn from q' = q(·|V∖G). Accept it w.p. min(1, p/q'), else sample norm((p - q')_+), which equals p on
-    G; landing on a token of G accepts that slot. Acceptance p(G) + Σ_{x∉G} min(p_x, q'_x) = α*(greedy)."""
+    """Optimal verifier for greedy drafts (Hu et al.); p, q `[V]`, drafts, valid `[k]`, 1 <= k <= V.
+
+    Slots are positional (`sample_greedy_drafts`'s layout): slots 0..k-2 hold G = top-(k-1) of q (in any order) and
+    slot k-1 the draw x ~ q' = q(·|V∖G). Accept x w.p. min(1, p/q'), else sample norm((p - q')_+), which equals p on
+    G; landing on a valid G slot accepts it. Acceptance p(G) + Σ_{x∉G} min(p_x, q'_x) = α*(greedy).
+
+    Padding masks slots of that sample. A padded G slot only loses its credit (G comes from q, so the token law is
+    unchanged). A padded draw leaves deterministic slots (top tokens of q), which are verified by point mass (y ~ p,
+    accept the first valid slot holding y; rule "point_mass"); verifying them as a smaller greedy sample would be
+    lossy. A greedy sample of n < k drafts is therefore not a padded k-slot call: call with n slots. Checked on
+    concrete inputs, assumed under jit: valid G slots hold distinct tokens of G, a valid slot k-1 a token outside G."""
     check_key("key", key)
-    check_greedy_drafts(q, check_rule_inputs(p, q, drafts, valid))
+    check_greedy_drafts(q, drafts, valid, check_rule_inputs(p, q, drafts, valid, max_slots=np.shape(p)[-1]))
     return _greedy(key, *_arrays(p, q, drafts, valid))
 
 

@@ -30,6 +30,9 @@ RULE_LAWS = {
     "spechub": SPECHUB,
 }
 RULES = tuple(RULE_LAWS)
+# rules whose slots follow their law's own k-slot layout, so padding masks slots of one k-slot sample (transport/
+# THEORY.md §3.10); every other rule reads its valid slots, in slot order, as a sample of its law with fewer drafts
+POSITIONAL_RULES = ("greedy", "spechub")
 # the optimum α* a rule's acceptance is compared with: that of its own draft law, except SpecHub's, whose set law
 # is greedy(q, 2)'s (transport/THEORY.md §2.2), so the greedy optimum is its bound
 OPTIMUM_LAW = {rule: GREEDY if law == SPECHUB else law for rule, law in RULE_LAWS.items() if law != DETERMINISTIC}

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from specjax.verify.names import RULE_LAWS
+from specjax.verify.names import POSITIONAL_RULES, RULE_LAWS
 from transport import laws
 from transport.exact import importance
-from transport.exact.kernels import kernel_greedy, kernel_kseq, kernel_rrs, kernel_spechub
+from transport.exact.kernels import (kernel_greedy, kernel_kseq, kernel_padded, kernel_point_mass, kernel_rrs,
+                                     kernel_spechub)
 
 # Khisti et al.'s two-step rules (transport.exact.importance): their residual may land on an unselected draft, so their
 # membership acceptance exceeds the first-stage one; kept apart from RULES, whose tests assume the two coincide
@@ -37,6 +38,17 @@ def kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, **kw) -> np.ndarray:
     if rule in TWO_STEP_RULES:
         return importance.kernel_importance(p, q, drafts, kw.get("selection"))
     raise ValueError(f"unknown verifier {rule!r}; expected one of {RULES + TWO_STEP_RULES}")
+
+
+def padded_kernel(rule: str, p: np.ndarray, q: np.ndarray, drafts, valid, **kw) -> np.ndarray:
+    """Joint law `[k+1, V]` of (slot, token) of a padded call, drafts and valid `[k]`, by the rule's padding contract
+    (`specjax.verify.multi_draft`, transport/THEORY.md §3.10): the positional rules (greedy, SpecHub) mask slots of
+    their law's own k-slot layout; every other rule verifies the valid slots, in slot order, as its drafts."""
+    if rule in POSITIONAL_RULES:
+        return (kernel_greedy if rule == "greedy" else kernel_spechub)(p, q, drafts, valid)
+    if rule == "point_mass":
+        return kernel_padded(lambda x: kernel_point_mass(p, x), drafts, valid)
+    return kernel_padded(lambda x: kernel(rule, p, q, x, **kw), drafts, valid)
 
 
 def enumerate_rule(rule: str, p: np.ndarray, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, float, float]:

@@ -27,11 +27,12 @@ def _ratio(num: float, den: float) -> float:
 
 
 def place_law(out: np.ndarray, law: np.ndarray, weight: float, drafts: np.ndarray, to_slots: bool) -> None:
-    """Add weight·law to the correction row; tokens landing on a draft go to its first slot if `to_slots`."""
+    """Add weight·law to the correction row; tokens landing on a draft go to its first slot if `to_slots` (a
+    negative id marks a padded slot, never credited)."""
     law = weight * law
     if to_slots:
         for j, x in enumerate(drafts):
-            if law[x] > 0:
+            if x >= 0 and law[x] > 0:
                 out[j + 1, x] += law[x]
                 law[x] = 0.0
     out[0] += law
@@ -82,13 +83,28 @@ def kernel_kseq(p, q, drafts, rho: float | None = None) -> np.ndarray:
     return out
 
 
-def kernel_spechub(p, q, drafts) -> np.ndarray:
-    if len(drafts) < 2:                 # one draft is the law's first, x1 ~ q: the single-draft rule (none: y ~ p)
-        return kernel_rrs(p, q, drafts, False)
+def spechub_second_law(q: np.ndarray) -> np.ndarray:
+    """Law `[V]` of SpecHub's second draft alone (hub a): r_a = q(V∖a), r_i = q_a q_i / q(V∖a) off the hub."""
+    a = int(laws.greedy_set(q, 1)[0])
+    hub = np.arange(len(q)) == a
+    not_a = laws.complement_mass(q, hub)
+    return np.where(hub, not_a, q[a] * q / not_a if not_a > 0 else 0.0)
+
+
+def kernel_spechub(p, q, drafts, valid=None) -> np.ndarray:
+    """Positional slots (slot 0: x1 ~ q, slot 1: x2); `valid` `[k]` masks slots (default: all valid). One valid
+    slot is one draft of its own law (x1: q; x2: `spechub_second_law`), verified by the single-draft rule; none:
+    y ~ p."""
+    drafts = np.asarray(drafts, np.int64)
+    valid = np.ones(len(drafts), bool) if valid is None else np.asarray(valid, bool)
+    if len(drafts) == 2 and valid.tolist() == [False, True]:
+        return kernel_padded(lambda x: kernel_rrs(p, spechub_second_law(q), x, False), drafts, valid)
+    if len(drafts) < 2 or not valid.all():
+        return kernel_padded(lambda x: kernel_rrs(p, q, x, False), drafts, valid)
     a = int(laws.greedy_set(q, 1)[0])
     not_hub = np.arange(len(p)) != a
     q_not_a = q[not_hub].sum()
-    w = np.where(not_hub, q[a] * q / q_not_a, 0.0)
+    w = np.where(not_hub, spechub_second_law(q), 0.0)
     p1 = np.where(not_hub, np.maximum(p - q, 0.0), 0.0)
     big_u = np.where(not_hub, np.maximum(q - p, 0.0), 0.0).sum()
     big_w = np.where(not_hub, np.maximum(w - p1, 0.0), 0.0).sum()
@@ -106,18 +122,25 @@ def kernel_spechub(p, q, drafts) -> np.ndarray:
     return out
 
 
-def kernel_greedy(p, q, drafts) -> np.ndarray:
-    if len(drafts) == 0:                # no draft: y ~ p
+def kernel_greedy(p, q, drafts, valid=None) -> np.ndarray:
+    """Positional slots (0..k-2: G = top-(k-1) of q, read from q; k-1: the draw from q' = q(·|V∖G)); `valid` `[k]`
+    masks slots (default: all valid). A padded G slot is never credited; a padded draw leaves point-mass
+    verification of the valid slots (y ~ p)."""
+    drafts = np.asarray(drafts, np.int64)
+    k = len(drafts)
+    if k == 0:                          # no draft: y ~ p
         return kernel_rrs(p, q, drafts, False)
-    g, x = drafts[:-1], drafts[-1]
+    valid = np.ones(k, bool) if valid is None else np.asarray(valid, bool)
     in_g = np.zeros(len(p), bool)
-    in_g[g] = True
+    in_g[laws.greedy_set(q, k - 1)] = True
     q_rest = np.where(in_g, 0.0, q)
     rest = q_rest.sum()
-    out = np.zeros((len(drafts) + 1, len(p)))
-    acc = _ratio(p[x] * rest, q[x])
-    out[len(drafts), x] += acc
-    place_law(out[:-1], residual(p, q_rest / rest), 1.0 - acc, g, to_slots=True)
+    x = drafts[-1]
+    out = np.zeros((k + 1, len(p)))
+    acc = _ratio(p[x] * rest, q[x]) if valid[-1] else 0.0
+    out[k, x] += acc
+    q_last = q_rest / rest if valid[-1] and rest > 0 else np.zeros_like(q)
+    place_law(out[:-1], residual(p, q_last), 1.0 - acc, np.where(valid[:-1], drafts[:-1], -1), to_slots=True)
     return out
 
 
