@@ -181,3 +181,15 @@ def test_bad_input_raises():
     big = np.full(16, 1 / 16)
     with pytest.raises(ValueError, match="inclusion"):
         race_rank_law(np.r_[0.5, np.full(15, 0.5 / 15)], big)
+
+
+def test_experiment_writes_its_tables(tmp_path):
+    from experiments.coupled_gap import CoupledGapConfig, run
+    cfg = CoupledGapConfig(vocab_size=64, list_vocab=4, ks=(2,), temperatures=(1.0,), pairs=3)
+    result = run(cfg, tmp_path / "gap")
+    assert len(result["one_draft"]) == 3 and len(result["lists"]) == 3
+    for row in result["one_draft"]:
+        assert row["bound"] <= row["disd"] <= row["standard_1_minus_tv"]
+    for row in result["lists"]:
+        assert row["gumbel_list"] <= row["alpha_star_wor"] + TOL
+    assert (tmp_path / "gap.csv").read_text().startswith("family,temperature,")
