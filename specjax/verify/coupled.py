@@ -9,10 +9,12 @@ so the emitted token is a function of (key, p) alone, whatever the drafter (tran
   a without-replacement sample of q in sampling order); the slot holding y is accepted, if any. k = 1 is DISD.
 
 The rule always emits y, the target's own Gumbel-max sample for this key (`target_token`): the output law is p exactly
-for any drafts (a wrong or stale drafter only lowers acceptance), and speculative decoding with these rules emits,
-token for token, what sampling the target alone with the same keys would. The coupling lives in the key: a decode
-loop passes the SAME key to the drafter (`coupled_drafts`) and to the verifier. The noise g `[V]` is always drawn in
-float32 (`race_noise`), whatever the dtypes of p and q, so a float32 drafter and a float64 verifier share one race.
+for any drafts (a wrong or stale drafter only lowers acceptance). The coupling lives in the key: a decode loop passes
+the SAME key to the drafter (`coupled_drafts`) and to the verifier. With one key per output position (e.g.
+`fold_in(base, position)`, never per round: different drafters end their rounds at different positions),
+speculative decoding emits, token for token, the sequence `target_token` gives with those keys, whatever the drafter.
+The noise g `[V]` is always drawn in float32 (`race_noise`), whatever the dtypes of p and q, so a float32 drafter and
+a float64 verifier share one race.
 
 Shape contract as `specjax.verify.multi_draft`: rule(key, p[V], q[V], drafts[k] int, valid[k] bool) -> (slot int32,
 token int32); `slot` is the first valid slot holding the token (-1 if none); a valid=False slot is never accepted.
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 from specjax.sampling import safe_log
 from specjax.validation import check_int, check_key, check_probs
 from specjax.verify.checks import check_distinct, check_rule_inputs
+from specjax.verify.multi_draft import _slot_of
 
 RACE_DTYPE = jnp.float32
 
@@ -77,8 +80,7 @@ def coupled_drafts(key: jax.Array, q: jax.Array, k: int = 1) -> tuple[jax.Array,
 @jax.jit
 def _coupled(key, p, drafts, valid):
     token = _winner(key, p)
-    hit = valid & (drafts == token)
-    return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32), token
+    return _slot_of(token, drafts, valid), token
 
 
 def gumbel_list(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):

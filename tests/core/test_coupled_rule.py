@@ -153,3 +153,49 @@ def test_names_and_bad_input():
         coupled.coupled_drafts(key, p, 0)
     with pytest.raises(ValueError, match="sum to 1"):
         coupled.target_token(key, p * 2)
+
+
+def _chain_decode(p_rows, q_rows, base, length, depth, key_of):
+    """A speculative loop over a Markov pair (p_rows, q_rows `[V, V]`: the law after token t is row t): each round
+    drafts `depth` tokens one by one with `coupled_drafts`, verifies them with `disd` and emits the accepted ones and
+    the target's token at the first mismatch (or after the last draft). `key_of(base, round start, slot, round)`."""
+    out, prev, rounds = [], 0, 0
+    while len(out) < length:
+        start, ctx, drafts = len(out), prev, []
+        for i in range(depth):
+            d, _ = coupled.coupled_drafts(key_of(base, start, i, rounds), q_rows[ctx], 1)
+            drafts.append(int(d[0]))
+            ctx = drafts[-1]
+        ctx = prev
+        for i in range(depth + 1):
+            key = key_of(base, start, i, rounds)
+            x = jnp.array([drafts[i] if i < depth else 0], jnp.int32)
+            slot, token = coupled.disd(key, p_rows[ctx], q_rows[ctx], x, jnp.array([i < depth]))
+            out.append(int(token))
+            ctx = int(token)
+            if int(slot) < 0:
+                break
+        prev, rounds = ctx, rounds + 1
+    return out[:length]
+
+
+def test_a_speculative_chain_emits_the_targets_own_sequence():
+    """With one key per output position the emitted sequence is the target's own Gumbel-max sequence for those keys,
+    whatever the drafter; keyed by round instead it depends on the drafter."""
+    rng = np.random.default_rng(11)
+    p_rows = jnp.asarray(rng.dirichlet(np.full(4, 0.6), 4), jnp.float32)
+    drafters = [jnp.asarray(rng.dirichlet(np.full(4, 0.6), 4), jnp.float32), p_rows]
+    by_position = lambda base, start, slot, _: jax.random.fold_in(base, start + slot)
+    by_round = lambda base, start, slot, rounds: jax.random.fold_in(jax.random.fold_in(base, rounds), slot)
+    round_differs = 0
+    for seed in range(12):
+        base = jax.random.key(seed)
+        own, prev = [], 0
+        for position in range(8):
+            prev = int(coupled.target_token(by_position(base, position, 0, 0), p_rows[prev]))
+            own.append(prev)
+        for q_rows in drafters:
+            assert _chain_decode(p_rows, q_rows, base, 8, 3, by_position) == own
+        round_differs += (_chain_decode(p_rows, drafters[0], base, 8, 3, by_round)
+                          != _chain_decode(p_rows, drafters[1], base, 8, 3, by_round))
+    assert round_differs > 0
