@@ -170,6 +170,17 @@ def test_list_rule_and_rrs_without_replacement_do_not_dominate_each_other():
     assert min(diff) < -1e-3 and max(diff) > 1e-3
 
 
+def test_verifier_acceptance_names_the_coupled_rules():
+    rng = np.random.default_rng(6)
+    p, q = rng.dirichlet(np.ones(5), size=2), rng.dirichlet(np.ones(5), size=2)
+    np.testing.assert_allclose(verifier_acceptance(p, q, 1, "disd"), disd_acceptance(p, q), atol=TOL)
+    np.testing.assert_allclose(verifier_acceptance(p, q, 1, "gumbel_list"), disd_acceptance(p, q), atol=TOL)
+    assert verifier_acceptance(p[0], q[0], 3, "gumbel_list") == pytest.approx(
+        gumbel_list_acceptance(p[0], q[0], 3), abs=TOL)
+    with pytest.raises(ValueError, match="one coupled draft"):
+        verifier_acceptance(p, q, 2, "disd")
+
+
 def test_bad_input_raises():
     p = np.array([0.5, 0.5])
     with pytest.raises(ValueError, match="k must be >= 1"):
