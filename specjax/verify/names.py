@@ -37,6 +37,14 @@ POSITIONAL_RULES = ("greedy", "spechub")
 # is greedy(q, 2)'s (transport/THEORY.md §2.2), so the greedy optimum is its bound
 OPTIMUM_LAW = {rule: GREEDY if law == SPECHUB else law for rule, law in RULE_LAWS.items() if law != DETERMINISTIC}
 
+# coupled (drafter-invariant) rules, `specjax.verify.coupled` -> the law of their drafts: the drafts and the target's
+# token share one race drawn from the PRNG key, so the output is a function of the key alone, whatever the drafter
+# (transport/THEORY.md §3.11). Lossless for any drafts; their acceptance (`transport.exact.coupled`) assumes the
+# coupled drafts from the same key, a without-replacement sample of q (DISD: one draw). Kept apart from RULE_LAWS:
+# a coupled rule is no kernel K(y | drafts) with private uniforms.
+COUPLED_RULE_LAWS = {"disd": WITHOUT_REPLACEMENT, "gumbel_list": WITHOUT_REPLACEMENT}
+COUPLED_RULES = tuple(COUPLED_RULE_LAWS)
+
 CHAIN_VERIFIERS = ("token", "block")           # token by token (Leviathan et al.) or the block rule (Sun et al.)
 # chain rules that do NOT emit the target's law, each with the reason: the decode loop runs them only when the caller
 # allows lossy verification (`allow_lossy=True`, `--allow-lossy`); their distortion is audited in transport.exact.audit

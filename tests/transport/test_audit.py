@@ -19,6 +19,8 @@ def test_audit_separates_lossless_rules_from_biased_ones():
     by = {(r.scheme.split(" (")[0], r.verifier): r.accepted for r in rows}
     assert by["chain K=3", "block"] >= by["chain K=3", "token"]          # block >= token (a theorem)
     assert by["chain K=3", "traversal"] == by["chain K=3", "block"]
+    assert by["coupled k=1", "disd"] <= by["coupled k=2", "gumbel_list"]               # THEORY §3.11
+    assert by["coupled k=2", "gumbel_list"] <= 1.0 and ("coupled k=1", "disd accept, standard residual on mismatch") in by
 
 
 def test_experiment_writes_json_and_png(tmp_path):

@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 
 from transport.exact import dispatch
+from transport.exact.coupled import disd_joint, gumbel_list_law
+from transport.exact.kernels import residual
 from transport.exact.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
 from transport.exact.multipath import best_chain, gbv_stops
 from transport.exact.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
@@ -71,6 +73,21 @@ def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
         law, member, _ = dispatch.enumerate_rule(rule, p0, q0, kk)
         rows.append(AuditRow(f"multi-draft k={kk}", rule, "specjax", 0.5 * float(np.abs(law - p0).sum()), member))
     return rows
+
+
+def coupled_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
+    """The coupled rules (THEORY §3.11): DISD and the Gumbel list with k drafts emit the target's race winner; the
+    misuse emits DISD's accepted draft but, on a mismatch, a sample of the standard residual norm((p − q)_+) instead
+    of the target's own winner."""
+    joint = disd_joint(p0, q0)
+    accepted = float(np.trace(joint))
+    mixed = np.diag(joint) + (1.0 - accepted) * residual(p0, q0)
+    rows = [AuditRow("coupled k=1", "disd", "specjax", total_variation(joint.sum(0), p0), accepted),
+            AuditRow("coupled k=1", "disd accept, standard residual on mismatch", "misuse",
+                     total_variation(mixed, p0), accepted)]
+    law = gumbel_list_law(p0, q0, k)
+    return rows + [AuditRow(f"coupled k={k}", "gumbel_list", "specjax", total_variation(law.sum(0), p0),
+                            float(law[1:].sum()))]
 
 
 def tree_rows(p, q) -> list[AuditRow]:
@@ -159,4 +176,4 @@ def run_audit(vocab_size: int = 3, seed: int = 0, concentration: float = 0.8, ch
     rng = np.random.default_rng(seed)
     p, q = _tables(rng, vocab_size, 5, concentration), _tables(rng, vocab_size, 4, concentration)
     return (chain_rows(p[:chain_depth + 1], q[:chain_depth]) + multi_draft_rows(p[0], q[0], drafts)
-            + tree_rows(p, q) + sbs_rows(p[:3], q[:2]) + chain_set_rows(p[:3], q[:2], drafts))
+            + coupled_rows(p[0], q[0], drafts) + tree_rows(p, q) + sbs_rows(p[:3], q[:2]) + chain_set_rows(p[:3], q[:2], drafts))

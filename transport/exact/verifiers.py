@@ -1,18 +1,20 @@
 """Exact membership acceptance P(Y ∈ X) of each multi-draft verifier rule as a function of (p, q, k), float64.
 
 Closed forms (transport/THEORY.md §3): RRS (iid) 1 - Π τ_i; RRS without replacement for k_eff <= 2 in O(V log V);
-K-SEQ at ρ*; SpecHub; greedy. RRS without replacement with k_eff >= 3 uses exact enumeration (small vocabularies only).
+K-SEQ at ρ*; SpecHub; greedy; the coupled rules (§3.11, `transport.exact.coupled`). RRS without replacement with
+k_eff >= 3 and the coupled list rule with k >= 2 are exact by enumeration (small vocabularies only).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from specjax.verify.names import COUPLED_RULES
 from transport import laws
-from transport.exact import dispatch, importance, kernels
+from transport.exact import coupled, dispatch, importance, kernels
 from transport.optimal.reference import leave_one_out, prefix_sums, suffix_sums
 from transport.validate import as_float64_rows, check_draft_law, check_pair
 
-VERIFIERS = dispatch.RULES + dispatch.TWO_STEP_RULES
+VERIFIERS = dispatch.RULES + dispatch.TWO_STEP_RULES + COUPLED_RULES
 MAX_ENUMERATION = 200_000   # tuples; beyond this rrs_without_replacement with k >= 3 is refused
 
 
@@ -87,6 +89,8 @@ def _one(p: np.ndarray, q: np.ndarray, k: int, verifier: str) -> float:
         return importance.importance_membership(p, q, k)
     if verifier == "khisti_lp":
         return float(np.minimum(p, q).sum()) if k == 1 else dispatch.enumerate_rule("khisti_lp", p, q, 2)[1]
+    if verifier in COUPLED_RULES:
+        return coupled.disd_acceptance(p, q) if k == 1 else coupled.gumbel_list_acceptance(p, q, k)
     k_eff = min(k, n_supp)
     if k_eff == 1:
         return float(np.minimum(p, q).sum())
@@ -103,7 +107,8 @@ def verifier_acceptance(p, q, k: int, verifier: str = "rrs"):
     (float32: sum within 1e-4; float64: within 1e-9). verifier: "rrs" (iid drafts, SpecInfer),
     "rrs_without_replacement" (RSD; k_eff = min(k, |supp q|)), "kseq" (iid, ρ*), "spechub" (k = 2),
     "greedy" (Hu et al., |supp q| >= k), "khisti" (Khisti et al.'s two-step rule, largest importance weight
-    selected, any k), "khisti_lp" (the two-step rule with the optimal k = 2 selection LP; k <= 2, small V).
+    selected, any k), "khisti_lp" (the two-step rule with the optimal k = 2 selection LP; k <= 2, small V),
+    "disd" (one coupled draft, any V) and "gumbel_list" (k coupled drafts; k >= 2 exact for small V only).
     Returns a float or `[N]`. Raises ValueError on bad input."""
     k = check_pair(p, q, k)
     check_draft_law(verifier, VERIFIERS, "verifier")
@@ -113,6 +118,8 @@ def verifier_acceptance(p, q, k: int, verifier: str = "rrs"):
         raise ValueError(f"spechub needs k = 2 and |supp q| >= 2 (got k = {k})")
     if verifier == "greedy" and np.any(n_supp < k):
         raise ValueError(f"greedy drafts need |supp q| >= k = {k}")
+    if verifier == "disd" and k != 1:
+        raise ValueError(f"disd verifies one coupled draft (got k = {k}); gumbel_list is its k-draft version")
     if verifier == "khisti_lp" and (k > 2 or p64.shape[1] > importance.PAIR_LP_MAX_V):
         raise ValueError(f"khisti_lp is the k <= 2 selection LP for V <= {importance.PAIR_LP_MAX_V} "
                          f"(got k = {k}, V = {p64.shape[1]}); use \"khisti\" for larger k or V")

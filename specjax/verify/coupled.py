@@ -1,0 +1,102 @@
+"""Coupled, drafter-invariant verifiers: the drafts and the target's token come from one race drawn from the PRNG key,
+so the emitted token is a function of (key, p) alone, whatever the drafter (transport/THEORY.md §3.11).
+
+* DISD (`disd`, one draft; Daliri, Musco & Suresh, arXiv 2408.07978): the draft is the Gumbel-max winner under q,
+  x = argmax log q + g, the target's token the winner under p with the same noise, y = argmax log p + g; the draft is
+  accepted iff x = y, else y is emitted. (Gumbel-max with g = −log E, E ~ Exp(1), is the exponential race
+  argmin E/q of the paper.)
+* Gumbel list (`gumbel_list`, k drafts): the drafts are the k best scores log q + g in decreasing order (Gumbel-top-k:
+  a without-replacement sample of q in sampling order); the slot holding y is accepted, if any. k = 1 is DISD.
+
+The rule always emits y, the target's own Gumbel-max sample for this key (`target_token`): the output law is p exactly
+for any drafts (a wrong or stale drafter only lowers acceptance). The coupling lives in the key: a decode loop passes
+the SAME key to the drafter (`coupled_drafts`) and to the verifier. With one key per output position (e.g.
+`fold_in(base, position)`, never per round: different drafters end their rounds at different positions),
+speculative decoding emits, token for token, the sequence `target_token` gives with those keys, whatever the drafter.
+The noise g `[V]` is always drawn in float32 (`race_noise`), whatever the dtypes of p and q, so a float32 drafter and
+a float64 verifier share one race.
+
+Shape contract as `specjax.verify.multi_draft`: rule(key, p[V], q[V], drafts[k] int, valid[k] bool) -> (slot int32,
+token int32); `slot` is the first valid slot holding the token (-1 if none); a valid=False slot is never accepted.
+Inputs are checked eagerly (ValueError on concrete inputs, shapes only under jit/vmap).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from specjax.sampling import safe_log
+from specjax.validation import check_int, check_key, check_probs
+from specjax.verify.checks import check_distinct, check_rule_inputs
+from specjax.verify.multi_draft import _slot_of
+
+RACE_DTYPE = jnp.float32
+
+
+@partial(jax.jit, static_argnums=1)
+def race_noise(key: jax.Array, vocab_size: int) -> jax.Array:
+    """The shared race: standard Gumbel noise g `[V]` (float32) from `key`; E = exp(−g) are the race's Exp(1) times."""
+    return jax.random.gumbel(key, (vocab_size,), RACE_DTYPE)
+
+
+def _scores(key: jax.Array, probs: jax.Array) -> jax.Array:
+    """log probs + g `[V]`, in probs' dtype widened to at least float32 (the noise is never rounded below float32)."""
+    dtype = jnp.promote_types(probs.dtype, RACE_DTYPE)
+    return safe_log(probs.astype(dtype)) + race_noise(key, probs.shape[0]).astype(dtype)
+
+
+@jax.jit
+def _winner(key, p):
+    return jnp.argmax(_scores(key, p)).astype(jnp.int32)
+
+
+def target_token(key: jax.Array, p: jax.Array) -> jax.Array:
+    """The target's race winner for p `[V]` -> int32 `[]`: exactly a sample of p (Gumbel-max), and the token every
+    coupled rule emits for this key."""
+    check_key("key", key)
+    check_probs("p", p, ndim=1)
+    return _winner(key, jnp.asarray(p))
+
+
+@partial(jax.jit, static_argnums=2)
+def _coupled_drafts(key, q, k):
+    top, drafts = jax.lax.top_k(_scores(key, q), k)
+    return drafts.astype(jnp.int32), top > -jnp.inf
+
+
+def coupled_drafts(key: jax.Array, q: jax.Array, k: int = 1) -> tuple[jax.Array, jax.Array]:
+    """The drafter's side: drafts, valid `[k]` from q `[V]` and the race of `key`, 1 <= k <= V (k is static).
+    The drafts are the k best of log q + g in decreasing order: a without-replacement sample of q in sampling order
+    (k = 1: one draw from q). Slots beyond |supp q| are marked invalid (junk ids in [0, V)). For float32 q these are
+    exactly `draft_laws.sample_without_replacement(key, q, k)`."""
+    check_key("key", key)
+    check_probs("q", q, ndim=1)
+    k = check_int("k", k, low=1, high=jnp.shape(q)[0])
+    return _coupled_drafts(key, jnp.asarray(q), k)
+
+
+@jax.jit
+def _coupled(key, p, drafts, valid):
+    token = _winner(key, p)
+    return _slot_of(token, drafts, valid), token
+
+
+def gumbel_list(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
+    """Gumbel list verification of k coupled drafts (`coupled_drafts(key, q, k)` with the SAME key); p, q `[V]`,
+    drafts, valid `[k]` -> (slot, token). Emits y = `target_token(key, p)` and accepts the valid slot holding it.
+    Lossless for any drafts; the acceptance P(y ∈ drafts) of `transport.exact.coupled` holds for coupled drafts. Valid
+    drafts must be distinct and have q(x) > 0 (checked on concrete inputs, assumed under jit)."""
+    check_key("key", key)
+    check_distinct(check_rule_inputs(p, q, drafts, valid), "coupled (without-replacement)")
+    return _coupled(key, jnp.asarray(p), jnp.asarray(drafts), jnp.asarray(valid))
+
+
+def disd(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
+    """Drafter-invariant speculative decoding for one coupled draft (`coupled_drafts(key, q, 1)` with the SAME key);
+    p, q `[V]`, drafts, valid `[1]` -> (slot, token): accept the draft iff it is the target's race winner y, else emit
+    y. Acceptance Σ_v 1 / Σ_j max(q_j/q_v, p_j/p_v), between (1 − TV)/(1 + TV) and 1 − TV (THEORY §3.11)."""
+    check_key("key", key)
+    check_rule_inputs(p, q, drafts, valid, max_slots=1)
+    return _coupled(key, jnp.asarray(p), jnp.asarray(drafts), jnp.asarray(valid))
