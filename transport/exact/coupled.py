@@ -6,6 +6,9 @@ are E_v/q_v, the target's E_v/p_v (Gumbel-max: E = exp(-g) for the Gumbel noise 
   and the draft is accepted iff X = Y.
 * Gumbel list (k drafts): X_1..X_k = the k smallest E/q in increasing order (a without-replacement sample of q, in
   sampling order), Y as above; the slot holding Y is accepted, if any.
+* Race with i.i.d. drafts (Kobus & Gündüz's ERSD; the Poisson functional representation of channel simulation): the
+  drafter's points are i.i.d. q at Poisson arrival times, the first k are the drafts; the target's token is the first
+  arrival of the token Y above (token v's first arrival is at E_v/q_v), accepted iff it is among the first k points.
 The rule emits Y, so its output law is p whatever the drafts: what these laws give is how Y and the drafts are coupled.
 
 Closed forms (derivations in THEORY §3.11; zero masses: a token with q = 0 never finishes the drafter's race, one with
@@ -16,6 +19,10 @@ p = 0 never wins the target's):
   r, so the integral is a finite sum of (r2 − r1) / (L(r1) L(r2)) (every term positive).
 * DISD acceptance Σ_v p_v q_v / (p_v Q(ρ < ρ_v) + q_v P(ρ ≥ ρ_v)), ρ = p/q (one sort): the diagonal above with the
   tokens split by ratio.
+* Race acceptance Σ_v p_v [1 − (1 − s_v)^k], s_v = q_v / (p_v Q(ρ < ρ_v) + q_v P(ρ ≥ ρ_v)): given Y = v and E_v = e,
+  each other token j has lost the target's race (E_j > e p_j/p_v) and, by memorylessness, puts Poisson(e (q_j/q_v −
+  p_j/p_v)_+) points before v's first arrival; integrated against the density e^{−e/p_v} of (Y = v, E_v = e) the count
+  is geometric with success probability s_v (k = 1: the DISD diagonal).
 * P(Y = y, y finishes m-th in the drafter's race): given E_y = e each other token j independently loses the target's
   race (E_j > e a_j, a_j = p_j/p_y) and beats y in the drafter's (E_j < e b_j, b_j = q_j/q_y) with probability
   (e^{-e a_j} − e^{-e b_j})_+, or loses both with e^{-e max(a_j, b_j)}; the coefficient of z^m of the product,
@@ -83,10 +90,9 @@ def disd_joint(p, q) -> np.ndarray:
     return out
 
 
-def disd_acceptance(p, q):
-    """P(X = Y) of the single coupled draft for p, q `[V]` or `[N, V]` -> float or `[N]`, in O(V log V):
-    Σ_v p_v q_v / (p_v Q(ρ < ρ_v) + q_v P(ρ ≥ ρ_v)), ρ = p/q (q = 0 -> ρ = +inf)."""
-    check_pair(p, q, 1)
+def _race_shares(p, q) -> tuple[np.ndarray, np.ndarray]:
+    """(p, s) `[N, V]`, tokens sorted by ρ = p/q, with s_v = q_v / (p_v Q(ρ < ρ_v) + q_v P(ρ ≥ ρ_v)) in [0, 1]
+    (0 where p_v q_v = 0): given that the target's race picks v, the chance that v is the drafter's next arrival."""
     p2, q2 = np.atleast_2d(as_float64_rows(p)), np.atleast_2d(as_float64_rows(q))
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(q2 > 0, p2 / np.where(q2 > 0, q2, 1.0), np.inf)
@@ -94,7 +100,29 @@ def disd_acceptance(p, q):
     ps, qs = np.take_along_axis(p2, order, 1), np.take_along_axis(q2, order, 1)
     den = ps * prefix_sums(qs)[:, :-1] + qs * suffix_sums(ps)[:, :-1]   # p_v Q(before v) + q_v P(from v on)
     live = (ps > 0) & (qs > 0)
-    out = np.sum(np.where(live, ps * qs / np.where(live, den, 1.0), 0.0), axis=1)
+    return ps, np.clip(np.where(live, qs / np.where(live, den, 1.0), 0.0), 0.0, 1.0)
+
+
+def disd_acceptance(p, q):
+    """P(X = Y) of the single coupled draft for p, q `[V]` or `[N, V]` -> float or `[N]`, in O(V log V):
+    Σ_v p_v q_v / (p_v Q(ρ < ρ_v) + q_v P(ρ ≥ ρ_v)), ρ = p/q (q = 0 -> ρ = +inf)."""
+    check_pair(p, q, 1)
+    ps, s = _race_shares(p, q)
+    out = np.sum(ps * s, axis=1)
+    return float(out[0]) if np.ndim(p) == 1 else out
+
+
+def race_acceptance(p, q, k: int):
+    """Acceptance of the exponential race with k i.i.d. drafts (THEORY §3.12; Kobus & Gündüz's ERSD, the Poisson
+    functional representation): the drafter's points X_1, X_2, … are i.i.d. q at the arrival times T_1 < T_2 < … of a
+    rate-1 Poisson process, the target's token is X_K at K = argmin_i T_i q(X_i)/p(X_i) (a sample of p), and the
+    first k points are the drafts. P(K <= k) = Σ_v p_v [1 − (1 − s_v)^k] with s_v of `_race_shares`, O(V log V);
+    p, q `[V]` or `[N, V]` -> float or `[N]`. k = 1 is DISD."""
+    k = check_pair(p, q, k)
+    ps, s = _race_shares(p, q)
+    with np.errstate(divide="ignore"):
+        hit = -np.expm1(k * np.log1p(-s))             # 1 − (1 − s)^k without cancellation
+    out = np.sum(ps * hit, axis=1)
     return float(out[0]) if np.ndim(p) == 1 else out
 
 
