@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from transport.exact.tree_kernels import tree_acceptance
-from transport.optimal.speed_of_light import (chain_cap, greedy_chain, pool_law, renewal_bound, surprisal_moments,
+from transport.optimal.speed_of_light import (chain_cap, chain_search, greedy_chain, pool_law, renewal_bound, surprisal_moments,
                                               tables_law, threshold_mass, tree_cap)
 
 
@@ -84,6 +84,8 @@ def test_chain_cap_equals_the_best_of_every_path():
             assert cap.accepted == pytest.approx(brute, abs=1e-12)
             assert greedy_chain(law, n).accepted <= cap.accepted + 1e-15
             assert cap.accepted <= tree_cap(law, n).accepted + 1e-15          # a chain is a tree
+            cut = chain_search(law, n, max_expansions=2)                      # a bracket when stopped early
+            assert cut.best.accepted - 1e-15 <= brute <= cut.upper + 1e-15
 
 
 def test_no_verifier_of_a_deterministic_tree_exceeds_the_cap_and_the_targets_own_tree_reaches_it():

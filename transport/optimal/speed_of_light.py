@@ -101,34 +101,55 @@ def greedy_chain(next_law: NextLaw, n: int) -> Cap:
     return Cap(float(np.sum(probs)), tuple(prefix[:d] for d in range(1, n + 1)), np.array(probs))
 
 
-def chain_cap(next_law: NextLaw, n: int, max_expansions: int = 100_000) -> Cap:
-    """The path x_1..x_n maximising Σ_d p(x_≤d): the most a lossless verifier accepts from any deterministic chain of n
-    drafts. Best-first branch and bound: a partial path of depth d, value s and probability π can reach at most
-    s + π (n − d); the first complete path popped is optimal. ValueError after `max_expansions` expansions."""
+class ChainSearch(NamedTuple):
+    """What the chain search found: the best chain and an upper bound on the optimum (= best.accepted when exact)."""
+
+    best: Cap
+    upper: float
+
+    @property
+    def exact(self) -> bool:
+        return self.upper <= self.best.accepted
+
+
+def chain_search(next_law: NextLaw, n: int, max_expansions: int = 100_000) -> ChainSearch:
+    """Best-first branch and bound over paths x_1..x_n for max Σ_d p(x_≤d): a partial path of depth d, value s and
+    probability π can reach at most s + π (n − d); the lower bound starts at the greedy path and rises with every
+    complete path met. Stops when no partial path can beat the best (exact) or after `max_expansions` expansions,
+    with the largest remaining bound as `upper`."""
     n = _check_n(n)
     best = greedy_chain(next_law, n)
-    lower = best.accepted
     heap = [(-float(n), 0, (), 0.0, 1.0, ())]        # (−bound, tie, prefix, value, prob, probs)
-    count, expansions = 1, 0
-    while heap:
-        neg_bound, _, prefix, value, prob, probs = heapq.heappop(heap)
-        if len(prefix) == n:
-            return Cap(value, tuple(prefix[:d] for d in range(1, n + 1)), np.array(probs))
-        if -neg_bound < lower:                        # nothing left can beat the greedy path: it is optimal
-            break
-        expansions += 1
-        if expansions > max_expansions:
-            raise ValueError(f"chain_cap: more than {max_expansions} expansions (raise max_expansions)")
+    count = 0
+    for _ in range(max_expansions):
+        if not heap or -heap[0][0] <= best.accepted:   # nothing left can beat the best: it is optimal
+            return ChainSearch(best, best.accepted)
+        _, _, prefix, value, prob, probs = heapq.heappop(heap)
         p = _law(next_law, prefix)
         room = n - len(prefix)
-        for tok in np.argsort(-p, kind="stable"):
+        # a child can still beat the best only if value + prob p_x room > best: one O(V) scan, then the few
+        floor = max((best.accepted - value) / (prob * room), 0.0)
+        for tok in np.flatnonzero(p > floor):
             step = prob * p[tok]
-            bound = value + step * room
-            if p[tok] <= 0 or bound < lower:          # children in decreasing p: the rest bound lower still
-                break
-            heapq.heappush(heap, (-bound, count, prefix + (int(tok),), value + step, step, probs + (step,)))
+            path, steps = prefix + (int(tok),), probs + (step,)
+            if room == 1:                              # a complete path: the new best if it beats it
+                if value + step > best.accepted:
+                    best = Cap(value + step, tuple(path[:d] for d in range(1, n + 1)), np.array(steps))
+                continue
             count += 1
-    return best
+            heapq.heappush(heap, (-(value + step * room), count, path, value + step, step, steps))
+    upper = max(-heap[0][0], best.accepted) if heap else best.accepted
+    return ChainSearch(best, upper)
+
+
+def chain_cap(next_law: NextLaw, n: int, max_expansions: int = 100_000) -> Cap:
+    """The path x_1..x_n maximising Σ_d p(x_≤d): the most a lossless verifier accepts from any deterministic chain of n
+    drafts (`chain_search`, exact). ValueError if the search needs more than `max_expansions` expansions."""
+    found = chain_search(next_law, n, max_expansions)
+    if not found.exact:
+        raise ValueError(f"chain_cap: not settled in {max_expansions} expansions (optimum in "
+                         f"[{found.best.accepted:.6g}, {found.upper:.6g}]; raise max_expansions)")
+    return found.best
 
 
 def surprisal_moments(p) -> tuple[np.ndarray, np.ndarray]:
