@@ -185,3 +185,20 @@ def test_bad_input_raises():
         renewal_bound(0.0, 1.0, 4)
     with pytest.raises(ValueError):
         renewal_bound(1.0, 0.5, 4)                                    # μ₂ < μ²: no such surprisal
+
+
+def test_study_rows_on_a_small_pool():
+    """The study's rows (transport.studies.speed_of_light): in tokens per call, the tree cap of the pool model lies
+    between the one-level cap (a one-level tree is a tree: E[top-n mass of the root law]) and the renewal bound; the
+    chain bracket is ordered and below the tree; a drafter's one-level tree is below the one-level cap."""
+    from transport.studies.speed_of_light import SpeedOfLightSetting, speed_of_light_rows
+    rng = np.random.default_rng(6)
+    pool = rng.dirichlet(np.full(8, 0.4), size=16)
+    drafter = rng.dirichlet(np.full(8, 0.4), size=16)
+    rows = speed_of_light_rows(pool, (2, 4, 8), rng, SpeedOfLightSetting(400, 40, 2000), {"d": drafter})
+    for r in rows:
+        slack = 3 * r["tree_cap_se"]
+        assert r["one_level_cap"] - slack <= r["tree_cap"] <= r["renewal_bound"] + slack
+        assert r["chain_cap_low"] <= r["chain_cap_high"] and r["chain_exact_share"] == 1.0
+        assert r["chain_cap_low"] <= r["tree_cap"] + slack
+        assert r["one_level_d"] <= r["one_level_cap"] + 1e-12
