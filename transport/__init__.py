@@ -5,7 +5,8 @@ float64 throughout; never imports model code. The theory, and which test confirm
 Layout (each layer imports only the ones below it; tests/test_layering.py checks there is no cycle):
   laws, validate    shared leaves: draft-law tables (tuples -> sets -> hit function); eager input checks
   optimal/          α*: the full-sort reference, the numpy and jax backends, ratio buckets, the set LP, and
-                    `optimal_acceptance` (acceptance.py) dispatching to a backend
+                    `optimal_acceptance` (acceptance.py) dispatching to a backend; the speed-of-light caps of
+                    deterministic trees and chains and their entropy bounds (speed_of_light.py)
   exact/            exact acceptance and output laws of the verifier rules by enumeration: one-step kernels, Khisti's
                     two-step rule, the by-name dispatch, closed-form acceptance (verifiers.py), chains, multipath,
                     tree laws and tree kernels, the audit
@@ -16,6 +17,7 @@ from transport.exact.chain import chain_acceptance
 from transport.exact.verifiers import VERIFIERS, verifier_acceptance
 from transport.optimal.acceptance import OPTIMAL_LAWS, optimal_acceptance
 from transport.optimal.lp import LPPlan, lp_optimum, lp_optimum_table, solve_set_lp
+from transport.optimal.speed_of_light import chain_cap, tree_cap
 
-__all__ = ["LPPlan", "OPTIMAL_LAWS", "VERIFIERS", "chain_acceptance", "lp_optimum", "lp_optimum_table",
-           "optimal_acceptance", "solve_set_lp", "verifier_acceptance"]
+__all__ = ["LPPlan", "OPTIMAL_LAWS", "VERIFIERS", "chain_acceptance", "chain_cap", "lp_optimum", "lp_optimum_table",
+           "optimal_acceptance", "solve_set_lp", "tree_cap", "verifier_acceptance"]

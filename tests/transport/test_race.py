@@ -128,3 +128,15 @@ def test_race_table_of_theory():
 
 TABLE = [(0.5413, 0.5797, 0.5797, 0.5413), (0.7058, 0.7058, 0.7746, 0.7681), (0.8016, 0.7547, 0.8770, 0.9156),
          (0.8620, 0.7890, 0.9642, 0.9850)]
+
+
+def test_race_and_rrs_iid_do_not_dominate_each_other():
+    """Same draft law (k i.i.d. draws of q): on 300 edge-case pairs the race is strictly ahead of RRS on some and
+    behind on others at each k = 2, 3, 4 (k = 1: DISD <= 1 − TV = RRS always)."""
+    rng = np.random.default_rng(9)
+    for k in (2, 3, 4):
+        diff = []
+        for case in range(300):
+            p, q = random_pair(rng, int(rng.integers(2, 8)), case)
+            diff.append(race_acceptance(p, q, k) - verifier_acceptance(p, q, k, "rrs"))
+        assert max(diff) > 0.03 and min(diff) < -0.03
