@@ -115,7 +115,8 @@ def run(cfg: CoupledGapConfig, out: Path) -> dict:
     start = time.time()
     rng = np.random.default_rng(cfg.seed)
     result = {"config": asdict(cfg), "provenance": provenance(), "one_draft": one_draft_rows(cfg, rng),
-              "lists": list_rows(cfg, rng), "races": race_rows(cfg, rng), "method": "exact acceptance (closed forms and enumeration), no sampling"}
+              "lists": list_rows(cfg, rng), "races": race_rows(cfg, rng),
+              "method": "exact acceptance (closed forms and enumeration), no sampling"}
     result["seconds"] = time.time() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))

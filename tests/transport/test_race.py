@@ -17,8 +17,9 @@ def _race_hits(ps: np.ndarray, s: np.ndarray, k: int) -> np.ndarray:
 
 def simulate_race(p, q, k: int, trials: int, rng: np.random.Generator, points: int = 64):
     """A literal simulation of the race: points i.i.d. q at the arrival times of a rate-1 Poisson process; token v's
-    first arrival time F_v gives E_v = q_v F_v ~ Exp(1) (tokens with q_v = 0 never arrive and get their own Exp(1)); the target's token
-    Y = argmin E/p, accepted iff Y's first arrival is among the first k points. Returns (Y, accepted) `[trials]`."""
+    first arrival time F_v gives E_v = q_v F_v ~ Exp(1) (tokens with q_v = 0 never arrive and get their own Exp(1));
+    the target's token Y = argmin E/p, accepted iff Y's first arrival is among the first k points.
+    Returns (Y, accepted) `[trials]`."""
     v = len(p)
     x = rng.choice(v, size=(trials, points), p=q)
     times = np.cumsum(rng.exponential(size=(trials, points)), axis=1)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from transport.exact.tree_kernels import tree_acceptance
-from transport.optimal.speed_of_light import (chain_cap, chain_search, greedy_chain, pool_law, renewal_bound, surprisal_moments,
-                                              tables_law, threshold_mass, tree_cap)
+from transport.optimal.speed_of_light import (chain_cap, chain_search, greedy_chain, pool_law, renewal_bound,
+                                              surprisal_moments, tables_law, threshold_mass, tree_cap)
 
 
 def random_tables(rng, v: int, depth: int, conc: float = 0.7) -> list[np.ndarray]:
