@@ -7,10 +7,10 @@ deterministic draft tree or chain with P slots, on stored real next-token laws (
 
 Per temperature and P (n = P − 1 draft nodes), in tokens per call (1 + E[accepted drafts]): the tree cap and the chain
 cap when every prefix's law is drawn i.i.d. from the file's target laws (the paper's branching-random-walk model,
-Monte Carlo; the chain as a bracket [best found, upper bound] of a bounded branch and bound), the renewal bound from
-the laws' mean entropy μ and second log-moment μ₂ (a proven bound in that model), the paper's leading term
-(μ + μ₂) log P / μ² (without its O(1)), and exactly at the real contexts the one-level tree: the cap p(top-n of p) and
-each stored drafter's top-n of q. Writes `<out>.json` (config, provenance, rows), `<out>.csv`, `<out>.png`.
+Monte Carlo; the chain as a bracket [best found, upper bound] of a bounded branch and bound, on the first random trees
+of laws, beside the tree cap on those same laws), the renewal bound from the laws' mean entropy μ and second
+log-moment μ₂ (a proven bound in that model), the paper's leading term (μ + μ₂) log P / μ² (without its O(1)), and
+exactly at the real contexts the one-level tree: the cap p(top-n of p) and each stored drafter's top-n of q. Writes `<out>.json` (config, provenance, rows), `<out>.csv`, `<out>.png`.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class SpeedOfLightConfig:
     samples: int = 200
     """random trees of laws per row (tree cap)"""
     chain_samples: int = 20
-    """random trees of laws per row (chain bracket)"""
+    """of those, how many also get the chain search (on the same laws)"""
     chain_expansions: int = 400
     """branch-and-bound expansions per chain search"""
     seed: int = 0
@@ -47,7 +47,8 @@ class SpeedOfLightConfig:
 
 CONFIG = SpeedOfLightConfig
 COLUMNS = (("P", "slots", "{:d}"), ("tree cap", "tree_cap", "{:.3f}"), ("± se", "tree_cap_se", "{:.3f}"),
-           ("chain cap", "chain", "{}"), ("renewal bound", "renewal_bound", "{:.3f}"),
+           ("chain cap", "chain", "{}"), ("± se", "chain_cap_se", "{:.3f}"),
+           ("tree, same laws", "tree_cap_paired", "{:.3f}"), ("renewal bound", "renewal_bound", "{:.3f}"),
            ("paper term", "paper_leading_term", "{:.2f}"), ("1-level cap", "one_level_cap", "{:.3f}"))
 
 

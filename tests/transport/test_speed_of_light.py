@@ -201,4 +201,5 @@ def test_study_rows_on_a_small_pool():
         assert r["one_level_cap"] - slack <= r["tree_cap"] <= r["renewal_bound"] + slack
         assert r["chain_cap_low"] <= r["chain_cap_high"] and r["chain_exact_share"] == 1.0
         assert r["chain_cap_low"] <= r["tree_cap"] + slack
+        assert r["chain_cap_low"] <= r["tree_cap_paired"] + 1e-12                     # the same laws: never above
         assert r["one_level_d"] <= r["one_level_cap"] + 1e-12
