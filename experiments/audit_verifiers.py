@@ -1,5 +1,5 @@
 """Exactness audit of verification rules on a tiny enumerable model: TV to the target law and E[accepted drafts] per
-(scheme, verifier), exactly (transport/exact/audit.py; transport/THEORY.md §7).
+(scheme, verifier), exactly, and KL(emitted ‖ target) for chains (transport/exact/audit.py; transport/THEORY.md §7).
 
     python experiments/audit_verifiers.py --seed 1 --out results/audit_verifiers
 Writes `<out>.json` (config, software versions, rows), `<out>.csv` and `<out>.png` and prints the table.
@@ -48,9 +48,11 @@ def run(config: AuditConfig, out: Path) -> dict:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'scheme':<44} {'verifier':<48} {'source':<16} {'TV':>9} {'E[acc]':>7}"]
+    lines = [f"{'scheme':<44} {'verifier':<48} {'source':<16} {'TV':>9} {'KL':>9} {'E[acc]':>7}"]
     for r in result["rows"]:
-        lines.append(f"{r['scheme']:<44} {r['verifier']:<48} {r['source']:<16} {r['tv']:9.2e} {r['accepted']:7.4f}")
+        kl = "" if r["kl"] is None else f"{r['kl']:9.2e}"               # None: not computed for this scheme
+        lines.append(f"{r['scheme']:<44} {r['verifier']:<48} {r['source']:<16} {r['tv']:9.2e} {kl:>9} "
+                     f"{r['accepted']:7.4f}")
     return "\n".join(lines)
 
 

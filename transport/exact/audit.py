@@ -19,19 +19,23 @@ import numpy as np
 from transport.exact import dispatch
 from transport.exact.coupled import disd_joint, gumbel_list_law
 from transport.exact.kernels import residual
-from transport.exact.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
+from transport.exact.chain import (along, chain_acceptance, chain_output_law, completions, kl_divergence, stop_law,
+                                   total_variation)
 from transport.exact.multipath import best_chain, gbv_stops
 from transport.exact.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
 from transport.exact.tree_laws import (ConcreteTree, chains_tree, enumerate_chain_sets, enumerate_sbs_trees,
                                        enumerate_trees)
 
+# the lossy chain rules at their defaults (transport/THEORY.md §5.6), FLy with a window that fits a 3-draft chain
+LOSSY_DEFAULTS = ("typical", "fuzzy", "ears", "topm", "fly:2,0.3")
 IRREGULAR = ((((),), ()), ((),), ())          # leaves at depths 1-3: post-order, deepest-first and level order differ
 BINARY2 = (((), ()), ((), ()))
 
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One (scheme, verifier) pair: TV to the target law, E[accepted drafts], source tag, exact (always True here)."""
+    """One (scheme, verifier) pair: TV to the target law, E[accepted drafts], source tag, exact (always True here),
+    and for chains KL(emitted ‖ target) of the completed laws (None where not computed)."""
 
     scheme: str
     verifier: str
@@ -39,6 +43,7 @@ class AuditRow:
     tv: float
     accepted: float
     exact: bool = True
+    kl: float | None = None
 
 
 def _tables(rng: np.random.Generator, v: int, count: int, conc: float) -> list:
@@ -59,10 +64,14 @@ def chain_rows(p, q) -> list[AuditRow]:
     """A chain of len(q) sampled drafts under every chain verifier and published variant."""
     target = completions(p, len(q))[0]
     spec = {"token": "specjax", "block": "specjax", "traversal": "specjax", "block_tokenwise": "port",
-            "exact_match": "paper", "exact_match_argmax": "misuse", "typical": "lossy by design",
-            "hsd": "paper, lossy"}
-    return [AuditRow(f"chain K={len(q)}", name, source, total_variation(chain_output_law(p, q, name), target),
-                     chain_acceptance(p, q, name)) for name, source in spec.items()]
+            "exact_match": "paper", "exact_match_argmax": "misuse", "hsd": "paper, lossy",
+            **{name: "lossy by design" for name in LOSSY_DEFAULTS}}
+    rows = []
+    for name, source in spec.items():
+        law = chain_output_law(p, q, name)
+        rows.append(AuditRow(f"chain K={len(q)}", name, source, total_variation(law, target),
+                             chain_acceptance(p, q, name), kl=kl_divergence(law, target)))
+    return rows
 
 
 def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
