@@ -1,0 +1,254 @@
+"""α* for k >= 3 drafts without replacement on the CPU in ~V·(moments) work instead of V·(nodes) transcendentals
+(transport/THEORY.md §2.4): the same exponential-race integral and Gauss–Legendre grid as `reference.alpha_wor`,
+with the per-token factors aggregated.
+
+At node t the suffix S has the truncated generating polynomial G_S(z) = Π_{i∈S} (e^{-q_i t} + (1 − e^{-q_i t}) z)
+mod z^k, and P(N_S(t) <= k − 1) = Σ_{j<k} [z^j] G_S. Tokens are split once per row by x_i = q_i·t_max (t_max = the
+last node):
+* heavy (x_i > X0): few (at most t_max / X0, in practice tens to hundreds); their factors are multiplied explicitly
+  (a suffix scan over the heavy tokens, exactly the reference's recursion);
+* light (x_i <= X0): G = e^{-t q(S)} Π (1 + y_i z), y_i = e^{q_i t} − 1 <= e^{X0} − 1, whose elementary symmetric
+  polynomials follow from the power sums P_j = Σ y_i^j (Newton: n e_n = Σ_j (−1)^{j−1} P_j e_{n−j}); P_j is a
+  series in the moments M_n = Σ q_i^n: y^j = Σ_{n>=j} j! S(n, j) (q t)^n / n! (Stirling numbers of the second kind).
+  Moments are suffix sums of non-negative terms, so no per-(token, node) exponential is evaluated.
+Error control: the series is cut at the smallest N with j^{N+1} x^{N+1−j} e^{jx} / (N+1)! <= SERIES_EPS for every
+j < k (x = the largest light x_i; j! S(n, j) <= j^n bounds the dropped terms relative to y_i^j), and Newton's
+alternating terms are damped by y_max^{j−1} <= 0.134^{j−1}, so they cannot cancel the leading positive term. The
+quadrature is the reference's (tail <= TAIL_EPS; node doubling bounds its error).
+
+Only the ratio prefixes that can hold the minimum are evaluated: J at coarse boundaries, a lower bound
+p(S_b) + f(H_a) on every prefix between boundaries a < b (f is monotone), then finer boundaries inside the
+survivors, down to single tokens. Every prefix within PRUNE_MARGIN of the minimum is evaluated, so the least value
+found is the reference's minimum over all prefixes.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from math import factorial, lgamma, log
+from typing import NamedTuple
+
+import numpy as np
+
+from transport.optimal import reference
+
+X0 = 0.125              # light tokens: q_i t <= X0 at every node, so y_i = e^{q_i t} − 1 <= 0.134
+SERIES_EPS = 1e-17      # relative truncation of each power sum P_j
+PRUNE_MARGIN = 1e-12    # >> the rounding of J (~1e-15): pruning never drops a prefix that could be the minimum
+LEVELS = (1024, 32, 1)   # prefix spacing of the successive refinement levels
+_MAX_N = 64
+
+
+class RaceRow(NamedTuple):
+    """One row in ratio order, with everything J needs at any prefix m (m = 0..V)."""
+
+    order: np.ndarray      # [V] token ids by descending p/q
+    ratio: np.ndarray      # [V] p/q in that order (+inf where q = 0 < p, -1 where p = q = 0)
+    p_suffix: np.ndarray   # [V+1] p(S_m)
+    q_prefix: np.ndarray   # [V+1] λ_m = q(H_m)
+    t: np.ndarray          # [T] quadrature nodes
+    w: np.ndarray          # [T] weights
+    heavy_pos: np.ndarray  # [nh] positions (in ratio order) of the heavy tokens, ascending
+    heavy_state: np.ndarray  # [k, nh+1, T] coefficients of Π over the heavy tokens at positions >= heavy_pos[i]
+    x: np.ndarray          # [V] light x_i = q_i t_max in ratio order (0 for heavy tokens)
+    light_suffix: np.ndarray  # [V+1] light q(S_m) (heavy tokens excluded)
+    coef: np.ndarray       # [k-1, N] coefficient of (q t)^n in y^j (j = 1..k-1, n = 1..N)
+    k: int
+
+
+def series_terms(x_max: float, k: int, eps: float = SERIES_EPS) -> int:
+    """Smallest N >= k − 1 such that the dropped terms n > N of every P_j (j < k) are below eps relative to P_j, for
+    light x_i <= x_max (bound j^{N+1} x^{N+1−j} e^{jx} / (N+1)!)."""
+    if x_max <= 0 or k <= 1:
+        return max(k - 1, 1)
+    for n in range(max(k - 1, 1), _MAX_N):
+        worst = max((n + 1) * log(j) + (n + 1 - j) * log(x_max) + j * x_max - lgamma(n + 2) for j in range(1, k))
+        if worst <= log(eps):
+            return n
+    raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
+
+
+def stirling_coefficients(k: int, n_terms: int) -> np.ndarray:
+    """c[j-1, n-1] = coefficient of x^n in (e^x − 1)^j = j! S(n, j) / n!, j = 1..k−1, n = 1..N: `[k-1, N]`."""
+    base = np.array([0.0] + [1.0 / factorial(n) for n in range(1, n_terms + 1)])
+    out, power = np.zeros((max(k - 1, 0), n_terms)), np.zeros(n_terms + 1)
+    power[0] = 1.0
+    for j in range(1, k):
+        power = np.convolve(power, base)[: n_terms + 1]           # all terms non-negative
+        out[j - 1] = power[1:]
+    return out
+
+
+def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = reference.NODES_PER_DECADE,
+              tail_eps: float = reference.TAIL_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """`reference.race_grid`'s nodes t `[T]` and weights w `[T]`, with its upper end T found without V·grid
+    exponentials: the tail P(N_V(T) <= k_eff − 1) is bounded by the exact Poisson-binomial cdf of the top 128 tokens
+    and by the Chernoff bound with a lower bound on μ = E N_V(T) (exact over the top 1024 tokens, 1 − e^{-x} >=
+    x − x²/2 for the rest); both are valid upper bounds, so T (possibly a grid step later than the reference's)
+    still bounds the dropped tail by tail_eps."""
+    a = k_eff - 1
+    v = len(q_support)
+    top = -np.partition(-q_support, min(v, 1024) - 1)[: min(v, 1024)] if v > 1024 else q_support
+    top = np.sort(top)[::-1]
+    rest = q_support if v <= 1024 else None
+    q1 = q2 = 0.0
+    if rest is None:
+        mask = q_support < top[-1]
+        tail = q_support[mask]
+        q1, q2 = float(tail.sum()), float(np.dot(tail, tail))
+        n_eq = v - len(tail) - len(top)                           # ties with the 1024th value left out of `top`
+        q1 += n_eq * top[-1]
+        q2 += n_eq * top[-1] ** 2
+    t_max = max(1.0, (np.log(v) + np.log(1.0 / tail_eps)) / float(q_support.min()))
+    grid = 10.0 ** np.arange(0.0, np.log10(t_max) + 0.25, 0.25)
+    bound = reference.poisson_binomial_cdf(top[:128], grid, a)
+    mu = np.sum(-np.expm1(-np.outer(top, grid)), axis=0) + np.maximum(grid * q1 - 0.5 * grid ** 2 * q2, 0.0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        chern = np.exp(-mu + a + a * np.log(mu / a)) if a > 0 else np.exp(-mu)
+    bound = np.where(mu > a, np.minimum(bound, chern), bound)
+    ok = np.flatnonzero(bound <= tail_eps)                        # bound is non-increasing in t
+    hi_t = grid[ok[0]] if len(ok) else t_max
+    x, wx = _leggauss(nodes_per_decade)
+    ts, ws = [0.5 * (x + 1.0)], [0.5 * wx]
+    decades = int(np.ceil(np.log10(hi_t) - 1e-12)) if hi_t > 1 else 0
+    for d in range(decades):
+        t = 10.0 ** (d + 0.5 * (x + 1.0))
+        ts.append(t)
+        ws.append(0.5 * wx * t * np.log(10.0))
+    return np.concatenate(ts), np.concatenate(ws)
+
+
+@lru_cache(maxsize=8)
+def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _bernoulli_factors(q: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(e^{-q t}, 1 − e^{-q t}) `[n, T]` for rates q `[n]`."""
+    qt = np.multiply.outer(q, t)
+    return np.exp(-qt), -np.expm1(-qt)
+
+
+def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> RaceRow:
+    """Sort one row `[V]` by ratio, build its grid, split heavy / light tokens and scan the heavy factors."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(q > 0, p / q, np.where(p > 0, np.inf, -1.0))
+    order = np.argsort(-r)                                        # reference.ratio_order's order
+    ps, qs = p[order], q[order]
+    t, w = race_grid(q[q > 0], k, nodes_per_decade)
+    t_top = float(t.max())
+    x_all = qs * t_top
+    heavy = x_all > X0
+    heavy_pos = np.flatnonzero(heavy)
+    state = np.zeros((k, len(heavy_pos) + 1, len(t)))
+    state[0, -1] = 1.0
+    stay, hit = _bernoulli_factors(qs[heavy_pos], t)
+    for i in range(len(heavy_pos) - 1, -1, -1):                   # the reference's update, heavy tokens only
+        state[:, i] = state[:, i + 1] * stay[i]
+        state[1:, i] += state[:-1, i + 1] * hit[i]
+    x = np.where(heavy, 0.0, x_all)
+    n_terms = series_terms(float(x.max()), k)
+    return RaceRow(order, r[order], reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, state, x,
+                   reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms), k)
+
+
+def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -> list[np.ndarray]:
+    """Coefficients e^{-t q(S)} e_j(y), j = 0..k−1, each `[B, T]`, of the light tokens of B suffixes, from their
+    moments Σ x_i^n `[B, N]` and light mass q(S) `[B]`."""
+    n_terms, n_t = row.coef.shape[1], len(row.t)
+    tpow = (row.t / row.t.max())[None, :] ** np.arange(1, n_terms + 1)[:, None]    # [N, T], entries <= 1
+    weights = (row.coef[:, :, None] * tpow[None]).transpose(1, 0, 2).reshape(n_terms, -1)
+    power_sums = (moments @ weights).reshape(len(q_mass), row.k - 1, n_t)            # P_j, j = 1..k−1
+    e = [np.ones((len(q_mass), n_t))]
+    for n in range(1, row.k):                                    # Newton: n e_n = Σ_j (−1)^{j−1} P_j e_{n−j}
+        acc = power_sums[:, 0] * e[n - 1]
+        for j in range(2, n + 1):
+            term = power_sums[:, j - 1] * e[n - j]
+            acc = acc + term if j % 2 == 1 else acc - term
+        e.append(acc / n)
+    scale = np.exp(-np.multiply.outer(q_mass, row.t))
+    return [x * scale for x in e]
+
+
+def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> tuple[np.ndarray, np.ndarray]:
+    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`,
+    and P(N_{S_m}(t) <= k − 1) `[B, T]` at the nodes."""
+    light = _light_coefficients(moments, row.light_suffix[pos], row)
+    heavy = row.heavy_state[:, np.searchsorted(row.heavy_pos, pos)]   # [k, B, T]: heavy tokens at positions >= m
+    light_cdf, survive = light[0], heavy[row.k - 1] * light[0]
+    for i in range(row.k - 2, -1, -1):                           # Σ_{i + l < k} H_i L_l
+        light_cdf = light_cdf + light[row.k - 1 - i]
+        survive += heavy[i] * light_cdf
+    lam = row.q_prefix[pos]
+    hit = np.sum(row.w * lam[:, None] * np.exp(-np.multiply.outer(lam, row.t)) * survive, axis=1)
+    return row.p_suffix[pos] + np.minimum(hit, 1.0), survive
+
+
+def _lower_bounds(pos: np.ndarray, vals: np.ndarray, survive: np.ndarray, row: RaceRow) -> np.ndarray:
+    """A lower bound on J over the prefixes between consecutive boundaries a < b of pos `[B]` -> `[B-1]`.
+
+    For H_a ⊆ H_m ⊆ H_b: p(S_m) >= p(S_b) + r_{b−1} q(H_m∖H_a)ᶜ-part (every token in [m, b) has p >= r_{b−1} q, r in
+    descending order), and adding token i to any H ⊆ H_b gains f at least q_i·g with
+    g = ∫ e^{-λ_b t} P(N_{S_a}(t) <= k − 1) dt (the race: i arrives first among H + i and before the k-th arrival of
+    S∖i ⊆ S_a). So J(H_m) >= p(S_b) + f(H_a) + min(g, r_{b−1}) q([a, b)).
+    """
+    a, b = pos[:-1], pos[1:]
+    lam_b = row.q_prefix[b]
+    g = np.sum(row.w * np.exp(-np.multiply.outer(lam_b, row.t)) * survive[:-1], axis=1) * (1.0 - 1e-9)
+    r = np.maximum(row.ratio[np.maximum(b - 1, 0)], 0.0)
+    mass = row.q_prefix[b] - row.q_prefix[a]
+    with np.errstate(invalid="ignore"):
+        gain = np.where(mass > 0, np.minimum(g, r) * mass, 0.0)
+    return row.p_suffix[b] + vals[:-1] - row.p_suffix[a] + gain
+
+
+def _boundary_moments(x: np.ndarray, n_terms: int, step: int, after: np.ndarray) -> np.ndarray:
+    """Σ_{i >= m} x_i^n + after[n] at m = 0, step, 2·step, ..., len(x): `[ceil(len/step) + 1, N]` (block sums of
+    non-negative terms, then a suffix sum over blocks)."""
+    nb = -(-len(x) // step)
+    padded = np.zeros(nb * step)
+    padded[: len(x)] = x
+    xb = padded.reshape(nb, step)
+    sums = np.empty((nb, n_terms))
+    power = xb.copy()
+    for n in range(n_terms):
+        sums[:, n] = power.sum(axis=1)
+        if n + 1 < n_terms:
+            power *= xb
+    out = np.empty((nb + 1, n_terms))
+    out[-1] = after
+    out[:-1] = np.cumsum(sums[::-1], axis=0)[::-1] + after
+    return out
+
+
+def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = reference.NODES_PER_DECADE,
+             with_set: bool = True) -> tuple[float, np.ndarray | None]:
+    """α* (and H `[V]` bool) for one pair p, q `[V]` (float64, normalised) and k = k_eff >= 3 drafts without
+    replacement (k_eff <= |supp q|)."""
+    row = prepare_row(p, q, k, nodes_per_decade)
+    v, n_terms = len(p), row.coef.shape[1]
+    best_val, best_pos = np.inf, 0
+    intervals = [(0, v, np.zeros(n_terms))]                     # (start, end, light moments of S_end)
+    for step in LEVELS:
+        pos, moments = [], []
+        for start, end, after in intervals:                     # boundaries start, start + step, ..., end
+            pos.append(np.append(np.arange(start, end, step), end))
+            moments.append(_boundary_moments(row.x[start:end], n_terms, step, after))
+        sizes = np.cumsum([len(x) for x in pos])[:-1]
+        vals, survive = _j_values(np.concatenate(pos), np.concatenate(moments), row)
+        i = int(np.argmin(vals))
+        if vals[i] < best_val:
+            best_val, best_pos = float(vals[i]), int(np.concatenate(pos)[i])
+        if step == 1:
+            break
+        intervals = []
+        for ps, vs, ss, ms in zip(pos, np.split(vals, sizes), np.split(survive, sizes), moments):
+            lower = _lower_bounds(ps, vs, ss, row)
+            for j in np.flatnonzero(lower <= best_val + PRUNE_MARGIN):
+                intervals.append((int(ps[j]), int(ps[j + 1]), ms[j + 1]))
+        if not intervals:
+            break
+    if not with_set:
+        return best_val, None
+    mask = np.zeros(v, bool)
+    mask[row.order[:best_pos]] = True
+    return best_val, mask
