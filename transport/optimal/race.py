@@ -34,6 +34,7 @@ from transport.optimal import reference
 X0 = 0.125              # light tokens: q_i t <= X0 at every node, so y_i = e^{q_i t} − 1 <= 0.134
 SERIES_EPS = 1e-17      # relative truncation of each power sum P_j
 PRUNE_MARGIN = 1e-12    # >> the rounding of J (~1e-15): pruning never drops a prefix that could be the minimum
+HEAVY_GROUP = 16        # heavy tokens per step of the python loop of the heavy scan
 LEVELS = (1024, 32, 1)   # prefix spacing of the successive refinement levels
 _MAX_N = 64
 
@@ -48,7 +49,8 @@ class RaceRow(NamedTuple):
     t: np.ndarray          # [T] quadrature nodes
     w: np.ndarray          # [T] weights
     heavy_pos: np.ndarray  # [nh] positions (in ratio order) of the heavy tokens, ascending
-    heavy_state: np.ndarray  # [k, nh+1, T] coefficients of Π over the heavy tokens at positions >= heavy_pos[i]
+    heavy_partial: np.ndarray  # [ng+1, G+1, k, T] Π over the heavy tokens of group g from offset o to its end
+    heavy_bounds: np.ndarray   # [ng+2, k, T] Π over the heavy tokens of groups >= g
     x: np.ndarray          # [V] light x_i = q_i t_max in ratio order (0 for heavy tokens)
     light_suffix: np.ndarray  # [V+1] light q(S_m) (heavy tokens excluded)
     coef: np.ndarray       # [k-1, N] coefficient of (q t)^n in y^j (j = 1..k-1, n = 1..N)
@@ -99,14 +101,13 @@ def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = referen
         q1 += n_eq * top[-1]
         q2 += n_eq * top[-1] ** 2
     t_max = max(1.0, (np.log(v) + np.log(1.0 / tail_eps)) / float(q_support.min()))
-    grid = 10.0 ** np.arange(0.0, np.log10(t_max) + 0.25, 0.25)
-    bound = reference.poisson_binomial_cdf(top[:128], grid, a)
-    mu = np.sum(-np.expm1(-np.outer(top, grid)), axis=0) + np.maximum(grid * q1 - 0.5 * grid ** 2 * q2, 0.0)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        chern = np.exp(-mu + a + a * np.log(mu / a)) if a > 0 else np.exp(-mu)
-    bound = np.where(mu > a, np.minimum(bound, chern), bound)
-    ok = np.flatnonzero(bound <= tail_eps)                        # bound is non-increasing in t
-    hi_t = grid[ok[0]] if len(ok) else t_max
+    full = 10.0 ** np.arange(0.0, np.log10(t_max) + 0.25, 0.25)
+    hi_t = t_max
+    for grid in (full[full <= 1e6], full):                        # the usual range first, then all of it
+        ok = np.flatnonzero(_tail_bound(top, q1, q2, grid, a) <= tail_eps)   # non-increasing in t
+        if len(ok):
+            hi_t = grid[ok[0]]
+            break
     x, wx = _leggauss(nodes_per_decade)
     ts, ws = [0.5 * (x + 1.0)], [0.5 * wx]
     decades = int(np.ceil(np.log10(hi_t) - 1e-12)) if hi_t > 1 else 0
@@ -122,6 +123,62 @@ def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
 
 
+def _tail_bound(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int) -> np.ndarray:
+    """An upper bound on P(N_V(t) <= a) at each t of grid `[G]`: the smaller of the Poisson-binomial cdf of the
+    largest rates top[:128] (`[n]`, descending) and the Chernoff bound e^{-μ}(eμ/a)^a with μ >= the exact mean over
+    top plus t·q1 − t²·q2/2 for the other rates (mass q1, squared mass q2)."""
+    mu = np.sum(-np.expm1(-np.outer(top, grid)), axis=0) + np.maximum(grid * q1 - 0.5 * grid ** 2 * q2, 0.0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        chern = np.where(mu > a, np.exp(-mu + a + a * np.log(mu / a)) if a > 0 else np.exp(-mu), 1.0)
+    rates = top[:128]
+    n = 1 << int(np.ceil(np.log2(len(rates))))
+    factors = np.zeros((n, a + 1, len(grid)))                     # (stay + hit·z) per rate, identities as padding
+    factors[:, 0] = 1.0
+    qt = np.multiply.outer(rates, grid)
+    factors[: len(rates), 0] = np.exp(-qt)
+    if a > 0:
+        factors[: len(rates), 1] = -np.expm1(-qt)
+    while len(factors) > 1:                                       # pairwise products: log2(n) vectorised rounds
+        factors = _polymul(factors[0::2], factors[1::2])
+    return np.minimum(factors[0].sum(axis=0), chern)
+
+
+def _polymul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Truncated product of polynomials in z with coefficients a, b `[..., k, T]` (all terms non-negative):
+    c_i = Σ_{j<=i} a_{i−j} b_j, as windows of a zero-padded a against b reversed (no copies)."""
+    k = a.shape[-2]
+    padded = np.concatenate([np.zeros(a.shape[:-2] + (k - 1, a.shape[-1])), a], axis=-2)   # padded[k−1+d] = a_d
+    windows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=-2)            # [..., k, T, k]
+    return np.einsum("...itm,...mt->...it", windows, b[..., ::-1, :])
+
+
+def _heavy_scan(stay: np.ndarray, hit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Suffix products of the heavy factors (stay + hit·z), stay, hit `[nh, T]`, in groups of HEAVY_GROUP tokens.
+
+    Returns partial `[ng+1, G+1, k, T]` (group g's tokens from offset o on; a last all-identity group) and bounds
+    `[ng+2, k, T]` (every group from g on): the suffix product from heavy token i is
+    partial[i // G, i % G] · bounds[i // G + 1]. The same update as the reference's recursion, grouped so that the
+    python loop runs over groups, not tokens.
+    """
+    nh, n_t = stay.shape
+    g = HEAVY_GROUP
+    ng = -(-nh // g)
+    pad = (ng + 1) * g - nh                                       # identity factors: stay 1, hit 0
+    stay = np.concatenate([stay, np.ones((pad, n_t))]).reshape(ng + 1, g, n_t)
+    hit = np.concatenate([hit, np.zeros((pad, n_t))]).reshape(ng + 1, g, n_t)
+    partial = np.zeros((ng + 1, g + 1, k, n_t))
+    partial[:, g, 0] = 1.0
+    for o in range(g - 1, -1, -1):
+        np.multiply(partial[:, o + 1], stay[:, o, None, :], out=partial[:, o])
+        partial[:, o, 1:] += partial[:, o + 1, :-1] * hit[:, o, None, :]
+    bounds = np.zeros((ng + 2, k, n_t))
+    bounds[ng + 1, 0] = 1.0
+    bounds[ng] = partial[ng, 0]
+    for i in range(ng - 1, -1, -1):
+        bounds[i] = _polymul(partial[i, 0], bounds[i + 1])
+    return partial, bounds
+
+
 def _bernoulli_factors(q: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(e^{-q t}, 1 − e^{-q t}) `[n, T]` for rates q `[n]`."""
     qt = np.multiply.outer(q, t)
@@ -132,22 +189,21 @@ def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> 
     """Sort one row `[V]` by ratio, build its grid, split heavy / light tokens and scan the heavy factors."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(q > 0, p / q, np.where(p > 0, np.inf, -1.0))
-    order = np.argsort(-r)                                        # reference.ratio_order's order
+    # reference.ratio_order's order (ties in any order), sorting only the support of q: q = 0 < p first, p = q = 0 last
+    support = np.flatnonzero(q > 0)
+    order = np.concatenate([np.flatnonzero(r == np.inf), support[np.argsort(-r[support])], np.flatnonzero(r < 0)])
     ps, qs = p[order], q[order]
     t, w = race_grid(q[q > 0], k, nodes_per_decade)
     t_top = float(t.max())
     x_all = qs * t_top
     heavy = x_all > X0
     heavy_pos = np.flatnonzero(heavy)
-    state = np.zeros((k, len(heavy_pos) + 1, len(t)))
-    state[0, -1] = 1.0
     stay, hit = _bernoulli_factors(qs[heavy_pos], t)
-    for i in range(len(heavy_pos) - 1, -1, -1):                   # the reference's update, heavy tokens only
-        state[:, i] = state[:, i + 1] * stay[i]
-        state[1:, i] += state[:-1, i + 1] * hit[i]
+    partial, bounds = _heavy_scan(stay, hit, k)
     x = np.where(heavy, 0.0, x_all)
     n_terms = series_terms(float(x.max()), k)
-    return RaceRow(order, r[order], reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, state, x,
+    return RaceRow(order, r[order], reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, partial,
+                   bounds, x,
                    reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms), k)
 
 
@@ -173,7 +229,9 @@ def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> tuple[np.nd
     """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`,
     and P(N_{S_m}(t) <= k − 1) `[B, T]` at the nodes."""
     light = _light_coefficients(moments, row.light_suffix[pos], row)
-    heavy = row.heavy_state[:, np.searchsorted(row.heavy_pos, pos)]   # [k, B, T]: heavy tokens at positions >= m
+    idx = np.searchsorted(row.heavy_pos, pos)                    # first heavy token at a position >= m
+    heavy = _polymul(row.heavy_partial[idx // HEAVY_GROUP, idx % HEAVY_GROUP], row.heavy_bounds[idx // HEAVY_GROUP + 1])
+    heavy = heavy.transpose(1, 0, 2)                             # [k, B, T]
     light_cdf, survive = light[0], heavy[row.k - 1] * light[0]
     for i in range(row.k - 2, -1, -1):                           # Σ_{i + l < k} H_i L_l
         light_cdf = light_cdf + light[row.k - 1 - i]
