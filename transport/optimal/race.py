@@ -31,11 +31,12 @@ import numpy as np
 
 from transport.optimal import reference
 
+X_TINY = 2.0 ** -10     # most light tokens: their series converges in about half the terms
 X0 = 0.125              # light tokens: q_i t <= X0 at every node, so y_i = e^{q_i t} − 1 <= 0.134
 SERIES_EPS = 1e-17      # relative truncation of each power sum P_j
 PRUNE_MARGIN = 1e-12    # >> the rounding of J (~1e-15): pruning never drops a prefix that could be the minimum
 HEAVY_GROUP = 16        # heavy tokens per step of the python loop of the heavy scan
-LEVELS = (1024, 32, 1)   # prefix spacing of the successive refinement levels
+LEVELS = (1024, 64, 4, 1) # prefix spacing of the successive refinement levels
 _MAX_N = 64
 
 
@@ -54,6 +55,7 @@ class RaceRow(NamedTuple):
     x: np.ndarray          # [V] light x_i = q_i t_max in ratio order (0 for heavy tokens)
     light_suffix: np.ndarray  # [V+1] light q(S_m) (heavy tokens excluded)
     coef: np.ndarray       # [k-1, N] coefficient of (q t)^n in y^j (j = 1..k-1, n = 1..N)
+    n_tiny: int            # series terms enough for the light tokens with x <= X_TINY
     k: int
 
 
@@ -145,11 +147,20 @@ def _tail_bound(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int)
 
 def _polymul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Truncated product of polynomials in z with coefficients a, b `[..., k, T]` (all terms non-negative):
-    c_i = Σ_{j<=i} a_{i−j} b_j, as windows of a zero-padded a against b reversed (no copies)."""
+    c_i = Σ_{j<=i} a_{i−j} b_j. Small arrays (the heavy scan's per-group step) by one einsum over windows of a
+    zero-padded a; batches by k(k+1)/2 vectorised products, which are several times faster there."""
     k = a.shape[-2]
-    padded = np.concatenate([np.zeros(a.shape[:-2] + (k - 1, a.shape[-1])), a], axis=-2)   # padded[k−1+d] = a_d
-    windows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=-2)            # [..., k, T, k]
-    return np.einsum("...itm,...mt->...it", windows, b[..., ::-1, :])
+    if a.size <= 4096:
+        padded = np.concatenate([np.zeros(a.shape[:-2] + (k - 1, a.shape[-1])), a], axis=-2)   # [k−1+d] = a_d
+        windows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=-2)            # [..., k, T, k]
+        return np.einsum("...itm,...mt->...it", windows, b[..., ::-1, :])
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    for i in range(k):
+        acc = a[..., i, :] * b[..., 0, :]
+        for j in range(1, i + 1):
+            acc += a[..., i - j, :] * b[..., j, :]
+        out[..., i, :] = acc
+    return out
 
 
 def _heavy_scan(stay: np.ndarray, hit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +215,8 @@ def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> 
     n_terms = series_terms(float(x.max()), k)
     return RaceRow(order, r[order], reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, partial,
                    bounds, x,
-                   reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms), k)
+                   reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms),
+                   min(series_terms(X_TINY, k), n_terms), k)
 
 
 def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -> list[np.ndarray]:
@@ -225,57 +237,71 @@ def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -
     return [x * scale for x in e]
 
 
-def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> tuple[np.ndarray, np.ndarray]:
-    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`,
-    and P(N_{S_m}(t) <= k − 1) `[B, T]` at the nodes."""
+def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> np.ndarray:
+    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`."""
     light = _light_coefficients(moments, row.light_suffix[pos], row)
-    idx = np.searchsorted(row.heavy_pos, pos)                    # first heavy token at a position >= m
+    idx, inverse = np.unique(np.searchsorted(row.heavy_pos, pos), return_inverse=True)   # first heavy token >= m
     heavy = _polymul(row.heavy_partial[idx // HEAVY_GROUP, idx % HEAVY_GROUP], row.heavy_bounds[idx // HEAVY_GROUP + 1])
-    heavy = heavy.transpose(1, 0, 2)                             # [k, B, T]
+    heavy = heavy[inverse].transpose(1, 0, 2)                    # [k, B, T]
     light_cdf, survive = light[0], heavy[row.k - 1] * light[0]
     for i in range(row.k - 2, -1, -1):                           # Σ_{i + l < k} H_i L_l
         light_cdf = light_cdf + light[row.k - 1 - i]
         survive += heavy[i] * light_cdf
     lam = row.q_prefix[pos]
     hit = np.sum(row.w * lam[:, None] * np.exp(-np.multiply.outer(lam, row.t)) * survive, axis=1)
-    return row.p_suffix[pos] + np.minimum(hit, 1.0), survive
+    return row.p_suffix[pos] + np.minimum(hit, 1.0)
 
 
-def _lower_bounds(pos: np.ndarray, vals: np.ndarray, survive: np.ndarray, row: RaceRow) -> np.ndarray:
-    """A lower bound on J over the prefixes between consecutive boundaries a < b of pos `[B]` -> `[B-1]`.
+def _lower_bounds(pos: np.ndarray, vals: np.ndarray, row: RaceRow) -> np.ndarray:
+    """A lower bound on J over the prefixes between consecutive boundaries a < b of pos `[I, B]` (J there: vals
+    `[I, B]`) -> `[I, B-1]`.
 
-    For H_a ⊆ H_m ⊆ H_b: p(S_m) >= p(S_b) + r_{b−1} q(H_m∖H_a)ᶜ-part (every token in [m, b) has p >= r_{b−1} q, r in
-    descending order), and adding token i to any H ⊆ H_b gains f at least q_i·g with
-    g = ∫ e^{-λ_b t} P(N_{S_a}(t) <= k − 1) dt (the race: i arrives first among H + i and before the k-th arrival of
-    S∖i ⊆ S_a). So J(H_m) >= p(S_b) + f(H_a) + min(g, r_{b−1}) q([a, b)).
+    For H_a ⊆ H_m ⊆ H_b: every token in [m, b) has p >= r_{b−1} q (descending ratios), so
+    p(S_m) >= p(S_b) + r_{b−1} q([m, b)). Adding a token i ∈ H_b to any H ⊆ H_b gains
+    f(H + i) − f(H) = P(i drafted, no token of H drafted) >= P(i drawn first, the next k − 1 draws avoid H_b)
+    >= q_i (1 − f(H_b)) (on the event that the first k draws from V avoid H_b, the first k − 1 draws from V∖i are
+    the same tokens), so f(H_m) >= f(H_a) + (1 − f(H_b)) q([a, m)). Hence
+    J(H_m) >= p(S_b) + f(H_a) + min(1 − f(H_b), r_{b−1}) q([a, b)).
     """
-    a, b = pos[:-1], pos[1:]
-    lam_b = row.q_prefix[b]
-    g = np.sum(row.w * np.exp(-np.multiply.outer(lam_b, row.t)) * survive[:-1], axis=1) * (1.0 - 1e-9)
+    a, b = pos[:, :-1], pos[:, 1:]
+    f_a, f_b = vals[:, :-1] - row.p_suffix[a], vals[:, 1:] - row.p_suffix[b]
     r = np.maximum(row.ratio[np.maximum(b - 1, 0)], 0.0)
     mass = row.q_prefix[b] - row.q_prefix[a]
     with np.errstate(invalid="ignore"):
-        gain = np.where(mass > 0, np.minimum(g, r) * mass, 0.0)
-    return row.p_suffix[b] + vals[:-1] - row.p_suffix[a] + gain
+        gain = np.where(mass > 0, np.minimum(np.maximum(1.0 - f_b, 0.0), r) * mass, 0.0)
+    return row.p_suffix[b] + f_a + gain
 
 
-def _boundary_moments(x: np.ndarray, n_terms: int, step: int, after: np.ndarray) -> np.ndarray:
-    """Σ_{i >= m} x_i^n + after[n] at m = 0, step, 2·step, ..., len(x): `[ceil(len/step) + 1, N]` (block sums of
-    non-negative terms, then a suffix sum over blocks)."""
-    nb = -(-len(x) // step)
-    padded = np.zeros(nb * step)
-    padded[: len(x)] = x
-    xb = padded.reshape(nb, step)
-    sums = np.empty((nb, n_terms))
-    power = xb.copy()
-    for n in range(n_terms):
-        sums[:, n] = power.sum(axis=1)
-        if n + 1 < n_terms:
-            power *= xb
-    out = np.empty((nb + 1, n_terms))
-    out[-1] = after
-    out[:-1] = np.cumsum(sums[::-1], axis=0)[::-1] + after
-    return out
+def _level_moments(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, step: int, after: np.ndarray,
+                   n_terms: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries start, start + step, ..., end (clipped to end) of I intervals of x `[V]` and the light moments
+    Σ_{i >= m} x_i^n + after `[I, N]` there -> (pos `[I, B]`, moments `[I, B, N]`): block sums of non-negative terms,
+    then suffix sums over blocks. n_terms = (N, N_tiny): the powers n > N_tiny are summed over the tokens with
+    x > X_TINY only (the series of the others has converged at N_tiny terms)."""
+    n_all, n_tiny = n_terms
+    n_int = len(starts)
+    nb = -(-int(np.max(ends - starts)) // step)
+    idx = starts[:, None] + np.arange(nb * step)
+    blocks = np.where(idx < ends[:, None], x[np.minimum(idx, len(x) - 1)], 0.0).reshape(n_int, nb, step)
+    sums = np.zeros((n_int, nb, n_all))
+    power = blocks.copy()
+    for n in range(n_tiny):
+        sums[..., n] = power.sum(axis=-1)
+        if n + 1 < n_tiny:
+            power *= blocks
+    flat = blocks.reshape(n_int * nb, step)
+    big_block, big_at = np.nonzero(flat > X_TINY) if n_all > n_tiny else (np.zeros(0, np.int64),) * 2
+    if len(big_block):
+        xs = flat[big_block, big_at]
+        power = xs ** (n_tiny + 1)
+        for n in range(n_tiny, n_all):
+            sums[..., n] = np.bincount(big_block, weights=power, minlength=n_int * nb).reshape(n_int, nb)
+            power *= xs
+    moments = np.empty((n_int, nb + 1, n_all))
+    moments[:, -1] = after
+    moments[:, :-1] = np.cumsum(sums[:, ::-1], axis=1)[:, ::-1] + after[:, None]
+    pos = np.minimum(starts[:, None] + step * np.arange(nb + 1), ends[:, None])
+    return pos, moments
 
 
 def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = reference.NODES_PER_DECADE,
@@ -283,28 +309,23 @@ def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = refer
     """α* (and H `[V]` bool) for one pair p, q `[V]` (float64, normalised) and k = k_eff >= 3 drafts without
     replacement (k_eff <= |supp q|)."""
     row = prepare_row(p, q, k, nodes_per_decade)
-    v, n_terms = len(p), row.coef.shape[1]
+    v, n_terms = len(p), (row.coef.shape[1], row.n_tiny)
+    starts, ends, after = np.array([0]), np.array([v]), np.zeros((1, n_terms[0]))   # intervals still open
     best_val, best_pos = np.inf, 0
-    intervals = [(0, v, np.zeros(n_terms))]                     # (start, end, light moments of S_end)
     for step in LEVELS:
-        pos, moments = [], []
-        for start, end, after in intervals:                     # boundaries start, start + step, ..., end
-            pos.append(np.append(np.arange(start, end, step), end))
-            moments.append(_boundary_moments(row.x[start:end], n_terms, step, after))
-        sizes = np.cumsum([len(x) for x in pos])[:-1]
-        vals, survive = _j_values(np.concatenate(pos), np.concatenate(moments), row)
+        pos, moments = _level_moments(row.x, starts, ends, step, after, n_terms)
+        n_int, n_b = pos.shape
+        vals = _j_values(pos.ravel(), moments.reshape(n_int * n_b, -1), row)
         i = int(np.argmin(vals))
         if vals[i] < best_val:
-            best_val, best_pos = float(vals[i]), int(np.concatenate(pos)[i])
+            best_val, best_pos = float(vals[i]), int(pos.ravel()[i])
         if step == 1:
             break
-        intervals = []
-        for ps, vs, ss, ms in zip(pos, np.split(vals, sizes), np.split(survive, sizes), moments):
-            lower = _lower_bounds(ps, vs, ss, row)
-            for j in np.flatnonzero(lower <= best_val + PRUNE_MARGIN):
-                intervals.append((int(ps[j]), int(ps[j + 1]), ms[j + 1]))
-        if not intervals:
+        keep = (_lower_bounds(pos, vals.reshape(n_int, n_b), row) <= best_val + PRUNE_MARGIN) & (pos[:, 1:] > pos[:, :-1])
+        at, j = np.nonzero(keep)
+        if not len(at):
             break
+        starts, ends, after = pos[at, j], pos[at, j + 1], moments[at, j + 1]
     if not with_set:
         return best_val, None
     mask = np.zeros(v, bool)
