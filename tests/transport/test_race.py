@@ -160,11 +160,11 @@ def test_grid_is_the_reference_grid():
 
 
 def _every_prefix(p, q, k):
-    """(row, J at every prefix m = 0..V `[V+1]`) by the race's own J."""
+    """(row, J `[V+1]`, P(N_{S_m}(t) <= k − 1) `[V+1, T]`) at every prefix m = 0..V by the race's own J."""
     row = race.prepare_row(p, q, k, 20)
     powers = row.x[:, None] ** np.arange(1, row.coef.shape[1] + 1)
     moments = np.concatenate([np.cumsum(powers[::-1], axis=0)[::-1], np.zeros((1, powers.shape[1]))])
-    return row, race._j_values(np.arange(len(p) + 1), moments, row)
+    return (row, *race._j_values(np.arange(len(p) + 1), moments, row))
 
 
 def test_pruning_bound_holds_and_a_wrong_bound_fails():
@@ -175,10 +175,10 @@ def test_pruning_bound_holds_and_a_wrong_bound_fails():
     violated = 0
     for case in range(4):
         p, q = correlated_softmax_pair(rng, 1, 2000, 3.0, 0.8, 2.0)
-        row, vals = _every_prefix(p[0], q[0], 3 + case)
+        row, vals, survive = _every_prefix(p[0], q[0], 3 + case)
         for width in (7, 50, 400):
             at = np.append(np.arange(0, 2000, width), 2000)
-            bounds = race._lower_bounds(at[None], vals[None, at], row)[0]
+            bounds = race._lower_bounds(at[None], vals[None, at], survive[None, at], row)[0]
             inside = np.array([vals[a:b + 1].min() for a, b in zip(at[:-1], at[1:])])
             assert np.all(bounds <= inside + 1e-13)
             a, b = at[:-1], at[1:]

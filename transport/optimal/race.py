@@ -45,6 +45,7 @@ class RaceRow(NamedTuple):
 
     order: np.ndarray      # [V] token ids by descending p/q
     ratio: np.ndarray      # [V] p/q in that order (+inf where q = 0 < p, -1 where p = q = 0)
+    q_sorted: np.ndarray   # [V] q in that order
     p_suffix: np.ndarray   # [V+1] p(S_m)
     q_prefix: np.ndarray   # [V+1] λ_m = q(H_m)
     t: np.ndarray          # [T] quadrature nodes
@@ -213,7 +214,7 @@ def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> 
     partial, bounds = _heavy_scan(stay, hit, k)
     x = np.where(heavy, 0.0, x_all)
     n_terms = series_terms(float(x.max()), k)
-    return RaceRow(order, r[order], reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, partial,
+    return RaceRow(order, r[order], qs, reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, partial,
                    bounds, x,
                    reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms),
                    min(series_terms(X_TINY, k), n_terms), k)
@@ -237,8 +238,9 @@ def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -
     return [x * scale for x in e]
 
 
-def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> np.ndarray:
-    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`."""
+def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> tuple[np.ndarray, np.ndarray]:
+    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`,
+    and P(N_{S_m}(t) <= k − 1) `[B, T]` at the nodes."""
     light = _light_coefficients(moments, row.light_suffix[pos], row)
     idx, inverse = np.unique(np.searchsorted(row.heavy_pos, pos), return_inverse=True)   # first heavy token >= m
     heavy = _polymul(row.heavy_partial[idx // HEAVY_GROUP, idx % HEAVY_GROUP], row.heavy_bounds[idx // HEAVY_GROUP + 1])
@@ -249,27 +251,42 @@ def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> np.ndarray:
         survive += heavy[i] * light_cdf
     lam = row.q_prefix[pos]
     hit = np.sum(row.w * lam[:, None] * np.exp(-np.multiply.outer(lam, row.t)) * survive, axis=1)
-    return row.p_suffix[pos] + np.minimum(hit, 1.0)
+    return row.p_suffix[pos] + np.minimum(hit, 1.0), survive
 
 
-def _lower_bounds(pos: np.ndarray, vals: np.ndarray, row: RaceRow) -> np.ndarray:
+def _lower_bounds(pos: np.ndarray, vals: np.ndarray, survive: np.ndarray, row: RaceRow) -> np.ndarray:
     """A lower bound on J over the prefixes between consecutive boundaries a < b of pos `[I, B]` (J there: vals
-    `[I, B]`) -> `[I, B-1]`.
+    `[I, B]`; P(N_S(t) <= k − 1) there: survive `[I, B, T]`) -> `[I, B-1]`.
 
     For H_a ⊆ H_m ⊆ H_b: every token in [m, b) has p >= r_{b−1} q (descending ratios), so
-    p(S_m) >= p(S_b) + r_{b−1} q([m, b)). Adding a token i ∈ H_b to any H ⊆ H_b gains
-    f(H + i) − f(H) = P(i drafted, no token of H drafted) >= P(i drawn first, the next k − 1 draws avoid H_b)
-    >= q_i (1 − f(H_b)) (on the event that the first k draws from V avoid H_b, the first k − 1 draws from V∖i are
-    the same tokens), so f(H_m) >= f(H_a) + (1 − f(H_b)) q([a, m)). Hence
-    J(H_m) >= p(S_b) + f(H_a) + min(1 − f(H_b), r_{b−1}) q([a, b)).
+    p(S_m) >= p(S_b) + r_{b−1} q([m, b)). f(H) = P(X hits H) is submodular, so adding i ∈ H_b to any H ⊆ H_b∖i
+    gains at least f(H_b) − f(H_b∖i) = P(the first k draws lie in S_b + i and include i)
+    >= E[(1 − e^{-q_i T}) e^{-λ_b T}], T = the k-th arrival time of S_b (i before it, and every token of H_b∖i after
+    it); with c = max q over [a, b) and (1 − e^{-xT})/x decreasing in x this is >= q_i g,
+    g = E[φ(T)] / c = (1/c) ∫ φ'(t) P(N_{S_b}(t) <= k − 1) dt, φ(t) = e^{-λ_b t}(1 − e^{-ct}) (the race's grid).
+    So f(H_m) >= f(H_a) + g q([a, m)) and J(H_m) >= p(S_b) + f(H_a) + min(g, r_{b−1}) q([a, b)).
+    g is shrunk by 1e-9 relative and 1e-13 absolute for the quadrature and its dropped tail.
     """
     a, b = pos[:, :-1], pos[:, 1:]
-    f_a, f_b = vals[:, :-1] - row.p_suffix[a], vals[:, 1:] - row.p_suffix[b]
+    f_a = vals[:, :-1] - row.p_suffix[a]
+    lam = row.q_prefix[b][..., None]
+    c = _interval_max(row.q_sorted, a, b)
+    cc = np.where(c > 0, c, 1.0)[..., None]
+    dphi = cc * np.exp(-(lam + cc) * row.t) - lam * np.exp(-lam * row.t) * -np.expm1(-cc * row.t)
+    g = np.sum(row.w * dphi * survive[:, 1:], axis=-1) / cc[..., 0]
+    g = np.maximum(g * (1.0 - 1e-9) - 1e-13, 0.0)
     r = np.maximum(row.ratio[np.maximum(b - 1, 0)], 0.0)
     mass = row.q_prefix[b] - row.q_prefix[a]
     with np.errstate(invalid="ignore"):
-        gain = np.where(mass > 0, np.minimum(np.maximum(1.0 - f_b, 0.0), r) * mass, 0.0)
+        gain = np.where((mass > 0) & (c > 0), np.minimum(g, r) * mass, 0.0)
     return row.p_suffix[b] + f_a + gain
+
+
+def _interval_max(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """max x[a:b] per interval (0 where a == b) for interval ends a, b of any shape (one reduceat over [a, b) pairs)."""
+    bounds = np.stack([a.ravel(), b.ravel()], axis=1).ravel()
+    top = np.maximum.reduceat(np.append(x, 0.0), bounds)[0::2].reshape(a.shape)
+    return np.where(b > a, top, 0.0)
 
 
 def _level_moments(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, step: int, after: np.ndarray,
@@ -315,13 +332,14 @@ def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = refer
     for step in LEVELS:
         pos, moments = _level_moments(row.x, starts, ends, step, after, n_terms)
         n_int, n_b = pos.shape
-        vals = _j_values(pos.ravel(), moments.reshape(n_int * n_b, -1), row)
+        vals, survive = _j_values(pos.ravel(), moments.reshape(n_int * n_b, -1), row)
         i = int(np.argmin(vals))
         if vals[i] < best_val:
             best_val, best_pos = float(vals[i]), int(pos.ravel()[i])
         if step == 1:
             break
-        keep = (_lower_bounds(pos, vals.reshape(n_int, n_b), row) <= best_val + PRUNE_MARGIN) & (pos[:, 1:] > pos[:, :-1])
+        lower = _lower_bounds(pos, vals.reshape(n_int, n_b), survive.reshape(n_int, n_b, -1), row)
+        keep = (lower <= best_val + PRUNE_MARGIN) & (pos[:, 1:] > pos[:, :-1])
         at, j = np.nonzero(keep)
         if not len(at):
             break
