@@ -183,12 +183,14 @@ def _heavy_scan(stay: np.ndarray, hit: np.ndarray, k: int) -> tuple[np.ndarray, 
     for o in range(g - 1, -1, -1):
         np.multiply(partial[:, o + 1], stay[:, o, None, :], out=partial[:, o])
         partial[:, o, 1:] += partial[:, o + 1, :-1] * hit[:, o, None, :]
-    bounds = np.zeros((ng + 2, k, n_t))
-    bounds[ng + 1, 0] = 1.0
-    bounds[ng] = partial[ng, 0]
-    for i in range(ng - 1, -1, -1):
-        bounds[i] = _polymul(partial[i, 0], bounds[i + 1])
-    return partial, bounds
+    # group products as lower-triangular Toeplitz matrices [ng+1, T, k, k]: one matmul per group in the loop
+    lag = np.subtract.outer(np.arange(k), np.arange(k))
+    toe = np.where((lag >= 0)[None, :, :, None], partial[:, 0][:, np.maximum(lag, 0), :], 0.0).transpose(0, 3, 1, 2)
+    bounds = np.zeros((ng + 2, n_t, k, 1))
+    bounds[ng + 1, :, 0] = 1.0
+    for i in range(ng, -1, -1):
+        np.matmul(toe[i], bounds[i + 1], out=bounds[i])
+    return partial, np.ascontiguousarray(bounds[..., 0].transpose(0, 2, 1))
 
 
 def _bernoulli_factors(q: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,22 +300,28 @@ def _level_moments(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, step: in
     n_all, n_tiny = n_terms
     n_int = len(starts)
     nb = -(-int(np.max(ends - starts)) // step)
-    idx = starts[:, None] + np.arange(nb * step)
-    blocks = np.where(idx < ends[:, None], x[np.minimum(idx, len(x) - 1)], 0.0).reshape(n_int, nb, step)
-    sums = np.zeros((n_int, nb, n_all))
+    if n_int == 1 and starts[0] == 0 and ends[0] == len(x):       # the whole row: a view, no gather
+        flat = np.zeros((nb, step))
+        flat.ravel()[: len(x)] = x
+    else:
+        idx = starts[:, None] + np.arange(nb * step)
+        flat = np.where(idx < ends[:, None], x[np.minimum(idx, len(x) - 1)], 0.0).reshape(n_int * nb, step)
+    used = np.flatnonzero(flat.any(axis=1))                      # blocks with light mass (zeros cluster by ratio)
+    blocks = flat[used]
+    sums = np.zeros((n_int * nb, n_all))
     power = blocks.copy()
     for n in range(n_tiny):
-        sums[..., n] = power.sum(axis=-1)
+        sums[used, n] = power.sum(axis=-1)
         if n + 1 < n_tiny:
             power *= blocks
-    flat = blocks.reshape(n_int * nb, step)
-    big_block, big_at = np.nonzero(flat > X_TINY) if n_all > n_tiny else (np.zeros(0, np.int64),) * 2
+    big_block, big_at = np.nonzero(blocks > X_TINY) if n_all > n_tiny else (np.zeros(0, np.int64),) * 2
     if len(big_block):
-        xs = flat[big_block, big_at]
+        xs = blocks[big_block, big_at]
         power = xs ** (n_tiny + 1)
         for n in range(n_tiny, n_all):
-            sums[..., n] = np.bincount(big_block, weights=power, minlength=n_int * nb).reshape(n_int, nb)
+            sums[used, n] = np.bincount(big_block, weights=power, minlength=len(used))
             power *= xs
+    sums = sums.reshape(n_int, nb, n_all)
     moments = np.empty((n_int, nb + 1, n_all))
     moments[:, -1] = after
     moments[:, :-1] = np.cumsum(sums[:, ::-1], axis=1)[:, ::-1] + after[:, None]
