@@ -72,6 +72,7 @@ def series_terms(x_max: float, k: int, eps: float = SERIES_EPS) -> int:
     raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
 
 
+@lru_cache(maxsize=256)
 def stirling_coefficients(k: int, n_terms: int) -> np.ndarray:
     """c[j-1, n-1] = coefficient of x^n in (e^x − 1)^j = j! S(n, j) / n!, j = 1..k−1, n = 1..N: `[k-1, N]`."""
     base = np.array([0.0] + [1.0 / factorial(n) for n in range(1, n_terms + 1)])
@@ -80,6 +81,7 @@ def stirling_coefficients(k: int, n_terms: int) -> np.ndarray:
     for j in range(1, k):
         power = np.convolve(power, base)[: n_terms + 1]           # all terms non-negative
         out[j - 1] = power[1:]
+    out.flags.writeable = False                                   # cached: shared by every row
     return out
 
 
@@ -205,9 +207,13 @@ def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> 
         r = np.where(q > 0, p / q, np.where(p > 0, np.inf, -1.0))
     # reference.ratio_order's order (ties in any order), sorting only the support of q: q = 0 < p first, p = q = 0 last
     support = np.flatnonzero(q > 0)
-    order = np.concatenate([np.flatnonzero(r == np.inf), support[np.argsort(-r[support])], np.flatnonzero(r < 0)])
+    if len(support) == len(q):
+        order, q_support = np.argsort(-r), q
+    else:
+        order = np.concatenate([np.flatnonzero(r == np.inf), support[np.argsort(-r[support])], np.flatnonzero(r < 0)])
+        q_support = q[support]
     ps, qs = p[order], q[order]
-    t, w = race_grid(q[q > 0], k, nodes_per_decade)
+    t, w = race_grid(q_support, k, nodes_per_decade)
     t_top = float(t.max())
     x_all = qs * t_top
     heavy = x_all > X0
