@@ -203,3 +203,13 @@ def test_degenerate_rows():
     assert optimal_acceptance(p2, q2, 5, "without_replacement") == pytest.approx(0.0, abs=1e-14)
     uniform = np.full(v, 1.0 / v)
     assert optimal_acceptance(uniform, uniform, 4, "without_replacement") == pytest.approx(1.0, abs=1e-13)
+
+
+@pytest.mark.parametrize("k", [40, 64])
+def test_many_drafts_need_longer_series_and_still_match_the_reference(k):
+    """Large k: the series needs ~100 terms (more than the old cap of 64 raised a ValueError on valid input)."""
+    rng = np.random.default_rng(39)
+    assert race.series_terms(race.X0, k) > 64
+    for v in (300, 2000):
+        p, q = rng.dirichlet(np.full(v, 0.3)), rng.dirichlet(np.full(v, 0.3))
+        assert race.race_row(p, q, k)[0] == pytest.approx(reference.alpha_wor(p, q, k)[0], abs=1e-13)

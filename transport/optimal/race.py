@@ -16,10 +16,11 @@ j < k (x = the largest light x_i; j! S(n, j) <= j^n bounds the dropped terms rel
 alternating terms are damped by y_max^{j−1} <= 0.134^{j−1}, so they cannot cancel the leading positive term. The
 quadrature is the reference's (tail <= TAIL_EPS; node doubling bounds its error).
 
-Only the ratio prefixes that can hold the minimum are evaluated: J at coarse boundaries, a lower bound
-p(S_b) + f(H_a) on every prefix between boundaries a < b (f is monotone), then finer boundaries inside the
-survivors, down to single tokens. Every prefix within PRUNE_MARGIN of the minimum is evaluated, so the least value
-found is the reference's minimum over all prefixes.
+Only the ratio prefixes that can hold the minimum are evaluated (LEVELS): J at coarse boundaries, a lower bound
+p(S_b) + f(H_a) + min(g, r_{b−1}) q([a, b)) on every prefix between boundaries a < b (`_lower_bounds`: p/q descends,
+and by submodularity of f each token of [a, b) adds at least q_i·g to f), then finer boundaries inside the
+intervals whose bound is within PRUNE_MARGIN of the best J found, down to single tokens. So the least value found is
+the reference's minimum over all prefixes.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ X0 = 0.125              # light tokens: q_i t <= X0 at every node, so y_i = e^{q
 SERIES_EPS = 1e-17      # relative truncation of each power sum P_j
 PRUNE_MARGIN = 1e-12    # >> the rounding of J (~1e-15): pruning never drops a prefix that could be the minimum
 HEAVY_GROUP = 16        # heavy tokens per step of the python loop of the heavy scan
-LEVELS = (1024, 64, 4, 1) # prefix spacing of the successive refinement levels
-_MAX_N = 64
+LEVELS = (1024, 64, 4, 1)  # prefix spacing of the successive refinement levels
+_MAX_N = 512          # series terms at most (k = 64 needs ~110 for x <= X0)
 
 
 class RaceRow(NamedTuple):
