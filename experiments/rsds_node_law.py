@@ -53,6 +53,8 @@ class RsdsNodeLawConfig:
     seed: int = 0
 
 
+CONFIG = RsdsNodeLawConfig
+
 @partial(jax.jit, static_argnames=("spec", "sampling", "capacity"))
 def _paired_round(target, drafter, tokens, lengths, pending, key, *, spec, sampling, capacity):
     start = prefill(target, drafter, tokens, lengths, key, sampling, capacity, pending=pending)
