@@ -1,5 +1,6 @@
 """The jitted RSD-S builder and round (transport/THEORY.md §5.3): the builder draws exactly the enumerated law of
-stochastic beam search trees (chi-square over whole trees) and marks every node without replacement; the sampled
+stochastic beam search trees (chi-square over whole trees; a beam of unconditioned Gumbels is caught) and marks every
+node without replacement; the sampled
 round emits the target's law at width 3, depth 2, where nodes below the root often have several children; verifying
 those children as i.i.d. draws is caught by the same test; so does traversal verification. (Greedy RSD-S equals greedy AR:
 tests/trees/test_tree_decode.py.)"""
@@ -60,20 +61,44 @@ def _tree_key(tree, row):
     return tuple(int(t) for t in tree.token[row, keep]), parent, children
 
 
-@pytest.mark.parametrize("v, width, depth", [(3, 3, 2), (3, 2, 3)])
-def test_builder_draws_the_enumerated_beam_tree_law(v, width, depth):
+class _FreshGumbelBeam(RSDSTree):
+    """A port's shortcut: each level's candidates ranked by log q(path) plus a fresh Gumbel, not conditioned on the
+    parent's perturbed value (a different tree law)."""
+
+    def expand(self, d, pool, idx, logits, q, key, sampling):
+        b, l, v = q.shape
+        rows = jnp.arange(b)[:, None]
+        phi_c = jnp.where(idx == 0, 0.0, pool.value[rows, idx])[..., None] + jnp.log(q)
+        g = jnp.where(pool.valid[rows, idx][..., None], phi_c + jax.random.gumbel(key, phi_c.shape), -jnp.inf)
+        score, flat = jax.lax.top_k(g.reshape(b, l * v), self.width)
+        return pool.put(self.offsets[d + 1], flat % v, jnp.take_along_axis(idx, flat // v, axis=1),
+                        jnp.isfinite(score), value=jnp.take_along_axis(phi_c.reshape(b, l * v), flat, axis=1))
+
+
+def _tree_law_pvalue(builder, v, width, depth, n=20000):
     _, q = random_model(v, depth, seed=2)
     law = Counter()
     for t, prob in enumerate_sbs_trees(q, width, depth):
         law[(t.tokens, t.parent, t.children)] += prob
     ids = {k: i for i, k in enumerate(law)}
-    n = 20000
-    tree = _build_from_tables(RSDSTree(width=width, depth=depth), q, n, jax.random.key(0))
+    tree = _build_from_tables(builder, q, n, jax.random.key(0))
     sampled = np.array([ids.get(_tree_key(tree, r), len(ids)) for r in range(n)])
-    assert chi_square_pvalue(sampled, np.array(list(law.values()) + [0.0])) > ALPHA
+    return chi_square_pvalue(sampled, np.array(list(law.values()) + [0.0])), tree
+
+
+@pytest.mark.parametrize("v, width, depth", [(3, 3, 2), (3, 2, 3)])
+def test_builder_draws_the_enumerated_beam_tree_law(v, width, depth):
+    pvalue, tree = _tree_law_pvalue(RSDSTree(width=width, depth=depth), v, width, depth)
+    assert pvalue > ALPHA
     inner = tree.valid & np.any(tree.children >= 0, axis=-1)
     assert np.all(tree.law[inner] == LAW_WOR)                     # every node is verified without replacement
     assert np.any(np.sum(tree.children[:, 1:] >= 0, axis=-1) >= 2)  # some node below the root has 2+ children
+
+
+def test_tree_law_test_catches_unconditioned_gumbels():
+    """Negative control: the same chi-square rejects a beam whose levels draw fresh, unconditioned Gumbels."""
+    pvalue, _ = _tree_law_pvalue(_FreshGumbelBeam(width=3, depth=2), 3, 3, 2)
+    assert pvalue < ALPHA
 
 
 @pytest.fixture(scope="module")
