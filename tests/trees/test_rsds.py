@@ -1,9 +1,8 @@
 """The jitted RSD-S builder and round (transport/THEORY.md §5.3): the builder draws exactly the enumerated law of
 stochastic beam search trees (chi-square over whole trees; a beam of unconditioned Gumbels is caught) and marks every
-node without replacement; the sampled
-round emits the target's law at width 3, depth 2, where nodes below the root often have several children; verifying
-those children as i.i.d. draws is caught by the same test; so does traversal verification. (Greedy RSD-S equals greedy AR:
-tests/trees/test_tree_decode.py.)"""
+node without replacement; the sampled round emits the target's law at width 3, depth 2, where nodes below the root
+often have several children, and so does traversal verification; verifying those children as i.i.d. draws is caught
+by the same test. (Greedy RSD-S equals greedy AR: tests/trees/test_tree_decode.py.)"""
 from collections import Counter
 
 import jax
