@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from specjax.bench.experiment import parse_config, provenance, write_csv
-from transport.exact.audit import run_audit
+from transport.exact.audit import LOSSLESS_SOURCES, run_audit
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows = result["rows"]
     labels = [f"{r['scheme']} | {r['verifier']}" for r in rows]
-    lossless = [r["source"] in ("specjax", "paper") for r in rows]
+    lossless = [r["source"] in LOSSLESS_SOURCES for r in rows]
     colors = ["tab:green" if ok else "tab:red" for ok in lossless]
     fig, (ax_tv, ax_len) = plt.subplots(1, 2, figsize=(15, 0.28 * len(rows) + 1.5), sharey=True)
     y = range(len(rows))
@@ -75,7 +75,7 @@ def _plot(result: dict, path: Path) -> None:
     ax_len.barh(y, [r["accepted"] for r in rows], color=colors)
     ax_len.set_xlabel("E[accepted drafts] per round")
     fig.suptitle(f"verifier exactness audit (V={result['config']['vocab_size']}, seed {result['config']['seed']}; "
-                 "green: shipped/paper rules, red: ports, misuses, sensitivity)", fontsize=9)
+                 "green: shipped, paper and former rules, red: ports, misuses, sensitivity)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
