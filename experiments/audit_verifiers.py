@@ -1,5 +1,5 @@
 """Exactness audit of verification rules on a tiny enumerable model: TV to the target law and E[accepted drafts] per
-(scheme, verifier), exactly (transport/exact/audit.py; transport/THEORY.md §7).
+(scheme, verifier), exactly, and KL(emitted ‖ target) for chains (transport/exact/audit.py; transport/THEORY.md §7).
 
     python experiments/audit_verifiers.py --seed 1 --out results/audit_verifiers
 Writes `<out>.json` (config, software versions, rows), `<out>.csv` and `<out>.png` and prints the table.
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from specjax.bench.experiment import parse_config, provenance, write_csv
-from transport.exact.audit import run_audit
+from transport.exact.audit import LOSSLESS_SOURCES, run_audit
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,11 @@ def run(config: AuditConfig, out: Path) -> dict:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'scheme':<44} {'verifier':<48} {'source':<16} {'TV':>9} {'E[acc]':>7}"]
+    lines = [f"{'scheme':<44} {'verifier':<48} {'source':<16} {'TV':>9} {'KL':>9} {'E[acc]':>7}"]
     for r in result["rows"]:
-        lines.append(f"{r['scheme']:<44} {r['verifier']:<48} {r['source']:<16} {r['tv']:9.2e} {r['accepted']:7.4f}")
+        kl = "" if r["kl"] is None else f"{r['kl']:9.2e}"               # None: not computed for this scheme
+        lines.append(f"{r['scheme']:<44} {r['verifier']:<48} {r['source']:<16} {r['tv']:9.2e} {kl:>9} "
+                     f"{r['accepted']:7.4f}")
     return "\n".join(lines)
 
 
@@ -60,7 +62,7 @@ def _plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows = result["rows"]
     labels = [f"{r['scheme']} | {r['verifier']}" for r in rows]
-    lossless = [r["source"] in ("specjax", "paper") for r in rows]
+    lossless = [r["source"] in LOSSLESS_SOURCES for r in rows]
     colors = ["tab:green" if ok else "tab:red" for ok in lossless]
     fig, (ax_tv, ax_len) = plt.subplots(1, 2, figsize=(15, 0.28 * len(rows) + 1.5), sharey=True)
     y = range(len(rows))
@@ -73,7 +75,7 @@ def _plot(result: dict, path: Path) -> None:
     ax_len.barh(y, [r["accepted"] for r in rows], color=colors)
     ax_len.set_xlabel("E[accepted drafts] per round")
     fig.suptitle(f"verifier exactness audit (V={result['config']['vocab_size']}, seed {result['config']['seed']}; "
-                 "green: shipped/paper rules, red: ports, misuses, sensitivity)", fontsize=9)
+                 "green: shipped, paper and former rules, red: ports, misuses, sensitivity)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,6 +1,8 @@
-"""Pairs per second of `transport.optimal_acceptance` at V = 32k and 128k against the HiGHS LP.
+"""Pairs per second of `transport.optimal_acceptance` at V = 32k and 128k against the HiGHS LP, and α* without
+replacement for k >= 3 (the aggregated race of `transport.optimal.race`) against the previous jax-scan race and
+against i.i.d. drafts at the same V.
 
-    python experiments/bench_transport.py --out results/bench_transport [--quick]
+    python experiments/bench_transport.py --out results/bench_transport [--quick] [--laws results/real_laws.npz]
 Every timing is taken after a warm-up call with the same shapes (jit compilation excluded); each ratio (new / old
 path, closed form / LP) is measured within one cell. Writes `<out>.json` (config, software versions, one record per
 cell; resumable: rerun the same command after an interruption) and `<out>.csv`; the LP/closed-form ratio is printed
@@ -43,6 +45,20 @@ class BenchTransportConfig:
     """(V, k) of the LP comparison: the largest it takes in reasonable time (V = 12, k = 4: 793 sets)"""
     lp_repeats: int = 20
     """timed calls of the closed form per LP comparison (one is too short to time)"""
+    race_vocab: int = 49_152
+    """V of the without-replacement k >= 3 comparison (SmolLM2's vocabulary)"""
+    race_ks: tuple[int, ...] = (3, 4, 8)
+    race_pairs: int = 8
+    """pairs timed per race cell for the new path and for i.i.d."""
+    old_race_pairs: int = 2
+    """pairs timed for the old jax-scan race (~0.1-1 s each)"""
+    repeats: int = 3
+    """timed calls per race cell (the fastest counts: the host is shared)"""
+    laws: str = ""
+    """a stored-laws file (`transport.studies.law_file`): also time its first race_pairs contexts, every drafter at
+    T = 1"""
+    race_only: bool = False
+    """only the race cells"""
     seed: int = 0
 
 
@@ -108,11 +124,67 @@ def lp_row(cfg: BenchTransportConfig, v: int, k: int) -> dict:
     return {"V": v, "k": k, "lp_pairs_per_s": lp_rate, "optimal_pairs_per_s": fast_rate, "ratio": fast_rate / lp_rate}
 
 
+def _old_race(p, q, k, nodes_per_decade=20):
+    """The previous numpy-backend path for k_eff >= 3: the exponential-race recursion as a jax scan over V."""
+    import jax
+    from transport.optimal import jax_backend
+    p64, q64 = as_float64_rows(p), as_float64_rows(q)
+    k_eff = np.minimum(k, np.count_nonzero(q64, axis=1))
+    with jax.enable_x64(True):
+        return jax_backend.race_rows(p64, q64, k_eff, nodes_per_decade, True)[0]
+
+
+def _best_seconds_per_pair(fn, n, repeats):
+    fn()                                             # warm-up: compile / caches
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+def race_sources(cfg: BenchTransportConfig) -> list[str]:
+    """The pair sources of the race cells: correlated softmax pairs, and each drafter of the laws file."""
+    sources = ["softmax"]
+    if cfg.laws:
+        from transport.studies.law_file import load_laws
+        sources += [f"laws:{d}" for d in load_laws(cfg.laws).drafters]
+    return sources
+
+
+def _race_pairs(cfg: BenchTransportConfig, source: str) -> tuple[np.ndarray, np.ndarray]:
+    if source == "softmax":
+        return _pairs(np.random.default_rng([cfg.seed, cfg.race_vocab]), cfg.race_pairs, cfg.race_vocab)
+    from transport.studies.law_file import load_laws
+    p, q = load_laws(cfg.laws).laws(source.removeprefix("laws:"), 1.0)
+    return p[: cfg.race_pairs], q[: cfg.race_pairs]
+
+
+def race_row(cfg: BenchTransportConfig, source: str, k: int) -> dict:
+    """ms per pair of α* without replacement (new aggregated race, old jax scan) and of α* iid at the same V, the
+    ratios, the largest |new − old| and the change of the new value at twice the quadrature nodes."""
+    p, q = _race_pairs(cfg, source)
+    n, n_old = len(p), min(cfg.old_race_pairs, len(p))
+    new = _best_seconds_per_pair(lambda: optimal_acceptance(p, q, k, "without_replacement"), n, cfg.repeats)
+    iid = _best_seconds_per_pair(lambda: optimal_acceptance(p, q, k, "iid"), n, cfg.repeats)
+    old = _best_seconds_per_pair(lambda: _old_race(p[:n_old], q[:n_old], k), n_old, 1)
+    a_new = optimal_acceptance(p, q, k, "without_replacement")
+    diff = float(np.abs(a_new[:n_old] - _old_race(p[:n_old], q[:n_old], k)).max())
+    err = float(np.abs(optimal_acceptance(p, q, k, "without_replacement", nodes_per_decade=40) - a_new).max())
+    return {"V": p.shape[1], "source": source, "k": k, "pairs": n, "iid_ms": iid * 1e3, "new_ms": new * 1e3,
+            "old_ms": old * 1e3, "new_over_iid": new / iid, "old_over_new": old / new, "max_abs_new_minus_old": diff,
+            "node_doubling_err": err}
+
+
 def run(cfg: BenchTransportConfig, out: Path) -> Results:
     """Every timing not yet in `<out>.json` (each cell's ratio is measured within the cell)."""
     results = Results(out.with_suffix(".json"), asdict(cfg))
     cells = [(f"V={v}/{law}/k={k}", partial(law_row, cfg, v, law, k, batch)) for v, law, k, batch in law_cells(cfg)]
     cells += [(f"lp/V={v}/k={k}", partial(lp_row, cfg, v, k)) for v, k in cfg.lp_sizes]
+    cells = [] if cfg.race_only else cells
+    cells += [(f"race/{source}/V={cfg.race_vocab}/k={k}", partial(race_row, cfg, source, k))
+              for source in race_sources(cfg) for k in cfg.race_ks]
     for key, measure in progress(cells, len(cells), "bench transport"):
         if not results.done(key):
             results.add(key, measure())
@@ -120,7 +192,7 @@ def run(cfg: BenchTransportConfig, out: Path) -> Results:
 
 
 def print_tables(records: dict) -> None:
-    rows = [r for key, r in records.items() if not key.startswith("lp/")]
+    rows = [r for key, r in records.items() if not key.startswith(("lp/", "race/"))]
     print(f"load average {os.getloadavg()[0]:.1f}; {ERROR_CONTROL}")
     print(f"{'V':>7} {'law':<20} {'k':>3} {'batch':>5} {'old pairs/s':>12} {'new pairs/s':>12} {'max|new-old|':>13}"
           f" {'|Δ| 2x nodes':>12}")
@@ -136,11 +208,20 @@ def print_tables(records: dict) -> None:
                   f"{r['ratio']:8.0f}x")
 
 
+    print(f"{'source':<20} {'V':>6} {'k':>2} {'iid ms':>7} {'new ms':>7} {'old ms':>8} {'new/iid':>8} {'old/new':>8}"
+          f" {'max|new-old|':>12} {'|Δ| 2x nodes':>12}")
+    for key, r in records.items():
+        if key.startswith("race/"):
+            print(f"{r['source']:<20} {r['V']:>6} {r['k']:>2} {r['iid_ms']:7.2f} {r['new_ms']:7.2f} {r['old_ms']:8.1f} "
+                  f"{r['new_over_iid']:7.1f}x {r['old_over_new']:7.0f}x {r['max_abs_new_minus_old']:12.1e} "
+                  f"{r['node_doubling_err']:12.1e}")
+
+
 def main(argv=None) -> int:
     cfg, out = parse_config(BenchTransportConfig, argv, __doc__, default_out="results/bench_transport")
     results = run(cfg, out)
     print_tables(results.records)
-    write_csv(out.with_suffix(".csv"), [r for key, r in results.records.items() if not key.startswith("lp/")])
+    write_csv(out.with_suffix(".csv"), [r for key, r in results.records.items() if not key.startswith(("lp/", "race/"))])
     print(f"wrote {out}.json and {out}.csv")
     return 0
 

@@ -6,9 +6,10 @@ run on this machine's default device (the rules alone: target laws are random in
 * trees of N nodes: traversal verification / the token-level `walk_tree` on a complete binary i.i.d. tree;
 * K i.i.d. chains (a trie of N = K·L nodes): GBV / the token-level `walk_tree` on the same trie.
 
-And, with `--smollm2 N`, τ of each rule in the decode loop on SmolLM2-135M with the shipped EAGLE head at
-temperature 1 on N MT-bench prompts (sampled chains and trees): token vs block (chain K=4), token vs traversal
-(RSD-C and unmerged SpecInfer, budget 16), token vs GBV (SpecInfer trie, budget 16), same prompts and seeds.
+And, with `--smollm2 N`, τ of each rule in the decode loop on SmolLM2-135M with the shipped EAGLE head at each of
+`smollm2_temperatures` on N MT-bench prompts (sampled chains and trees): token vs block (chain K=4), token vs
+traversal (RSD-C and unmerged SpecInfer, budget `smollm2_budget`), token vs GBV (SpecInfer trie), same prompts and
+seeds. (The lossy chain rules, with their distortion: experiments/lossy_tradeoff.py.)
 
     python experiments/bench_verify.py --batch 1 32 --smollm2 8 --out results/bench_verify
 Prints tables of ratios (rule time / token-level time, measured in the same cell; τ of each rule) and writes
@@ -51,7 +52,11 @@ class BenchConfig:
     skip_rules: bool = False
     """only the SmolLM2 part"""
     smollm2: int = 0
-    """with N > 0, also τ of each rule on N MT-bench prompts of SmolLM2 + EAGLE at T = 1"""
+    """with N > 0, also τ of each rule on N MT-bench prompts of SmolLM2 + EAGLE"""
+    smollm2_budget: int = 16
+    """tree nodes per round in the SmolLM2 part"""
+    smollm2_temperatures: tuple[float, ...] = (1.0,)
+    """temperatures of the SmolLM2 part"""
     max_new_tokens: int = 48
     """tokens per prompt in the SmolLM2 part"""
     seed: int = 0
@@ -148,35 +153,36 @@ def rule_row(cfg: BenchConfig, kind: str, size: int, b: int) -> dict:
     return dict(kind=kind, size=size, batch=b, rule=rule, token_s=base, rule_s=seconds, ratio=seconds / base)
 
 
-SMOLLM2_CASES = (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
-                 ("RSD-C 16", "rsd-c", dict(budget=16), ("token", "traversal")),
-                 ("SpecInfer 16 (chains)", "specinfer", dict(budget=16, merge=False), ("token", "traversal")),
-                 ("SpecInfer 16 (trie)", "specinfer", dict(budget=16), ("token", "gbv")))
+def smollm2_cases(budget: int) -> tuple:
+    """(label, method, options, verifiers) of the SmolLM2 part."""
+    return (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
+            (f"RSD-C {budget}", "rsd-c", dict(budget=budget), ("token", "traversal")),
+            (f"SpecInfer {budget} (chains)", "specinfer", dict(budget=budget, merge=False), ("token", "traversal")),
+            (f"SpecInfer {budget} (trie)", "specinfer", dict(budget=budget), ("token", "gbv")))
 
 
 def smollm2_cells(cfg: BenchConfig, results: Results) -> None:
-    """τ and tokens/s of each (method, verifier) on SmolLM2 + EAGLE at T = 1 on `cfg.smollm2` MT-bench prompts,
-    same prompts and keys per method; every pair not yet in `results`."""
+    """τ and tokens/s of each (temperature, method, verifier) on SmolLM2 + EAGLE on `cfg.smollm2` MT-bench prompts,
+    same prompts and keys per method; every cell not yet in `results`."""
     from specjax.bench.decoding import decode_prompts, summarize
     from specjax.apps.models import load_drafter, load_target
     from specjax.bench.prompts import load_prompts
     from specjax.sampling import SamplingConfig
     from specjax.methods import make_method
 
-    cells = [(label, name, options, verifier) for label, name, options, verifiers in SMOLLM2_CASES
-             for verifier in verifiers]
-    todo = [c for c in cells if not results.done(f"smollm2/{c[0]}/{c[3]}")]
+    cells = [(t, label, name, options, verifier) for t in cfg.smollm2_temperatures
+             for label, name, options, verifiers in smollm2_cases(cfg.smollm2_budget) for verifier in verifiers]
+    todo = [c for c in cells if not results.done(f"smollm2/{c[0]}/{c[1]}/{c[4]}")]
     if not todo:
         return
     target = load_target("smollm2")
     drafter = load_drafter("eagle", target)
     ids = [target.encode_prompt(q) for q in load_prompts("mt_bench", cfg.smollm2)]
-    common = dict(max_new_tokens=cfg.max_new_tokens, sampling=SamplingConfig(temperature=1.0), eos_id=target.eos_id,
-                  seed=cfg.seed, drafter=drafter)
-    for label, name, options, verifier in progress(todo, len(todo), "SmolLM2 τ per rule"):
+    common = dict(max_new_tokens=cfg.max_new_tokens, eos_id=target.eos_id, seed=cfg.seed, drafter=drafter)
+    for t, label, name, options, verifier in progress(todo, len(todo), "SmolLM2 τ per rule"):
         r = summarize(decode_prompts(target.handle, ids, method=make_method(name, **options, verifier=verifier),
-                                     **common))
-        results.add(f"smollm2/{label}/{verifier}", dict(method=label, verifier=verifier, **r))
+                                     sampling=SamplingConfig(temperature=t), **common))
+        results.add(f"smollm2/{t}/{label}/{verifier}", dict(temperature=t, method=label, verifier=verifier, **r))
 
 
 def run(cfg: BenchConfig, out: Path) -> Results:
@@ -197,9 +203,10 @@ def main(argv=None) -> int:
     taus = [r for key, r in records.items() if key.startswith("smollm2/")]
     rows = [r for key, r in records.items() if not key.startswith("smollm2/")]
     if taus:
-        print(f"\n{'SmolLM2 + EAGLE, T=1':<24}{'verifier':<11}{'tau':>6}{'tok/s':>8}")
+        print(f"\n{'SmolLM2 + EAGLE':<24}{'T':>5} {'verifier':<11}{'tau':>6}{'tok/s':>8}")
         for r in taus:
-            print(f"{r['method']:<24}{r['verifier']:<11}{r['tau']:>6.3f}{r['tokens_per_s']:>8.1f}")
+            print(f"{r['method']:<24}{r.get('temperature', 1.0):>5.2f} {r['verifier']:<11}{r['tau']:>6.3f}"
+                  f"{r['tokens_per_s']:>8.1f}")
     print(f"\n{'kind':<14} {'size':>4} {'B':>4} {'rule':<10} {'token ms':>9} {'rule ms':>9} {'rule / token':>12}")
     for r in rows:
         print(f"{r['kind']:<14} {r['size']:>4} {r['batch']:>4} {r['rule']:<10} {r['token_s'] * 1e3:9.2f} "

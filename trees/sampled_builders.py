@@ -1,6 +1,7 @@
 """The builders whose children are sampled, so their draft laws are stored and verified by the rule of that law:
 - `RSDCTree` (RSD-C): each node's children are drawn without replacement (Gumbel-top-k), in sampling order.
-- `RSDSTree` (RSD-S): stochastic beam search; the root's children are a without-replacement sample.
+- `RSDSTree` (RSD-S): stochastic beam search; every node's surviving children, in rank order, are verified as a
+  without-replacement sample.
 - `SpecInferTree` (SpecInfer): k i.i.d. chains merged into a trie (or kept apart for traversal verification).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
 from trees.level_loop import TreeBuilder, tree_from_pool
 from trees.pool import Pool
-from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree
+from trees.tree import LAW_IID, LAW_WOR, DraftTree
 
 
 def _rsd_c_branching(budget: int) -> tuple[int, ...]:
@@ -84,15 +85,18 @@ class RSDCTree(TreeBuilder):
 class RSDSTree(TreeBuilder):
     """RSD-S: stochastic beam search (Kool et al. 2019) of width `width` for `depth` levels.
 
-    Draft law. The root's children are the Gumbel-top-`width` of `q(.|root)`: exactly `wor(q, width)` in sampling
-    order, verified with RRS without replacement. Below the root, how many children `m_v` of v survive the beam
-    depends on their perturbed values relative to other beams, so those nodes are marked deterministic and verified
-    with the point-mass rule (sample y ~ p, accept iff y is a child), which is lossless for any child set.
+    Draft law. Level d holds the top-`width` length-d prefixes by perturbed value; a node's children are the
+    children that survive its level's beam, in rank order (descending perturbed score, its sampling order). The
+    root's are exactly `wor(q, width)`. Below the root the number of survivors `m_v` depends on the other beams,
+    but given the earlier children the next one's existence depends on its perturbed value only, never on its token
+    (a Gumbel argmax is independent of its max), so every node is verified with RRS without replacement, the RSD
+    paper's rule. Lossless by exact enumeration and Monte Carlo (transport/THEORY.md §5.3), and it accepts more
+    than the point-mass rule below the root that it replaces.
     """
 
     width: int
     depth: int
-    laws = (LAW_WOR, LAW_DET)
+    laws = (LAW_WOR,)
 
     def __post_init__(self):
         check_int("width", self.width, low=1)
@@ -139,10 +143,6 @@ class RSDSTree(TreeBuilder):
         return pool.put(self.offsets[d + 1], flat % v, jnp.take_along_axis(idx, flat // v, axis=1), valid,
                         value=jnp.take_along_axis(phi_c.reshape(b, l * v), flat, axis=1),
                         score=jnp.where(valid, score, -jnp.inf))
-
-    def finish(self, pool, source):
-        tree = tree_from_pool(pool, source, LAW_DET, self.max_children)
-        return tree.replace(law=tree.law.at[:, 0].set(LAW_WOR))
 
 
 @dataclass(frozen=True)

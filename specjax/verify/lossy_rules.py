@@ -43,25 +43,43 @@ def js_divergence(p: Any, q: Any, xp=np) -> Any:
     return entropy(0.5 * (p + q), xp) - 0.5 * (entropy(p, xp) + entropy(q, xp))
 
 
-def pass_probability(rule: LossyRule, p: Any, q: Any, x: Any, xp=np) -> Any:
-    """a_i `[..., K]`: the probability that draft x_i `[..., K]` (int) passes on its own (FLy: its token-rule base),
-    from the target's laws p `[..., K, V]` at the drafted positions and the draft's q `[..., K, V]`."""
-    p_x = xp.take_along_axis(p, x[..., None], axis=-1)[..., 0]
-    q_x = xp.take_along_axis(q, x[..., None], axis=-1)[..., 0]
-    token = xp.where(q_x <= p_x, 1.0, p_x / xp.where(q_x > 0, q_x, 1.0))        # min(1, p/q) without 0/0
+def pass_probabilities(rule: LossyRule, p: Any, q: Any, xp=np) -> Any:
+    """a `[..., V]`: the probability that a draft of each token passes on its own (FLy: its token-rule base), from
+    the target's law p `[..., V]` and the draft's q `[..., V]` at one position."""
+    token = xp.where(q <= p, 1.0, p / xp.where(q > 0, q, 1.0))                  # min(1, p/q) without 0/0
     if rule.name == "typical":
         eps, delta = rule.params
-        return xp.where(p_x > xp.minimum(eps, delta * xp.exp(-entropy(p, xp))), 1.0, 0.0)
+        return xp.where(p > xp.minimum(eps, delta * xp.exp(-entropy(p, xp)))[..., None], 1.0, 0.0)
     if rule.name == "fuzzy":
-        return xp.where(js_divergence(p, q, xp) <= rule.params[0], 1.0, token)
+        return xp.where((js_divergence(p, q, xp) <= rule.params[0])[..., None], 1.0, token)
     if rule.name == "ears":
-        return xp.minimum(1.0, token + rule.params[0] * (1.0 - xp.max(p, axis=-1)))
+        return xp.minimum(1.0, token + rule.params[0] * (1.0 - xp.max(p, axis=-1, keepdims=True)))
     if rule.name == "topm":
         kth = -xp.sort(-p, axis=-1)[..., min(int(rule.params[0]), p.shape[-1]) - 1]
-        return xp.where((p_x >= kth) & (p_x > 0), 1.0, 0.0)
+        return xp.where((p >= kth[..., None]) & (p > 0), 1.0, 0.0)
     if rule.name == "fly":
         return token
     raise ValueError(f"{rule.name!r} is not a rule of this form")
+
+
+def pass_probability(rule: LossyRule, p: Any, q: Any, x: Any, xp=np) -> Any:
+    """a_i `[..., K]`: `pass_probabilities` at the drafted tokens x `[..., K]` (int), with p and q `[..., K, V]`."""
+    return xp.take_along_axis(pass_probabilities(rule, p, q, xp), x[..., None], axis=-1)[..., 0]
+
+
+def one_step_law(rule: LossyRule, p: Any, q: Any, xp=np) -> Any:
+    """The law `[..., V]` of the token a one-draft round emits first: the draft x ~ q when it passes, else a token
+    of the fallback law — q·a + (1 − Σ q·a)·fallback. The per-token distortion of a rule without look-ahead (FLy
+    with one draft is the token rule: its window needs later drafts)."""
+    a = pass_probabilities(rule, p, q, xp)
+    kept = q * a
+    if rule.name in FALLBACK_TARGET:
+        fallback = p
+    else:
+        res = xp.maximum(p - q, 0.0)
+        mass = xp.sum(res, axis=-1, keepdims=True)
+        fallback = xp.where(mass > 0, res / xp.where(mass > 0, mass, 1.0), p)
+    return kept + (1.0 - xp.sum(kept, axis=-1, keepdims=True)) * fallback
 
 
 def loosen(rule: LossyRule, passed: Any, p: Any, num_drafted: Any, xp=np) -> Any:

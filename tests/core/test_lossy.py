@@ -123,3 +123,33 @@ def test_greedy_decoding_with_every_lossy_rule_equals_ar(ragged_prompts):
         sd = generate(target, tokens, lengths, key, method=method, drafter=draft, verifier=spec, allow_lossy=True,
                       max_new_tokens=12, sampling=GREEDY)
         assert np.array_equal(np.asarray(sd.tokens), ar) == (spec != "fly:2,0"), spec
+
+
+@pytest.mark.parametrize("spec", DEFAULTS + ("ears:0",))
+def test_one_step_law_is_the_first_token_of_a_one_draft_round(spec):
+    """`one_step_law` (the per-token distortion used on real laws) = the exact first-token marginal of a K = 1
+    chain round; with EARS at 0 (the token rule) it is p itself."""
+    from specjax.verify.lossy_rules import one_step_law
+
+    p, q = _case(9, v=4, k=1)
+    first = chain_output_law(p, q, spec).sum(axis=1)
+    np.testing.assert_allclose(one_step_law(parse_lossy(spec), p[0], q[0]), first, atol=1e-14)
+    if spec == "ears:0":
+        np.testing.assert_allclose(first, p[0], atol=1e-14)
+
+
+def test_tradeoff_experiment_writes_its_table(tmp_path):
+    """The exact part of experiments/lossy_tradeoff.py: lossless references at TV ~ 0 and τ gain >= 1 (block), the
+    defaults' TV > 0, and its JSON, CSV and PNG."""
+    import json
+
+    from experiments.lossy_tradeoff import main
+
+    out = tmp_path / "lossy"
+    assert main(["--models", "2", "--rules", "token", "block", "fuzzy", "fly:2,0.3", "--out", str(out)]) == 0
+    rows = {(r["rule"], r["concentration"]): r for r in json.loads(out.with_suffix(".json").read_text())["records"]["exact"]}
+    for conc in (0.5, 2.0):
+        assert rows["token", conc]["tv_max"] < 1e-13 and rows["token", conc]["tau_gain_mean"] == pytest.approx(1.0)
+        assert rows["block", conc]["tv_max"] < 1e-13 and rows["block", conc]["tau_gain_mean"] >= 1.0
+        assert rows["fly:2,0.3", conc]["tv_mean"] > 1e-3
+    assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".csv").read_text().startswith("part,")

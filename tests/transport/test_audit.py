@@ -3,16 +3,14 @@ enumerated model; every port variant, misuse and sensitivity case is biased; the
 import json
 
 from experiments.audit_verifiers import AuditConfig, run
-from transport.exact.audit import run_audit
-
-LOSSLESS = ("specjax", "paper")
+from transport.exact.audit import LOSSLESS_SOURCES, run_audit
 
 
 def test_audit_separates_lossless_rules_from_biased_ones():
     rows = run_audit(seed=1)
     assert len(rows) >= 30
     for r in rows:
-        if r.source in LOSSLESS:
+        if r.source in LOSSLESS_SOURCES:
             assert r.tv < 1e-12, (r.scheme, r.verifier, r.tv)
         else:
             assert r.tv > 1e-4, (r.scheme, r.verifier, r.tv)

@@ -12,26 +12,37 @@ rule claimed lossless that enumeration shows is not: HSD), "port" (a variant fou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from transport.exact import dispatch
 from transport.exact.coupled import disd_joint, gumbel_list_law
 from transport.exact.kernels import residual
-from transport.exact.chain import along, chain_acceptance, chain_output_law, completions, stop_law, total_variation
+from transport.exact.chain import (add_completed, along, chain_acceptance, chain_output_law, completions,
+                                   kl_divergence, stop_law, total_variation)
 from transport.exact.multipath import best_chain, gbv_stops
 from transport.exact.tree_kernels import completed_law, expected_length, token_stops, traversal_stops, verify_all
 from transport.exact.tree_laws import (ConcreteTree, chains_tree, enumerate_chain_sets, enumerate_sbs_trees,
-                                       enumerate_trees)
+                                       enumerate_trees, sample_sbs_trees, without_leaf)
 
+# the lossy chain rules at their defaults (transport/THEORY.md §5.6), FLy with a window that fits a 3-draft chain
+LOSSY_DEFAULTS = ("typical", "fuzzy", "ears", "topm", "fly:2,0.3")
 IRREGULAR = ((((),), ()), ((),), ())          # leaves at depths 1-3: post-order, deepest-first and level order differ
 BINARY2 = (((), ()), ((), ()))
 
 
+# sources whose rows must be lossless; every other source (port, misuse, sensitivity, lossy by design) must be biased
+LOSSLESS_SOURCES = ("specjax", "paper", "former specjax")
+
+
 @dataclass(frozen=True)
 class AuditRow:
-    """One (scheme, verifier) pair: TV to the target law, E[accepted drafts], source tag, exact (always True here)."""
+    """One (scheme, verifier) pair: TV to the target law, E[accepted drafts], source tag, exact; for chains
+    KL(emitted ‖ target) of the completed laws (None where not computed). Monte Carlo rows (exact False, `samples`
+    trees) also give `tv_null`, the TV that sampling noise alone makes (½ Σ se·√(2/π) over the cells of the completed
+    law), `max_z`, the largest |estimate − target| / se over the cells of the adjacent-pair marginals, and
+    `accepted_se`, the standard error of `accepted`."""
 
     scheme: str
     verifier: str
@@ -39,10 +50,21 @@ class AuditRow:
     tv: float
     accepted: float
     exact: bool = True
+    samples: int = 0
+    tv_null: float = 0.0
+    max_z: float = 0.0
+    accepted_se: float = 0.0
+    kl: float | None = None
 
 
 def _tables(rng: np.random.Generator, v: int, count: int, conc: float) -> list:
     return [rng.dirichlet(np.full(v, conc), size=(v,) * i) for i in range(count)]
+
+
+def random_model(v: int, depth: int, seed: int, concentration: float = 0.8) -> tuple[list, list]:
+    """(p, q): depth+1 target and depth draft tables `[V]*d + [V]`, every context's law Dirichlet(concentration)."""
+    rng = np.random.default_rng(seed)
+    return _tables(rng, v, depth + 1, concentration), _tables(rng, v, depth, concentration)
 
 
 def _tree_rows(scheme, trees, p, depth, verifiers: dict) -> list[AuditRow]:
@@ -59,10 +81,14 @@ def chain_rows(p, q) -> list[AuditRow]:
     """A chain of len(q) sampled drafts under every chain verifier and published variant."""
     target = completions(p, len(q))[0]
     spec = {"token": "specjax", "block": "specjax", "traversal": "specjax", "block_tokenwise": "port",
-            "exact_match": "paper", "exact_match_argmax": "misuse", "typical": "lossy by design",
-            "hsd": "paper, lossy"}
-    return [AuditRow(f"chain K={len(q)}", name, source, total_variation(chain_output_law(p, q, name), target),
-                     chain_acceptance(p, q, name)) for name, source in spec.items()]
+            "exact_match": "paper", "exact_match_argmax": "misuse", "hsd": "paper, lossy",
+            **{name: "lossy by design" for name in LOSSY_DEFAULTS}}
+    rows = []
+    for name, source in spec.items():
+        law = chain_output_law(p, q, name)
+        rows.append(AuditRow(f"chain K={len(q)}", name, source, total_variation(law, target),
+                             chain_acceptance(p, q, name), kl=kl_divergence(law, target)))
+    return rows
 
 
 def multi_draft_rows(p0: np.ndarray, q0: np.ndarray, k: int) -> list[AuditRow]:
@@ -121,25 +147,100 @@ def _with_laws(tree: ConcreteTree, root: str, below: str) -> ConcreteTree:
     return ConcreteTree(tree.tokens, tree.parent, tree.children, (root,) + (below,) * (len(tree.tokens) - 1))
 
 
-def sbs_rows(p, q) -> list[AuditRow]:
-    """RSD-S (stochastic beam search, width 2, depth 2): specjax's point masses below the root, the RSD paper's
-    recursive rejection without replacement at every node, and the sensitivity case (a1's second child dropped when
-    it is the likeliest remaining token, so its existence depends on its own token) that must fail."""
-    trees = list(enumerate_sbs_trees(q))
-    rows = _tree_rows("RSD-S beam (width 2, depth 2)", trees, p, 2, {
-        "RRS w/o replacement at root, point mass below": ("specjax", lambda t: token_stops(
-            _with_laws(t, "without_replacement", "deterministic"), p, q)),
-        "RRS w/o replacement at every node (RSD paper)": ("paper", lambda t: token_stops(t, p, q)),
-    })
+def sbs_verifiers(p, q, names: Sequence[str] | None = None) -> dict[str, tuple[str, Callable[[ConcreteTree], list]]]:
+    """The verifiers audited on RSD-S trees (those in `names`, default all): specjax's recursive rejection without
+    replacement at every node (the RSD paper's rule) and traversal, the point masses below the root specjax shipped
+    before (lossless, weaker), and the misuse of verifying the children as i.i.d. draws."""
+    below = lambda t: _with_laws(t, "without_replacement", "deterministic")
+    every = {
+        "RRS w/o replacement at every node (RSD paper)": ("specjax", lambda t: token_stops(t, p, q)),
+        "RRS w/o replacement at root, point mass below": ("former specjax", lambda t: token_stops(below(t), p, q)),
+        "traversal": ("specjax", lambda t: traversal_stops(t, p, q)),
+        "traversal, point masses below the root": ("former specjax", lambda t: traversal_stops(below(t), p, q)),
+        "RRS i.i.d. at every node": ("misuse", lambda t: token_stops(t, p, q, {"without_replacement": "iid"})),
+    }
+    unknown = set(names or ()) - set(every)
+    if unknown:
+        raise ValueError(f"unknown RSD-S verifiers {sorted(unknown)}; known: {list(every)}")
+    return {name: rule for name, rule in every.items() if names is None or name in names}
+
+
+def _pair_marginals(law: np.ndarray) -> np.ndarray:
+    """The laws of adjacent token pairs (i, i+1) of a law over V^(D+1), stacked `[D, V, V]` (cells with mass enough
+    for a z-test at a few thousand samples, where the full law's rare cells are not)."""
+    d = law.ndim
+    return np.stack([law.sum(axis=tuple(a for a in range(d) if a not in (i, i + 1))) for i in range(d - 1)])
+
+
+def _sbs_accumulate(scheme, trees, p, depth, verifiers: dict, samples: int = 0) -> list[AuditRow]:
+    """One pass over weighted trees (exact: their probabilities; Monte Carlo, `samples` > 0: weight 1/samples
+    each), every verifier at once, so that large enumerations stream instead of being held in memory."""
+    comp = completions(p, depth)
+    target = comp[0]
+    total = {name: np.zeros_like(target) for name in verifiers}
+    squares = {name: np.zeros_like(target) for name in verifiers}
+    pairs = {name: np.zeros_like(_pair_marginals(target)) for name in verifiers}   # Monte Carlo: E[x²] per cell
+    length = {name: [0.0, 0.0] for name in verifiers}
+    for tree, prob in trees:
+        for name, (_, fn) in verifiers.items():
+            law = np.zeros_like(target)
+            n = 0.0
+            for prefix, final, weight in fn(tree):
+                add_completed(law, comp, prefix, final, weight)
+                n += weight * len(prefix)
+            total[name] += prob * law
+            length[name][0] += prob * n
+            if samples:
+                squares[name] += law * law / samples
+                pairs[name] += np.square(_pair_marginals(law)) / samples
+                length[name][1] += n * n / samples
+    rows = []
+    for name, (source, _) in verifiers.items():
+        tv = total_variation(total[name], target)
+        if not samples:
+            rows.append(AuditRow(scheme, name, source, tv, float(length[name][0])))
+            continue
+        se = np.sqrt(np.maximum(squares[name] - total[name] ** 2, 0.0) / (samples - 1))
+        mean = _pair_marginals(total[name])
+        pair_se = np.sqrt(np.maximum(pairs[name] - mean ** 2, 0.0) / (samples - 1))
+        z = np.abs(mean - _pair_marginals(target)) / np.where(pair_se > 0, pair_se, np.inf)
+        acc_se = np.sqrt(max(length[name][1] - length[name][0] ** 2, 0.0) / (samples - 1))
+        rows.append(AuditRow(scheme, name, source, tv, float(length[name][0]), False, samples,
+                             0.5 * float(se.sum()) * np.sqrt(2 / np.pi), float(z.max()), acc_se))
+    return rows
+
+
+def sbs_rows(p, q, width: int = 2, depth: int = 2, names: Sequence[str] | None = None) -> list[AuditRow]:
+    """RSD-S (stochastic beam search of `width` for `depth` levels), exactly: every `sbs_verifiers` rule; at width 2,
+    depth 2 also the sensitivity case that must fail (a1's second child dropped when it is the likeliest remaining
+    token, so its existence depends on its own token). p: depth+1 tables, q: depth tables; names: as
+    `sbs_verifiers`."""
+    scheme = f"RSD-S beam (width {width}, depth {depth})"
+    rows = _sbs_accumulate(scheme, enumerate_sbs_trees(q, width, depth), p, depth, sbs_verifiers(p, q, names))
+    if (width, depth) != (2, 2) or names is not None:
+        return rows
     v = len(q[0])
 
-    def keep(a1, b1, b2):                             # drop a1's second child when it is the likeliest remaining token
-        return b2 != max((b for b in range(v) if b != b1), key=lambda b: q[1][a1, b])
+    def drop(tree):                                  # a1's second child dropped when it is the likeliest remaining
+        if len(tree.children[1]) < 2:
+            return tree
+        a1, b1, b2 = (tree.tokens[i] for i in (1, *tree.children[1]))
+        likeliest = max((b for b in range(v) if b != b1), key=lambda b: q[1][a1, b])
+        return without_leaf(tree, tree.children[1][1]) if b2 == likeliest else tree
 
-    drop = list(enumerate_sbs_trees(q, keep))
-    rows += _tree_rows("RSD-S beam, 2nd child dropped iff likeliest", drop, p, 2, {
+    trees = ((drop(t), prob) for t, prob in enumerate_sbs_trees(q, 2, 2))
+    return rows + _sbs_accumulate("RSD-S beam, 2nd child dropped iff likeliest", trees, p, 2, {
         "RRS w/o replacement at every node": ("sensitivity", lambda t: token_stops(t, p, q))})
-    return rows
+
+
+def sbs_monte_carlo_rows(p, q, width: int, depth: int, samples: int, seed: int,
+                         names: Sequence[str] | None = None) -> list[AuditRow]:
+    """RSD-S trees too large to enumerate: `samples` trees of stochastic beam search (`sample_sbs_trees`, numpy
+    generator `seed`), each verified exactly by every `sbs_verifiers` rule; the emitted law is their average, with
+    its standard error per cell (rows with exact False)."""
+    trees = sample_sbs_trees(q, width, depth, samples, np.random.default_rng(seed))
+    return _sbs_accumulate(f"RSD-S beam (width {width}, depth {depth}), Monte Carlo", ((t, 1.0 / samples)
+                           for t in trees), p, depth, sbs_verifiers(p, q, names), samples)
 
 
 def chain_set_rows(p, q, k: int) -> list[AuditRow]:

@@ -216,6 +216,15 @@ def chain_acceptance(p_tables, q_tables, verifier: str = "token") -> float:
     return total
 
 
+def kl_divergence(a: np.ndarray, b: np.ndarray) -> float:
+    """KL(a ‖ b) in nats between two laws of the same shape (0 log 0 = 0; inf where a puts mass b does not)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    on = a > 0
+    if np.any(b[on] <= 0):
+        return float("inf")
+    return float(np.sum(a[on] * np.log(a[on] / b[on])))
+
+
 def total_variation(a: np.ndarray, b: np.ndarray) -> float:
     """TV distance between two laws of the same shape: ½ Σ |a − b|."""
     return 0.5 * float(np.abs(np.asarray(a) - np.asarray(b)).sum())

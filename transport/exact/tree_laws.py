@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -151,43 +151,92 @@ def enumerate_chain_sets(k: int, depth: int, q_tables) -> Iterator[tuple[tuple[t
         yield tuple(c[0] for c in combo), float(np.prod([c[1] for c in combo]))
 
 
-def enumerate_sbs_trees(q_tables, keep_second: Callable | None = None) -> Iterator[tuple[ConcreteTree, float]]:
-    """RSD-S trees of stochastic beam search, width 2, depth 2, exactly (Kool et al.: the final beam is a
-    without-replacement sample (s1, s2) of 2 sequences from q(a)q(b|a), in score order; the first level holds
-    a1 = s1[0] and a2 = s2[0], or, when s2 shares a1, a2 ~ q(·|V∖a1) since a Gumbel argmax is independent of its
-    max). Layout as `trees.sampled_builders.RSDSTree`: nodes [root, a1, a2, s1's leaf, s2's leaf]; every node's law
-    "without_replacement".
+def enumerate_sbs_trees(q_tables, width: int = 2, depth: int = 2) -> Iterator[tuple[ConcreteTree, float]]:
+    """Every RSD-S tree of stochastic beam search (Kool et al. 2019) of `width` for `depth` levels, with its
+    probability, exactly (transport/THEORY.md §5.3). q_tables[d] `[V]*d + [V]` (d < depth).
 
-    keep_second(a1, b1, b2) -> bool: the sensitivity case; when s2 shares a1, a1's second child b2 is kept only if
-    this returns True, so its existence depends on its own token (default: always kept).
+    The level-d beam is the top-`width` length-d prefixes by perturbed value, a prefix's value being the max of the
+    Gumbel-perturbed log q(s) over its full-depth extensions s. So order every sequence s (q(s) > 0) by
+    Gumbel-top-k, i.e. sample them without replacement: level d holds the first `width` distinct length-d prefixes
+    in order of first appearance. Only a draw that adds a prefix to a level not yet full changes the tree, and
+    given the draws so far the next such draw is ∝ q over the sequences that would (the other draws never change
+    that set), so the enumeration follows those draws only and merges draws with the same effect.
+    Layout as `trees.sampled_builders.RSDSTree`: the root, then each level's beam in rank order; a node's children
+    in rank order (its sampling order); every node's law "without_replacement".
     """
+    seqs = _sequences(q_tables, width, depth)
+
+    def rec(levels, prob):
+        moves: dict = {}
+        for s, pr in seqs:
+            nxt = _grow(levels, s, width)
+            if nxt != levels:
+                moves[nxt] = moves.get(nxt, 0.0) + pr
+        if not moves:
+            yield beam_tree(levels), prob
+            return
+        mass = sum(moves.values())                               # q of the relevant sequences, summed directly
+        for nxt, pr in moves.items():
+            yield from rec(nxt, prob * pr / mass)
+
+    yield from rec(((),) * depth, 1.0)
+
+
+def sample_sbs_trees(q_tables, width: int, depth: int, n: int, rng: np.random.Generator) -> list[ConcreteTree]:
+    """n RSD-S trees of stochastic beam search by the definition (Monte Carlo audits of shapes too large to
+    enumerate; `enumerate_sbs_trees`'s layout): Gumbel-perturb log q(s) of every full-depth sequence and keep, per
+    level, the first `width` distinct prefixes in descending order of the perturbed values."""
+    seqs = _sequences(q_tables, width, depth)
+    logq = np.log([pr for _, pr in seqs])
+    trees = []
+    for order in np.argsort(-(logq + rng.gumbel(size=(n, len(seqs)))), axis=1):
+        levels: tuple = ((),) * depth
+        for i in order:
+            levels = _grow(levels, seqs[i][0], width)
+            if all(len(lv) == width for lv in levels):
+                break
+        trees.append(beam_tree(levels))
+    return trees
+
+
+def _sequences(q_tables, width: int, depth: int) -> list[tuple[tuple[int, ...], float]]:
+    """Every full-depth sequence s with q(s) > 0 and its probability (ValueError on a bad beam shape)."""
+    if width < 1 or depth < 1 or len(q_tables) < depth:
+        raise ValueError(f"stochastic beam search needs width, depth >= 1 and q_tables[0..{depth - 1}], got width "
+                         f"{width}, depth {depth}, {len(q_tables)} tables")
     v = q_tables[0].shape[-1]
-    seq = {(a, b): q_tables[0][a] * q_tables[1][a, b] for a in range(v) for b in range(v)}
-    seq = {s: pr for s, pr in seq.items() if pr > 0}
-    for s1, p1 in seq.items():
-        rest = sum(pr for s, pr in seq.items() if s != s1)                      # 1 - q(s1), summed directly
-        for s2, p2 in seq.items():
-            if s2 == s1:
-                continue
-            base = p1 * p2 / rest
-            if s2[0] != s1[0]:
-                yield _sbs_tree(s1, s2, s2[0], shared=False, keep=True), base
-                continue
-            q0 = q_tables[0]
-            other = np.sum(np.where(np.arange(v) == s1[0], 0.0, q0))
-            for a2 in range(v):
-                if a2 != s1[0] and q0[a2] > 0:
-                    keep = keep_second is None or bool(keep_second(s1[0], s1[1], s2[1]))
-                    yield _sbs_tree(s1, s2, a2, shared=True, keep=keep), base * q0[a2] / other
+    out = []
+    for s in itertools.product(range(v), repeat=depth):
+        pr = float(np.prod([table_law(q_tables, s[:i])[s[i]] for i in range(depth)]))
+        if pr > 0:
+            out.append((s, pr))
+    return out
 
 
-def _sbs_tree(s1, s2, a2, shared: bool, keep: bool) -> ConcreteTree:
-    if shared:
-        kids1 = (3, 4) if keep else (3,)
-        tokens = (0, s1[0], a2, s1[1], s2[1]) if keep else (0, s1[0], a2, s1[1])
-        parent = (-1, 0, 0, 1, 1) if keep else (-1, 0, 0, 1)
-        children = ((1, 2), kids1, (), ()) + (((),) if keep else ())
-    else:
-        tokens, parent = (0, s1[0], a2, s1[1], s2[1]), (-1, 0, 0, 1, 2)
-        children = ((1, 2), (3,), (4,), (), ())
-    return ConcreteTree(tokens, parent, children, ("without_replacement",) * len(tokens))
+def _grow(levels: tuple, s: tuple[int, ...], width: int) -> tuple:
+    """The beams after drawing sequence s: each level not yet full gains s's prefix if it is new there."""
+    return tuple(lv + (s[:d + 1],) if len(lv) < width and s[:d + 1] not in lv else lv for d, lv in enumerate(levels))
+
+
+def beam_tree(levels: Sequence[Sequence[tuple[int, ...]]]) -> ConcreteTree:
+    """The tree of per-level beams (levels[d]: the length-(d+1) prefixes in rank order): the root, then each level
+    in rank order under its parent prefix; every node's law "without_replacement"."""
+    index = {(): 0}
+    tokens, parent, children = [0], [-1], [[]]
+    for level in levels:
+        for prefix in level:
+            index[prefix] = len(tokens)
+            tokens.append(prefix[-1])
+            parent.append(index[prefix[:-1]])
+            children.append([])
+            children[index[prefix[:-1]]].append(index[prefix])
+    return ConcreteTree(tuple(tokens), tuple(parent), tuple(tuple(c) for c in children),
+                        ("without_replacement",) * len(tokens))
+
+
+def without_leaf(tree: ConcreteTree, leaf: int) -> ConcreteTree:
+    """The tree with the leaf node `leaf` (the last node id) removed (sensitivity cases of the audit)."""
+    if leaf != len(tree.tokens) - 1 or tree.children[leaf]:
+        raise ValueError("only the last node may be removed, and only when it is a leaf")
+    kids = tuple(tuple(c for c in ch if c != leaf) for ch in tree.children[:leaf])
+    return ConcreteTree(tree.tokens[:leaf], tree.parent[:leaf], kids, tree.law[:leaf])

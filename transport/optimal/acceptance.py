@@ -2,7 +2,7 @@
 
 By the prefix theorem (§2.3) the minimum cut is a prefix of the tokens sorted by p/q, so α* = min_m [p(V∖H_m) +
 f(H_m)] with f the hit function of the draft law. Two backends behind one dispatch table:
-`transport.optimal.numpy_backend` (CPU: ratio buckets without a full sort, O(V) greedy, the race quadrature) and
+`transport.optimal.numpy_backend` (CPU: ratio buckets without a full sort, O(V) greedy, the aggregated race) and
 `transport.optimal.jax_backend` (batched jax, for accelerators); both agree with the full-sort reference
 `transport.optimal.reference` to rounding.
 """
@@ -34,11 +34,12 @@ def optimal_acceptance(p, q, k: int, drafts: str = "iid", *, return_set: bool = 
     Returns α* as a float (one pair) or `[N]` float64; with `return_set`, also the minimising token set H
     (`[V]` / `[N, V]` bool) of α* = p(V∖H) + P(X hits H).
     Cost (numpy backend): O(V) for iid and without replacement with k_eff <= 2 (ratio buckets + exact pruning, no
-    full sort; equal to the full-sort reference to ~1e-15), O(V) for greedy (top-(k-1) by partition), O(V·k·nodes)
-    for without replacement with k_eff >= 3 (exponential-race quadrature; `nodes_per_decade` Gauss–Legendre nodes per
-    decade of time, 20 agrees with exact enumeration to ~1e-15; compare with twice as many to bound the error).
-    backend: "numpy" (fastest on CPU: XLA's CPU sort is ~10x slower than numpy's; the race still runs as a jax scan
-    when V > 2048), "jax", or "auto" (numpy when jax's default backend is the CPU). All float64; x64 is enabled only
+    full sort; equal to the full-sort reference to ~1e-15), O(V) for greedy (top-(k-1) by partition), one sort plus
+    O(V·moments) for without replacement with k_eff >= 3 (the aggregated exponential-race quadrature of
+    `transport.optimal.race`, THEORY.md §2.4; `nodes_per_decade` Gauss–Legendre nodes per decade of time, 20 agrees
+    with exact enumeration to ~1e-15; compare with twice as many to bound the error).
+    backend: "numpy" (fastest on CPU: XLA's CPU sort is ~10x slower than numpy's), "jax" (the race as a jax scan
+    over V), or "auto" (numpy when jax's default backend is the CPU). All float64; x64 is enabled only
     around the jax calls. Raises ValueError on malformed inputs, k < 1, or an unknown draft law.
     """
     k, (p_raw, p_sum), (q_raw, q_sum) = checked_rows(p, q, k)

@@ -1,19 +1,15 @@
 """The numpy backend of `transport.optimal.acceptance` (CPU; transport/THEORY.md §2.3–2.4): ratio buckets with exact
 pruning for iid drafts and two drafts without replacement (`transport.optimal.buckets`), O(V) greedy by partition, and
-the exponential-race quadrature for without replacement with k_eff >= 3 (a python loop for V <= 2048, else the jax
-scan).
+the aggregated exponential-race quadrature for without replacement with k_eff >= 3 (`transport.optimal.race`: heavy
+tokens explicitly, light tokens through their moments, pruned ratio prefixes).
 Backend functions take raw rows `[N, V]` with their float64 row sums and return (α* `[N]`, H `[N, V]` or None).
 """
 from __future__ import annotations
 
-import jax
 import numpy as np
 
-from transport.optimal import jax_backend, reference
+from transport.optimal import race, reference
 from transport.optimal.buckets import bucketed
-
-_CHUNK = 8
-
 
 def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """x[rows] for sorted unique rows, as a view (no copy of `[N, V]`) when they are one contiguous range."""
@@ -64,12 +60,9 @@ def without_replacement(p_raw, q_raw, p_sum, q_sum, k, return_set, nodes_per_dec
             alpha[rows] = a
             if return_set:
                 mask[rows] = h
-    race = np.flatnonzero(k_eff >= 3)
-    if len(race):
-        with jax.enable_x64(True):
-            for chunk in np.array_split(race, max(1, -(-len(race) // _CHUNK))):
-                pp, qq = p_raw[chunk] / p_sum[chunk, None], q_raw[chunk] / q_sum[chunk, None]
-                alpha[chunk], h = jax_backend.race_rows(pp, qq, k_eff[chunk], nodes_per_decade, False)
-                if return_set:
-                    mask[chunk] = h
+    for i in np.flatnonzero(k_eff >= 3):                       # the aggregated race (transport.optimal.race)
+        pp, qq = p_raw[i] / p_sum[i], q_raw[i] / q_sum[i]
+        alpha[i], h = race.race_row(pp, qq, int(k_eff[i]), nodes_per_decade, return_set)
+        if return_set:
+            mask[i] = h
     return alpha, mask

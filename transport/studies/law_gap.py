@@ -33,8 +33,8 @@ class LawStudyConfig:
     """each runs where it is exact at the file's vocabulary (`transport.studies.gap.applicable`): at V = 49k that drops
     rrs_without_replacement for k >= 3 (enumeration only) and khisti_lp (a V <= 256 LP)"""
     wor_ks: tuple[int, ...] | None = None
-    """the k >= 3 at which α* without replacement is computed (the race quadrature costs ~0.3-2 s per context at
-    V = 49k on one CPU core); None = every k. k <= 2 is always computed (one sort)."""
+    """the k >= 3 at which α* without replacement is computed (the aggregated race, `transport.optimal.race`; its
+    cost per context is in experiments/RESULTS.md); None = every k. k <= 2 is always computed."""
     within: float = 1e-3
     """a verifier counts as optimal on a context when α* − acceptance <= within"""
     worst: int = 3
