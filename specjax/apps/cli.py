@@ -53,7 +53,8 @@ def add_generate_parser(sub) -> None:
                         "drafted)")
     p.add_argument("--budget", type=int, default=16, help="tree nodes per round (tree methods)")
     p.add_argument("--verifier", default=None, metavar="NAME[:VALUES]",
-                   help=f"chains: {' | '.join(CHAIN_VERIFIERS)} (default token), or with --allow-lossy a lossy rule: "
+                   help=f"chains: {' | '.join(CHAIN_VERIFIERS)} (default token; disd: drafter-invariant, the "
+                        "text a function of the seed alone), or with --allow-lossy a lossy rule: "
                         f"{' | '.join(LOSSY_CHAIN_VERIFIERS)}, parameters after ':' (e.g. fuzzy:0.3, fly:3,0.3; see "
                         f"specjax.verify.lossy_rules); trees: {' | '.join(TREE_VERIFIERS)} (default token)")
     p.add_argument("--allow-lossy", action="store_true",

@@ -20,13 +20,15 @@ from specjax.decode.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
+from specjax.verify.coupled import RACE_STREAM, accept_coupled_chain_unchecked, position_keys
 from specjax.verify.hsd import accept_hsd_unchecked
 from specjax.verify.lossy import accept_lossy_unchecked
-from specjax.verify.names import check_chain_verifier
+from specjax.verify.names import COUPLED_CHAIN_VERIFIERS, check_chain_verifier
 
 
 # lossless rules, then the lossy ones a speculator runs only when built with allow_lossy (specjax.verify.names)
-CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked, "hsd": accept_hsd_unchecked}
+CHAIN_RULES = {"token": accept_chain_unchecked, "block": accept_block_unchecked, "disd": accept_coupled_chain_unchecked,
+               "hsd": accept_hsd_unchecked}
 
 
 def chain_rule(verifier: str) -> Callable:
@@ -92,7 +94,8 @@ def verify_ragged_chain(target: Handle, target_cache: Any, ctx: DecodeContext, d
     widths = verify_widths(k)
 
     def branch(w):
-        rule = verifier if w else "token"         # with nothing drafted every rule samples the target's own law
+        # with nothing drafted every rule samples the target's own law; a coupled rule samples it from its race
+        rule = verifier if w or verifier in COUPLED_CHAIN_VERIFIERS else "token"
         def run(cache):
             v = verify_chain(target, cache, ctx, draft_tokens[:, :w], draft_probs[:, :w], key, sampling, rule,
                              num_drafted, observe)
@@ -142,9 +145,19 @@ class ChainSpeculator(ChainShaped):
     def needs_drafter(self) -> bool:
         return self.num_draft > 0
 
+    @property
+    def keys_by_position(self) -> bool:
+        return self.verifier in COUPLED_CHAIN_VERIFIERS
+
     def round(self, *, target, drafter, caches, ctx, key, sampling, memory=None):
         b = ctx.pending.shape[0]
         key_draft, key_verify = jax.random.split(key)
+        races = None
+        if self.keys_by_position:
+            # a coupled rule: `key` is the run's (`keys_by_position`); drafts and verdicts share the race of each
+            # output position (pending's successor at position + 1 onwards)
+            races = position_keys(jax.random.fold_in(key, RACE_STREAM), ctx.position + 1, self.num_draft + 1)
+            key_verify = races
         if self.num_draft == 0:
             tokens = jnp.zeros((b, 0), jnp.int32)
             probs = jnp.zeros((b, 0, target.config.vocab_size), jnp.float32)
@@ -153,7 +166,7 @@ class ChainSpeculator(ChainShaped):
                                v.hidden)
         with jax.named_scope("draft"):
             draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling,
-                                self.policy or Fixed(), memory)
+                                self.policy or Fixed(), memory, race_keys=None if races is None else races[:, :-1])
         if self.policy is None:
             v = verify_chain(target, caches.target, ctx, draft.tokens, draft.probs, key_verify, sampling,
                              self.verifier)

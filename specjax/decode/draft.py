@@ -14,6 +14,7 @@ from specjax.decode.policies import DraftPolicy, Fixed
 from specjax.runners.base import Handle
 from specjax.sampling import SamplingConfig, law_statistics, sample_token, warp_logits
 from specjax.decode.state import DecodeContext
+from specjax.verify.coupled import race_winners
 
 
 @struct.dataclass
@@ -44,7 +45,7 @@ class _Drafting:
 
 def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array, num_draft: int,
                 sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None,
-                shares_target_cache: bool = False) -> ChainDraft:
+                shares_target_cache: bool = False, race_keys: jax.Array | None = None) -> ChainDraft:
     """Propose up to `num_draft` tokens per row: one drafter call over (prev, pending), then one per further draft,
     stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip). A row the policy
     stops at draft 0 drafts nothing (length 0).
@@ -55,11 +56,21 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
     `memory`: the policy's per-row memory (`policy.init`); a policy reading acceptance predictions needs a drafter
     with an acceptance head (`specjax.training.acceptance_head`). `shares_target_cache`: `cache` is the target's (an
     early-exit self-draft reading the target's own keys and values, valid below `position`): the first call scores
-    `pending` alone, so the target's committed entries are never overwritten.
+    `pending` alone, so the target's committed entries are never overwritten. race_keys `[B, K]`: draft i of row b
+    is the winner of race `race_keys[b, i]` under its law (coupled drafting for a coupled verifier,
+    `specjax.verify.coupled`) instead of a draw from `key`.
     """
     b = ctx.pending.shape[0]
     keys = jax.random.split(key, num_draft)
     reads = drafter.runner.reads_features
+
+    def draw(key, step, q):
+        """Draft `step` of every row from its law q `[B, V]`: a draw from `key`, or its race's winner."""
+        if race_keys is None:
+            return sample_token(key, q)
+        races = jax.lax.dynamic_index_in_dim(race_keys, step, axis=1)              # [B, 1]
+        return race_winners(races, q[:, None])[:, 0]
+
     if shares_target_cache:
         first = drafter.forward(cache, Block.chain(ctx.pending[:, None], ctx.position,
                                                    ctx.features[:, 1:] if reads else None))
@@ -81,7 +92,7 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
     keep0, policy_carry = policy.keep(policy.start(memory, b), jnp.int32(0), stats0, accept0)
     v, d = q0.shape[-1], first.hidden.shape[-1]
     draft = ChainDraft(cache=first.cache,
-                       tokens=jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(sample_token(keys[0], q0)),
+                       tokens=jnp.zeros((b, num_draft), jnp.int32).at[:, 0].set(draw(keys[0], 0, q0)),
                        probs=jnp.zeros((b, num_draft, v), q0.dtype).at[:, 0].set(q0),
                        lengths=keep0.astype(jnp.int32),
                        features=jnp.zeros((b, num_draft, d), first.hidden.dtype).at[:, 0].set(first.hidden[:, -1]),
@@ -98,7 +109,7 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
         q, s, accept = law(out)
         keep, policy_carry = policy.keep(state.policy_carry, step, s, accept)
         live = state.live & keep
-        token = sample_token(jax.random.fold_in(keys[-1], step), q)
+        token = draw(jax.random.fold_in(keys[-1], step), step, q)
         draft = ChainDraft(cache=out.cache, tokens=draft.tokens.at[:, step].set(token),
                            probs=draft.probs.at[:, step].set(q), lengths=draft.lengths + live.astype(jnp.int32),
                            features=draft.features.at[:, step].set(out.hidden[:, -1]),

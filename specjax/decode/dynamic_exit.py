@@ -30,7 +30,7 @@ from specjax.decode.speculator import ChainShaped, check_pair
 from specjax.decode.chain import verify_ragged_chain
 from specjax.decode.state import Caches, RoundOutput
 from specjax.validation import check_int
-from specjax.verify.names import check_chain_verifier
+from specjax.verify.names import COUPLED_CHAIN_VERIFIERS, check_chain_verifier
 
 
 def exit_costs(runner: Runner, exits: tuple[int, ...]) -> tuple[tuple[float, ...], float]:
@@ -65,6 +65,10 @@ class DynamicExitSpeculator(ChainShaped):
     def __post_init__(self):
         check_int("num_draft (K_max)", self.num_draft, low=1)
         check_chain_verifier(self.verifier, self.allow_lossy)
+        if self.verifier in COUPLED_CHAIN_VERIFIERS:
+            raise ValueError(f"the coupled verifier {self.verifier!r} needs drafts drawn from its races; dynamic exit "
+                             "drafts from the target's own exits by its own keys: use another verifier, or a chain "
+                             "with a drafter (make_method('chain', verifier='disd'))")
         if not isinstance(self.policy, DynamicExit):
             raise ValueError(f"DynamicExitSpeculator needs a DynamicExit policy, got {self.policy!r}")
 

@@ -230,8 +230,9 @@ def _generate(target, drafter, prompt_tokens, prompt_lengths, key, max_new_token
         return (state.round < max_new_tokens - 1) & ~jnp.all(state.done)
 
     def body(state: LoopState) -> LoopState:
-        res = speculator.round(target=target, drafter=drafter, caches=state.caches, ctx=state.ctx,
-                               key=jax.random.fold_in(key, state.round + 1), sampling=sampling, memory=state.memory)
+        round_key = key if speculator.keys_by_position else jax.random.fold_in(key, state.round + 1)
+        res = speculator.round(target=target, drafter=drafter, caches=state.caches, ctx=state.ctx, key=round_key,
+                               sampling=sampling, memory=state.memory)
         with jax.named_scope("record"):
             n, active = res.num_accepted, ~state.done
             # append the round's tokens at each row's write head (stale PADs beyond are overwritten next round)

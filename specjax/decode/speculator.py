@@ -7,7 +7,8 @@ A speculator is a frozen (hashable) object, the static key of the jitted loop. I
 - `check(target, drafter, sampling)`: eager, plain-Python validation of the combination; raises ValueError for a
   combination that cannot work, before anything is traced;
 - `init_memory(batch, target)`: per-row state carried between rounds (a draft-length policy's), or None;
-- `round(target, drafter, caches, ctx, key, sampling, memory) -> RoundOutput` (`specjax.decode.state`).
+- `round(target, drafter, caches, ctx, key, sampling, memory) -> RoundOutput` (`specjax.decode.state`); `key` is
+  fresh each round, or the run's own key when `keys_by_position` (coupled verification).
 
 Chain speculators live in `specjax.decode.chain`, tree speculators in `trees.speculator`; `specjax.methods` names
 them all.
@@ -42,6 +43,13 @@ class Speculator(abc.ABC):
     @property
     def needs_drafter(self) -> bool:
         return True
+
+    @property
+    def keys_by_position(self) -> bool:
+        """Whether `round` takes the run's key itself, the same every round, instead of one folded per round: a
+        coupled verifier derives one race per output position from it (`specjax.verify.coupled.position_keys`), so
+        the output is a function of the key, whatever the drafter and however the rounds fall."""
+        return False
 
     def check(self, target: Runner, drafter: Runner | None, sampling: SamplingConfig) -> None:
         check_pair(self, target, drafter)

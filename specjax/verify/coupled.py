@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from specjax.sampling import safe_log
 from specjax.validation import check_int, check_key, check_probs
+from specjax.verify.chain import PAD_TOKEN
 from specjax.verify.checks import check_distinct, check_rule_inputs
 from specjax.verify.multi_draft import _slot_of
 
@@ -100,3 +101,43 @@ def disd(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: j
     check_key("key", key)
     check_rule_inputs(p, q, drafts, valid, max_slots=1)
     return _coupled(key, jnp.asarray(p), jnp.asarray(drafts), jnp.asarray(valid))
+
+
+# ---- chains: one race per output position (the decode loop's `disd` chain verifier) --------------------------------
+
+# the stream of the run's key the races are folded from (`fold_in(key, RACE_STREAM)`), apart from the streams the
+# decode loop folds by round (0 = prefill, 1, 2, ... = rounds)
+RACE_STREAM = 2**31 - 1
+
+def position_keys(key: jax.Array, positions: jax.Array, width: int) -> jax.Array:
+    """The race keys `[B, width]` of output positions `positions[b] + j` (j < width) of each row b: fold_in(fold_in(key,
+    b), position). A function of (key, row, position) alone, never of the round, so every drafter (and AR) meets the
+    same race at the same output position."""
+    rows = jnp.arange(positions.shape[0])
+    per_row = jax.vmap(lambda r: jax.random.fold_in(key, r))(rows)
+    at = positions[:, None] + jnp.arange(width)[None, :]
+    return jax.vmap(lambda k, ps: jax.vmap(lambda p: jax.random.fold_in(k, p))(ps))(per_row, at)
+
+
+def race_winners(keys: jax.Array, probs: jax.Array) -> jax.Array:
+    """The race winner argmax log probs + g(key) of each slot: keys `[B, W]`, probs `[B, W, V]` -> int32 `[B, W]`.
+    A sample of each slot's law, coupled through its key with every other law raced with the same key."""
+    return jax.vmap(jax.vmap(_winner))(keys, probs)
+
+
+def accept_coupled_chain_unchecked(keys: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
+                                   target_probs: jax.Array, num_drafted: jax.Array | None = None):
+    """DISD along a chain: keys `[B, >= K+1]` (`position_keys` of the K drafts' and the bonus token's positions),
+    draft_tokens `[B, K]` drafted as `race_winners(keys[:, :K], draft_probs)` (the same races), target_probs
+    `[B, K+1, V]`, num_drafted `[B]` (default K) -> (num_accepted `[B]`, tokens `[B, K+1]`, PAD after n + 1).
+    y_i = the target's race winner at slot i; drafts are accepted while x_i = y_i, then y_n is emitted. The tokens are
+    y_0..y_n whatever was drafted: each position's token is its race's winner under the target's law, a sample of it
+    (independent races: exact joint law), and a function of the key alone (transport/THEORY.md §3.11). draft_probs
+    is unused (the race carries the coupling); it is taken for the chain-rule contract."""
+    b, k = draft_tokens.shape
+    y = race_winners(keys[:, :k + 1], target_probs)       # a narrower verification width uses the first races
+    drafted = jnp.full((b,), k, jnp.int32) if num_drafted is None else num_drafted
+    match = (draft_tokens == y[:, :k]) & (jnp.arange(k)[None, :] < drafted[:, None])
+    n = jnp.sum(jnp.cumprod(match.astype(jnp.int32), axis=1), axis=1).astype(jnp.int32)
+    tokens = jnp.where(jnp.arange(k + 1)[None, :] <= n[:, None], y, PAD_TOKEN)
+    return n, tokens

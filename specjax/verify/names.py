@@ -45,7 +45,11 @@ OPTIMUM_LAW = {rule: GREEDY if law == SPECHUB else law for rule, law in RULE_LAW
 COUPLED_RULE_LAWS = {"disd": WITHOUT_REPLACEMENT, "gumbel_list": WITHOUT_REPLACEMENT}
 COUPLED_RULES = tuple(COUPLED_RULE_LAWS)
 
-CHAIN_VERIFIERS = ("token", "block")           # token by token (Leviathan et al.) or the block rule (Sun et al.)
+# token by token (Leviathan et al.), the block rule (Sun et al.), or DISD at every position (Daliri et al.: the drafts
+# and the emitted tokens are winners of one race per output position drawn from the run's key, so the output is a
+# function of the key alone, whatever the drafter; specjax.verify.coupled)
+CHAIN_VERIFIERS = ("token", "block", "disd")
+COUPLED_CHAIN_VERIFIERS = ("disd",)             # the drafter must draw from the verifier's races (keys by position)
 # chain rules that do NOT emit the target's law, each with the reason: the decode loop runs them only when the caller
 # allows lossy verification (`allow_lossy=True`, `--allow-lossy`); their distortion is audited in transport.exact.audit
 LOSSY_CHAIN_VERIFIERS = {

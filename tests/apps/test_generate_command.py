@@ -188,6 +188,16 @@ def test_a_lossy_verifier_runs_with_allow_lossy(capsys, tmp_path):
     assert hsd == text("--method", "ar")
 
 
+def test_disd_output_does_not_depend_on_the_draft_length(capsys, tmp_path):
+    """`--verifier disd` at T = 1: the text is a function of the seed alone, whatever K (THEORY §3.11)."""
+    def text(*flags: str) -> str:
+        assert generate(tmp_path, "--target", "random:byte-tiny", "--temperature", "1", "--max-new-tokens", "12",
+                        "--method", "chain", "--verifier", "disd", *flags) == 0
+        return capsys.readouterr().out.split("\ntau ")[0]
+
+    assert text("-K", "2") == text("-K", "5")
+
+
 def test_help_names_eagle2_and_its_alias(capsys):
     with pytest.raises(SystemExit):
         cli.main(["generate", "--help"])

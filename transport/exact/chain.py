@@ -16,6 +16,7 @@ import numpy as np
 
 from specjax.verify import names
 from specjax.verify.lossy_rules import FALLBACK_TARGET, loosen, pass_probability
+from transport.exact.coupled import disd_joint
 from transport.exact.kernels import residual
 
 CHAIN_VERIFIERS = names.CHAIN_VERIFIERS + ("traversal",)    # traversal on a chain is block verification
@@ -96,6 +97,8 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
         for n in range(k):
             final[n] = residual(w[n] * p_seq[n], q_seq[n])
         return pi, final
+    if verifier == "disd":
+        return _coupled_stop_law(p_seq, q_seq, x)
     if verifier == "token":
         accept = np.minimum(1.0, ratio)
     elif verifier == "exact_match":                                   # y ~ p, accept while y == x
@@ -117,6 +120,24 @@ def stop_law(verifier: str, p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[in
             final[n] = np.eye(p_seq.shape[1])[np.argmax(p_seq[n])]
     if verifier == "exact_match_argmax":
         final[k] = np.eye(p_seq.shape[1])[np.argmax(p_seq[k])]
+    return pi, final
+
+
+def _coupled_stop_law(p_seq: np.ndarray, q_seq: np.ndarray, x: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(π, final) of DISD at every position (`specjax.verify.coupled`, THEORY §3.11) on drafts x: position i's draft
+    and target token are the two winners of one race, independent across positions, so given x_i the draft is
+    accepted with P(X = Y = x_i) / q(x_i), and a rejected one emits the target's winner Y ≠ x_i by the joint law's
+    row x_i."""
+    k, v = len(x), p_seq.shape[1]
+    accept = np.zeros(k)
+    final = np.zeros((k + 1, v))
+    final[k] = p_seq[k]
+    for i in range(k):
+        row = disd_joint(p_seq[i], q_seq[i])[x[i]] / q_seq[i, x[i]]        # P(Y = · | X = x_i)
+        accept[i] = row[x[i]]
+        row[x[i]] = 0.0
+        final[i] = row / row.sum() if row.sum() > 0 else row
+    pi = np.array([np.prod(accept[:n]) * (1.0 - accept[n] if n < k else 1.0) for n in range(k + 1)])
     return pi, final
 
 

@@ -1,0 +1,155 @@
+"""DISD along a chain in the decode loop (`generate(..., verifier="disd")`, THEORY §3.11): the output is the same token
+for token whatever the drafter (and equals AR driven by the same races); it follows the target's exact law (chi-square,
+with a negative control whose races ignore the position and must fail); greedy equals AR; the exact chain law of
+`transport` is lossless and accepts no more than the token rule; the jitted rule accepts at the exact rate; bad
+combinations are refused before tracing."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import specjax.decode.chain as chain_module
+from specjax.decode.chain import ChainSpeculator
+from specjax.decode.loop import generate
+from specjax.methods import make_method
+from specjax.runners.model import early_exit
+from specjax.sampling import GREEDY, SamplingConfig
+from specjax.testing.pairs import tiny_pair as make_pair
+from specjax.testing.stats import binomial_z, chi_square_pvalue
+from specjax.verify.coupled import accept_coupled_chain_unchecked, position_keys, race_winners
+from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, random_tables
+from transport.exact.chain import chain_acceptance, chain_output_law, completions, total_variation
+from transport.exact.coupled import disd_acceptance
+
+SAMPLINGS = (SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.7, top_k=6))
+
+
+def _disd(k, **options):
+    return make_method("chain", num_draft=k, verifier="disd", **options)
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_output_is_the_same_whatever_the_drafter(tiny_pair, ragged_prompts, sampling):
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    key = jax.random.key(3)
+    reference = np.asarray(generate(target, tokens, lengths, key, method=ChainSpeculator(0, "disd"),
+                                    max_new_tokens=20, sampling=sampling).tokens)
+    other_draft = make_pair(5, 6)[1]
+    runs = [(_disd(2), draft), (_disd(4), other_draft), (_disd(3), early_exit(target, 1)),
+            (_disd(3, policy="confidence"), draft)]                     # ragged rounds, AR steps included
+    taus = []
+    for method, drafter in runs:
+        out = generate(target, tokens, lengths, key, method=method, drafter=drafter, max_new_tokens=20,
+                       sampling=sampling)
+        np.testing.assert_array_equal(np.asarray(out.tokens), reference, err_msg=repr(method))
+        taus.append(out.acceptance_length)
+    assert max(taus) > 1.0                    # drafts were accepted: not AR in disguise
+    assert len(set(np.round(taus, 6))) > 1    # the drafters differ, the output does not
+
+
+def test_token_rule_is_not_drafter_invariant(tiny_pair, ragged_prompts):
+    """Control: the invariance above is the coupling's, not the test's: the token rule's output moves with the
+    drafter for the same key."""
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    key, sampling = jax.random.key(3), SamplingConfig(temperature=1.0)
+    a = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=2), drafter=draft,
+                 max_new_tokens=20, sampling=sampling)
+    b = generate(target, tokens, lengths, key, method=make_method("chain", num_draft=2), drafter=make_pair(5, 6)[1],
+                 max_new_tokens=20, sampling=sampling)
+    assert not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+
+
+@pytest.mark.parametrize("sampling, k", [(SAMPLINGS[0], 2), (SAMPLINGS[1], 3)])
+def test_emitted_law_is_the_target_law(tiny_pair, sampling, k):
+    target, draft = tiny_pair
+    out = decode_law_rows(target, _disd(k), sampling, draft)
+    assert_target_law(target, out.tokens, sampling)
+    assert 1.0 < out.acceptance_length < k + 1
+
+
+def test_races_shared_across_positions_fail_the_law_test(tiny_pair, monkeypatch):
+    """Negative control: one race for every position of a round (keys not folded by position) correlates the tokens
+    of a round; the same law test must reject it."""
+    target, draft = tiny_pair
+    sampling = SamplingConfig(temperature=1.0)
+    monkeypatch.setattr(chain_module, "position_keys",
+                        lambda key, positions, width: jnp.repeat(position_keys(key, positions, 1), width, axis=1))
+    jax.clear_caches()                        # the loop must be traced again with the patched keys
+    out = decode_law_rows(target, _disd(2), sampling, draft)
+    gen = np.asarray(out.tokens)
+    assert chi_square_pvalue(gen[:, 1] * 16 + gen[:, 2], _pair_law(target, sampling).ravel()) < ALPHA
+    monkeypatch.undo()
+    jax.clear_caches()
+
+
+def _pair_law(target, sampling):
+    """The exact joint law `[V, V]` of the 2nd and 3rd generated tokens after LAW_PROMPT."""
+    from specjax.testing.pairs import exact_joint_law
+    return exact_joint_law(target, list(LAW_PROMPT), sampling, 3).sum(0)
+
+
+def test_greedy_equals_autoregressive(tiny_pair, ragged_prompts):
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    key = jax.random.key(0)
+    ar = generate(target, tokens, lengths, key, max_new_tokens=24, sampling=GREEDY)
+    for k in (1, 3, 5):
+        sd = generate(target, tokens, lengths, key, method=_disd(k), drafter=draft, max_new_tokens=24,
+                      sampling=GREEDY)
+        np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"K={k}")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_chain_law_is_lossless_and_accepts_no_more_than_the_token_rule(seed):
+    rng = np.random.default_rng(seed)
+    v, k = 4, 2
+    p = random_tables(rng, v, k + 1, conc=0.8, zeros=0.15 if seed % 2 else 0.0)
+    q = random_tables(rng, v, k, conc=0.8, zeros=0.15 if seed % 3 == 0 else 0.0)
+    assert total_variation(chain_output_law(p, q, "disd"), completions(p, k)[0]) < 1e-12
+    disd, token = chain_acceptance(p, q, "disd"), chain_acceptance(p, q, "token")
+    assert 0.0 < disd <= token + 1e-12
+
+
+@pytest.mark.parametrize("case", ["random", "p = q", "disjoint", "one-hot"])
+def test_jitted_rule_accepts_at_the_exact_rate(case):
+    """The jitted chain rule on one position (K = 1): P(accept) of 20,000 races = the closed form of
+    `transport.exact.coupled` (binomial z), and the emitted token is the target's race winner."""
+    rng = np.random.default_rng(7)
+    v = 8
+    p, q = rng.dirichlet(np.ones(v)), rng.dirichlet(np.ones(v))
+    if case == "p = q":
+        q = p
+    elif case == "disjoint":
+        p, q = np.r_[p[:4], np.zeros(4)], np.r_[np.zeros(4), q[4:]]
+        p, q = p / p.sum(), q / q.sum()
+    elif case == "one-hot":
+        p = np.eye(v)[2]
+    n = 20_000
+    keys = position_keys(jax.random.key(1), jnp.arange(n), 2)                  # [n, 2]: any distinct races
+    qs = jnp.broadcast_to(jnp.asarray(q, jnp.float32), (n, 1, v))
+    ps = jnp.broadcast_to(jnp.asarray(p, jnp.float32), (n, 2, v))
+    drafts = race_winners(keys[:, :1], qs)
+    num, tokens = jax.jit(accept_coupled_chain_unchecked)(keys, drafts, qs, ps)
+    num, tokens = np.asarray(num), np.asarray(tokens)
+    assert np.array_equal(tokens[:, 0], np.asarray(race_winners(keys[:, :1], ps[:, :1]))[:, 0])
+    assert np.all(tokens[num == 0, 1] == -1)
+    rate = disd_acceptance(p, q)
+    if case == "p = q":
+        assert num.mean() == 1.0 and rate == pytest.approx(1.0)
+    elif case == "disjoint":
+        assert num.mean() == 0.0 and rate == 0.0
+    else:
+        assert abs(binomial_z(int(num.sum()), n, rate)) < 4.0
+    assert chi_square_pvalue(tokens[:, 0], p) > ALPHA
+
+
+def test_bad_combinations_are_refused(tiny_pair, ragged_prompts):
+    target, _ = tiny_pair
+    tokens, lengths = ragged_prompts
+    with pytest.raises(ValueError, match="coupled verifier"):
+        make_method("chain", num_draft=3, verifier="disd", policy="del")
+    with pytest.raises(ValueError, match="tree verifier"):
+        generate(target, tokens, lengths, jax.random.key(0), method=make_method("eagle2", budget=8),
+                 drafter=tiny_pair[1], verifier="disd")
