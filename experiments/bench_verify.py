@@ -1,13 +1,14 @@
 """Benchmark: the cost of each verification rule per round relative to token-level verification, measured in one
 run on this machine's default device (the rules alone: target laws are random inputs, no model call).
 
-* chains of K drafts: block verification / `accept_chain`;
+* chains of K drafts: block verification / `accept_chain`, and DISD along the chain (a full-vocabulary race per
+  position) / `accept_chain`;
 * k drafts at one node: Khisti's two-step rule (largest importance weight) / recursive rejection sampling (i.i.d.);
 * trees of N nodes: traversal verification / the token-level `walk_tree` on a complete binary i.i.d. tree;
 * K i.i.d. chains (a trie of N = K·L nodes): GBV / the token-level `walk_tree` on the same trie.
 
 And, with `--smollm2 N`, τ of each rule in the decode loop on SmolLM2-135M with the shipped EAGLE head at each of
-`smollm2_temperatures` on N MT-bench prompts (sampled chains and trees): token vs block (chain K=4), token vs
+`smollm2_temperatures` on N MT-bench prompts (sampled chains and trees): token vs block vs DISD (chain K=4), token vs
 traversal (RSD-C and unmerged SpecInfer, budget `smollm2_budget`), token vs GBV (SpecInfer trie), same prompts and
 seeds. (The lossy chain rules, with their distortion: experiments/lossy_tradeoff.py.)
 
@@ -29,6 +30,7 @@ from specjax.bench.decoding import Results
 from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import accept_chain_unchecked
+from specjax.verify.coupled import accept_coupled_chain_unchecked, position_keys
 from specjax.verify.importance import importance_argmax
 from specjax.verify.multi_draft import rrs_iid
 from trees.multipath import gbv_walk_unchecked
@@ -118,7 +120,8 @@ def rule_cells(cfg: BenchConfig) -> list[tuple[str, str, int, int]]:
     """(key, kind, size, batch) of every rule-vs-token timing."""
     cells = []
     for b in cfg.batch:
-        cells += [(f"{kind}/{k}/B={b}", kind, k, b) for k in cfg.drafts for kind in ("chain", "multi-draft")]
+        cells += [(f"{kind}/{k}/B={b}", kind, k, b) for k in cfg.drafts
+                  for kind in ("chain", "chain-disd", "multi-draft")]
         cells += [(f"{kind}/{n}/B={b}", kind, n, b) for n in cfg.nodes for kind in ("tree", "iid chains")]
     return cells
 
@@ -126,13 +129,17 @@ def rule_cells(cfg: BenchConfig) -> list[tuple[str, str, int, int]]:
 def rule_row(cfg: BenchConfig, kind: str, size: int, b: int) -> dict:
     """Median seconds of the token-level rule and of the other rule on the same random inputs, and their ratio."""
     key, v, repeats = jax.random.key(cfg.seed), cfg.vocab, cfg.repeats
-    if kind in ("chain", "multi-draft"):
+    if kind in ("chain", "chain-disd", "multi-draft"):
         kx, kq, kp = jax.random.split(jax.random.fold_in(key, 100 * b + size), 3)
         x = jax.random.randint(kx, (b, size), 0, v)
         q, p = _laws(kq, (b, size, v)), _laws(kp, (b, size + 1, v))
         if kind == "chain":
             rule, base = "block", _bench(accept_chain_unchecked, key, x, q, p, repeats=repeats)
             seconds = _bench(accept_block_unchecked, key, x, q, p, repeats=repeats)
+        elif kind == "chain-disd":                  # one full-vocabulary race per position (THEORY §3.11)
+            races = position_keys(key, jnp.arange(b), size + 1)
+            rule, base = "disd", _bench(accept_chain_unchecked, key, x, q, p, repeats=repeats)
+            seconds = _bench(jax.jit(accept_coupled_chain_unchecked), races, x, q, p, repeats=repeats)
         else:
             one = lambda accept: jax.jit(jax.vmap(accept, in_axes=(None, 0, 0, 0, 0)))
             args = (key, p[:, 0], q[:, 0], x, jnp.ones((b, size), bool))
@@ -155,7 +162,7 @@ def rule_row(cfg: BenchConfig, kind: str, size: int, b: int) -> dict:
 
 def smollm2_cases(budget: int) -> tuple:
     """(label, method, options, verifiers) of the SmolLM2 part."""
-    return (("chain K=4", "chain", dict(num_draft=4), ("token", "block")),
+    return (("chain K=4", "chain", dict(num_draft=4), ("token", "block", "disd")),
             (f"RSD-C {budget}", "rsd-c", dict(budget=budget), ("token", "traversal")),
             (f"SpecInfer {budget} (chains)", "specinfer", dict(budget=budget, merge=False), ("token", "traversal")),
             (f"SpecInfer {budget} (trie)", "specinfer", dict(budget=budget), ("token", "gbv")))
