@@ -59,6 +59,8 @@ class BenchConfig:
     """tree nodes per round in the SmolLM2 part"""
     smollm2_temperatures: tuple[float, ...] = (1.0,)
     """temperatures of the SmolLM2 part"""
+    smollm2_methods: tuple[str, ...] = ()
+    """the SmolLM2 cases to run, by method name (chain, rsd-c, specinfer); default: all"""
     max_new_tokens: int = 48
     """tokens per prompt in the SmolLM2 part"""
     seed: int = 0
@@ -178,7 +180,8 @@ def smollm2_cells(cfg: BenchConfig, results: Results) -> None:
     from specjax.methods import make_method
 
     cells = [(t, label, name, options, verifier) for t in cfg.smollm2_temperatures
-             for label, name, options, verifiers in smollm2_cases(cfg.smollm2_budget) for verifier in verifiers]
+             for label, name, options, verifiers in smollm2_cases(cfg.smollm2_budget) for verifier in verifiers
+             if not cfg.smollm2_methods or name in cfg.smollm2_methods]
     todo = [c for c in cells if not results.done(f"smollm2/{c[0]}/{c[1]}/{c[4]}")]
     if not todo:
         return

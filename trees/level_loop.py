@@ -132,6 +132,11 @@ class TreeBuilder(abc.ABC):
     def finish(self, pool: Pool, source: jax.Array) -> DraftTree:
         return tree_from_pool(pool, source, self.laws[0], self.max_children)
 
+    def level_keys(self, key: jax.Array) -> list:
+        """The key `expand` gets at each level: one split of `key` per level (a coupled builder: `key` holds the
+        races `[B, D]` of the levels' output positions, and level d gets its column `[B]`)."""
+        return list(jax.random.split(key, self.max_depth))
+
     @property
     def draws_laws(self) -> bool:
         """Whether some node's children are sampled, so its draft law must be stored for the verifier."""
@@ -144,7 +149,7 @@ class TreeBuilder(abc.ABC):
         keep_laws = self.draws_laws if keep_laws is None else keep_laws
         pool = Pool.init(ctx.pending, self.pool_size, drafter.config.vocab_size if keep_laws else 1,
                          drafter.config.d_model)
-        keys = jax.random.split(key, self.max_depth)
+        keys = self.level_keys(key)
 
         def level(d, idx, pool, cache):
             out = draft_level(drafter, cache, ctx, pool, idx, first=d == 0)

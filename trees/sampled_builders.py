@@ -14,6 +14,7 @@ import numpy as np
 
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
+from specjax.verify.coupled import race_noise
 from trees.level_loop import TreeBuilder, tree_from_pool
 from trees.pool import Pool
 from trees.tree import LAW_IID, LAW_WOR, DraftTree
@@ -39,9 +40,13 @@ def _rsd_c_branching(budget: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class RSDCTree(TreeBuilder):
     """RSD-C: every node at depth d-1 gets `branching[d-1]` children drawn without replacement from its draft law
-    by Gumbel-top-k, in sampling order (descending perturbed score). Children beyond the support are invalid."""
+    by Gumbel-top-k, in sampling order (descending perturbed score). Children beyond the support are invalid.
+    coupled: the Gumbel noise of level d is the race of its output position (`specjax.verify.coupled`), one per
+    row, shared by every node of the level: the children a Gumbel list verdict on the same race needs (the
+    `gumbel_list` tree verifier; `build` then takes the races `[B, D]` as its key)."""
 
     branching: tuple[int, ...]
+    coupled: bool = False
     laws = (LAW_WOR,)
 
     def __post_init__(self):
@@ -73,10 +78,17 @@ class RSDCTree(TreeBuilder):
             raise ValueError(f"RSD-C branching {max(self.branching)} exceeds the vocabulary ({vocab_size}): "
                              "draws without replacement cannot return more distinct tokens than exist")
 
+    def level_keys(self, key):
+        return [key[:, d] for d in range(self.max_depth)] if self.coupled else super().level_keys(key)
+
     def expand(self, d, pool, idx, logits, q, key, sampling):
-        b, l, _ = q.shape
+        b, l, v = q.shape
         m = self.branching[d]
-        score, tok = jax.lax.top_k(safe_log(q) + jax.random.gumbel(key, q.shape), m)     # sampling order
+        if self.coupled:                    # the level's race `[B, 1, V]`, in float32 as the verdict's
+            noise = jax.vmap(lambda k: race_noise(k, v))(key)[:, None, :]
+        else:
+            noise = jax.random.gumbel(key, q.shape)
+        score, tok = jax.lax.top_k(safe_log(q) + noise, m)                                 # sampling order
         return pool.put(self.offsets[d + 1], tok.reshape(b, l * m), jnp.repeat(idx, m, axis=1),
                         jnp.isfinite(score).reshape(b, l * m))
 

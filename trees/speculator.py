@@ -15,10 +15,11 @@ from specjax.sampling import warp_logits
 from specjax.decode.speculator import Speculator, check_pair
 from specjax.decode.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
-from specjax.verify.names import TREE_VERIFIERS, check_name
+from specjax.verify.coupled import output_races
+from specjax.verify.names import COUPLED_TREE_VERIFIERS, TREE_VERIFIERS, check_name
 from specjax.runners.base import Forward
 from trees.level_loop import BuiltTree, TreeBuilder
-from trees.sampled_builders import SpecInferTree
+from trees.sampled_builders import RSDCTree, SpecInferTree
 from trees.builders import canonical_method, make_builder
 from trees.verify import verify_tree_unchecked
 from trees.walk import RuleSet, default_rules, score_tree
@@ -58,6 +59,15 @@ class TreeSpeculator(Speculator):
             raise ValueError("traversal needs distinct child slots, not a merged trie: SpecInferTree(merge=False)")
         if self.rules is not None and self.verifier != "token":
             raise ValueError(f"custom per-node rules apply to the token verifier, not {self.verifier!r}")
+        coupled = isinstance(self.builder, RSDCTree) and self.builder.coupled
+        if (self.verifier in COUPLED_TREE_VERIFIERS) != coupled:
+            raise ValueError(f"{self.verifier} verifies a coupled RSD-C tree (children the Gumbel-top-k of their "
+                             "output position's race): use the rsd-c method" if not coupled else
+                             f"a coupled RSD-C tree is verified by {COUPLED_TREE_VERIFIERS}, not {self.verifier!r}")
+
+    @property
+    def keys_by_position(self) -> bool:
+        return self.verifier in COUPLED_TREE_VERIFIERS
 
     @property
     def max_emit(self) -> int:
@@ -77,6 +87,8 @@ class TreeSpeculator(Speculator):
         builder = self.builder
         if isinstance(builder, SpecInferTree) and verifier != "token":   # traversal needs the chains apart, gbv
             builder = dataclasses.replace(builder, merge=verifier == "gbv")  # the trie; token takes either
+        if isinstance(builder, RSDCTree):                                 # gumbel_list: children from its races
+            builder = dataclasses.replace(builder, coupled=verifier in COUPLED_TREE_VERIFIERS)
         return dataclasses.replace(self, builder=builder, verifier=verifier)
 
     @property
@@ -109,7 +121,11 @@ class TreeSpeculator(Speculator):
         """A round without its commit (`propose`, then `verify`): what a decode round does before committing, and
         what a one-round probe (GTO's rollouts, the tree ablation's exact reward, the benches) measures, so they
         measure the loop that ships."""
-        key_build, key_verify = jax.random.split(key)
+        if self.keys_by_position:          # `key` is the run's: the races of this round's output positions
+            key_verify = output_races(key, ctx.position, self.builder.max_depth + 1)
+            key_build = key_verify[:, :-1]
+        else:
+            key_build, key_verify = jax.random.split(key)
         built = self.propose(drafter=drafter, drafter_cache=caches.drafter, ctx=ctx, key=key_build, sampling=sampling,
                              keep_laws=keep_laws)
         return self.verify(target=target, target_cache=caches.target, ctx=ctx, built=built, key=key_verify,

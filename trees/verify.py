@@ -3,7 +3,10 @@
 - "token": the per-node multi-draft rule of each node's law, walking from the root (`trees.walk.walk_tree`);
 - "traversal": leaf-to-root, sequence-level acceptance (`trees.traversal`), for trees whose child slots point to
   distinct nodes (not a merged SpecInfer trie);
-- "gbv": greedy multi-path block verification of K i.i.d. chains (`trees.multipath`), for the SpecInfer trie.
+- "gbv": greedy multi-path block verification of K i.i.d. chains (`trees.multipath`), for the SpecInfer trie;
+- "gumbel_list": the coupled Gumbel list at every node (`specjax.verify.coupled`), for trees whose children are the
+  Gumbel-top-k of their output position's race (a coupled RSD-C tree): `key` is then the races `[B, D+1]`
+  (`output_races`), and the output is a function of them whatever the drafter.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from specjax.verify.names import TREE_VERIFIERS, check_name
 from trees.multipath import check_gbv_inputs, gbv_walk_unchecked
 from trees.traversal import check_traversal_inputs, traversal_walk_unchecked
 from trees.tree import LAW_DET, LAW_IID, LAW_WOR, DraftTree, validate_tree
-from trees.walk import RuleSet, default_rules, walk_tree
+from trees.walk import RuleSet, coupled_rules, default_rules, walk_tree
 
 ALL_LAWS = (LAW_DET, LAW_IID, LAW_WOR)
 
@@ -41,6 +44,10 @@ def verify_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, *, ver
         max_depth = int(np.max(np.where(tree.valid, tree.depth, 0))) if concrete else tree.num_nodes
         max_depth = max(max_depth, 1)
     check_int("max_depth", max_depth, low=1)
+    if verifier == "gumbel_list" and np.shape(key)[:2] != (np.shape(tree.token)[0], max_depth + 1):
+        raise ValueError(f"gumbel_list verifies with the races of the output positions: key must be "
+                         f"specjax.verify.coupled.output_races(key, position, {max_depth + 1}) `[B, D+1]`, got "
+                         f"shape {np.shape(key)}")
     if all(is_concrete(x) for x in jax.tree.leaves(tree)):
         validate_tree(tree, np.shape(target_probs)[2])
         depth = np.asarray(tree.depth)[np.asarray(tree.valid)]
@@ -61,4 +68,6 @@ def verify_tree_unchecked(key, tree: DraftTree, target_probs, verifier: str, max
         return traversal_walk_unchecked(key, tree, target_probs, max_depth)
     if verifier == "gbv":
         return gbv_walk_unchecked(key, tree, target_probs, max_depth)
+    if verifier == "gumbel_list":
+        return walk_tree(key, tree, target_probs, coupled_rules(), max_depth, laws, races=True)
     return walk_tree(key, tree, target_probs, rules if rules is not None else default_rules(), max_depth, laws)

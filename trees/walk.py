@@ -68,17 +68,27 @@ class _Walk:
     tokens: jax.Array
 
 
+def coupled_rules() -> RuleSet:
+    """The rule of a coupled tree (`specjax.verify.coupled`): the Gumbel list at every node, whose children are the
+    Gumbel-top-k of the race its verdict reads."""
+    from specjax.verify.coupled import gumbel_list_unchecked
+    return RuleSet(iid=gumbel_list_unchecked, wor=gumbel_list_unchecked, det=gumbel_list_unchecked)
+
+
 def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: RuleSet, max_depth: int,
-              laws: tuple[int, ...] = (LAW_DET, LAW_IID, LAW_WOR)) -> tuple[jax.Array, jax.Array, jax.Array]:
+              laws: tuple[int, ...] = (LAW_DET, LAW_IID, LAW_WOR), races: bool = False
+              ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Acceptance walk from the root, per row (ragged across the batch).
 
     target_probs: `[B, N+1, V]` the warped target law at each node. laws: the static set of law codes the tree
-    uses (only those rules are compiled). Returns path `[B, max_depth+1]` (node ids, path[:, 0] = 0, -1 past the
-    end), num_accepted `[B]`, tokens `[B, max_depth+1]` (accepted tokens, then the correction or bonus token, PAD
-    after).
+    uses (only those rules are compiled). races: `key` is not one key but the races `[B, max_depth+1]` of the output
+    positions (`specjax.verify.coupled.output_races`): the node at depth d is verified with race d, and a leaf's
+    bonus token is the rule's own (a coupled rule emits its race's winner). Returns path `[B, max_depth+1]` (node
+    ids, path[:, 0] = 0, -1 past the end), num_accepted `[B]`, tokens `[B, max_depth+1]` (accepted tokens, then the
+    correction or bonus token, PAD after).
     """
     b = tree.token.shape[0]
-    keys = jax.random.split(key, b)
+    keys = key if races else jax.random.split(key, b)
     by_code = {LAW_DET: rules.det, LAW_IID: rules.iid, LAW_WOR: rules.wor}
     laws = tuple(sorted(set(laws)))
     branches = [by_code[c] for c in laws]
@@ -87,7 +97,10 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
     def one_row(key, token, valid, children, law, probs, p_all):
         def step(walk: _Walk, d):
             node = walk.node
-            k_rule, k_bonus = jax.random.split(jax.random.fold_in(key, d))
+            if races:
+                k_rule = key[d]
+            else:
+                k_rule, k_bonus = jax.random.split(jax.random.fold_in(key, d))
             kids = children[node]
             safe = jnp.clip(kids, 0, None)
             kvalid = (kids >= 0) & valid[safe]
@@ -99,7 +112,8 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
                 slot, tok = jax.lax.switch(code_to_branch[law[node]], branches, k_rule, p, q, drafts, kvalid)
             leaf = ~jnp.any(kvalid)
             slot = jnp.where(leaf, -1, slot)
-            tok = jnp.where(leaf, sample_token(k_bonus, p), tok)   # no children: the bonus token from p
+            if not races:                                          # no children: the bonus token from p
+                tok = jnp.where(leaf, sample_token(k_bonus, p), tok)
             accepted = walk.alive & (slot >= 0)
             nxt = kids[jnp.clip(slot, 0, None)]
             below = jnp.minimum(d + 1, max_depth)

@@ -20,7 +20,7 @@ from specjax.decode.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
-from specjax.verify.coupled import RACE_STREAM, accept_coupled_chain_unchecked, position_keys
+from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races
 from specjax.verify.hsd import accept_hsd_unchecked
 from specjax.verify.lossy import accept_lossy_unchecked
 from specjax.verify.names import COUPLED_CHAIN_VERIFIERS, check_chain_verifier
@@ -156,7 +156,7 @@ class ChainSpeculator(ChainShaped):
         if self.keys_by_position:
             # a coupled rule: `key` is the run's (`keys_by_position`); drafts and verdicts share the race of each
             # output position (pending's successor at position + 1 onwards)
-            races = position_keys(jax.random.fold_in(key, RACE_STREAM), ctx.position + 1, self.num_draft + 1)
+            races = output_races(key, ctx.position, self.num_draft + 1)
             key_verify = races
         if self.num_draft == 0:
             tokens = jnp.zeros((b, 0), jnp.int32)

@@ -84,6 +84,12 @@ def _coupled(key, p, drafts, valid):
     return _slot_of(token, drafts, valid), token
 
 
+def gumbel_list_unchecked(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
+    """`gumbel_list` without input checks, for jitted loops (a tree walk's per-node rule); q is unused (the race
+    carries the coupling). The token is the target's race winner even when no slot is valid (a leaf's bonus)."""
+    return _coupled(key, p, drafts, valid)
+
+
 def gumbel_list(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
     """Gumbel list verification of k coupled drafts (`coupled_drafts(key, q, k)` with the SAME key); p, q `[V]`,
     drafts, valid `[k]` -> (slot, token). Emits y = `target_token(key, p)` and accepts the valid slot holding it.
@@ -117,6 +123,13 @@ def position_keys(key: jax.Array, positions: jax.Array, width: int) -> jax.Array
     per_row = jax.vmap(lambda r: jax.random.fold_in(key, r))(rows)
     at = positions[:, None] + jnp.arange(width)[None, :]
     return jax.vmap(lambda k, ps: jax.vmap(lambda p: jax.random.fold_in(k, p))(ps))(per_row, at)
+
+
+def output_races(key: jax.Array, position: jax.Array, width: int) -> jax.Array:
+    """The race keys `[B, width]` of the tokens a round starting at `position [B]` (the pending token's) may emit:
+    output positions position + 1 .., from the run's key `key` (its RACE_STREAM). What a coupled speculator's drafts
+    and verdicts share."""
+    return position_keys(jax.random.fold_in(key, RACE_STREAM), position + 1, width)
 
 
 def race_winners(keys: jax.Array, probs: jax.Array) -> jax.Array:

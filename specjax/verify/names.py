@@ -72,7 +72,10 @@ LOSSY_PARAMS = {
     "topm": (("m",), (2.0,)),
     "fly": (("window", "theta"), (3.0, 0.3)),
 }
-TREE_VERIFIERS = ("token", "traversal", "gbv")  # per-node rules, leaf-to-root traversal, greedy multi-path block
+# per-node rules, leaf-to-root traversal, greedy multi-path block, the coupled Gumbel list at every node of a coupled
+# RSD-C tree (drafter-invariant: the output a function of the key)
+TREE_VERIFIERS = ("token", "traversal", "gbv", "gumbel_list")
+COUPLED_TREE_VERIFIERS = ("gumbel_list",)
 
 
 def check_name(name: str, known: tuple[str, ...], what: str) -> str:

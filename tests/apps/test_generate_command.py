@@ -188,14 +188,17 @@ def test_a_lossy_verifier_runs_with_allow_lossy(capsys, tmp_path):
     assert hsd == text("--method", "ar")
 
 
-def test_disd_output_does_not_depend_on_the_draft_length(capsys, tmp_path):
-    """`--verifier disd` at T = 1: the text is a function of the seed alone, whatever K (THEORY §3.11)."""
+def test_coupled_output_does_not_depend_on_the_draft_length_or_tree(capsys, tmp_path):
+    """`--verifier disd` (chains) and `--verifier gumbel_list` (RSD-C trees) at T = 1: the text is a function of the
+    seed alone, whatever K or the tree (THEORY §3.11)."""
     def text(*flags: str) -> str:
         assert generate(tmp_path, "--target", "random:byte-tiny", "--temperature", "1", "--max-new-tokens", "12",
-                        "--method", "chain", "--verifier", "disd", *flags) == 0
+                        *flags) == 0
         return capsys.readouterr().out.split("\ntau ")[0]
 
-    assert text("-K", "2") == text("-K", "5")
+    chain = text("--method", "chain", "-K", "2", "--verifier", "disd")
+    assert chain == text("--method", "chain", "-K", "5", "--verifier", "disd")
+    assert chain == text("--method", "rsd-c", "--budget", "8", "--verifier", "gumbel_list")
 
 
 def test_help_names_eagle2_and_its_alias(capsys):

@@ -1,8 +1,11 @@
-"""DISD along a chain in the decode loop (`generate(..., verifier="disd")`, THEORY §3.11): the output is the same token
-for token whatever the drafter (and equals AR driven by the same races); it follows the target's exact law (chi-square,
-with a negative control whose races ignore the position and must fail); greedy equals AR; the exact chain law of
-`transport` is lossless and accepts no more than the token rule; the jitted rule accepts at the exact rate; bad
+"""Coupled verification in the decode loop (THEORY §3.11): DISD along a chain (`verifier="disd"`) and the Gumbel list
+at every node of a coupled RSD-C tree (`verifier="gumbel_list"`). The output is the same token for token whatever the
+drafter, the draft length or the tree (and equals AR driven by the same races); it follows the target's exact law
+(chi-square, with a negative control whose races ignore the position and must fail); greedy equals AR; the exact chain
+law of `transport` is lossless and accepts no more than the token rule; the jitted rule accepts at the exact rate; bad
 combinations are refused before tracing."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,16 +19,22 @@ from specjax.runners.model import early_exit
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.testing.pairs import tiny_pair as make_pair
 from specjax.testing.stats import binomial_z, chi_square_pvalue
-from specjax.verify.coupled import accept_coupled_chain_unchecked, position_keys, race_winners
+from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races, position_keys, race_winners
 from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, random_tables
 from transport.exact.chain import chain_acceptance, chain_output_law, completions, total_variation
 from transport.exact.coupled import disd_acceptance
+from trees.speculator import TreeSpeculator
+from trees.verify import verify_tree
 
 SAMPLINGS = (SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.7, top_k=6))
 
 
 def _disd(k, **options):
     return make_method("chain", num_draft=k, verifier="disd", **options)
+
+
+def _tree(budget):
+    return make_method("rsd-c", budget=budget, verifier="gumbel_list")
 
 
 @pytest.mark.parametrize("sampling", SAMPLINGS)
@@ -46,6 +55,22 @@ def test_output_is_the_same_whatever_the_drafter(tiny_pair, ragged_prompts, samp
         taus.append(out.acceptance_length)
     assert max(taus) > 1.0                    # drafts were accepted: not AR in disguise
     assert len(set(np.round(taus, 6))) > 1    # the drafters differ, the output does not
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_coupled_trees_emit_the_same_output_as_coupled_chains(tiny_pair, ragged_prompts, sampling):
+    target, draft = tiny_pair
+    tokens, lengths = ragged_prompts
+    key = jax.random.key(3)
+    reference = np.asarray(generate(target, tokens, lengths, key, method=ChainSpeculator(0, "disd"),
+                                    max_new_tokens=20, sampling=sampling).tokens)
+    taus = []
+    for budget, drafter in ((8, draft), (16, make_pair(5, 6)[1]), (12, early_exit(target, 1))):
+        out = generate(target, tokens, lengths, key, method=_tree(budget), drafter=drafter, max_new_tokens=20,
+                       sampling=sampling)
+        np.testing.assert_array_equal(np.asarray(out.tokens), reference, err_msg=f"budget {budget}")
+        taus.append(out.acceptance_length)
+    assert min(taus) > 1.0 and len(set(np.round(taus, 6))) > 1
 
 
 def test_token_rule_is_not_drafter_invariant(tiny_pair, ragged_prompts):
@@ -69,13 +94,21 @@ def test_emitted_law_is_the_target_law(tiny_pair, sampling, k):
     assert 1.0 < out.acceptance_length < k + 1
 
 
+def test_coupled_tree_emits_the_target_law(tiny_pair):
+    target, draft = tiny_pair
+    sampling = SamplingConfig(temperature=1.0)
+    out = decode_law_rows(target, _tree(6), sampling, draft)
+    assert_target_law(target, out.tokens, sampling)
+    assert 1.0 < out.acceptance_length < 3.0
+
+
 def test_races_shared_across_positions_fail_the_law_test(tiny_pair, monkeypatch):
     """Negative control: one race for every position of a round (keys not folded by position) correlates the tokens
     of a round; the same law test must reject it."""
     target, draft = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    monkeypatch.setattr(chain_module, "position_keys",
-                        lambda key, positions, width: jnp.repeat(position_keys(key, positions, 1), width, axis=1))
+    monkeypatch.setattr(chain_module, "output_races",
+                        lambda key, position, width: jnp.repeat(output_races(key, position, 1), width, axis=1))
     jax.clear_caches()                        # the loop must be traced again with the patched keys
     out = decode_law_rows(target, _disd(2), sampling, draft)
     gen = np.asarray(out.tokens)
@@ -99,6 +132,8 @@ def test_greedy_equals_autoregressive(tiny_pair, ragged_prompts):
         sd = generate(target, tokens, lengths, key, method=_disd(k), drafter=draft, max_new_tokens=24,
                       sampling=GREEDY)
         np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg=f"K={k}")
+    sd = generate(target, tokens, lengths, key, method=_tree(12), drafter=draft, max_new_tokens=24, sampling=GREEDY)
+    np.testing.assert_array_equal(np.asarray(sd.tokens), np.asarray(ar.tokens), err_msg="tree")
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -153,3 +188,24 @@ def test_bad_combinations_are_refused(tiny_pair, ragged_prompts):
     with pytest.raises(ValueError, match="tree verifier"):
         generate(target, tokens, lengths, jax.random.key(0), method=make_method("eagle2", budget=8),
                  drafter=tiny_pair[1], verifier="disd")
+    with pytest.raises(ValueError, match="coupled RSD-C tree"):
+        make_method("eagle2", budget=8, verifier="gumbel_list")
+    with pytest.raises(ValueError, match="chain verifier"):
+        make_method("chain", num_draft=2, verifier="gumbel_list")
+    tree = make_method("rsd-c", budget=4).builder
+    with pytest.raises(ValueError, match="coupled RSD-C tree is verified by"):
+        TreeSpeculator(dataclasses.replace(tree, coupled=True))
+
+
+def test_verify_tree_asks_for_the_races():
+    from tests.exact_tables import to_draft_tree
+    from transport.exact.tree_laws import ConcreteTree
+    rng = np.random.default_rng(0)
+    p, q = random_tables(rng, 4, 2), random_tables(rng, 4, 1)
+    tree, target = to_draft_tree([ConcreteTree(tokens=[0, 1, 2], parent=[-1, 0, 0], children=[[1, 2], [], []],
+                                               law=["without_replacement", "deterministic", "deterministic"])], p, q)
+    with pytest.raises(ValueError, match="races of the output positions"):
+        verify_tree(jax.random.key(0), tree, target, verifier="gumbel_list")
+    races = output_races(jax.random.key(0), jnp.zeros((1,), jnp.int32), 2)
+    path, n, tokens = verify_tree(races, tree, target, verifier="gumbel_list")
+    assert int(n[0]) in (0, 1)
