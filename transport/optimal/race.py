@@ -84,11 +84,23 @@ def series_terms(x_max: float, k: int, eps: float = SERIES_EPS) -> int:
     light x_i <= x_max (bound j^{N+1} x^{N+1−j} e^{jx} / (N+1)!)."""
     if x_max <= 0 or k <= 1:
         return max(k - 1, 1)
-    for n in range(max(k - 1, 1), _MAX_N):
-        worst = max((n + 1) * log(j) + (n + 1 - j) * log(x_max) + j * x_max - lgamma(n + 2) for j in range(1, k))
-        if worst <= log(eps):
-            return n
-    raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
+    n1, j, log_j, log_fact = _series_tables(k)                  # every candidate N at once, the same float64 ops
+    worst = np.max(n1 * log_j + (n1 - j) * log(x_max) + j * x_max - log_fact, axis=1)
+    ok = np.flatnonzero(worst <= log(eps))
+    if not len(ok):
+        raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
+    return int(n1[ok[0], 0]) - 1
+
+
+@lru_cache(maxsize=64)
+def _series_tables(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`series_terms`' constants for N = max(k−1, 1)..._MAX_N−1 (rows) and j = 1..k−1 (columns): N + 1 `[M, 1]`,
+    j `[1, k−1]`, log j `[1, k−1]` and log (N+1)! `[M, 1]`."""
+    n1 = np.arange(max(k - 1, 1), _MAX_N, dtype=np.float64)[:, None] + 1.0
+    j = np.arange(1, k, dtype=np.float64)[None, :]
+    log_j = np.array([[log(i) for i in range(1, k)]])
+    log_fact = np.array([[lgamma(n + 1)] for n in n1[:, 0]])
+    return n1, j, log_j, log_fact
 
 
 @lru_cache(maxsize=256)
