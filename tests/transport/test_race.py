@@ -119,13 +119,14 @@ def test_light_coefficients_equal_the_poisson_binomial_law():
         row = race.prepare_row(np.full(4000, 1 / 4000), q, k, 20)
         light = np.where(np.isin(np.arange(4000), row.heavy_pos), 0.0, row.x)
         pos = np.array([0, 1000, 3999])
-        moments = np.stack([(light[m:, None] ** np.arange(1, row.coef.shape[1] + 1)).sum(0) for m in pos])
-        coeffs = race._light_coefficients(moments, row.light_suffix[pos], row)
+        moments = np.stack([(light[m:, None] ** np.arange(1, row.n_terms + 1)).sum(0) for m in pos])
+        light_q = np.where(light > 0, q[row.order], 0.0)
+        coeffs = race._light_coefficients(moments, np.array([light_q[m:].sum() for m in pos]), row)
         qs = q[row.order]
         for b, m in enumerate(pos):
             rates = np.where(light[m:] > 0, qs[m:], 0.0)
             exact = reference.poisson_binomial_cdf(rates, row.t, k - 1)
-            np.testing.assert_allclose(sum(coeffs)[b], exact, rtol=0, atol=2e-14)   # both round over 4000 factors
+            np.testing.assert_allclose(coeffs.sum(0)[b], exact, rtol=0, atol=2e-14)   # both round over 4000 factors
 
 
 def test_heavy_scan_equals_the_token_by_token_recursion():
@@ -160,11 +161,13 @@ def test_grid_is_the_reference_grid():
 
 
 def _every_prefix(p, q, k):
-    """(row, J `[V+1]`, P(N_{S_m}(t) <= k − 1) `[V+1, T]`) at every prefix m = 0..V by the race's own J."""
+    """(row, the sums at every prefix m = 0..V, J `[V+1]`, P(N_{S_m}(t) <= k − 1) `[V+1, T]`) by the race's own J."""
     row = race.prepare_row(p, q, k, 20)
-    powers = row.x[:, None] ** np.arange(1, row.coef.shape[1] + 1)
+    powers = row.x[:, None] ** np.arange(1, row.n_terms + 1)
     moments = np.concatenate([np.cumsum(powers[::-1], axis=0)[::-1], np.zeros((1, powers.shape[1]))])
-    return (row, *race._j_values(np.arange(len(p) + 1), moments, row))
+    pre = race.Prefixes(np.arange(len(p) + 1), moments, reference.suffix_sums(row.p_sorted[:-1]),
+                        reference.prefix_sums(row.q_sorted[:-1]))
+    return (row, pre, *race._j_values(pre, row))
 
 
 def test_pruning_bound_holds_and_a_wrong_bound_fails():
@@ -175,14 +178,16 @@ def test_pruning_bound_holds_and_a_wrong_bound_fails():
     violated = 0
     for case in range(4):
         p, q = correlated_softmax_pair(rng, 1, 2000, 3.0, 0.8, 2.0)
-        row, vals, survive = _every_prefix(p[0], q[0], 3 + case)
+        row, pre, vals, survive = _every_prefix(p[0], q[0], 3 + case)
         for width in (7, 50, 400):
             at = np.append(np.arange(0, 2000, width), 2000)
-            bounds = race._lower_bounds(at[None], vals[None, at], survive[None, at], row)[0]
+            bounds = race._lower_bounds(race.Prefixes(*(x[at][None] for x in pre)), vals[None, at], survive[None, at],
+                                        row)[0]
             inside = np.array([vals[a:b + 1].min() for a, b in zip(at[:-1], at[1:])])
             assert np.all(bounds <= inside + 1e-13)
             a, b = at[:-1], at[1:]
-            wrong = vals[a] - row.p_suffix[a] + row.p_suffix[b] + row.ratio[b - 1] * (row.q_prefix[b] - row.q_prefix[a])
+            ratio = row.r[row.order]
+            wrong = vals[a] - pre.p_suffix[a] + pre.p_suffix[b] + ratio[b - 1] * (pre.q_prefix[b] - pre.q_prefix[a])
             violated += int(np.any(wrong > inside + 1e-6))
         assert race.race_row(p[0], q[0], 3 + case)[0] == pytest.approx(vals.min(), abs=1e-15)
     assert violated > 0
@@ -213,3 +218,15 @@ def test_many_drafts_need_longer_series_and_still_match_the_reference(k):
     for v in (300, 2000):
         p, q = rng.dirichlet(np.full(v, 0.3)), rng.dirichlet(np.full(v, 0.3))
         assert race.race_row(p, q, k)[0] == pytest.approx(reference.alpha_wor(p, q, k)[0], abs=1e-13)
+
+
+def test_descending_order_is_exact_with_near_ties():
+    """The packed-key sort of the ratios: exact descending order with values a few ulps apart (the repair path),
+    exact ties, zeros and -0.0."""
+    rng = np.random.default_rng(40)
+    base = rng.uniform(0.5, 2.0, 3000)
+    near = np.concatenate([base, base * (1 + 2.0 ** -50), base * (1 - 2.0 ** -48), base[:100], np.zeros(50), [-0.0]])
+    for r in (rng.permutation(near), rng.uniform(0, 10, 5000), np.ones(7), np.array([3.0])):
+        order = race._descending(r)
+        assert np.array_equal(np.sort(order), np.arange(len(r)))
+        assert np.all(np.diff(r[order]) <= 0)

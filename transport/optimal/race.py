@@ -42,23 +42,41 @@ _MAX_N = 512          # series terms at most (k = 64 needs ~110 for x <= X0)
 
 
 class RaceRow(NamedTuple):
-    """One row in ratio order, with everything J needs at any prefix m (m = 0..V)."""
+    """One row in ratio order, with everything J needs at any prefix m (m = 0..V). Sums over prefixes and suffixes
+    are not stored: each level sums the blocks it evaluates (`_level_sums`)."""
 
     order: np.ndarray      # [V] token ids by descending p/q
-    ratio: np.ndarray      # [V] p/q in that order (+inf where q = 0 < p, -1 where p = q = 0)
-    q_sorted: np.ndarray   # [V] q in that order
-    p_suffix: np.ndarray   # [V+1] p(S_m)
-    q_prefix: np.ndarray   # [V+1] λ_m = q(H_m)
+    r: np.ndarray          # [V] p/q by token id (+inf where q = 0 < p, -1 where p = q = 0): r[order] descends
+    p_sorted: np.ndarray   # [V+1] p in ratio order, then 0 (a sentinel for reduceat)
+    q_sorted: np.ndarray   # [V+1] q in ratio order, then 0
     t: np.ndarray          # [T] quadrature nodes
     w: np.ndarray          # [T] weights
     heavy_pos: np.ndarray  # [nh] positions (in ratio order) of the heavy tokens, ascending
     heavy_partial: np.ndarray  # [ng+1, G+1, k, T] Π over the heavy tokens of group g from offset o to its end
     heavy_bounds: np.ndarray   # [ng+2, k, T] Π over the heavy tokens of groups >= g
     x: np.ndarray          # [V] light x_i = q_i t_max in ratio order (0 for heavy tokens)
-    light_suffix: np.ndarray  # [V+1] light q(S_m) (heavy tokens excluded)
-    coef: np.ndarray       # [k-1, N] coefficient of (q t)^n in y^j (j = 1..k-1, n = 1..N)
+    power_weights: np.ndarray  # [N, (k-1)·T] P_j(t) = Σ_n M_n · power_weights[n, (j-1, t)] (Stirling coefficients)
     n_tiny: int            # series terms enough for the light tokens with x <= X_TINY
     k: int
+
+    @property
+    def n_terms(self) -> int:
+        """N, the series terms of the light power sums."""
+        return self.power_weights.shape[0]
+
+    @property
+    def t_top(self) -> float:
+        """t_max, the last node (x_i = q_i t_max)."""
+        return float(self.t[-1])
+
+
+class Prefixes(NamedTuple):
+    """Sums over the suffixes S_m and prefixes H_m at prefix lengths pos, any leading shape `[...]`."""
+
+    pos: np.ndarray        # [...] prefix lengths m
+    moments: np.ndarray    # [..., N] light moments Σ_{i ∈ S_m light} x_i^n, n = 1..N
+    p_suffix: np.ndarray   # [...] p(S_m)
+    q_prefix: np.ndarray   # [...] λ_m = q(H_m) (summed directly, never as 1 − q(S_m))
 
 
 def series_terms(x_max: float, k: int, eps: float = SERIES_EPS) -> int:
@@ -66,11 +84,23 @@ def series_terms(x_max: float, k: int, eps: float = SERIES_EPS) -> int:
     light x_i <= x_max (bound j^{N+1} x^{N+1−j} e^{jx} / (N+1)!)."""
     if x_max <= 0 or k <= 1:
         return max(k - 1, 1)
-    for n in range(max(k - 1, 1), _MAX_N):
-        worst = max((n + 1) * log(j) + (n + 1 - j) * log(x_max) + j * x_max - lgamma(n + 2) for j in range(1, k))
-        if worst <= log(eps):
-            return n
-    raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
+    n1, j, log_j, log_fact = _series_tables(k)                  # every candidate N at once, the same float64 ops
+    worst = np.max(n1 * log_j + (n1 - j) * log(x_max) + j * x_max - log_fact, axis=1)
+    ok = np.flatnonzero(worst <= log(eps))
+    if not len(ok):
+        raise ValueError(f"light tokens with x up to {x_max} need more than {_MAX_N} series terms")
+    return int(n1[ok[0], 0]) - 1
+
+
+@lru_cache(maxsize=64)
+def _series_tables(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`series_terms`' constants for N = max(k−1, 1)..._MAX_N−1 (rows) and j = 1..k−1 (columns): N + 1 `[M, 1]`,
+    j `[1, k−1]`, log j `[1, k−1]` and log (N+1)! `[M, 1]`."""
+    n1 = np.arange(max(k - 1, 1), _MAX_N, dtype=np.float64)[:, None] + 1.0
+    j = np.arange(1, k, dtype=np.float64)[None, :]
+    log_j = np.array([[log(i) for i in range(1, k)]])
+    log_fact = np.array([[lgamma(n + 1)] for n in n1[:, 0]])
+    return n1, j, log_j, log_fact
 
 
 @lru_cache(maxsize=256)
@@ -110,9 +140,9 @@ def race_grid(q_support: np.ndarray, k_eff: int, nodes_per_decade: int = referen
     full = 10.0 ** np.arange(0.0, np.log10(t_max) + 0.25, 0.25)
     hi_t = t_max
     for grid in (full[full <= 1e6], full):                        # the usual range first, then all of it
-        ok = np.flatnonzero(_tail_bound(top, q1, q2, grid, a) <= tail_eps)   # non-increasing in t
-        if len(ok):
-            hi_t = grid[ok[0]]
+        ok = _first_ok(top, q1, q2, grid, a, tail_eps)
+        if ok is not None:
+            hi_t = grid[ok]
             break
     x, wx = _leggauss(nodes_per_decade)
     ts, ws = [0.5 * (x + 1.0)], [0.5 * wx]
@@ -129,13 +159,49 @@ def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
 
 
-def _tail_bound(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int) -> np.ndarray:
-    """An upper bound on P(N_V(t) <= a) at each t of grid `[G]`: the smaller of the Poisson-binomial cdf of the
-    largest rates top[:128] (`[n]`, descending) and the Chernoff bound e^{-μ}(eμ/a)^a with μ >= the exact mean over
-    top plus t·q1 − t²·q2/2 for the other rates (mass q1, squared mass q2)."""
+def _first_ok(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int, tail_eps: float) -> int | None:
+    """The first index of grid `[G]` where the smaller of the two tail bounds (Poisson-binomial cdf of top[:128],
+    Chernoff) is <= tail_eps, or None. Both are non-increasing in t, so that is the earlier of their first crossings:
+    the Chernoff one (cheap) is found first, and the Poisson-binomial cdf P_pb (log2(128) rounds of polynomial
+    products) only where it can come earlier, i.e. unless its lower bound P(no arrival of top[:128] by t) =
+    e^{-t q(top[:128])} already exceeds tail_eps at the grid point just before the Chernoff crossing."""
+    n_c = _first_chernoff_ok(top, q1, q2, grid, a, tail_eps)
+    if n_c > 0 and np.exp(-grid[n_c - 1] * float(np.sum(top[:128]))) <= tail_eps:
+        ok = np.flatnonzero(_poisson_binomial_cdf(top, grid[:n_c], a) <= tail_eps)
+        n_c = ok[0] if len(ok) else n_c
+    return int(n_c) if n_c < len(grid) else None
+
+
+def _first_chernoff_ok(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int, tail_eps: float,
+                       chunk: int = 4) -> int:
+    """The first index of grid `[G]` where `_chernoff_bound` <= tail_eps (G if none), evaluated on a few points at a
+    time (μ costs len(top) exponentials per point) from the first point where it can hold: μ <= t·(q(top) + q1)
+    and e^{-μ}(eμ/a)^a decreases in μ > a, so the bound at that larger μ is a lower bound."""
+    start = np.flatnonzero(_chernoff(grid * (float(np.sum(top)) + q1), a) <= tail_eps)
+    for lo in range(int(start[0]) if len(start) else len(grid), len(grid), chunk):
+        ok = np.flatnonzero(_chernoff_bound(top, q1, q2, grid[lo: lo + chunk], a) <= tail_eps)
+        if len(ok):
+            return lo + int(ok[0])
+    return len(grid)
+
+
+def _chernoff_bound(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int) -> np.ndarray:
+    """An upper bound on P(N_V(t) <= a) at each t of grid `[G]`: the Chernoff bound e^{-μ}(eμ/a)^a (1 where μ <= a)
+    with μ >= the exact mean over the largest rates top `[n]` plus t·q1 − t²·q2/2 for the other rates (mass q1, squared
+    mass q2)."""
     mu = np.sum(-np.expm1(-np.outer(top, grid)), axis=0) + np.maximum(grid * q1 - 0.5 * grid ** 2 * q2, 0.0)
+    return _chernoff(mu, a)
+
+
+def _chernoff(mu: np.ndarray, a: int) -> np.ndarray:
+    """e^{-μ}(eμ/a)^a where μ > a, else 1: P(N <= a) <= that for N a sum of independent Bernoullis of mean μ."""
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        chern = np.where(mu > a, np.exp(-mu + a + a * np.log(mu / a)) if a > 0 else np.exp(-mu), 1.0)
+        return np.where(mu > a, np.exp(-mu + a + a * np.log(mu / a)) if a > 0 else np.exp(-mu), 1.0)
+
+
+def _poisson_binomial_cdf(top: np.ndarray, grid: np.ndarray, a: int) -> np.ndarray:
+    """P(N(t) <= a) `[G]` for N(t) the arrivals by t of the largest rates top[:128] (`[n]`, descending): an upper
+    bound on P(N_V(t) <= a), by pairwise products of the factors (e^{-q t} + (1 − e^{-q t}) z) mod z^{a+1}."""
     rates = top[:128]
     n = 1 << int(np.ceil(np.log2(len(rates))))
     factors = np.zeros((n, a + 1, len(grid)))                     # (stay + hit·z) per rate, identities as padding
@@ -146,7 +212,7 @@ def _tail_bound(top: np.ndarray, q1: float, q2: float, grid: np.ndarray, a: int)
         factors[: len(rates), 1] = -np.expm1(-qt)
     while len(factors) > 1:                                       # pairwise products: log2(n) vectorised rounds
         factors = _polymul(factors[0::2], factors[1::2])
-    return np.minimum(factors[0].sum(axis=0), chern)
+    return factors[0].sum(axis=0)
 
 
 def _polymul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -202,69 +268,91 @@ def _bernoulli_factors(q: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.exp(-qt), -np.expm1(-qt)
 
 
+def _descending(r: np.ndarray) -> np.ndarray:
+    """Positions `[n]` of r `[n]` (finite, >= 0) by descending value, ties in any order.
+
+    One sort of int64 keys instead of an argsort (numpy's sort of 8-byte keys is vectorised, its argsort is not; ~2x
+    here): the bits of a non-negative float64 order like the float, so the key is those bits with the lowest
+    log2(n) replaced by the position. Two values that differ only in those bits may come out of order; that is checked
+    (one pass) and then repaired by a stable argsort of the nearly sorted values, so the order is always exact."""
+    n = len(r)
+    bits = max(int(n - 1).bit_length(), 1)
+    key = ((r + 0.0).view(np.int64) >> bits << bits) | np.arange(n)     # + 0.0: -0.0 -> +0.0
+    key.sort()
+    order = key[::-1] & ((1 << bits) - 1)
+    r_sorted = r[order]
+    if np.any(r_sorted[1:] > r_sorted[:-1]):                             # rare: values within 2^-(52-bits) relative
+        order = order[np.argsort(-r_sorted, kind="stable")]
+    return order
+
+
 def prepare_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int) -> RaceRow:
     """Sort one row `[V]` by ratio, build its grid, split heavy / light tokens and scan the heavy factors."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(q > 0, p / q, np.where(p > 0, np.inf, -1.0))
+        r = p / q
     # reference.ratio_order's order (ties in any order), sorting only the support of q: q = 0 < p first, p = q = 0 last
-    support = np.flatnonzero(q > 0)
-    if len(support) == len(q):
-        order, q_support = np.argsort(-r), q
+    if np.all(q):
+        order, q_support = _descending(r), q
     else:
-        order = np.concatenate([np.flatnonzero(r == np.inf), support[np.argsort(-r[support])], np.flatnonzero(r < 0)])
+        r = np.where(q > 0, r, np.where(p > 0, np.inf, -1.0))
+        support = np.flatnonzero(q > 0)
+        order = np.concatenate([np.flatnonzero(r == np.inf), support[_descending(r[support])], np.flatnonzero(r < 0)])
         q_support = q[support]
-    ps, qs = p[order], q[order]
     t, w = race_grid(q_support, k, nodes_per_decade)
-    t_top = float(t.max())
-    x_all = qs * t_top
-    heavy = x_all > X0
-    heavy_pos = np.flatnonzero(heavy)
-    stay, hit = _bernoulli_factors(qs[heavy_pos], t)
+    t_top = float(t[-1])
+    p_sorted, q_sorted = np.append(p[order], 0.0), np.append(q[order], 0.0)
+    x = q_sorted[:-1] * t_top
+    heavy_pos = np.flatnonzero(x > X0)
+    stay, hit = _bernoulli_factors(q_sorted[heavy_pos], t)
     partial, bounds = _heavy_scan(stay, hit, k)
-    x = np.where(heavy, 0.0, x_all)
+    x[heavy_pos] = 0.0
     n_terms = series_terms(float(x.max()), k)
-    return RaceRow(order, r[order], qs, reference.suffix_sums(ps), reference.prefix_sums(qs), t, w, heavy_pos, partial,
-                   bounds, x,
-                   reference.suffix_sums(np.where(heavy, 0.0, qs)), stirling_coefficients(k, n_terms),
-                   min(series_terms(X_TINY, k), n_terms), k)
+    return RaceRow(order, r, p_sorted, q_sorted, t, w, heavy_pos, partial, bounds, x,
+                   _power_weights(stirling_coefficients(k, n_terms), t), min(_tiny_terms(k), n_terms), k)
 
 
-def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -> list[np.ndarray]:
-    """Coefficients e^{-t q(S)} e_j(y), j = 0..k−1, each `[B, T]`, of the light tokens of B suffixes, from their
+@lru_cache(maxsize=64)
+def _tiny_terms(k: int) -> int:
+    return series_terms(X_TINY, k)
+
+
+def _power_weights(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """`[N, (k-1)·T]`: P_j(t) = Σ_n c[j-1, n-1] (t/t_max)^n M_n for moments M_n of x = q t_max, as one matmul."""
+    n_terms = coef.shape[1]
+    tpow = (t / t[-1])[None, :] ** np.arange(1, n_terms + 1)[:, None]              # [N, T], entries <= 1
+    return (coef[:, :, None] * tpow[None]).transpose(1, 0, 2).reshape(n_terms, -1)
+
+
+def _light_coefficients(moments: np.ndarray, q_mass: np.ndarray, row: RaceRow) -> np.ndarray:
+    """Coefficients e^{-t q(S)} e_j(y), j = 0..k−1, `[k, B, T]`, of the light tokens of B suffixes, from their
     moments Σ x_i^n `[B, N]` and light mass q(S) `[B]`."""
-    n_terms, n_t = row.coef.shape[1], len(row.t)
-    tpow = (row.t / row.t.max())[None, :] ** np.arange(1, n_terms + 1)[:, None]    # [N, T], entries <= 1
-    weights = (row.coef[:, :, None] * tpow[None]).transpose(1, 0, 2).reshape(n_terms, -1)
-    power_sums = (moments @ weights).reshape(len(q_mass), row.k - 1, n_t)            # P_j, j = 1..k−1
-    e = [np.ones((len(q_mass), n_t))]
+    n_b, n_t = len(q_mass), len(row.t)
+    power_sums = (moments @ row.power_weights).reshape(n_b, row.k - 1, n_t).transpose(1, 0, 2)   # P_j, j = 1..k−1
+    power_sums[1::2] *= -1.0                                      # (−1)^{j−1} P_j
+    e = np.empty((row.k, n_b, n_t))
+    e[0] = 1.0
     for n in range(1, row.k):                                    # Newton: n e_n = Σ_j (−1)^{j−1} P_j e_{n−j}
-        acc = power_sums[:, 0] * e[n - 1]
-        for j in range(2, n + 1):
-            term = power_sums[:, j - 1] * e[n - j]
-            acc = acc + term if j % 2 == 1 else acc - term
-        e.append(acc / n)
-    scale = np.exp(-np.multiply.outer(q_mass, row.t))
-    return [x * scale for x in e]
+        e[n] = np.einsum("jbt,jbt->bt", power_sums[:n], e[n - 1::-1]) / n
+    e *= np.exp(-np.multiply.outer(q_mass, row.t))
+    return e
 
 
-def _j_values(pos: np.ndarray, moments: np.ndarray, row: RaceRow) -> tuple[np.ndarray, np.ndarray]:
-    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at prefix lengths pos `[B]` with light moments Σ_{S_m} x_i^n `[B, N]`,
-    and P(N_{S_m}(t) <= k − 1) `[B, T]` at the nodes."""
-    light = _light_coefficients(moments, row.light_suffix[pos], row)
-    idx, inverse = np.unique(np.searchsorted(row.heavy_pos, pos), return_inverse=True)   # first heavy token >= m
+def _j_values(pre: Prefixes, row: RaceRow) -> tuple[np.ndarray, np.ndarray]:
+    """J(H_m) = p(S_m) + min(f(H_m), 1) `[B]` at the prefixes pre (flat, `[B]`) and P(N_{S_m}(t) <= k − 1) `[B, T]`
+    at the nodes."""
+    light = _light_coefficients(pre.moments, pre.moments[:, 0] / row.t_top, row)   # M_1 = t_max · light q(S_m)
+    idx, inverse = np.unique(np.searchsorted(row.heavy_pos, pre.pos), return_inverse=True)   # first heavy >= m
     heavy = _polymul(row.heavy_partial[idx // HEAVY_GROUP, idx % HEAVY_GROUP], row.heavy_bounds[idx // HEAVY_GROUP + 1])
     heavy = heavy[inverse].transpose(1, 0, 2)                    # [k, B, T]
-    light_cdf, survive = light[0], heavy[row.k - 1] * light[0]
-    for i in range(row.k - 2, -1, -1):                           # Σ_{i + l < k} H_i L_l
-        light_cdf = light_cdf + light[row.k - 1 - i]
-        survive += heavy[i] * light_cdf
-    lam = row.q_prefix[pos]
+    light_cdf = np.cumsum(light, axis=0)                         # [m] = Σ_{l <= m} L_l
+    survive = np.einsum("ibt,ibt->bt", heavy, light_cdf[::-1])   # Σ_{i + l < k} H_i L_l
+    lam = pre.q_prefix
     hit = np.sum(row.w * lam[:, None] * np.exp(-np.multiply.outer(lam, row.t)) * survive, axis=1)
-    return row.p_suffix[pos] + np.minimum(hit, 1.0), survive
+    return pre.p_suffix + np.minimum(hit, 1.0), survive
 
 
-def _lower_bounds(pos: np.ndarray, vals: np.ndarray, survive: np.ndarray, row: RaceRow) -> np.ndarray:
-    """A lower bound on J over the prefixes between consecutive boundaries a < b of pos `[I, B]` (J there: vals
+def _lower_bounds(pre: Prefixes, vals: np.ndarray, survive: np.ndarray, row: RaceRow) -> np.ndarray:
+    """A lower bound on J over the prefixes between consecutive boundaries a < b of pre `[I, B]` (J there: vals
     `[I, B]`; P(N_S(t) <= k − 1) there: survive `[I, B, T]`) -> `[I, B-1]`.
 
     For H_a ⊆ H_m ⊆ H_b: every token in [m, b) has p >= r_{b−1} q (descending ratios), so
@@ -276,38 +364,50 @@ def _lower_bounds(pos: np.ndarray, vals: np.ndarray, survive: np.ndarray, row: R
     So f(H_m) >= f(H_a) + g q([a, m)) and J(H_m) >= p(S_b) + f(H_a) + min(g, r_{b−1}) q([a, b)).
     g is shrunk by 1e-9 relative and 1e-13 absolute for the quadrature and its dropped tail.
     """
-    a, b = pos[:, :-1], pos[:, 1:]
-    f_a = vals[:, :-1] - row.p_suffix[a]
-    lam = row.q_prefix[b][..., None]
+    a, b = pre.pos[:, :-1], pre.pos[:, 1:]
+    f_a = vals[:, :-1] - pre.p_suffix[:, :-1]
+    lam = pre.q_prefix[:, 1:, None]
     c = _interval_max(row.q_sorted, a, b)
     cc = np.where(c > 0, c, 1.0)[..., None]
     dphi = cc * np.exp(-(lam + cc) * row.t) - lam * np.exp(-lam * row.t) * -np.expm1(-cc * row.t)
     g = np.sum(row.w * dphi * survive[:, 1:], axis=-1) / cc[..., 0]
     g = np.maximum(g * (1.0 - 1e-9) - 1e-13, 0.0)
-    r = np.maximum(row.ratio[np.maximum(b - 1, 0)], 0.0)
-    mass = row.q_prefix[b] - row.q_prefix[a]
+    r = np.maximum(row.r[row.order[np.maximum(b - 1, 0)]], 0.0)
+    mass = pre.q_prefix[:, 1:] - pre.q_prefix[:, :-1]
     with np.errstate(invalid="ignore"):
         gain = np.where((mass > 0) & (c > 0), np.minimum(g, r) * mass, 0.0)
-    return row.p_suffix[b] + f_a + gain
+    return pre.p_suffix[:, 1:] + f_a + gain
 
 
 def _interval_max(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """max x[a:b] per interval (0 where a == b) for interval ends a, b of any shape (one reduceat over [a, b) pairs)."""
-    bounds = np.stack([a.ravel(), b.ravel()], axis=1).ravel()
-    top = np.maximum.reduceat(np.append(x, 0.0), bounds)[0::2].reshape(a.shape)
+    """max x[a:b] per interval (0 where a == b) for interval ends a, b of any shape (one reduceat over [a, b) pairs);
+    x `[V+1]` ends with a 0 sentinel (so that a = V is a valid index)."""
+    top = np.maximum.reduceat(x, _pairs_flat(a, b))[0::2].reshape(a.shape)
     return np.where(b > a, top, 0.0)
 
 
-def _level_moments(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, step: int, after: np.ndarray,
-                   n_terms: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Boundaries start, start + step, ..., end (clipped to end) of I intervals of x `[V]` and the light moments
-    Σ_{i >= m} x_i^n + after `[I, N]` there -> (pos `[I, B]`, moments `[I, B, N]`): block sums of non-negative terms,
-    then suffix sums over blocks. n_terms = (N, N_tiny): the powers n > N_tiny are summed over the tokens with
-    x > X_TINY only (the series of the others has converged at N_tiny terms)."""
-    n_all, n_tiny = n_terms
+def _pairs_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[a_0, b_0, a_1, b_1, ...] for reduceat over the ranges [a, b) (entry 2i of its result)."""
+    return np.stack([a.ravel(), b.ravel()], axis=1).ravel()
+
+
+def _level_sums(row: RaceRow, starts: np.ndarray, ends: np.ndarray, step: int, outer: Prefixes) -> Prefixes:
+    """The prefixes start, start + step, ..., end (clipped to end) of I intervals [start, end) `[I]` and their sums
+    -> Prefixes `[I, B]`: block sums of non-negative terms, then cumulative sums over blocks, starting from the
+    interval's outer sums (outer `[I]`: the suffix sums at its end, moments and p(S_end), and the prefix sum
+    λ_start). The light powers n > N_tiny are summed over the tokens with x > X_TINY only (the series of the others
+    has converged at N_tiny terms)."""
+    n_all, n_tiny, x = row.n_terms, row.n_tiny, row.x
     n_int = len(starts)
     nb = -(-int(np.max(ends - starts)) // step)
-    if n_int == 1 and starts[0] == 0 and ends[0] == len(x):       # the whole row: a view, no gather
+    block_lo = starts[:, None] + step * np.arange(nb)                       # [I, nb]
+    block_hi = np.minimum(block_lo + step, ends[:, None])
+    block_lo = np.minimum(block_lo, block_hi)
+    flat_pairs = _pairs_flat(block_lo, block_hi)
+    empty = (block_hi == block_lo).ravel()
+    p_sums = np.where(empty, 0.0, np.add.reduceat(row.p_sorted, flat_pairs)[0::2]).reshape(n_int, nb)
+    q_sums = np.where(empty, 0.0, np.add.reduceat(row.q_sorted, flat_pairs)[0::2]).reshape(n_int, nb)
+    if n_int == 1 and starts[0] == 0 and ends[0] == len(x):       # the whole row: no gather
         flat = np.zeros((nb, step))
         flat.ravel()[: len(x)] = x
     else:
@@ -330,10 +430,16 @@ def _level_moments(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, step: in
             power *= xs
     sums = sums.reshape(n_int, nb, n_all)
     moments = np.empty((n_int, nb + 1, n_all))
-    moments[:, -1] = after
-    moments[:, :-1] = np.cumsum(sums[:, ::-1], axis=1)[:, ::-1] + after[:, None]
+    moments[:, -1] = outer.moments
+    moments[:, :-1] = np.cumsum(sums[:, ::-1], axis=1)[:, ::-1] + outer.moments[:, None]
+    p_suffix = np.empty((n_int, nb + 1))
+    p_suffix[:, -1] = outer.p_suffix
+    p_suffix[:, :-1] = np.cumsum(p_sums[:, ::-1], axis=1)[:, ::-1] + outer.p_suffix[:, None]
+    q_prefix = np.empty((n_int, nb + 1))
+    q_prefix[:, 0] = outer.q_prefix
+    q_prefix[:, 1:] = np.cumsum(q_sums, axis=1) + outer.q_prefix[:, None]
     pos = np.minimum(starts[:, None] + step * np.arange(nb + 1), ends[:, None])
-    return pos, moments
+    return Prefixes(pos, moments, p_suffix, q_prefix)
 
 
 def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = reference.NODES_PER_DECADE,
@@ -341,24 +447,26 @@ def race_row(p: np.ndarray, q: np.ndarray, k: int, nodes_per_decade: int = refer
     """α* (and H `[V]` bool) for one pair p, q `[V]` (float64, normalised) and k = k_eff >= 3 drafts without
     replacement (k_eff <= |supp q|)."""
     row = prepare_row(p, q, k, nodes_per_decade)
-    v, n_terms = len(p), (row.coef.shape[1], row.n_tiny)
-    starts, ends, after = np.array([0]), np.array([v]), np.zeros((1, n_terms[0]))   # intervals still open
+    v = len(p)
+    starts, ends = np.array([0]), np.array([v])                  # intervals still open, and their outer sums
+    outer = Prefixes(None, np.zeros((1, row.n_terms)), np.zeros(1), np.zeros(1))
     best_val, best_pos = np.inf, 0
     for step in LEVELS:
-        pos, moments = _level_moments(row.x, starts, ends, step, after, n_terms)
-        n_int, n_b = pos.shape
-        vals, survive = _j_values(pos.ravel(), moments.reshape(n_int * n_b, -1), row)
+        pre = _level_sums(row, starts, ends, step, outer)
+        n_int, n_b = pre.pos.shape
+        vals, survive = _j_values(Prefixes(*(x.reshape(n_int * n_b, *x.shape[2:]) for x in pre)), row)
         i = int(np.argmin(vals))
         if vals[i] < best_val:
-            best_val, best_pos = float(vals[i]), int(pos.ravel()[i])
+            best_val, best_pos = float(vals[i]), int(pre.pos.ravel()[i])
         if step == 1:
             break
-        lower = _lower_bounds(pos, vals.reshape(n_int, n_b), survive.reshape(n_int, n_b, -1), row)
-        keep = (lower <= best_val + PRUNE_MARGIN) & (pos[:, 1:] > pos[:, :-1])
+        lower = _lower_bounds(pre, vals.reshape(n_int, n_b), survive.reshape(n_int, n_b, -1), row)
+        keep = (lower <= best_val + PRUNE_MARGIN) & (pre.pos[:, 1:] > pre.pos[:, :-1])
         at, j = np.nonzero(keep)
         if not len(at):
             break
-        starts, ends, after = pos[at, j], pos[at, j + 1], moments[at, j + 1]
+        starts, ends = pre.pos[at, j], pre.pos[at, j + 1]
+        outer = Prefixes(None, pre.moments[at, j + 1], pre.p_suffix[at, j + 1], pre.q_prefix[at, j])
     if not with_set:
         return best_val, None
     mask = np.zeros(v, bool)
