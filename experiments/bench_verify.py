@@ -1,8 +1,8 @@
 """Benchmark: the cost of each verification rule per round relative to token-level verification, measured in one
 run on this machine's default device (the rules alone: target laws are random inputs, no model call).
 
-* chains of K drafts: block verification / `accept_chain`, and DISD along the chain (a full-vocabulary race per
-  position) / `accept_chain`;
+* chains of K drafts: block verification / `accept_chain`, and DISD along the chain (drawing the round's
+  full-vocabulary races, one per position, included) / `accept_chain`;
 * k drafts at one node: Khisti's two-step rule (largest importance weight) / recursive rejection sampling (i.i.d.);
 * trees of N nodes: traversal verification / the token-level `walk_tree` on a complete binary i.i.d. tree;
 * K i.i.d. chains (a trie of N = K·L nodes): GBV / the token-level `walk_tree` on the same trie.
@@ -30,7 +30,7 @@ from specjax.bench.decoding import Results
 from specjax.bench.experiment import parse_config, progress, write_csv
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import accept_chain_unchecked
-from specjax.verify.coupled import accept_coupled_chain_unchecked, position_keys
+from specjax.verify.coupled import accept_coupled_chain_unchecked, round_races
 from specjax.verify.importance import importance_argmax
 from specjax.verify.multi_draft import rrs_iid
 from trees.multipath import gbv_walk_unchecked
@@ -139,9 +139,11 @@ def rule_row(cfg: BenchConfig, kind: str, size: int, b: int) -> dict:
             rule, base = "block", _bench(accept_chain_unchecked, key, x, q, p, repeats=repeats)
             seconds = _bench(accept_block_unchecked, key, x, q, p, repeats=repeats)
         elif kind == "chain-disd":                  # one full-vocabulary race per position (THEORY §3.11)
-            races = position_keys(key, jnp.arange(b), size + 1)
+            # the round's races drawn inside (once a round; the drafter's draws reuse them)
+            disd = jax.jit(lambda key, x, q, p: accept_coupled_chain_unchecked(
+                round_races(key, jnp.zeros((b,), jnp.int32), size + 1, v), x, q, p))
             rule, base = "disd", _bench(accept_chain_unchecked, key, x, q, p, repeats=repeats)
-            seconds = _bench(jax.jit(accept_coupled_chain_unchecked), races, x, q, p, repeats=repeats)
+            seconds = _bench(disd, key, x, q, p, repeats=repeats)
         else:
             one = lambda accept: jax.jit(jax.vmap(accept, in_axes=(None, 0, 0, 0, 0)))
             args = (key, p[:, 0], q[:, 0], x, jnp.ones((b, size), bool))

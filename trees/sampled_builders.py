@@ -14,7 +14,7 @@ import numpy as np
 
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
-from specjax.verify.coupled import race_noise
+from specjax.verify.coupled import race_scores
 from trees.level_loop import TreeBuilder, tree_from_pool
 from trees.pool import Pool
 from trees.tree import LAW_IID, LAW_WOR, DraftTree
@@ -82,13 +82,13 @@ class RSDCTree(TreeBuilder):
         return [key[:, d] for d in range(self.max_depth)] if self.coupled else super().level_keys(key)
 
     def expand(self, d, pool, idx, logits, q, key, sampling):
-        b, l, v = q.shape
+        b, l, _ = q.shape
         m = self.branching[d]
-        if self.coupled:                    # the level's race `[B, 1, V]`, in float32 as the verdict's
-            noise = jax.vmap(lambda k: race_noise(k, v))(key)[:, None, :]
+        if self.coupled:                    # the level's race of each row, shared by the level's nodes
+            score, tok = jax.lax.top_k(jax.vmap(race_scores)(key, q), m)
+            score = jnp.where(score > 0, 0.0, -jnp.inf)                   # q = 0: beyond the support
         else:
-            noise = jax.random.gumbel(key, q.shape)
-        score, tok = jax.lax.top_k(safe_log(q) + noise, m)                                 # sampling order
+            score, tok = jax.lax.top_k(safe_log(q) + jax.random.gumbel(key, q.shape), m)  # sampling order
         return pool.put(self.offsets[d + 1], tok.reshape(b, l * m), jnp.repeat(idx, m, axis=1),
                         jnp.isfinite(score).reshape(b, l * m))
 

@@ -20,7 +20,7 @@ from specjax.decode.state import Caches, DecodeContext, RoundOutput
 from specjax.validation import check_int
 from specjax.verify.block import accept_block_unchecked
 from specjax.verify.chain import PAD_TOKEN, accept_chain_unchecked
-from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races
+from specjax.verify.coupled import accept_coupled_chain_unchecked, round_races
 from specjax.verify.hsd import accept_hsd_unchecked
 from specjax.verify.lossy import accept_lossy_unchecked
 from specjax.verify.names import COUPLED_CHAIN_VERIFIERS, check_chain_verifier
@@ -156,7 +156,7 @@ class ChainSpeculator(ChainShaped):
         if self.keys_by_position:
             # a coupled rule: `key` is the run's (`keys_by_position`); drafts and verdicts share the race of each
             # output position (pending's successor at position + 1 onwards)
-            races = output_races(key, ctx.position, self.num_draft + 1)
+            races = round_races(key, ctx.position, self.num_draft + 1, target.config.vocab_size)
             key_verify = races
         if self.num_draft == 0:
             tokens = jnp.zeros((b, 0), jnp.int32)
@@ -166,7 +166,7 @@ class ChainSpeculator(ChainShaped):
                                v.hidden)
         with jax.named_scope("draft"):
             draft = draft_chain(drafter, caches.drafter, ctx, key_draft, self.num_draft, sampling,
-                                self.policy or Fixed(), memory, race_keys=None if races is None else races[:, :-1])
+                                self.policy or Fixed(), memory, races=None if races is None else races[:, :-1])
         if self.policy is None:
             v = verify_chain(target, caches.target, ctx, draft.tokens, draft.probs, key_verify, sampling,
                              self.verifier)

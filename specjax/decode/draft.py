@@ -45,7 +45,7 @@ class _Drafting:
 
 def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array, num_draft: int,
                 sampling: SamplingConfig, policy: DraftPolicy = Fixed(), memory: Any = None,
-                shares_target_cache: bool = False, race_keys: jax.Array | None = None) -> ChainDraft:
+                shares_target_cache: bool = False, races: jax.Array | None = None) -> ChainDraft:
     """Propose up to `num_draft` tokens per row: one drafter call over (prev, pending), then one per further draft,
     stopping as soon as the policy has stopped every row (a `lax.while_loop`: no host round-trip). A row the policy
     stops at draft 0 drafts nothing (length 0).
@@ -56,9 +56,9 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
     `memory`: the policy's per-row memory (`policy.init`); a policy reading acceptance predictions needs a drafter
     with an acceptance head (`specjax.training.acceptance_head`). `shares_target_cache`: `cache` is the target's (an
     early-exit self-draft reading the target's own keys and values, valid below `position`): the first call scores
-    `pending` alone, so the target's committed entries are never overwritten. race_keys `[B, K]`: draft i of row b
-    is the winner of race `race_keys[b, i]` under its law (coupled drafting for a coupled verifier,
-    `specjax.verify.coupled`) instead of a draw from `key`.
+    `pending` alone, so the target's committed entries are never overwritten. races `[B, K, V]`: draft i of row b
+    is the winner of race `races[b, i]` under its law (coupled drafting for a coupled verifier,
+    `specjax.verify.coupled.round_races`) instead of a draw from `key`.
     """
     b = ctx.pending.shape[0]
     keys = jax.random.split(key, num_draft)
@@ -66,10 +66,9 @@ def draft_chain(drafter: Handle, cache: Any, ctx: DecodeContext, key: jax.Array,
 
     def draw(key, step, q):
         """Draft `step` of every row from its law q `[B, V]`: a draw from `key`, or its race's winner."""
-        if race_keys is None:
+        if races is None:
             return sample_token(key, q)
-        races = jax.lax.dynamic_index_in_dim(race_keys, step, axis=1)              # [B, 1]
-        return race_winners(races, q[:, None])[:, 0]
+        return race_winners(jax.lax.dynamic_index_in_dim(races, step, axis=1, keepdims=False), q)
 
     if shares_target_cache:
         first = drafter.forward(cache, Block.chain(ctx.pending[:, None], ctx.position,

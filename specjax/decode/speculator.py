@@ -47,7 +47,7 @@ class Speculator(abc.ABC):
     @property
     def keys_by_position(self) -> bool:
         """Whether `round` takes the run's key itself, the same every round, instead of one folded per round: a
-        coupled verifier derives one race per output position from it (`specjax.verify.coupled.position_keys`), so
+        coupled verifier derives one race per output position from it (`specjax.verify.coupled.output_races`), so
         the output is a function of the key, whatever the drafter and however the rounds fall."""
         return False
 

@@ -13,7 +13,7 @@ for any drafts (a wrong or stale drafter only lowers acceptance). The coupling l
 the SAME key to the drafter (`coupled_drafts`) and to the verifier. With one key per output position (e.g.
 `fold_in(base, position)`, never per round: different drafters end their rounds at different positions),
 speculative decoding emits, token for token, the sequence `target_token` gives with those keys, whatever the drafter.
-The noise g `[V]` is always drawn in float32 (`race_noise`), whatever the dtypes of p and q, so a float32 drafter and
+The race `[V]` is always drawn in float32 (`race_times`), whatever the dtypes of p and q, so a float32 drafter and
 a float64 verifier share one race.
 
 Shape contract as `specjax.verify.multi_draft`: rule(key, p[V], q[V], drafts[k] int, valid[k] bool) -> (slot int32,
@@ -27,7 +27,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from specjax.sampling import safe_log
 from specjax.validation import check_int, check_key, check_probs
 from specjax.verify.chain import PAD_TOKEN
 from specjax.verify.checks import check_distinct, check_rule_inputs
@@ -37,20 +36,25 @@ RACE_DTYPE = jnp.float32
 
 
 @partial(jax.jit, static_argnums=1)
-def race_noise(key: jax.Array, vocab_size: int) -> jax.Array:
-    """The shared race: standard Gumbel noise g `[V]` (float32) from `key`; E = exp(−g) are the race's Exp(1) times."""
-    return jax.random.gumbel(key, (vocab_size,), RACE_DTYPE)
+def race_times(key: jax.Array, vocab_size: int) -> jax.Array:
+    """The shared race: Exp(1) times E `[V]` (float32) from `key`, E = −log u with u the uniform `jax.random.gumbel`
+    draws from the same key (its noise is g = −log E)."""
+    u = jax.random.uniform(key, (vocab_size,), RACE_DTYPE, minval=jnp.finfo(RACE_DTYPE).tiny, maxval=1.0)
+    return -jnp.log(u)
 
 
-def _scores(key: jax.Array, probs: jax.Array) -> jax.Array:
-    """log probs + g `[V]`, in probs' dtype widened to at least float32 (the noise is never rounded below float32)."""
+def race_scores(key: jax.Array, probs: jax.Array) -> jax.Array:
+    """probs / E `[..., V]` for the race E `[V]` of `key`, shared by every leading index of probs: the larger, the
+    earlier the token arrives in that law's race (the order of log probs + g, the Gumbel-max scores, at one log per
+    token instead of two; 0 where probs is 0). In probs' dtype widened to at least float32 (the race is never
+    rounded below float32)."""
     dtype = jnp.promote_types(probs.dtype, RACE_DTYPE)
-    return safe_log(probs.astype(dtype)) + race_noise(key, probs.shape[0]).astype(dtype)
+    return probs.astype(dtype) / race_times(key, probs.shape[-1]).astype(dtype)
 
 
 @jax.jit
 def _winner(key, p):
-    return jnp.argmax(_scores(key, p)).astype(jnp.int32)
+    return jnp.argmax(race_scores(key, p)).astype(jnp.int32)
 
 
 def target_token(key: jax.Array, p: jax.Array) -> jax.Array:
@@ -63,8 +67,8 @@ def target_token(key: jax.Array, p: jax.Array) -> jax.Array:
 
 @partial(jax.jit, static_argnums=2)
 def _coupled_drafts(key, q, k):
-    top, drafts = jax.lax.top_k(_scores(key, q), k)
-    return drafts.astype(jnp.int32), top > -jnp.inf
+    top, drafts = jax.lax.top_k(race_scores(key, q), k)
+    return drafts.astype(jnp.int32), top > 0
 
 
 def coupled_drafts(key: jax.Array, q: jax.Array, k: int = 1) -> tuple[jax.Array, jax.Array]:
@@ -132,23 +136,31 @@ def output_races(key: jax.Array, position: jax.Array, width: int) -> jax.Array:
     return position_keys(jax.random.fold_in(key, RACE_STREAM), position + 1, width)
 
 
-def race_winners(keys: jax.Array, probs: jax.Array) -> jax.Array:
-    """The race winner argmax log probs + g(key) of each slot: keys `[B, W]`, probs `[B, W, V]` -> int32 `[B, W]`.
-    A sample of each slot's law, coupled through its key with every other law raced with the same key."""
-    return jax.vmap(jax.vmap(_winner))(keys, probs)
+def round_races(key: jax.Array, position: jax.Array, width: int, vocab_size: int) -> jax.Array:
+    """The race times `[B, width, V]` (float32) of the output positions a round starting at `position [B]` may emit
+    (`output_races`), drawn once a round and shared by the drafter's draws and the verdicts (`race_winners`)."""
+    keys = output_races(key, position, width)
+    return jax.vmap(jax.vmap(lambda k: race_times(k, vocab_size)))(keys)
 
 
-def accept_coupled_chain_unchecked(keys: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
+def race_winners(times: jax.Array, probs: jax.Array) -> jax.Array:
+    """The winner of each slot's race: times `[..., V]` (`round_races`), probs `[..., V]` -> int32 `[...]`: argmax
+    probs / E, a sample of each slot's law, coupled with every other law raced with the same times."""
+    dtype = jnp.promote_types(probs.dtype, RACE_DTYPE)
+    return jnp.argmax(probs.astype(dtype) / times.astype(dtype), axis=-1).astype(jnp.int32)
+
+
+def accept_coupled_chain_unchecked(times: jax.Array, draft_tokens: jax.Array, draft_probs: jax.Array,
                                    target_probs: jax.Array, num_drafted: jax.Array | None = None):
-    """DISD along a chain: keys `[B, >= K+1]` (`position_keys` of the K drafts' and the bonus token's positions),
-    draft_tokens `[B, K]` drafted as `race_winners(keys[:, :K], draft_probs)` (the same races), target_probs
+    """DISD along a chain: times `[B, >= K+1, V]` (`round_races`: the races of the K drafts' and the bonus token's
+    positions), draft_tokens `[B, K]` drafted as `race_winners(times[:, :K], draft_probs)` (the same races), target_probs
     `[B, K+1, V]`, num_drafted `[B]` (default K) -> (num_accepted `[B]`, tokens `[B, K+1]`, PAD after n + 1).
     y_i = the target's race winner at slot i; drafts are accepted while x_i = y_i, then y_n is emitted. The tokens are
     y_0..y_n whatever was drafted: each position's token is its race's winner under the target's law, a sample of it
     (independent races: exact joint law), and a function of the key alone (transport/THEORY.md §3.11). draft_probs
     is unused (the race carries the coupling); it is taken for the chain-rule contract."""
     b, k = draft_tokens.shape
-    y = race_winners(keys[:, :k + 1], target_probs)       # a narrower verification width uses the first races
+    y = race_winners(times[:, :k + 1], target_probs)      # a narrower verification width uses the first races
     drafted = jnp.full((b,), k, jnp.int32) if num_drafted is None else num_drafted
     match = (draft_tokens == y[:, :k]) & (jnp.arange(k)[None, :] < drafted[:, None])
     n = jnp.sum(jnp.cumprod(match.astype(jnp.int32), axis=1), axis=1).astype(jnp.int32)

@@ -19,7 +19,7 @@ from specjax.runners.model import early_exit
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.testing.pairs import tiny_pair as make_pair
 from specjax.testing.stats import binomial_z, chi_square_pvalue
-from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races, position_keys, race_winners
+from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races, race_winners, round_races
 from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, random_tables
 from transport.exact.chain import chain_acceptance, chain_output_law, completions, total_variation
 from transport.exact.coupled import disd_acceptance
@@ -107,8 +107,8 @@ def test_races_shared_across_positions_fail_the_law_test(tiny_pair, monkeypatch)
     of a round; the same law test must reject it."""
     target, draft = tiny_pair
     sampling = SamplingConfig(temperature=1.0)
-    monkeypatch.setattr(chain_module, "output_races",
-                        lambda key, position, width: jnp.repeat(output_races(key, position, 1), width, axis=1))
+    monkeypatch.setattr(chain_module, "round_races", lambda key, position, width, vocab:
+                        jnp.repeat(round_races(key, position, 1, vocab), width, axis=1))
     jax.clear_caches()                        # the loop must be traced again with the patched keys
     out = decode_law_rows(target, _disd(2), sampling, draft)
     gen = np.asarray(out.tokens)
@@ -162,13 +162,13 @@ def test_jitted_rule_accepts_at_the_exact_rate(case):
     elif case == "one-hot":
         p = np.eye(v)[2]
     n = 20_000
-    keys = position_keys(jax.random.key(1), jnp.arange(n), 2)                  # [n, 2]: any distinct races
+    races = round_races(jax.random.key(1), jnp.arange(n), 2, v)               # [n, 2, V]: distinct races
     qs = jnp.broadcast_to(jnp.asarray(q, jnp.float32), (n, 1, v))
     ps = jnp.broadcast_to(jnp.asarray(p, jnp.float32), (n, 2, v))
-    drafts = race_winners(keys[:, :1], qs)
-    num, tokens = jax.jit(accept_coupled_chain_unchecked)(keys, drafts, qs, ps)
+    drafts = race_winners(races[:, :1], qs)
+    num, tokens = jax.jit(accept_coupled_chain_unchecked)(races, drafts, qs, ps)
     num, tokens = np.asarray(num), np.asarray(tokens)
-    assert np.array_equal(tokens[:, 0], np.asarray(race_winners(keys[:, :1], ps[:, :1]))[:, 0])
+    assert np.array_equal(tokens[:, 0], np.asarray(race_winners(races[:, :1], ps[:, :1]))[:, 0])
     assert np.all(tokens[num == 0, 1] == -1)
     rate = disd_acceptance(p, q)
     if case == "p = q":
