@@ -8,7 +8,8 @@ rule's 1 − TV (= α*) and the paper's worst-case bound (1 − TV)/(1 + TV), me
 temperature. Part 2, k drafts at a small vocabulary (`list_vocab`, the list law is exact by inclusion–exclusion): the
 Gumbel list rule against RRS without replacement (the same draft law) and α*_wor. Part 3, k i.i.d. drafts at
 `vocab_size`: the exponential race (closed form, §3.12) against RRS (the same draft law) and α*_iid. Writes
-`<out>.json` (config, software versions, rows) and `<out>.csv`, and prints the three tables.
+`<out>.json` (config, software versions, rows) and `<out>.csv`, and prints the three tables. With `--laws FILE.npz`
+part 1 also runs on stored real laws (`real_laws.py collect`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from transport.exact.coupled import disd_acceptance, gumbel_list_acceptance, rac
 from transport.exact.verifiers import verifier_acceptance
 from transport.optimal.acceptance import optimal_acceptance
 from transport.studies.gap import synthetic_pairs
+from transport.studies.law_file import load_laws
 
 
 @dataclass(frozen=True)
@@ -44,21 +46,27 @@ class CoupledGapConfig:
     """(p, q) pairs per (family, temperature)"""
     seed: int = 0
     """draws the pairs"""
+    laws: str = ""
+    """a stored-laws file (`transport.studies.law_file`): part 1 also on its real laws, every drafter and temperature
+    of the file, all contexts (family "laws:DRAFTER")"""
 
 
 CONFIG = CoupledGapConfig
 
 
 def one_draft_rows(cfg: CoupledGapConfig, rng: np.random.Generator) -> list[dict]:
+    sources = [(family, t, synthetic_pairs(family, cfg.pairs, cfg.vocab_size, t, rng))
+               for family in cfg.families for t in cfg.temperatures]
+    if cfg.laws:
+        stored = load_laws(cfg.laws)
+        sources += [(f"laws:{d}", t, stored.laws(d, t)) for d in stored.drafters for t in stored.temperatures]
     rows = []
-    for family in cfg.families:
-        for t in cfg.temperatures:
-            p, q = synthetic_pairs(family, cfg.pairs, cfg.vocab_size, t, rng)
-            tv = np.maximum(p - q, 0.0).sum(1)
-            disd = disd_acceptance(p, q)
-            rows.append({"family": family, "temperature": t, "standard_1_minus_tv": float(np.mean(1 - tv)),
-                         "disd": float(np.mean(disd)), "bound": float(np.mean((1 - tv) / (1 + tv))),
-                         "max_loss": float(np.max(1 - tv - disd))})
+    for family, t, (p, q) in sources:
+        tv = np.maximum(p - q, 0.0).sum(1)
+        disd = disd_acceptance(p, q)
+        rows.append({"family": family, "temperature": t, "standard_1_minus_tv": float(np.mean(1 - tv)),
+                     "disd": float(np.mean(disd)), "bound": float(np.mean((1 - tv) / (1 + tv))),
+                     "max_loss": float(np.max(1 - tv - disd))})
     return rows
 
 

@@ -214,10 +214,11 @@ def round_laws(target, drafter, prompt, pending: int, depth: int, sampling) -> t
     return np.asarray(p, np.float64), np.asarray(warp_logits(jnp.stack(qs, 1), sampling), np.float64)
 
 
-def exact_chain_tau(p: np.ndarray, q: np.ndarray, v: int, depth: int) -> np.ndarray:
+def exact_chain_tau(p: np.ndarray, q: np.ndarray, v: int, depth: int, accept: np.ndarray | None = None) -> np.ndarray:
     """`[depth]`: 1 + sum_{k<=K} P(the first k drafts accepted) for K = 1..depth, by enumeration over the laws of
-    `round_laws`: P(first k accepted) = sum over x1..xk of prod_{d<=k} min(p, q)(x_d | x1..x_{d-1})."""
-    m = np.minimum(p, q).reshape((v,) * (depth - 1) + (depth, v))        # [x1, .., x_{depth-1}, depth, token]
+    `round_laws`: P(first k accepted) = sum over x1..xk of prod_{d<=k} a(x_d | x1..x_{d-1}), with a = P(draft x and
+    accepted) = min(p, q) for the token rule, or `accept` (same shape as p) for another rule."""
+    m = (np.minimum(p, q) if accept is None else accept).reshape((v,) * (depth - 1) + (depth, v))
     reach, out = np.ones(()), []
     for k in range(1, depth + 1):
         law = m[(slice(None),) * (k - 1) + (0,) * (depth - k) + (k - 1,)]  # [x1..x_{k-1}, x_k]: later x unread

@@ -13,16 +13,17 @@ import pytest
 
 import specjax.decode.chain as chain_module
 from specjax.decode.chain import ChainSpeculator
-from specjax.decode.loop import generate
+from specjax.decode.loop import generate, needed_capacity, prefill
 from specjax.methods import make_method
 from specjax.runners.model import early_exit
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.testing.pairs import tiny_pair as make_pair
 from specjax.testing.stats import binomial_z, chi_square_pvalue
 from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races, race_winners, round_races
-from tests.exact_tables import ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, random_tables
+from tests.exact_tables import (ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, exact_chain_tau, random_tables,
+    round_laws)
 from transport.exact.chain import chain_acceptance, chain_output_law, completions, total_variation
-from transport.exact.coupled import disd_acceptance
+from transport.exact.coupled import disd_acceptance, disd_diagonal
 from trees.speculator import TreeSpeculator
 from trees.verify import verify_tree
 
@@ -100,6 +101,32 @@ def test_coupled_tree_emits_the_target_law(tiny_pair):
     out = decode_law_rows(target, _tree(6), sampling, draft)
     assert_target_law(target, out.tokens, sampling)
     assert 1.0 < out.acceptance_length < 3.0
+
+
+def test_a_round_accepts_the_exact_expected_length(tiny_pair):
+    """One chain round of K = 3 from a fixed context, 20,000 rows (independent races): the loop's mean accepted
+    length is the exact one, 1 + Σ_k Σ_x Π_d P(X_d = Y_d = x_d), enumerated over the round's own laws; the token
+    rule's exact value (larger) is rejected, so the check has power."""
+    target, draft = tiny_pair
+    sampling, prompt, pending, k, n = SamplingConfig(temperature=1.0), [1, 2, 3, 4, 5], 7, 3, 20_000
+    p, q = round_laws(target, draft, prompt, pending, k, sampling)
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    both = np.array([[disd_diagonal(a, b) for a, b in zip(pr, qr)] for pr, qr in zip(p, q)])
+    exact = exact_chain_tau(p, q, 16, k, accept=both)[-1]
+    spec = ChainSpeculator(k, "disd")
+    tokens, lengths = jnp.tile(jnp.asarray(prompt, jnp.int32), (n, 1)), jnp.full((n,), len(prompt), jnp.int32)
+
+    @jax.jit
+    def one_round(key):
+        start = prefill(target, draft, tokens, lengths, key, sampling, needed_capacity(len(prompt), spec),
+                        pending=jnp.full((n,), pending, jnp.int32))
+        return spec.round(target=target, drafter=draft, caches=start.caches, ctx=start.ctx, key=key,
+                          sampling=sampling).num_accepted
+
+    accepted = np.asarray(one_round(jax.random.key(11)))
+    se = accepted.std() / np.sqrt(n)
+    assert abs(1 + accepted.mean() - exact) < 4 * se
+    assert abs(1 + accepted.mean() - exact_chain_tau(p, q, 16, k)[-1]) > 8 * se
 
 
 def test_races_shared_across_positions_fail_the_law_test(tiny_pair, monkeypatch):
