@@ -38,22 +38,28 @@ def _tree(budget):
     return make_method("rsd-c", budget=budget, verifier="gumbel_list")
 
 
-@pytest.mark.parametrize("sampling", SAMPLINGS)
-def test_output_is_the_same_whatever_the_drafter(tiny_pair, ragged_prompts, sampling):
-    target, draft = tiny_pair
+def _taus_of_runs_equal_to_coupled_ar(target, ragged_prompts, sampling, runs) -> list[float]:
+    """Decode the prompts with each (method, drafter) of `runs` from one key; assert each output equals AR's driven by
+    the same races (ChainSpeculator(0, "disd")) token for token; return the runs' τ."""
     tokens, lengths = ragged_prompts
     key = jax.random.key(3)
     reference = np.asarray(generate(target, tokens, lengths, key, method=ChainSpeculator(0, "disd"),
                                     max_new_tokens=20, sampling=sampling).tokens)
-    other_draft = make_pair(5, 6)[1]
-    runs = [(_disd(2), draft), (_disd(4), other_draft), (_disd(3), early_exit(target, 1)),
-            (_disd(3, policy="confidence"), draft)]                     # ragged rounds, AR steps included
     taus = []
     for method, drafter in runs:
         out = generate(target, tokens, lengths, key, method=method, drafter=drafter, max_new_tokens=20,
                        sampling=sampling)
         np.testing.assert_array_equal(np.asarray(out.tokens), reference, err_msg=repr(method))
         taus.append(out.acceptance_length)
+    return taus
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_output_is_the_same_whatever_the_drafter(tiny_pair, ragged_prompts, sampling):
+    target, draft = tiny_pair
+    runs = [(_disd(2), draft), (_disd(4), make_pair(5, 6)[1]), (_disd(3), early_exit(target, 1)),
+            (_disd(3, policy="confidence"), draft)]                     # ragged rounds, AR steps included
+    taus = _taus_of_runs_equal_to_coupled_ar(target, ragged_prompts, sampling, runs)
     assert max(taus) > 1.0                    # drafts were accepted: not AR in disguise
     assert len(set(np.round(taus, 6))) > 1    # the drafters differ, the output does not
 
@@ -61,16 +67,8 @@ def test_output_is_the_same_whatever_the_drafter(tiny_pair, ragged_prompts, samp
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_coupled_trees_emit_the_same_output_as_coupled_chains(tiny_pair, ragged_prompts, sampling):
     target, draft = tiny_pair
-    tokens, lengths = ragged_prompts
-    key = jax.random.key(3)
-    reference = np.asarray(generate(target, tokens, lengths, key, method=ChainSpeculator(0, "disd"),
-                                    max_new_tokens=20, sampling=sampling).tokens)
-    taus = []
-    for budget, drafter in ((8, draft), (16, make_pair(5, 6)[1]), (12, early_exit(target, 1))):
-        out = generate(target, tokens, lengths, key, method=_tree(budget), drafter=drafter, max_new_tokens=20,
-                       sampling=sampling)
-        np.testing.assert_array_equal(np.asarray(out.tokens), reference, err_msg=f"budget {budget}")
-        taus.append(out.acceptance_length)
+    runs = [(_tree(8), draft), (_tree(16), make_pair(5, 6)[1]), (_tree(12), early_exit(target, 1))]
+    taus = _taus_of_runs_equal_to_coupled_ar(target, ragged_prompts, sampling, runs)
     assert min(taus) > 1.0 and len(set(np.round(taus, 6))) > 1
 
 
