@@ -35,25 +35,30 @@ def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]
     Bucket 0 holds the largest ratios. Keys are r's bits >> (52 - sub); keys <= 0 (r = 0, -0.0, negative NaN) and
     keys >= the +inf key are clipped into one bucket below / above the finite positive keys in use, which merges
     no two distinct finite positive keys, so the map stays monotone in r.
+    Four full passes in the common case (divide, min, max, one shift) plus the row offsets: the range is read off
+    the unshifted bits (x >> s is monotone, so min(x) >> s = min(x >> s)), both shifts are one, and the clip is
+    skipped when every ratio is finite, positive and normal (all keys already inside the range).
     """
     n, v = p.shape
+    shift = 52 - _MAX_SUB_BITS
     with np.errstate(divide="ignore", invalid="ignore"):
-        key = np.divide(p, q).view(np.int64)
-    np.right_shift(key, 52 - _MAX_SUB_BITS, out=key)
-    lo, hi = int(key.min()), int(key.max())
-    if lo <= 0:
-        lo = int(np.min(key, where=key > 0, initial=_INF_KEY))
-    if hi >= _INF_KEY:
-        hi = int(np.max(key, where=key < _INF_KEY, initial=0))
+        bits = np.divide(p, q).view(np.int64)
+    lo_bits, hi_bits = int(bits.min()), int(bits.max())
+    clip = lo_bits < 1 << shift or hi_bits >= _INF_KEY << shift
+    if lo_bits < 1 << shift:                                   # key <= 0: r = 0, -0.0, subnormal, negative NaN
+        lo_bits = int(np.min(bits, where=bits >= 1 << shift, initial=_INF_KEY << shift))
+    if hi_bits >= _INF_KEY << shift:                           # key >= the +inf key: r = +inf, positive NaN
+        hi_bits = int(np.max(bits, where=bits < _INF_KEY << shift, initial=0))
+    lo, hi = lo_bits >> shift, hi_bits >> shift
     lo, hi = (1, 1) if lo > hi else (lo, hi)
     drop = 0
     while (hi >> drop) - (lo >> drop) + 3 > max(v // _TOKENS_PER_BUCKET, 64) and drop < _MAX_SUB_BITS:
         drop += 1
-    if drop:
-        np.right_shift(key, drop, out=key)
+    key = np.right_shift(bits, shift + drop, out=bits)        # (x >> a) >> b == x >> (a + b)
     lo, hi = (lo >> drop) - 1, (hi >> drop) + 1
     nb = hi - lo + 1
-    np.clip(key, lo, hi, out=key)
+    if clip:
+        np.clip(key, lo, hi, out=key)
     flat = np.subtract((hi + np.arange(n) * nb)[:, None], key, out=key).ravel()
     return flat, nb, _MAX_SUB_BITS - drop
 
@@ -87,9 +92,19 @@ def _leave_one_out_terms(q, qsum):
 
 def _law_values(law, k, pS, qH, qS, cS):
     """J at each prefix from the direct prefix / suffix sums (the reference's formulas); cS is unused (None) for iid."""
+    return _law_combine(law, pS, _law_hit(law, k, qH, qS, cS))
+
+
+def _law_hit(law, k, qH, qS, cS):
+    """The q-dependent part of J (for iid 1 - ..., added to p(V∖H) + 1 by `_law_combine`)."""
     if law == "iid":
-        return pS + 1.0 - qS ** k
-    return pS + np.minimum(qH * (1.0 + cS), 1.0)                 # "wor2"
+        return qS ** k
+    return np.minimum(qH * (1.0 + cS), 1.0)                       # "wor2"
+
+
+def _law_combine(law, pS, hit):
+    """J = pS + 1 - qS^k (iid) or pS + min(...) (wor2) from `_law_hit`'s term, in the reference's order of ops."""
+    return pS + 1.0 - hit if law == "iid" else pS + hit
 
 
 def _level(law, k, sums, base):
@@ -98,12 +113,14 @@ def _level(law, k, sums, base):
     sums: per-bucket (p, q, c) `[m, B]` in ratio order (c is None for iid); base: the group's surroundings
     (p after, q before, q after, c after) `[m]`. Returns (pS, qH, qS, cS) `[m, B+1]`, J at every boundary
     `[m, B+1]` and LB per bucket `[m, B]` (J of the boundary before the bucket with p of the boundary after it).
+    The q-dependent term (a pow for iid) is computed once per boundary and shared by J and LB.
     """
     (pb, qb, cb), (pa, qbef, qa, ca) = sums, base
     pS, qH, qS = pa[:, None] + _suffix_np(pb), qbef[:, None] + _prefix_np(qb), qa[:, None] + _suffix_np(qb)
     cS = ca[:, None] + _suffix_np(cb) if cb is not None else None
-    lower = _law_values(law, k, pS[:, 1:], qH[:, :-1], qS[:, :-1], cS[:, :-1] if cb is not None else None)
-    return (pS, qH, qS, cS), _law_values(law, k, pS, qH, qS, cS), lower
+    hit = _law_hit(law, k, qH, qS, cS)
+    lower = _law_combine(law, pS[:, 1:], hit[:, :-1])
+    return (pS, qH, qS, cS), _law_combine(law, pS, hit), lower
 
 
 def _survivors(sums, lower, best, rows):
