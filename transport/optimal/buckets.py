@@ -29,8 +29,9 @@ _FAST_CHUNK = 8                 # rows per pass: [8, 128k] float64 temporaries (
 _TOKENS_PER_BUCKET = 32         # tuned at V = 128k: finer coarse buckets cost more in per-bucket sums than they save
 
 
-def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits).
+def _coarse_buckets(p: np.ndarray, q: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits), written into
+    out (int64 `[n, V]`, C-contiguous).
 
     Bucket 0 holds the largest ratios. Keys are r's bits >> (52 - sub); keys <= 0 (r = 0, -0.0, negative NaN) and
     keys >= the +inf key are clipped into one bucket below / above the finite positive keys in use, which merges
@@ -42,7 +43,7 @@ def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]
     n, v = p.shape
     shift = 52 - _MAX_SUB_BITS
     with np.errstate(divide="ignore", invalid="ignore"):
-        bits = np.divide(p, q).view(np.int64)
+        bits = np.divide(p, q, out=out.view(np.float64)).view(np.int64)
     lo_bits, hi_bits = int(bits.min()), int(bits.max())
     clip = lo_bits < 1 << shift or hi_bits >= _INF_KEY << shift
     if lo_bits < 1 << shift:                                   # key <= 0: r = 0, -0.0, subnormal, negative NaN
@@ -157,7 +158,7 @@ def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
     return rank, out
 
 
-def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
+def _bucketed_rows(p, q, psum, qsum, law, k, with_set, buf):
     """α* (and H) for rows p, q `[n, V]` (raw, row totals psum, qsum) and law "iid" (k drafts) or "wor2".
 
     Three levels, each evaluated only where the previous one could not rule the minimum out: coarse ratio buckets
@@ -167,7 +168,7 @@ def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
     n, v = p.shape
     e = 1 << _FINE_BITS
     c = _leave_one_out_terms(q, qsum) if law == "wor2" else None
-    flat, nb, sub_bits = _coarse_buckets(p, q)
+    flat, nb, sub_bits = _coarse_buckets(p, q, buf)
     # level 1: every token into its coarse bucket
     sums1 = [np.bincount(flat, weights=x.ravel(), minlength=n * nb).reshape(n, nb) if x is not None else None
              for x in (p, q, c)]
@@ -249,12 +250,31 @@ def _minimizing_set(flat, nb, idx, tr, tb, fine, o, j3, vals, slots):
 
 
 
+def _float64_rows(x: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
+    """Rows x `[m, V]` as float64: x itself (float64), or its exact copy in buf[:m] (float32)."""
+    if buf is None:
+        return x
+    np.copyto(buf[:len(x)], x)
+    return buf[:len(x)]
+
+
 def bucketed(p, q, psum, qsum, law, k, with_set):
-    alpha = np.zeros(len(p))
+    """α* `[N]` (and H `[N, V]` bool or None) for raw float32/float64 rows p, q `[N, V]` with float64 row sums, by
+    chunks of _FAST_CHUNK rows (float32 chunks converted to float64 on the way: exact, and no `[N, V]` copy).
+
+    The chunk-sized arrays (bucket keys, float64 copies of float32 rows) are allocated once and reused: a fresh
+    `[chunk, V]` temporary per chunk is fresh pages from the OS every time (page faults and zeroing, ~1 ms each).
+    """
+    n, v = p.shape
+    m = min(_FAST_CHUNK, n)
+    key = np.empty((m, v), np.int64)
+    as64 = [np.empty((m, v)) if x.dtype != np.float64 else None for x in (p, q)]
+    alpha = np.zeros(n)
     mask = np.zeros(p.shape, bool) if with_set else None
-    for lo in range(0, len(p), _FAST_CHUNK):
+    for lo in range(0, n, _FAST_CHUNK):
         sl = slice(lo, lo + _FAST_CHUNK)
-        alpha[sl], h = _bucketed_rows(p[sl], q[sl], psum[sl], qsum[sl], law, k, with_set)
+        pc, qc = (_float64_rows(x[sl], b) for x, b in zip((p, q), as64))
+        alpha[sl], h = _bucketed_rows(pc, qc, psum[sl], qsum[sl], law, k, with_set, key[:len(pc)])
         if with_set:
             mask[sl] = h
     return alpha, mask
