@@ -25,7 +25,9 @@ _MAX_SUB_BITS = 10
 _FINE_BITS = 5
 _PRUNE_MARGIN = 1e-12
 _INF_KEY = 0x7FF0_0000_0000_0000 >> (52 - _MAX_SUB_BITS)    # key of r = +inf at the finest resolution
-_FAST_CHUNK = 8                 # rows per pass: [8, 128k] float64 temporaries (8 MiB) stay near the caches
+_FAST_CHUNK = 8                 # rows per pass (at most): the rows of a pass share their buckets
+_FAST_CHUNK_TOKENS = 1 << 20    # tokens per pass (4 rows at V = 256k): [chunk, V] float64 temporaries (8 MiB) stay
+                                # near the caches
 _TOKENS_PER_BUCKET = 32         # tuned at V = 128k: finer coarse buckets cost more in per-bucket sums than they save
 
 
@@ -260,19 +262,20 @@ def _float64_rows(x: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
 
 def bucketed(p, q, psum, qsum, law, k, with_set):
     """α* `[N]` (and H `[N, V]` bool or None) for raw float32/float64 rows p, q `[N, V]` with float64 row sums, by
-    chunks of _FAST_CHUNK rows (float32 chunks converted to float64 on the way: exact, and no `[N, V]` copy).
+    chunks of _FAST_CHUNK_TOKENS // V rows (float32 chunks converted to float64 on the way: exact, and no `[N, V]` copy).
 
     The chunk-sized arrays (bucket keys, float64 copies of float32 rows) are allocated once and reused: a fresh
     `[chunk, V]` temporary per chunk is fresh pages from the OS every time (page faults and zeroing, ~1 ms each).
     """
     n, v = p.shape
-    m = min(_FAST_CHUNK, n)
+    step = max(1, min(_FAST_CHUNK, _FAST_CHUNK_TOKENS // v))
+    m = min(step, n)
     key = np.empty((m, v), np.int64)
     as64 = [np.empty((m, v)) if x.dtype != np.float64 else None for x in (p, q)]
     alpha = np.zeros(n)
     mask = np.zeros(p.shape, bool) if with_set else None
-    for lo in range(0, n, _FAST_CHUNK):
-        sl = slice(lo, lo + _FAST_CHUNK)
+    for lo in range(0, n, step):
+        sl = slice(lo, lo + step)
         pc, qc = (_float64_rows(x[sl], b) for x, b in zip((p, q), as64))
         alpha[sl], h = _bucketed_rows(pc, qc, psum[sl], qsum[sl], law, k, with_set, key[:len(pc)])
         if with_set:
