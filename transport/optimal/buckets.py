@@ -66,14 +66,21 @@ def _coarse_buckets(p: np.ndarray, q: np.ndarray, out: np.ndarray) -> tuple[np.n
     return flat, nb, _MAX_SUB_BITS - drop
 
 
-def _suffix_np(x):
-    """s[..., j] = Σ_{i >= j} x[..., i], j = 0..B (direct sums of non-negative terms)."""
-    tail = np.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
-    return np.concatenate([tail, np.zeros(x.shape[:-1] + (1,))], axis=-1)
+def _suffix_np(x, base):
+    """base[i] + Σ_{i' >= j} x[i, i'] for j = 0..B `[m, B+1]` from x `[m, B]`, base `[m]` (direct sums of
+    non-negative terms; cumsum written straight into the result, no reversed or concatenated copies)."""
+    s = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(x[:, ::-1], axis=1, out=s[:, -2::-1])
+    s += base[:, None]
+    return s
 
 
-def _prefix_np(x):
-    return np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+def _prefix_np(x, base):
+    """base[i] + Σ_{i' < j} x[i, i'] for j = 0..B `[m, B+1]` from x `[m, B]`, base `[m]`."""
+    s = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(x, axis=1, out=s[:, 1:])
+    s += base[:, None]
+    return s
 
 
 def _leave_one_out_terms(q, qsum):
@@ -119,8 +126,8 @@ def _level(law, k, sums, base):
     The q-dependent term (a pow for iid) is computed once per boundary and shared by J and LB.
     """
     (pb, qb, cb), (pa, qbef, qa, ca) = sums, base
-    pS, qH, qS = pa[:, None] + _suffix_np(pb), qbef[:, None] + _prefix_np(qb), qa[:, None] + _suffix_np(qb)
-    cS = ca[:, None] + _suffix_np(cb) if cb is not None else None
+    pS, qH, qS = _suffix_np(pb, pa), _prefix_np(qb, qbef), _suffix_np(qb, qa)
+    cS = _suffix_np(cb, ca) if cb is not None else None
     hit = _law_hit(law, k, qH, qS, cS)
     lower = _law_combine(law, pS[:, 1:], hit[:, :-1])
     return (pS, qH, qS, cS), _law_combine(law, pS, hit), lower
