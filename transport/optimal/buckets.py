@@ -138,9 +138,10 @@ def _survivors(sums, lower, best, rows):
     return ((sums[0] > 0) | (sums[1] > 0)) & (lower <= best[rows][:, None] + _PRUNE_MARGIN)
 
 
-def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
+def _segment_sums(seg: np.ndarray, xs: list, with_prefix: tuple) -> tuple[np.ndarray, list]:
     """Direct sums inside runs of equal seg (sorted) `[m]`: each token's rank in its run, and for each x `[m]` in xs
-    (None passes through) its exclusive prefix and inclusive suffix within the run.
+    (None passes through) its inclusive suffix within the run and, where with_prefix says so, its exclusive prefix
+    (else None: J needs it for q only).
 
     Never a difference of running totals (c_a = q_a / q(V∖a) reaches ~1/q(V∖a), which would swamp the other terms):
     runs are grouped by length class, padded to the class width (a power of two, so at most 2m cells) and summed
@@ -151,18 +152,21 @@ def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
     lengths = np.diff(np.append(starts, m))
     width = 1 << np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
     rank = np.arange(m) - np.repeat(starts, lengths)
-    out = [(np.empty(m), np.empty(m)) if x is not None else (None, None) for x in xs]
+    out = [(np.empty(m) if x is not None and pre else None, np.empty(m) if x is not None else None)
+           for x, pre in zip(xs, with_prefix)]
     for w in np.unique(width):
         cls = width == w
         pos = starts[cls][:, None] + np.arange(w)
         valid = np.arange(w) < lengths[cls][:, None]
         at = pos[valid]
+        gather = np.minimum(pos, m - 1)
         for x, (pre, suf) in zip(xs, out):
             if x is None:
                 continue
-            block = np.where(valid, x[np.minimum(pos, m - 1)], 0.0)
-            inclusive = np.cumsum(block, axis=1)
-            pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
+            block = np.where(valid, x[gather], 0.0)
+            if pre is not None:
+                inclusive = np.cumsum(block, axis=1)
+                pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
             suf[at] = np.cumsum(block[:, ::-1], axis=1)[:, ::-1][valid]
     return rank, out
 
@@ -217,7 +221,8 @@ def _bucketed_rows(p, q, psum, qsum, law, k, with_set, buf):
     o = tok[np.lexsort((-rt[tok], tslot[tok]))]
     seg = tslot[o]
     s3, f3 = seg // e, seg % e
-    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)])
+    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)],
+                               with_prefix=(False, True, False))
     cS3 = acc2[3][s3, f3 + 1] + within[2][1] if c is not None else None
     vals3 = _law_values(law, k, acc2[0][s3, f3 + 1] + within[0][1], acc2[1][s3, f3] + within[1][0],
                         acc2[2][s3, f3 + 1] + within[1][1], cS3)
@@ -269,10 +274,11 @@ def _float64_rows(x: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
 
 def bucketed(p, q, psum, qsum, law, k, with_set):
     """α* `[N]` (and H `[N, V]` bool or None) for raw float32/float64 rows p, q `[N, V]` with float64 row sums, by
-    chunks of _FAST_CHUNK_TOKENS // V rows (float32 chunks converted to float64 on the way: exact, and no `[N, V]` copy).
+    chunks of min(_FAST_CHUNK, _FAST_CHUNK_TOKENS // V) rows (float32 chunks converted to float64 on the way:
+    exact, and no `[N, V]` copy).
 
-    The chunk-sized arrays (bucket keys, float64 copies of float32 rows) are allocated once and reused: a fresh
-    `[chunk, V]` temporary per chunk is fresh pages from the OS every time (page faults and zeroing, ~1 ms each).
+    The chunk-sized arrays (bucket keys, float64 copies of float32 rows) are allocated once and reused by every
+    chunk rather than allocated per chunk (a new large array can come back as fresh pages from the OS).
     """
     n, v = p.shape
     step = max(1, min(_FAST_CHUNK, _FAST_CHUNK_TOKENS // v))
