@@ -106,7 +106,7 @@ def _law_values(law, k, pS, qH, qS, cS):
 
 
 def _law_hit(law, k, qH, qS, cS):
-    """The q-dependent part of J (for iid 1 - ..., added to p(V∖H) + 1 by `_law_combine`)."""
+    """The hit term of J at each boundary: qS^k for iid (J = pS + 1 - qS^k), min(qH (1 + cS), 1) for wor2."""
     if law == "iid":
         return qS ** k
     return np.minimum(qH * (1.0 + cS), 1.0)                       # "wor2"
