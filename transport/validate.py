@@ -46,23 +46,49 @@ def as_float64_rows(x: Any) -> np.ndarray:
     return a / a.sum(axis=-1, keepdims=True)
 
 
+_CHECK_CHUNK_BYTES = 4 << 20     # rows per block of the one-read check: a block's float64 rows stay in cache
+
+
+def _sums_min(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """float64 row sums `[N]` of float32/float64 rows x `[N, V]` and their minimum (NaN if any is NaN).
+
+    Block by block of rows, so that the minimum reads rows the sum just brought into cache (one read of the rows
+    from memory instead of two); float32 blocks are converted into one reused float64 block first, so each row's
+    sum is the same pairwise float64 sum as over a float64 copy, without writing that copy.
+    """
+    step = max(1, _CHECK_CHUNK_BYTES // (8 * x.shape[-1]))
+    buf = np.empty((min(step, len(x)), x.shape[-1])) if x.dtype != np.float64 else None
+    s = np.empty(len(x))
+    lows = []
+    for lo in range(0, len(x), step):
+        rows = slice(lo, lo + step)
+        blk = x[rows]
+        if buf is not None:
+            blk = buf[:len(blk)]
+            np.copyto(blk, x[rows])
+        s[rows] = blk.sum(axis=-1)
+        lows.append(blk.min())
+    return s, float(np.min(lows))
+
+
 def checked_rows(p, q, k):
     """Validate (same rules and messages as `check_pair`) and return k, (p rows, row sums), (q rows, row sums).
 
-    Rows are `[N, V]` float64 (a view when the input already is a float64 ndarray: no copy) with their float64 row
-    sums; callers renormalise by the sums. Plain float32/float64 ndarrays take a two-pass check (row sums, which also
-    catch NaN/Inf, and the minimum, which catches negatives); anything else, or any failure, goes through
-    `check_pair`, which raises the canonical error.
+    Rows are `[N, V]` with their float64 row sums; callers renormalise by the sums. Plain float32/float64 ndarrays
+    come back as they are (a view, no copy: a float32 row divided by its float64 sum is float64, and
+    `transport.optimal.buckets` converts float32 rows chunk by chunk) after a one-read check by blocks of rows (row
+    sums, which also catch NaN/Inf, and the minimum, which catches negatives); anything else, or any failure, goes
+    through `check_pair`, which raises the canonical error (and comes back as float64 copies).
     """
     out = []
     fast = (isinstance(p, np.ndarray) and isinstance(q, np.ndarray) and p.shape == q.shape and p.ndim in (1, 2)
             and p.shape[-1] >= 1 and p.dtype in (np.float32, np.float64) and q.dtype in (np.float32, np.float64))
     if fast:
         for x in (p, q):
-            a = np.atleast_2d(np.asarray(x, np.float64))
-            s = a.sum(axis=-1)
+            a = np.atleast_2d(x)
+            s, low = _sums_min(a)
             tol = default_tolerance(x)
-            if not (np.all(np.isfinite(s)) and a.min() >= 0 and np.all(np.abs(s - 1.0) <= tol)):
+            if not (np.all(np.isfinite(s)) and low >= 0 and np.all(np.abs(s - 1.0) <= tol)):
                 fast = False
                 break
             out.append((a, s))

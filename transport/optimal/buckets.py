@@ -25,47 +25,62 @@ _MAX_SUB_BITS = 10
 _FINE_BITS = 5
 _PRUNE_MARGIN = 1e-12
 _INF_KEY = 0x7FF0_0000_0000_0000 >> (52 - _MAX_SUB_BITS)    # key of r = +inf at the finest resolution
-_FAST_CHUNK = 8                 # rows per pass: [8, 128k] float64 temporaries (8 MiB) stay near the caches
+_FAST_CHUNK = 8                 # rows per pass (at most): the rows of a pass share their buckets
+_FAST_CHUNK_TOKENS = 1 << 20    # tokens per pass (4 rows at V = 256k): [chunk, V] float64 temporaries (8 MiB) stay
+                                # near the caches
 _TOKENS_PER_BUCKET = 32         # tuned at V = 128k: finer coarse buckets cost more in per-bucket sums than they save
 
 
-def _coarse_buckets(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits).
+def _coarse_buckets(p: np.ndarray, q: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Ratio buckets of rows p, q `[n, V]` -> (flat `[n*V]` int64 = row * nb + bucket, nb, sub bits), written into
+    out (int64 `[n, V]`, C-contiguous).
 
     Bucket 0 holds the largest ratios. Keys are r's bits >> (52 - sub); keys <= 0 (r = 0, -0.0, negative NaN) and
     keys >= the +inf key are clipped into one bucket below / above the finite positive keys in use, which merges
     no two distinct finite positive keys, so the map stays monotone in r.
+    Four full passes in the common case (divide, min, max, one shift) plus the row offsets: the range is read off
+    the unshifted bits (x >> s is monotone, so min(x) >> s = min(x >> s)), both shifts are one, and the clip is
+    skipped when every ratio is finite, positive and normal (all keys already inside the range).
     """
     n, v = p.shape
+    shift = 52 - _MAX_SUB_BITS
     with np.errstate(divide="ignore", invalid="ignore"):
-        key = np.divide(p, q).view(np.int64)
-    np.right_shift(key, 52 - _MAX_SUB_BITS, out=key)
-    lo, hi = int(key.min()), int(key.max())
-    if lo <= 0:
-        lo = int(np.min(key, where=key > 0, initial=_INF_KEY))
-    if hi >= _INF_KEY:
-        hi = int(np.max(key, where=key < _INF_KEY, initial=0))
+        bits = np.divide(p, q, out=out.view(np.float64)).view(np.int64)
+    lo_bits, hi_bits = int(bits.min()), int(bits.max())
+    clip = lo_bits < 1 << shift or hi_bits >= _INF_KEY << shift
+    if lo_bits < 1 << shift:                                   # key <= 0: r = 0, -0.0, subnormal, negative NaN
+        lo_bits = int(np.min(bits, where=bits >= 1 << shift, initial=_INF_KEY << shift))
+    if hi_bits >= _INF_KEY << shift:                           # key >= the +inf key: r = +inf, positive NaN
+        hi_bits = int(np.max(bits, where=bits < _INF_KEY << shift, initial=0))
+    lo, hi = lo_bits >> shift, hi_bits >> shift
     lo, hi = (1, 1) if lo > hi else (lo, hi)
     drop = 0
     while (hi >> drop) - (lo >> drop) + 3 > max(v // _TOKENS_PER_BUCKET, 64) and drop < _MAX_SUB_BITS:
         drop += 1
-    if drop:
-        np.right_shift(key, drop, out=key)
+    key = np.right_shift(bits, shift + drop, out=bits)        # (x >> a) >> b == x >> (a + b)
     lo, hi = (lo >> drop) - 1, (hi >> drop) + 1
     nb = hi - lo + 1
-    np.clip(key, lo, hi, out=key)
+    if clip:
+        np.clip(key, lo, hi, out=key)
     flat = np.subtract((hi + np.arange(n) * nb)[:, None], key, out=key).ravel()
     return flat, nb, _MAX_SUB_BITS - drop
 
 
-def _suffix_np(x):
-    """s[..., j] = Σ_{i >= j} x[..., i], j = 0..B (direct sums of non-negative terms)."""
-    tail = np.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
-    return np.concatenate([tail, np.zeros(x.shape[:-1] + (1,))], axis=-1)
+def _suffix_np(x, base):
+    """base[i] + Σ_{i' >= j} x[i, i'] for j = 0..B `[m, B+1]` from x `[m, B]`, base `[m]` (direct sums of
+    non-negative terms; cumsum written straight into the result, no reversed or concatenated copies)."""
+    s = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(x[:, ::-1], axis=1, out=s[:, -2::-1])
+    s += base[:, None]
+    return s
 
 
-def _prefix_np(x):
-    return np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+def _prefix_np(x, base):
+    """base[i] + Σ_{i' < j} x[i, i'] for j = 0..B `[m, B+1]` from x `[m, B]`, base `[m]`."""
+    s = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(x, axis=1, out=s[:, 1:])
+    s += base[:, None]
+    return s
 
 
 def _leave_one_out_terms(q, qsum):
@@ -87,9 +102,19 @@ def _leave_one_out_terms(q, qsum):
 
 def _law_values(law, k, pS, qH, qS, cS):
     """J at each prefix from the direct prefix / suffix sums (the reference's formulas); cS is unused (None) for iid."""
+    return _law_combine(law, pS, _law_hit(law, k, qH, qS, cS))
+
+
+def _law_hit(law, k, qH, qS, cS):
+    """The hit term of J at each boundary: qS^k for iid (J = pS + 1 - qS^k), min(qH (1 + cS), 1) for wor2."""
     if law == "iid":
-        return pS + 1.0 - qS ** k
-    return pS + np.minimum(qH * (1.0 + cS), 1.0)                 # "wor2"
+        return qS ** k
+    return np.minimum(qH * (1.0 + cS), 1.0)                       # "wor2"
+
+
+def _law_combine(law, pS, hit):
+    """J = pS + 1 - qS^k (iid) or pS + min(...) (wor2) from `_law_hit`'s term, in the reference's order of ops."""
+    return pS + 1.0 - hit if law == "iid" else pS + hit
 
 
 def _level(law, k, sums, base):
@@ -98,12 +123,14 @@ def _level(law, k, sums, base):
     sums: per-bucket (p, q, c) `[m, B]` in ratio order (c is None for iid); base: the group's surroundings
     (p after, q before, q after, c after) `[m]`. Returns (pS, qH, qS, cS) `[m, B+1]`, J at every boundary
     `[m, B+1]` and LB per bucket `[m, B]` (J of the boundary before the bucket with p of the boundary after it).
+    The q-dependent term (a pow for iid) is computed once per boundary and shared by J and LB.
     """
     (pb, qb, cb), (pa, qbef, qa, ca) = sums, base
-    pS, qH, qS = pa[:, None] + _suffix_np(pb), qbef[:, None] + _prefix_np(qb), qa[:, None] + _suffix_np(qb)
-    cS = ca[:, None] + _suffix_np(cb) if cb is not None else None
-    lower = _law_values(law, k, pS[:, 1:], qH[:, :-1], qS[:, :-1], cS[:, :-1] if cb is not None else None)
-    return (pS, qH, qS, cS), _law_values(law, k, pS, qH, qS, cS), lower
+    pS, qH, qS = _suffix_np(pb, pa), _prefix_np(qb, qbef), _suffix_np(qb, qa)
+    cS = _suffix_np(cb, ca) if cb is not None else None
+    hit = _law_hit(law, k, qH, qS, cS)
+    lower = _law_combine(law, pS[:, 1:], hit[:, :-1])
+    return (pS, qH, qS, cS), _law_combine(law, pS, hit), lower
 
 
 def _survivors(sums, lower, best, rows):
@@ -111,9 +138,10 @@ def _survivors(sums, lower, best, rows):
     return ((sums[0] > 0) | (sums[1] > 0)) & (lower <= best[rows][:, None] + _PRUNE_MARGIN)
 
 
-def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
+def _segment_sums(seg: np.ndarray, xs: list, with_prefix: tuple) -> tuple[np.ndarray, list]:
     """Direct sums inside runs of equal seg (sorted) `[m]`: each token's rank in its run, and for each x `[m]` in xs
-    (None passes through) its exclusive prefix and inclusive suffix within the run.
+    (None passes through) its inclusive suffix within the run and, where with_prefix says so, its exclusive prefix
+    (else None: J needs it for q only).
 
     Never a difference of running totals (c_a = q_a / q(V∖a) reaches ~1/q(V∖a), which would swamp the other terms):
     runs are grouped by length class, padded to the class width (a power of two, so at most 2m cells) and summed
@@ -124,23 +152,26 @@ def _segment_sums(seg: np.ndarray, xs: list) -> tuple[np.ndarray, list]:
     lengths = np.diff(np.append(starts, m))
     width = 1 << np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
     rank = np.arange(m) - np.repeat(starts, lengths)
-    out = [(np.empty(m), np.empty(m)) if x is not None else (None, None) for x in xs]
+    out = [(np.empty(m) if x is not None and pre else None, np.empty(m) if x is not None else None)
+           for x, pre in zip(xs, with_prefix)]
     for w in np.unique(width):
         cls = width == w
         pos = starts[cls][:, None] + np.arange(w)
         valid = np.arange(w) < lengths[cls][:, None]
         at = pos[valid]
+        gather = np.minimum(pos, m - 1)
         for x, (pre, suf) in zip(xs, out):
             if x is None:
                 continue
-            block = np.where(valid, x[np.minimum(pos, m - 1)], 0.0)
-            inclusive = np.cumsum(block, axis=1)
-            pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
+            block = np.where(valid, x[gather], 0.0)
+            if pre is not None:
+                inclusive = np.cumsum(block, axis=1)
+                pre[at] = np.concatenate([np.zeros((len(block), 1)), inclusive[:, :-1]], axis=1)[valid]
             suf[at] = np.cumsum(block[:, ::-1], axis=1)[:, ::-1][valid]
     return rank, out
 
 
-def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
+def _bucketed_rows(p, q, psum, qsum, law, k, with_set, buf):
     """α* (and H) for rows p, q `[n, V]` (raw, row totals psum, qsum) and law "iid" (k drafts) or "wor2".
 
     Three levels, each evaluated only where the previous one could not rule the minimum out: coarse ratio buckets
@@ -150,7 +181,7 @@ def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
     n, v = p.shape
     e = 1 << _FINE_BITS
     c = _leave_one_out_terms(q, qsum) if law == "wor2" else None
-    flat, nb, sub_bits = _coarse_buckets(p, q)
+    flat, nb, sub_bits = _coarse_buckets(p, q, buf)
     # level 1: every token into its coarse bucket
     sums1 = [np.bincount(flat, weights=x.ravel(), minlength=n * nb).reshape(n, nb) if x is not None else None
              for x in (p, q, c)]
@@ -190,7 +221,8 @@ def _bucketed_rows(p, q, psum, qsum, law, k, with_set):
     o = tok[np.lexsort((-rt[tok], tslot[tok]))]
     seg = tslot[o]
     s3, f3 = seg // e, seg % e
-    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)])
+    j3, within = _segment_sums(seg, [x[o] if x is not None else None for x in (pt, qt, ct)],
+                               with_prefix=(False, True, False))
     cS3 = acc2[3][s3, f3 + 1] + within[2][1] if c is not None else None
     vals3 = _law_values(law, k, acc2[0][s3, f3 + 1] + within[0][1], acc2[1][s3, f3] + within[1][0],
                         acc2[2][s3, f3 + 1] + within[1][1], cS3)
@@ -232,12 +264,33 @@ def _minimizing_set(flat, nb, idx, tr, tb, fine, o, j3, vals, slots):
 
 
 
+def _float64_rows(x: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
+    """Rows x `[m, V]` as float64: x itself (float64), or its exact copy in buf[:m] (float32)."""
+    if buf is None:
+        return x
+    np.copyto(buf[:len(x)], x)
+    return buf[:len(x)]
+
+
 def bucketed(p, q, psum, qsum, law, k, with_set):
-    alpha = np.zeros(len(p))
+    """α* `[N]` (and H `[N, V]` bool or None) for raw float32/float64 rows p, q `[N, V]` with float64 row sums, by
+    chunks of min(_FAST_CHUNK, _FAST_CHUNK_TOKENS // V) rows (float32 chunks converted to float64 on the way:
+    exact, and no `[N, V]` copy).
+
+    The chunk-sized arrays (bucket keys, float64 copies of float32 rows) are allocated once and reused by every
+    chunk rather than allocated per chunk (a new large array can come back as fresh pages from the OS).
+    """
+    n, v = p.shape
+    step = max(1, min(_FAST_CHUNK, _FAST_CHUNK_TOKENS // v))
+    m = min(step, n)
+    key = np.empty((m, v), np.int64)
+    as64 = [np.empty((m, v)) if x.dtype != np.float64 else None for x in (p, q)]
+    alpha = np.zeros(n)
     mask = np.zeros(p.shape, bool) if with_set else None
-    for lo in range(0, len(p), _FAST_CHUNK):
-        sl = slice(lo, lo + _FAST_CHUNK)
-        alpha[sl], h = _bucketed_rows(p[sl], q[sl], psum[sl], qsum[sl], law, k, with_set)
+    for lo in range(0, n, step):
+        sl = slice(lo, lo + step)
+        pc, qc = (_float64_rows(x[sl], b) for x, b in zip((p, q), as64))
+        alpha[sl], h = _bucketed_rows(pc, qc, psum[sl], qsum[sl], law, k, with_set, key[:len(pc)])
         if with_set:
             mask[sl] = h
     return alpha, mask
