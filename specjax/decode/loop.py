@@ -118,7 +118,9 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     `lookup_handle(config)`, ...). prompt_tokens `[B, L]` int, right-padded; prompt_lengths `[B]` in `[1, L]`.
     key: PRNG key (the only source of randomness). method: the speculator that runs each round (default: AR;
     `specjax.methods.make_method("chain", num_draft=4)` builds one by name, `trees.make_speculator(...)` a tree one).
-    verifier: how the method verifies ("token" | "block" for chains, "token" | "traversal" | "gbv" for trees; default:
+    verifier: how the method verifies ("token" | "block" | "disd" for chains, "token" | "traversal" | "gbv" |
+    "gumbel_list" (coupled RSD-C) for trees; "disd" and "gumbel_list" make the output a function of `key` alone,
+    whatever the drafter; default:
     the method's own, "token" unless it was built with another). allow_lossy: let `verifier` be a lossy chain rule
     (`specjax.verify.names.LOSSY_CHAIN_VERIFIERS`, e.g. "hsd"; refused without it). cache_capacity: the largest cache the caller
     allows (slots per row). mesh: a `specjax.model.layout.make_mesh(data=, model=)` mesh: the batch split over `data`,
