@@ -93,7 +93,8 @@ PROMPT = "Write a Python function that returns the square of a number."
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurrently):
     """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank; a REST datastore built from a few standard-library files), the VocabTrim head with an
+    VocabTrim + low-rank; a REST datastore built from a few standard-library files), the EAGLE head verified by block
+    verification, DISD and the coupled Gumbel list (an RSD-C tree), the VocabTrim head with an
     adaptive draft length and an adaptive EAGLE-2 tree size, DEL's self-drafting from a per-round exit, and the
     EAGLE head + datastore + online n-gram hybrid with a tree, and an EAGLE-3 head on fused features drafting a tree,
     reproduce AR token for token (the head with every tree method: the command-line test below; proposal drafters
@@ -136,6 +137,11 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurr
             ("eagle3 (fused features)", fused, init_eagle(fused, d_ff=64), make_method("eagle", budget=4)),
             # DEL: self-drafting from an exit chosen per round (two exits, K_max = 2: one compiled loop of bounded size)
             ("del", target.handle, None, make_method("chain", num_draft=2, policy=DynamicExit(layers=(15, 22)))),
+            # the lossless verifiers other than the token rule (issue 32): block, DISD along a chain, the Gumbel
+            # list on a coupled RSD-C tree
+            ("eagle, block", target.handle, eagle, make_method("chain", num_draft=4, verifier="block")),
+            ("eagle, disd", target.handle, eagle, make_method("chain", num_draft=4, verifier="disd")),
+            ("eagle, coupled rsd-c", target.handle, eagle, make_method("rsd-c", budget=8, verifier="gumbel_list")),
             ("early-exit:8", target.handle, load_drafter("early-exit:8", target), chain),
             ("eagle-lowrank:64", target.handle, load_drafter("eagle-lowrank:64", target), chain),
             ("eagle-full", target.handle, load_drafter("eagle-full", target), chain),
