@@ -134,7 +134,7 @@ class TreeBuilder(abc.ABC):
 
     def level_keys(self, key: jax.Array) -> list:
         """The key `expand` gets at each level: one split of `key` per level (a coupled builder: `key` holds the
-        races `[B, D]` of the levels' output positions, and level d gets its column `[B]`)."""
+        race times `[B, D, V]` of the levels' output positions, and level d gets its slice `[B, V]`)."""
         return list(jax.random.split(key, self.max_depth))
 
     @property

@@ -14,7 +14,6 @@ import numpy as np
 
 from specjax.sampling import safe_log, sample_token
 from specjax.validation import check_int
-from specjax.verify.coupled import race_scores
 from trees.level_loop import TreeBuilder, tree_from_pool
 from trees.pool import Pool
 from trees.tree import LAW_IID, LAW_WOR, DraftTree
@@ -43,7 +42,7 @@ class RSDCTree(TreeBuilder):
     by Gumbel-top-k, in sampling order (descending perturbed score). Children beyond the support are invalid.
     coupled: the Gumbel noise of level d is the race of its output position (`specjax.verify.coupled`), one per
     row, shared by every node of the level: the children a Gumbel list verdict on the same race needs (the
-    `gumbel_list` tree verifier; `build` then takes the races `[B, D]` as its key)."""
+    `gumbel_list` tree verifier; `build` then takes the race times `[B, D, V]` as its key)."""
 
     branching: tuple[int, ...]
     coupled: bool = False
@@ -79,13 +78,14 @@ class RSDCTree(TreeBuilder):
                              "draws without replacement cannot return more distinct tokens than exist")
 
     def level_keys(self, key):
+        # coupled: `key` is the races `[B, D, V]` (`round_races`), drawn once a round and shared with the walk
         return [key[:, d] for d in range(self.max_depth)] if self.coupled else super().level_keys(key)
 
     def expand(self, d, pool, idx, logits, q, key, sampling):
         b, l, _ = q.shape
         m = self.branching[d]
-        if self.coupled:                    # the level's race of each row, shared by the level's nodes
-            score, tok = jax.lax.top_k(jax.vmap(race_scores)(key, q), m)
+        if self.coupled:                    # the level's race times `[B, V]`, shared by the level's nodes
+            score, tok = jax.lax.top_k(q / key[:, None, :], m)          # the order of log q + g
             score = jnp.where(score > 0, 0.0, -jnp.inf)                   # q = 0: beyond the support
         else:
             score, tok = jax.lax.top_k(safe_log(q) + jax.random.gumbel(key, q.shape), m)  # sampling order

@@ -15,7 +15,7 @@ from specjax.sampling import warp_logits
 from specjax.decode.speculator import Speculator, check_pair
 from specjax.decode.state import Caches, RoundOutput
 from specjax.verify.multi_draft import point_mass_rule
-from specjax.verify.coupled import output_races
+from specjax.verify.coupled import round_races
 from specjax.verify.names import COUPLED_TREE_VERIFIERS, TREE_VERIFIERS, check_name
 from specjax.runners.base import Forward
 from trees.level_loop import BuiltTree, TreeBuilder
@@ -122,7 +122,7 @@ class TreeSpeculator(Speculator):
         what a one-round probe (GTO's rollouts, the tree ablation's exact reward, the benches) measures, so they
         measure the loop that ships."""
         if self.keys_by_position:          # `key` is the run's: the races of this round's output positions
-            key_verify = output_races(key, ctx.position, self.builder.max_depth + 1)
+            key_verify = round_races(key, ctx.position, self.builder.max_depth + 1, target.config.vocab_size)
             key_build = key_verify[:, :-1]
         else:
             key_build, key_verify = jax.random.split(key)

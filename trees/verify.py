@@ -5,8 +5,8 @@
   distinct nodes (not a merged SpecInfer trie);
 - "gbv": greedy multi-path block verification of K i.i.d. chains (`trees.multipath`), for the SpecInfer trie;
 - "gumbel_list": the coupled Gumbel list at every node (`specjax.verify.coupled`), for trees whose children are the
-  Gumbel-top-k of their output position's race (a coupled RSD-C tree): `key` is then the races `[B, D+1]`
-  (`output_races`), and the output is a function of them whatever the drafter.
+  Gumbel-top-k of their output position's race (a coupled RSD-C tree): `key` is then the races `[B, D+1, V]`
+  (`specjax.verify.coupled.round_races`), and the output is a function of them whatever the drafter.
 """
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def verify_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, *, ver
         max_depth = int(np.max(np.where(tree.valid, tree.depth, 0))) if concrete else tree.num_nodes
         max_depth = max(max_depth, 1)
     check_int("max_depth", max_depth, low=1)
-    if verifier == "gumbel_list" and np.shape(key)[:2] != (np.shape(tree.token)[0], max_depth + 1):
+    races_shape = (np.shape(tree.token)[0], max_depth + 1, np.shape(target_probs)[2])
+    if verifier == "gumbel_list" and np.shape(key) != races_shape:
         raise ValueError(f"gumbel_list verifies with the races of the output positions: key must be "
-                         f"specjax.verify.coupled.output_races(key, position, {max_depth + 1}) `[B, D+1]`, got "
-                         f"shape {np.shape(key)}")
+                         f"specjax.verify.coupled.round_races(key, position, {max_depth + 1}, V), shape "
+                         f"{races_shape}, got shape {np.shape(key)}")
     if all(is_concrete(x) for x in jax.tree.leaves(tree)):
         validate_tree(tree, np.shape(target_probs)[2])
         depth = np.asarray(tree.depth)[np.asarray(tree.valid)]

@@ -71,8 +71,8 @@ class _Walk:
 def coupled_rules() -> RuleSet:
     """The rule of a coupled tree (`specjax.verify.coupled`): the Gumbel list at every node, whose children are the
     Gumbel-top-k of the race its verdict reads."""
-    from specjax.verify.coupled import gumbel_list_unchecked
-    return RuleSet(iid=gumbel_list_unchecked, wor=gumbel_list_unchecked, det=gumbel_list_unchecked)
+    from specjax.verify.coupled import gumbel_list_of_times
+    return RuleSet(iid=gumbel_list_of_times, wor=gumbel_list_of_times, det=gumbel_list_of_times)
 
 
 def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: RuleSet, max_depth: int,
@@ -81,8 +81,8 @@ def walk_tree(key: jax.Array, tree: DraftTree, target_probs: jax.Array, rules: R
     """Acceptance walk from the root, per row (ragged across the batch).
 
     target_probs: `[B, N+1, V]` the warped target law at each node. laws: the static set of law codes the tree
-    uses (only those rules are compiled). races: `key` is not one key but the races `[B, max_depth+1]` of the output
-    positions (`specjax.verify.coupled.output_races`): the node at depth d is verified with race d, and a leaf's
+    uses (only those rules are compiled). races: `key` is not one key but the races `[B, max_depth+1, V]` of the
+    output positions (`specjax.verify.coupled.round_races`): the node at depth d is verified with race d, and a leaf's
     bonus token is the rule's own (a coupled rule emits its race's winner). Returns path `[B, max_depth+1]` (node
     ids, path[:, 0] = 0, -1 past the end), num_accepted `[B]`, tokens `[B, max_depth+1]` (accepted tokens, then the
     correction or bonus token, PAD after).

@@ -88,10 +88,12 @@ def _coupled(key, p, drafts, valid):
     return _slot_of(token, drafts, valid), token
 
 
-def gumbel_list_unchecked(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
-    """`gumbel_list` without input checks, for jitted loops (a tree walk's per-node rule); q is unused (the race
-    carries the coupling). The token is the target's race winner even when no slot is valid (a leaf's bonus)."""
-    return _coupled(key, p, drafts, valid)
+def gumbel_list_of_times(times: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):
+    """`gumbel_list` on a race already drawn (times `[V]`, a slot of `round_races`) and without input checks, for
+    jitted loops (a coupled tree walk's per-node rule); q is unused (the race carries the coupling). The token is the
+    target's race winner even when no slot is valid (a leaf's bonus)."""
+    token = race_winners(times, p)
+    return _slot_of(token, drafts, valid), token
 
 
 def gumbel_list(key: jax.Array, p: jax.Array, q: jax.Array, drafts: jax.Array, valid: jax.Array):

@@ -231,6 +231,9 @@ def test_verify_tree_asks_for_the_races():
                                                law=["without_replacement", "deterministic", "deterministic"])], p, q)
     with pytest.raises(ValueError, match="races of the output positions"):
         verify_tree(jax.random.key(0), tree, target, verifier="gumbel_list")
-    races = output_races(jax.random.key(0), jnp.zeros((1,), jnp.int32), 2)
+    with pytest.raises(ValueError, match="races of the output positions"):
+        verify_tree(output_races(jax.random.key(0), jnp.zeros((1,), jnp.int32), 2), tree, target,
+                    verifier="gumbel_list")                          # keys, not the drawn races
+    races = round_races(jax.random.key(0), jnp.zeros((1,), jnp.int32), 2, 4)
     path, n, tokens = verify_tree(races, tree, target, verifier="gumbel_list")
     assert int(n[0]) in (0, 1)
