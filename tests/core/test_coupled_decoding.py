@@ -19,7 +19,8 @@ from specjax.runners.model import early_exit
 from specjax.sampling import GREEDY, SamplingConfig
 from specjax.testing.pairs import tiny_pair as make_pair
 from specjax.testing.stats import binomial_z, chi_square_pvalue
-from specjax.verify.coupled import accept_coupled_chain_unchecked, output_races, race_winners, round_races
+from specjax.verify.coupled import (accept_coupled_chain_unchecked, coupled_drafts, gumbel_list, gumbel_list_of_times,
+    output_races, race_times, race_winners, round_races)
 from tests.exact_tables import (ALPHA, LAW_PROMPT, assert_target_law, decode_law_rows, exact_chain_tau, random_tables,
     round_laws)
 from transport.exact.chain import chain_acceptance, chain_output_law, completions, total_variation
@@ -220,6 +221,35 @@ def test_bad_combinations_are_refused(tiny_pair, ragged_prompts):
     tree = make_method("rsd-c", budget=4).builder
     with pytest.raises(ValueError, match="coupled RSD-C tree is verified by"):
         TreeSpeculator(dataclasses.replace(tree, coupled=True))
+
+
+@pytest.mark.parametrize("case", ["random", "p = q", "disjoint", "one-hot p", "zeros in q"])
+def test_the_tree_walks_rule_is_the_exactly_tested_gumbel_list(case):
+    """The walk's per-node rule on drawn race times (`gumbel_list_of_times`) returns, key for key, what `gumbel_list`
+    returns with the key (whose joint law of slot and token is tested exactly in test_coupled_rule.py), drafts drawn
+    from the same race by `coupled_drafts`, including degenerate laws and slots past q's support."""
+    rng = np.random.default_rng(3)
+    v, k, n = 8, 3, 2000
+    p, q = rng.dirichlet(np.ones(v)), rng.dirichlet(np.ones(v))
+    if case == "p = q":
+        q = p
+    elif case == "disjoint":
+        p, q = np.r_[p[:4], np.zeros(4)], np.r_[np.zeros(4), q[4:]]
+    elif case == "one-hot p":
+        p = np.eye(v)[5]
+    elif case == "zeros in q":
+        q = np.r_[q[:2], np.zeros(v - 2)]                           # k = 3 > |supp q|: the third slot is padding
+    p, q = (jnp.asarray(x / x.sum(), jnp.float32) for x in (p, q))
+
+    def both(key):
+        drafts, valid = coupled_drafts(key, q, k)
+        times = race_times(key, v)
+        return gumbel_list(key, p, q, drafts, valid), gumbel_list_of_times(times, p, q, drafts, valid)
+
+    (slot, token), (slot2, token2) = jax.jit(jax.vmap(both))(jax.random.split(jax.random.key(4), n))
+    np.testing.assert_array_equal(np.asarray(slot), np.asarray(slot2))
+    np.testing.assert_array_equal(np.asarray(token), np.asarray(token2))
+    assert chi_square_pvalue(np.asarray(token2), np.asarray(p, np.float64) / float(np.sum(p))) > ALPHA
 
 
 def test_verify_tree_asks_for_the_races():
