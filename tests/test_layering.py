@@ -2,8 +2,8 @@
 
 Layers, bottom up (each may import only what is below it):
 - the core, `specjax` without `apps`, `bench` and `methods`: its own inner order is
-  leaves (`validation`, `sampling`, `metrics`) -> `model` -> `runners` -> `verify` -> `parallel` -> `costs` ->
-  `decode` -> `training` -> `testing` (the rules below name what matters: `model` imports neither `runners` nor
+  leaves (`validation`, `sampling`, `metrics`) -> `model` -> `runners` -> `constrain` -> `verify` -> `parallel` ->
+  `costs` -> `decode` -> `training` -> `testing` (the rules below name what matters: `model` imports neither `runners` nor
   `decode`; `runners` do not import `decode`; `costs` import only model configurations; `training` imports `decode`,
   never the reverse);
 - `trees` (draft trees) on the core; `transport` (theory) on the core's validation and verifier vocabulary only;
@@ -35,6 +35,8 @@ FORBIDDEN = {
     "specjax.costs": ("specjax.model.decoder", "specjax.model.io", "specjax.model.cache", "specjax.model.block",
                       "specjax.runners", "specjax.decode", "specjax.verify", "specjax.parallel", "specjax.training",
                       "specjax.testing", "flax", "jax"),
+    "specjax.constrain": ("specjax.decode", "specjax.verify", "specjax.parallel", "specjax.costs",
+                          "specjax.training", "specjax.testing"),
     "specjax.decode": ("specjax.training", "specjax.testing"),
     "specjax.training": ("specjax.testing",),
     "specjax.bench": ("specjax.apps",),

@@ -17,6 +17,9 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh
 
+from specjax.constrain.automaton import TokenAutomaton
+from specjax.constrain.checks import check_constraint
+from specjax.constrain.runner import constrain
 from specjax.decode.batching import bucket_size
 from specjax.parallel.memory import check_budget, plan_generate
 from specjax.metrics import acceptance_length
@@ -86,7 +89,9 @@ def prefill(target: Handle, drafter: Handle | None, prompt_tokens: jax.Array, pr
     ctx = DecodeContext(prev=prompt_tokens[rows, last], pending=pending.astype(jnp.int32), position=prompt_lengths,
                         features=features)
     draft_cache = None if drafter is None else prefill_drafter(drafter, prompt_tokens, out.hidden, capacity).cache
-    return Prefilled(Caches(out.cache, draft_cache), ctx, out.hidden)
+    if drafter is not None:
+        draft_cache = drafter.runner.begin(draft_cache, prompt_lengths)
+    return Prefilled(Caches(target.runner.begin(out.cache, prompt_lengths), draft_cache), ctx, out.hidden)
 
 
 def prefill_drafter(drafter: Handle, prompt_tokens: jax.Array, target_hidden: jax.Array, capacity: int) -> Forward:
@@ -111,7 +116,7 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
              method: Speculator = ChainSpeculator(0), drafter: Handle | None = None, max_new_tokens: int = 32,
              sampling: SamplingConfig = SamplingConfig(), eos_id: int | None = None, verifier: str | None = None,
              allow_lossy: bool = False, cache_capacity: int | None = None, mesh: Mesh | None = None,
-             memory_budget_bytes: int | None = None) -> GenerateResult:
+             memory_budget_bytes: int | None = None, constraint: TokenAutomaton | None = None) -> GenerateResult:
     """Decode `max_new_tokens` per row.
 
     target, drafter: handles (`specjax.runners.model.model_handle(model)`, `early_exit(target, L)`, `init_eagle(...)`,
@@ -126,7 +131,10 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     allows (slots per row). mesh: a `specjax.model.layout.make_mesh(data=, model=)` mesh: the batch split over `data`,
     the target over `model` (heads, MLP, vocabulary, KV cache), the drafter by its own rule; same tokens as one
     device for the same key. memory_budget_bytes: refuse (ValueError with the figure, `specjax.parallel.memory`) a
-    run that needs more per device.
+    run that needs more per device. constraint: a `specjax.constrain.TokenAutomaton` (a regex or JSON schema,
+    `specjax.constrain.compile_regex`): both the target's and the drafter's laws are constrained along every
+    draft's path, masked (the locally projected law) or Doob-transformed by its h (faithful modes,
+    `specjax.constrain.validity`); eos_id defaults to the automaton's.
     Input errors, an impossible (method, target, drafter) combination included, raise ValueError before tracing.
     """
     if not isinstance(target, Handle) or not (drafter is None or isinstance(drafter, Handle)):
@@ -135,6 +143,10 @@ def generate(target: Handle, prompt_tokens: Any, prompt_lengths: Any, key: jax.A
     speculator = _with_verifier(method, verifier, allow_lossy)
     if not isinstance(sampling, SamplingConfig):
         raise ValueError("sampling must be a SamplingConfig")
+    if constraint is not None:
+        check_constraint(constraint, sampling, max_new_tokens, eos_id, mesh)
+        eos_id = constraint.eos_id
+        target, drafter = constrain(target, constraint), None if drafter is None else constrain(drafter, constraint)
     vocab = target.config.vocab_size
     prompt_tokens, prompt_lengths = _check_prompts(prompt_tokens, prompt_lengths, vocab)
     check_length(target.config.max_positions, int(prompt_lengths.max()), max_new_tokens)

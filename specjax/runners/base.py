@@ -11,6 +11,7 @@ The protocol:
   block's visibility (`specjax.model.block.Block`).
 - `commit(cache, position, path_slots, num_accepted)`: move an accepted tree path, written at slots
   `position + path_slots[b, j]`, to slots `position + j` (a chain is written in place: a no-op move).
+- `begin(cache, prompt_lengths)`: after the prompts' prefill, where each row's output begins (identity by default).
 - capabilities: `reads_features` (needs the target's hidden states as block features), `emits_features` (its hidden
   states can feed such a drafter, i.e. it can be the target of one), `emits_exit_hidden` (a full model: `with_exits`
   makes its forwards also return the hidden states at chosen early exits, and `head` turns them into logits, so
@@ -91,6 +92,12 @@ class Runner(abc.ABC):
         pytree whose leaves are `[B, S, ...]`, moved with `gather_path`."""
         return gather_path(cache, position, path_slots, num_accepted + 1)
 
+    def begin(self, cache: Any, prompt_lengths: jax.Array) -> Any:
+        """The cache once the prompts are in it, told where each row's output begins (`prompt_lengths [B]`, the
+        position of the first generated token): the identity, unless the runner keeps per-row state over the output
+        (a grammar automaton's, `specjax.constrain.runner`)."""
+        return cache
+
 
 @dataclass(frozen=True)
 class WrappingRunner(Runner):
@@ -133,6 +140,9 @@ class WrappingRunner(Runner):
 
     def commit(self, cache, position, path_slots, num_accepted):
         return self.inner.commit(cache, position, path_slots, num_accepted)
+
+    def begin(self, cache, prompt_lengths):
+        return self.inner.begin(cache, prompt_lengths)
 
 
 @struct.dataclass
