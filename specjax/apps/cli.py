@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from specjax.apps import bounds, demo, profile
+from specjax.apps.grammar import GrammarPlan, add_grammar_arguments, plan_grammar
 from specjax.apps.models import DRAFTER_FORMS, DrafterSpec, TargetSpec
 from specjax.decode.speculator import Speculator
 from specjax.methods import METHODS
@@ -71,6 +72,7 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--dtype", default=None, help="weights and KV cache dtype, e.g. bfloat16 (default: float32)")
     p.add_argument("--memory-budget-gb", type=float, default=None,
                    help="refuse a run that needs more GiB per device (see specjax.parallel.memory)")
+    add_grammar_arguments(p)
     p.add_argument("--out", type=Path, default=Path("results/generate.json"))
 
 
@@ -104,6 +106,10 @@ class GeneratePlan:
     """The prompt texts (--prompt, --prompts-file, --prompt-set in that order), repeated to fill --batch."""
     mesh: Any
     """A `specjax.model.layout.make_mesh` mesh, or None (one device)."""
+    grammar: GrammarPlan | None = None
+    """The grammar constraint the flags name (--regex, --json-schema), or None."""
+    automaton: Any = None
+    """Its masked-mode automaton over the target's vocabulary, compiled before any weights are loaded."""
 
 
 def _method(args) -> tuple[Speculator, dict]:
@@ -155,7 +161,9 @@ def _prompts(args) -> tuple[str, ...]:
 
 def plan_generate(args) -> GeneratePlan:
     """Read and check every flag and name, loading no weights; ValueError (or ModelNotInstalledError) says why."""
+    from specjax.apps.grammar import compile_grammar
     from specjax.apps.models import parse_mesh, target_spec
+    from specjax.apps.targets import target_eos
     from specjax.model.config import check_dtype
     from specjax.model.layout import make_mesh
     from specjax.validation import check_int
@@ -171,7 +179,10 @@ def plan_generate(args) -> GeneratePlan:
     method, options = _method(args)
     drafter, drafter_name = _drafter(args, target, method)
     mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
-    return GeneratePlan(target, drafter, drafter_name, method, options, sampling, prompts, mesh)
+    grammar = plan_grammar(args)
+    automaton = None if grammar is None else compile_grammar(grammar, target.tokenizer, target.config.vocab_size,
+                                                             target_eos(target))
+    return GeneratePlan(target, drafter, drafter_name, method, options, sampling, prompts, mesh, grammar, automaton)
 
 
 def encode_prompts(plan: GeneratePlan, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +229,15 @@ def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     """(result, seconds, compile-and-run seconds): `generate` once to compile, once timed."""
     import jax
 
+    from specjax.apps.grammar import make_faithful
     from specjax.bench.timing import timed
     from specjax.decode.loop import generate
 
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 2 ** 30)
+    constraint = None if plan.grammar is None else make_faithful(
+        plan.grammar, plan.automaton, target.handle, tokens, lengths, plan.sampling, args.max_new_tokens)
     kwargs = dict(method=plan.method, drafter=drafter, max_new_tokens=args.max_new_tokens, sampling=plan.sampling,
-                  eos_id=target.eos_id, mesh=plan.mesh, memory_budget_bytes=budget)
+                  eos_id=target.eos_id, mesh=plan.mesh, memory_budget_bytes=budget, constraint=constraint)
     key = jax.random.key(args.seed)
     _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
     out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
@@ -243,6 +257,13 @@ def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: flo
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
              "tokens_per_s": num_tokens / seconds, "compile_and_run_seconds": compile_seconds,
              "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)]}
+    if plan.grammar is not None:
+        from specjax.apps.grammar import grammar_status
+        status = grammar_status(plan.automaton, out.tokens, out.lengths)
+        stats["grammar"] = {"source": plan.grammar.source, "regex": plan.grammar.regex, "mode": plan.grammar.mode,
+                            "rows": status}
+        print(f"grammar ({plan.grammar.mode}): {status.count('complete')} of {len(status)} rows complete, "
+              f"{status.count('prefix')} cut by --max-new-tokens, {status.count('invalid')} invalid")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(stats, indent=1))
     print(f"tau {stats['tau']:.3f} | {stats['tokens_per_s']:.1f} tokens/s | rounds {stats['rounds']} | drafted/round "

@@ -190,10 +190,12 @@ def load_target(name: str | TargetSpec, seed: int = 0, *, dtype: str | None = No
     `specjax.parallel.sharding` mesh)."""
     spec = target_spec(name) if isinstance(name, str) else name
     handle = model_handle(_target_model(spec, seed, dtype, mesh))
-    tokenizer = spec.tokenizer
-    if tokenizer is not None:
-        eos = tokenizer.eos_id
-    else:
-        from specjax.model.io import byte_tokenizer
-        eos = byte_tokenizer.EOS if spec.config.vocab_size == byte_tokenizer.VOCAB_SIZE else None
-    return LoadedTarget(handle, tokenizer, eos, spec.label, random_weights=spec.random_weights)
+    return LoadedTarget(handle, spec.tokenizer, target_eos(spec), spec.label, random_weights=spec.random_weights)
+
+
+def target_eos(spec: TargetSpec) -> int | None:
+    """The end-of-sequence id of a target: its tokenizer's, the byte presets' EOS, or None."""
+    if spec.tokenizer is not None:
+        return spec.tokenizer.eos_id
+    from specjax.model.io import byte_tokenizer
+    return byte_tokenizer.EOS if spec.config.vocab_size == byte_tokenizer.VOCAB_SIZE else None

@@ -91,9 +91,16 @@ def from_dense(dense: np.ndarray, initial: int, eos_id: int, log_h: np.ndarray |
     """The automaton of a dense table `[S, V]` (rows DEAD and DONE included), tokens grouped into classes of equal
     columns."""
     columns, token_class = np.unique(dense, axis=1, return_inverse=True)
-    if log_h is None:            # masked: h = 1 where a valid end is still reachable, 0 elsewhere
+    return from_classes(columns, token_class.reshape(-1), initial, eos_id, log_h, temperature, mode)
+
+
+def from_classes(columns: np.ndarray, token_class: np.ndarray, initial: int, eos_id: int,
+                 log_h: np.ndarray | None = None, temperature: float = 1.0, mode: str = "masked") -> TokenAutomaton:
+    """The automaton of a class table `columns [S, C]` and `token_class [V]`; log_h None: masked mode (h = 1 where
+    a valid end is still reachable, 0 elsewhere)."""
+    if log_h is None:
         log_h = np.where(live_states(columns), 0.0, -np.inf)[:, None]
-    return TokenAutomaton(jnp.asarray(token_class.reshape(-1), jnp.int32), jnp.asarray(columns, jnp.int32),
+    return TokenAutomaton(jnp.asarray(token_class, jnp.int32), jnp.asarray(columns, jnp.int32),
                           jnp.asarray(log_h, jnp.float32), int(initial), int(eos_id), float(temperature), mode)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from specjax.constrain.automaton import TokenAutomaton, from_dense, from_transitions
+from specjax.constrain.automaton import TokenAutomaton, from_classes, from_transitions
 
 
 def _outlines():
@@ -57,7 +57,7 @@ def compile_regex(regex: str, vocabulary: Sequence[bytes | str | None], eos_id: 
     path = cache_dir() / f"{key}.npz"
     if use_cache and path.exists():
         saved = np.load(path)
-        return from_dense(saved["columns"][:, saved["token_class"]], int(saved["initial"]), eos_id)
+        return from_classes(saved["columns"], saved["token_class"], int(saved["initial"]), eos_id)
     automaton = _build(regex, vocabulary, eos_id)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,12 @@ import dataclasses
 import itertools
 from typing import Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from specjax.constrain.automaton import DEAD, DONE, TokenAutomaton, from_dense, live_states
+from specjax.runners.base import Handle
+from specjax.sampling import SamplingConfig, warp_logits
 
 ESTIMATORS = ("masked", "onestep", "dp", "exact")
 
@@ -103,3 +106,14 @@ def exact_trie(automaton: TokenAutomaton, next_law: Callable[[list[tuple[int, ..
         phi[2 + i] = float((laws[i] * phi[table[2 + i]] * (table[2 + i] != DEAD)).sum())
     log_h = np.repeat(_as_log(phi)[:, None], budget + 1, axis=1)
     return from_dense(table, index[()], eos, log_h=log_h, temperature=temperature, mode="exact")
+
+
+def prompt_surrogate(target: Handle, tokens: np.ndarray, lengths: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
+    """A surrogate token law `[V]` for `onestep` and `dp`: the target's warped law averaged over every position of
+    the prompts (tokens `[B, L]` right-padded, lengths `[B]`), at the run's temperature (greedy: the softmax)."""
+    out = target.score(jnp.asarray(tokens, jnp.int32))
+    warp = SamplingConfig() if sampling.greedy else SamplingConfig(sampling.temperature)
+    probs = np.asarray(warp_logits(out.logits, warp), np.float64)                    # [B, L, V]
+    valid = np.arange(tokens.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    law = probs[valid].mean(axis=0)
+    return law / law.sum()

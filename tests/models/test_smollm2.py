@@ -160,6 +160,59 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurr
         assert sd.acceptance_length >= 1.0
 
 
+JSON_SCHEMA = ('{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": '
+               '"integer"}}, "required": ["name", "age"]}')
+
+
+def test_constrained_greedy_speculative_equals_constrained_ar(smol, concurrently, tmp_path, monkeypatch):
+    """Temperature 0 under a JSON schema and a regex (compiled by outlines-core over SmolLM2's 49,152 tokens, cached
+    on disk): the EAGLE head as a chain and as an EAGLE-2 tree emits exactly constrained AR's tokens, and every row
+    is a string of the language (or a valid prefix of one cut by the token budget)."""
+    import json
+
+    from specjax.apps.grammar import grammar_status, vocabulary_bytes
+    from specjax.apps.models import LoadedTarget, load_drafter
+    from specjax.constrain import compile_regex, regex_from_json_schema
+    from specjax.decode.batching import pad_prompts
+    from specjax.decode.loop import generate
+    from specjax.methods import make_method
+    from specjax.runners.model import model_handle
+    from specjax.sampling import SamplingConfig
+
+    monkeypatch.setenv("SPECJAX_CACHE", str(tmp_path))
+    model, tok = smol
+    target = LoadedTarget(model_handle(model), tok, tok.eos_id, "SmolLM2-135M-Instruct")
+    vocabulary = vocabulary_bytes(tok, model.config.vocab_size)
+    grammars = {"json": regex_from_json_schema(JSON_SCHEMA), "regex": r"(yes|no), because [a-z ]{5,40}\."}
+    automata = {name: compile_regex(regex, vocabulary, tok.eos_id) for name, regex in grammars.items()}
+    assert len(list(tmp_path.glob("automata/*.npz"))) == 2
+    cached = compile_regex(grammars["json"], vocabulary, tok.eos_id)
+    np.testing.assert_array_equal(np.asarray(cached.next_state), np.asarray(automata["json"].next_state))
+    prompts = {"json": "Give a JSON record of a person with a name and an age.",
+               "regex": "Is the sky blue? Answer yes or no and say why."}
+    eagle = load_drafter("eagle", target)
+    methods = {"ar": None, "chain": make_method("chain", num_draft=4), "eagle2": make_method("eagle2", budget=8)}
+    runs = [(g, m) for g in grammars for m in methods]
+
+    def decode(grammar, method):
+        tokens, lengths = pad_prompts([target.encode_prompt(prompts[grammar])])
+        return lambda: generate(target.handle, tokens, lengths, jax.random.key(0), method=methods[method] or
+                                make_method("ar"), drafter=None if method == "ar" else eagle, max_new_tokens=24,
+                                sampling=SamplingConfig(0.0), constraint=automata[grammar])
+
+    outs = dict(zip(runs, concurrently([decode(g, m) for g, m in runs])))
+    for grammar in grammars:
+        ar = outs[grammar, "ar"]
+        assert grammar_status(automata[grammar], ar.tokens, ar.lengths)[0] in ("complete", "prefix")
+        for method in ("chain", "eagle2"):
+            np.testing.assert_array_equal(np.asarray(outs[grammar, method].tokens), np.asarray(ar.tokens),
+                                          err_msg=f"{grammar} {method}")
+            assert outs[grammar, method].acceptance_length > 1.0
+    record = tok.decode(np.asarray(outs["json", "ar"].tokens[0]))
+    assert grammar_status(automata["json"], outs["json", "ar"].tokens, outs["json", "ar"].lengths) == ["complete"]
+    assert set(json.loads(record)) == {"name", "age"}
+
+
 def test_generate_command_greedy_equals_ar(smol, tmp_path, capsys, monkeypatch, concurrently):
     """`specjax generate --target smollm2` at temperature 0 prints exactly the AR text with a chain and tree methods
     (the shipped EAGLE head, budget 8: EAGLE-2, the static tree and RSD-S; RSD-C and SpecInfer take the same command
