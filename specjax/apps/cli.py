@@ -175,13 +175,13 @@ def plan_generate(args) -> GeneratePlan:
         check_dtype("--dtype", args.dtype)
     prompts = _prompts(args)
     target = target_spec(args.target or default_target())
+    grammar = plan_grammar(args)
+    automaton = None if grammar is None else compile_grammar(grammar, target.tokenizer, target.config.vocab_size,
+                                                             target_eos(target))
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
     method, options = _method(args)
     drafter, drafter_name = _drafter(args, target, method)
     mesh = None if args.mesh is None else make_mesh(**parse_mesh(args.mesh))
-    grammar = plan_grammar(args)
-    automaton = None if grammar is None else compile_grammar(grammar, target.tokenizer, target.config.vocab_size,
-                                                             target_eos(target))
     return GeneratePlan(target, drafter, drafter_name, method, options, sampling, prompts, mesh, grammar, automaton)
 
 

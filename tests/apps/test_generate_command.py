@@ -111,6 +111,9 @@ def test_smollm2_eagle2_command_opens_the_gguf_once(counts, tmp_path, monkeypatc
     (["--drafter", "rest"], "rest needs a target with a tokenizer"),
     (["--drafter", "lookup:2+eagle"], "every part after the first"),
     (["--verifier", "hsd"], "verifier 'hsd' is lossy"),
+    (["--regex", "(ab"], "cannot compile regex '(ab'"),
+    (["--json-schema", "/nowhere/schema.json"], "--json-schema /nowhere/schema.json: no such file"),
+    (["--grammar-mode", "faithful"], "--grammar-mode needs a grammar"),
 ])
 def test_bad_runs_exit_2_before_loading(flags, message, no_loading, capsys, tmp_path):
     assert generate(tmp_path, "--target", "random:byte-tiny", "--method", "chain", *flags) == 2
@@ -199,6 +202,31 @@ def test_coupled_output_does_not_depend_on_the_draft_length_or_tree(capsys, tmp_
     chain = text("--method", "chain", "-K", "2", "--verifier", "disd")
     assert chain == text("--method", "chain", "-K", "5", "--verifier", "disd")
     assert chain == text("--method", "rsd-c", "--budget", "8", "--verifier", "gumbel_list")
+
+
+def test_grammar_constrained_runs_match_the_language(capsys, tmp_path):
+    """`--regex` at T = 1 on a random byte model, masked and faithful (DP h): every row is a string of the language
+    or a valid prefix cut by the budget, and the report says which; a JSON schema file works the same way."""
+    import re
+
+    regex = "[a-c]{2,4}@(x|yz)"
+    for mode in ("masked", "faithful"):
+        assert generate(tmp_path, "--target", "random:byte-tiny", "--temperature", "1", "--max-new-tokens", "10",
+                        "--method", "chain", "-K", "3", "--regex", regex, "--grammar-mode", mode,
+                        "--prompt", "a", "--prompt", "b") == 0
+        printed = capsys.readouterr().out
+        stats = json.loads((tmp_path / "g.json").read_text())
+        assert stats["grammar"]["mode"] == mode and "invalid" not in stats["grammar"]["rows"]
+        texts = [block.split("\n", 1)[1] for block in printed.split("\ntau ")[0].split("--- ")[1:]]
+        if mode == "faithful":        # the DP h steers the random model to finish; masked rows may be cut
+            assert stats["grammar"]["rows"].count("complete") >= 1
+        for text, status in zip(texts, stats["grammar"]["rows"]):
+            assert status != "complete" or re.fullmatch(regex, text.split("\n")[0]), text
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "object", "properties": {"n": {"enum": [1, 2]}}, "required": ["n"]}')
+    assert generate(tmp_path, "--target", "random:byte-tiny", "--temperature", "0", "--max-new-tokens", "12",
+                    "--method", "ar", "--json-schema", str(schema)) == 0
+    assert json.loads((tmp_path / "g.json").read_text())["grammar"]["source"].startswith("json-schema:")
 
 
 def test_help_names_eagle2_and_its_alias(capsys):
