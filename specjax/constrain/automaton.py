@@ -67,8 +67,10 @@ def from_transitions(transitions: Mapping[int, Mapping[int, int]], initial: int,
     exactly in `finals` (leading to DONE), masked mode. ValueError for a token outside the vocabulary or an EOS
     transition written by hand that disagrees with `finals`."""
     finals = set(finals)
-    names = sorted(set(transitions) | {initial} | finals | {t for m in transitions.values() for t in m.values()},
-                   key=repr)
+    # the initial state first: every automaton starts in FIRST_STATE, so grammars padded to one shape
+    # (`pad_automaton`) share one compiled loop
+    others = set(transitions) | finals | {t for m in transitions.values() for t in m.values()}
+    names = [initial] + sorted(others - {initial}, key=repr)
     index = {name: FIRST_STATE + i for i, name in enumerate(names)}
     dense = np.zeros((FIRST_STATE + len(names), vocab_size), np.int32)         # DEAD everywhere
     dense[DONE, eos_id] = DONE
@@ -102,6 +104,20 @@ def from_classes(columns: np.ndarray, token_class: np.ndarray, initial: int, eos
         log_h = np.where(live_states(columns), 0.0, -np.inf)[:, None]
     return TokenAutomaton(jnp.asarray(token_class, jnp.int32), jnp.asarray(columns, jnp.int32),
                           jnp.asarray(log_h, jnp.float32), int(initial), int(eos_id), float(temperature), mode)
+
+
+def pad_automaton(automaton: TokenAutomaton, num_states: int, num_classes: int) -> TokenAutomaton:
+    """The same automaton with `num_states` states and `num_classes` token classes (unreachable DEAD states and
+    unused classes added): automata of one shape (and one initial state, EOS, temperature and mode) share one
+    compiled decode loop, so a new grammar need not recompile it. ValueError if it is already larger."""
+    s, c = automaton.next_state.shape
+    if num_states < s or num_classes < c:
+        raise ValueError(f"cannot pad an automaton of {s} states and {c} classes to {num_states} and {num_classes}")
+    table = np.full((num_states, num_classes), DEAD, np.int32)
+    table[:s, :c] = np.asarray(automaton.next_state)
+    log_h = np.full((num_states, automaton.log_h.shape[1]), -np.inf, np.float32)
+    log_h[:s] = np.asarray(automaton.log_h)
+    return automaton.replace(next_state=jnp.asarray(table), log_h=jnp.asarray(log_h))
 
 
 def live_states(table: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ when the row ran out.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import jax
@@ -38,21 +39,27 @@ def tiny_automaton(name: str) -> TokenAutomaton:
 
 
 def model_law(target: Handle, prompt: list[int], sampling: SamplingConfig) -> Callable:
-    """next_law(prefixes) -> `[n, V]` float64: the target's warped, unconstrained law after prompt + each prefix."""
-    @jax.jit
-    def laws(seqs, last):
-        logits = target.score(seqs).logits
-        return warp_logits(logits[jnp.arange(seqs.shape[0]), last], sampling)
-
+    """next_law(prefixes) -> `[n, V]` float64: the target's warped, unconstrained law after prompt + each prefix.
+    Rows and width are padded to powers of two, so an enumeration compiles a handful of programs, not one per
+    frontier."""
     def next_law(prefixes):
-        width = len(prompt) + max(len(p) for p in prefixes)
-        seqs = np.zeros((len(prefixes), width), np.int32)
+        rows = max(16, 1 << (len(prefixes) - 1).bit_length())
+        width = max(8, 1 << (len(prompt) + max(len(p) for p in prefixes) - 1).bit_length())
+        seqs = np.zeros((rows, width), np.int32)
+        last = np.zeros(rows, np.int32)
         for i, p in enumerate(prefixes):
             seqs[i, :len(prompt) + len(p)] = list(prompt) + list(p)
-        last = np.asarray([len(prompt) + len(p) - 1 for p in prefixes], np.int32)
-        probs = np.asarray(laws(jnp.asarray(seqs), jnp.asarray(last)), np.float64)
+            last[i] = len(prompt) + len(p) - 1
+        probs = np.asarray(_next_laws(target, jnp.asarray(seqs), jnp.asarray(last), sampling), np.float64)
+        probs = probs[:len(prefixes)]
         return probs / probs.sum(axis=1, keepdims=True)
     return next_law
+
+
+@partial(jax.jit, static_argnames="sampling")
+def _next_laws(target: Handle, seqs: jax.Array, last: jax.Array, sampling: SamplingConfig) -> jax.Array:
+    logits = target.score(seqs).logits
+    return warp_logits(logits[jnp.arange(seqs.shape[0]), last], sampling)
 
 
 def constrained_law(automaton: TokenAutomaton, law: np.ndarray, state: int, remaining: int) -> np.ndarray:

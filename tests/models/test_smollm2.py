@@ -166,13 +166,14 @@ JSON_SCHEMA = ('{"type": "object", "properties": {"name": {"type": "string", "ma
 
 def test_constrained_greedy_speculative_equals_constrained_ar(smol, concurrently, tmp_path, monkeypatch):
     """Temperature 0 under a JSON schema and a regex (compiled by outlines-core over SmolLM2's 49,152 tokens, cached
-    on disk): the EAGLE head as a chain and as an EAGLE-2 tree emits exactly constrained AR's tokens, and every row
-    is a string of the language (or a valid prefix of one cut by the token budget)."""
+    on disk; the class table checked against outlines-core's own index on random walks): the EAGLE head as a chain
+    and as an EAGLE-2 tree emits exactly constrained AR's tokens, and every row is a string of the language (or a
+    valid prefix of one cut by the token budget)."""
     import json
 
     from specjax.apps.grammar import grammar_status, vocabulary_bytes
     from specjax.apps.models import LoadedTarget, load_drafter
-    from specjax.constrain import compile_regex, regex_from_json_schema
+    from specjax.constrain import compile_regex, pad_automaton, regex_from_json_schema
     from specjax.decode.batching import pad_prompts
     from specjax.decode.loop import generate
     from specjax.methods import make_method
@@ -185,9 +186,31 @@ def test_constrained_greedy_speculative_equals_constrained_ar(smol, concurrently
     vocabulary = vocabulary_bytes(tok, model.config.vocab_size)
     grammars = {"json": regex_from_json_schema(JSON_SCHEMA), "regex": r"(yes|no), because [a-z ]{5,40}\."}
     automata = {name: compile_regex(regex, vocabulary, tok.eos_id) for name, regex in grammars.items()}
+    # both padded to one shape: the regex's runs reuse the JSON runs' compiled loops
+    shape = np.max([a.next_state.shape for a in automata.values()], axis=0)
+    padded = {name: pad_automaton(a, *map(int, shape)) for name, a in automata.items()}
     assert len(list(tmp_path.glob("automata/*.npz"))) == 2
     cached = compile_regex(grammars["json"], vocabulary, tok.eos_id)
     np.testing.assert_array_equal(np.asarray(cached.next_state), np.asarray(automata["json"].next_state))
+    # the class table agrees with outlines-core's own index on random walks over the full vocabulary
+    import outlines_core as oc
+    pieces = {}
+    for i, piece in enumerate(vocabulary):
+        if piece and i != tok.eos_id:
+            pieces.setdefault(piece, []).append(i)
+    index = oc.Index(grammars["regex"], oc.Vocabulary(tok.eos_id, pieces))
+    automaton, rng = automata["regex"], np.random.default_rng(0)
+    table = np.asarray(automaton.next_state)[:, np.asarray(automaton.token_class)]
+    for _ in range(20):
+        ours, theirs = automaton.initial, index.get_initial_state()
+        while True:
+            allowed = sorted(index.get_allowed_tokens(theirs))
+            assert np.flatnonzero(table[ours] > 1).tolist() == [t for t in allowed if t != tok.eos_id]
+            assert (table[ours, tok.eos_id] == 1) == index.is_final_state(theirs)        # EOS leads to DONE
+            token = int(rng.choice(allowed))
+            if token == tok.eos_id:
+                break
+            ours, theirs = int(table[ours, token]), index.get_next_state(theirs, token)
     prompts = {"json": "Give a JSON record of a person with a name and an age.",
                "regex": "Is the sky blue? Answer yes or no and say why."}
     eagle = load_drafter("eagle", target)
@@ -197,14 +220,19 @@ def test_constrained_greedy_speculative_equals_constrained_ar(smol, concurrently
     def decode(grammar, method):
         tokens, lengths = pad_prompts([target.encode_prompt(prompts[grammar])])
         return lambda: generate(target.handle, tokens, lengths, jax.random.key(0), method=methods[method] or
-                                make_method("ar"), drafter=None if method == "ar" else eagle, max_new_tokens=24,
-                                sampling=SamplingConfig(0.0), constraint=automata[grammar])
+                                make_method("ar"), drafter=None if method == "ar" else eagle, max_new_tokens=20,
+                                sampling=SamplingConfig(0.0), constraint=padded[grammar])
 
-    outs = dict(zip(runs, concurrently([decode(g, m) for g, m in runs])))
+    # the JSON runs compile (concurrently), the regex runs find their loops compiled
+    from specjax.decode import loop
+    outs = dict(zip(runs[:3], concurrently([decode(g, m) for g, m in runs[:3]])))
+    compiled = loop._generate._cache_size()
+    outs.update({run: decode(*run)() for run in runs[3:]})
+    assert loop._generate._cache_size() == compiled
     for grammar in grammars:
         ar = outs[grammar, "ar"]
         assert grammar_status(automata[grammar], ar.tokens, ar.lengths)[0] in ("complete", "prefix")
-        for method in ("chain", "eagle2"):
+        for method in [m for g, m in runs if g == grammar and m != "ar"]:
             np.testing.assert_array_equal(np.asarray(outs[grammar, method].tokens), np.asarray(ar.tokens),
                                           err_msg=f"{grammar} {method}")
             assert outs[grammar, method].acceptance_length > 1.0
