@@ -253,7 +253,8 @@ def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: flo
              "method": args.method, "options": plan.options, "batch": len(plan.prompts), "seed": args.seed,
              "temperature": args.temperature, "mesh": args.mesh, "dtype": args.dtype or "float32",
              "top_k": args.top_k, "top_p": args.top_p, "random_weights": target.random_weights,
-             "tau": out.acceptance_length, "drafted_per_round": out.drafted_per_round,
+             "tau": out.acceptance_length, "acceptance_per_position": out.acceptance_per_position,
+             "drafted_per_round": out.drafted_per_round,
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
              "tokens_per_s": num_tokens / seconds, "compile_and_run_seconds": compile_seconds,
              "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)]}

@@ -23,13 +23,15 @@ from specjax.runners.base import Handle
 @dataclass
 class Run:
     """One prompt decoded by one method: generated ids, wall seconds (compiled; the median of `samples` when the
-    prompt was timed more than once), τ, mean drafted tokens/round, and every timed run's seconds."""
+    prompt was timed more than once), τ, mean drafted tokens/round, every timed run's seconds, and the per-position
+    acceptance (`specjax.metrics.acceptance_per_position`)."""
 
     tokens: list[int]
     seconds: float
     tau: float
     drafted_per_round: float
     samples: list[float] = field(default_factory=list)
+    acceptance_per_position: list[float] = field(default_factory=list)
 
 
 def decode_prompts(target: Handle, prompts: Sequence[Sequence[int]], *, seed: int = 0, repeats: int = 1,
@@ -78,15 +80,22 @@ def decode_interleaved(target: Handle, prompts: Sequence[Sequence[int]], configs
 def run_of(res: GenerateResult, seconds: float) -> Run:
     """The `Run` of a batch-1 result."""
     n = int(res.lengths[0])
-    return Run(np.asarray(res.tokens[0, :n]).tolist(), seconds, res.acceptance_length, res.drafted_per_round)
+    return Run(np.asarray(res.tokens[0, :n]).tolist(), seconds, res.acceptance_length, res.drafted_per_round,
+               acceptance_per_position=res.acceptance_per_position)
 
 
 def summarize(runs: Sequence[Run]) -> dict[str, float]:
-    """Total tokens, seconds, tokens/s, mean τ and mean drafted tokens per round over runs."""
+    """Total tokens, seconds, tokens/s, mean τ, mean drafted tokens per round and mean per-position acceptance
+    (positions a run never reached count as 0) over runs."""
     toks = sum(len(r.tokens) for r in runs)
     secs = sum(r.seconds for r in runs)
+    depth = max((len(r.acceptance_per_position) for r in runs), default=0)
+    per_position = np.zeros((len(runs), depth))
+    for i, r in enumerate(runs):
+        per_position[i, :len(r.acceptance_per_position)] = r.acceptance_per_position
     return {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs else 0.0,
             "tau": float(np.mean([r.tau for r in runs])),
+            "acceptance_per_position": per_position.mean(axis=0).tolist() if runs else [],
             "drafted_per_round": float(np.mean([r.drafted_per_round for r in runs]))}
 
 

@@ -22,7 +22,7 @@ from specjax.constrain.checks import check_constraint
 from specjax.constrain.runner import constrain
 from specjax.decode.batching import bucket_size
 from specjax.parallel.memory import check_budget, plan_generate
-from specjax.metrics import acceptance_length
+from specjax.metrics import acceptance_length, acceptance_per_position
 from specjax.runners.base import Forward, Handle, shifted_features
 from specjax.sampling import SamplingConfig, sample_token, warp_logits
 from specjax.parallel.sharding import shard_decode
@@ -51,6 +51,12 @@ class GenerateResult:
     def acceptance_length(self) -> float:
         """τ = tokens emitted per target call (see `specjax.metrics`)."""
         return acceptance_length(np.asarray(self.accepted))
+
+    @property
+    def acceptance_per_position(self) -> list[float]:
+        """Entry i: the fraction of rounds whose draft i + 1 was accepted (trees: whose path reached depth i + 1),
+        vLLM's convention; τ = 1 + sum (see `specjax.metrics`). As long as the longest accepted run."""
+        return acceptance_per_position(np.asarray(self.accepted))
 
     @property
     def drafted_per_round(self) -> float:

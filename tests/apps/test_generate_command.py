@@ -217,6 +217,7 @@ def test_grammar_constrained_runs_match_the_language(capsys, tmp_path):
         printed = capsys.readouterr().out
         stats = json.loads((tmp_path / "g.json").read_text())
         assert stats["grammar"]["mode"] == mode and "invalid" not in stats["grammar"]["rows"]
+        assert abs(1 + sum(stats["acceptance_per_position"]) - stats["tau"]) < 1e-9       # vLLM's convention
         texts = [block.split("\n", 1)[1] for block in printed.split("\ntau ")[0].split("--- ")[1:]]
         if mode == "faithful":        # the DP h steers the random model to finish; masked rows may be cut
             assert stats["grammar"]["rows"].count("complete") >= 1

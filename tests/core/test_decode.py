@@ -93,6 +93,11 @@ def test_round_statistics_are_consistent(tiny_pair, ragged_prompts):
     assert np.all(1 + ((acc + 1) * ran).sum(1) >= 30)
     assert np.all(drafted[ran] == 4) and np.all(acc[ran] <= 4)
     assert np.array_equal(np.asarray(out.num_rounds), ran.sum(1))
+    # per-position acceptance (vLLM's convention): non-increasing, at most K entries, and τ = 1 + their sum
+    per_position = out.acceptance_per_position
+    assert 1 <= len(per_position) <= 4 and all(a >= b for a, b in zip(per_position, per_position[1:]))
+    assert abs(out.acceptance_length - 1 - sum(per_position)) < 1e-12
+    assert per_position[0] == (acc[ran] >= 1).mean()
 
 
 def test_new_max_new_tokens_in_bucket_or_new_eos_does_not_recompile(tiny_pair, ragged_prompts):
