@@ -78,24 +78,8 @@ def constrained_law(automaton: TokenAutomaton, law: np.ndarray, state: int, rema
 def emitted_law(automaton: TokenAutomaton, next_law: Callable, budget: int) -> dict[tuple[int, ...], float]:
     """The exact law of the outcomes of constrained decoding for `budget` tokens: every token drawn from
     `constrained_law` (masked, or weighted by the automaton's h). next_law as in `model_law`."""
-    dense = automaton.transitions()
-    out: dict[tuple[int, ...], float] = {}
-    frontier = [((), automaton.initial, 1.0)]
-    for depth in range(budget):
-        laws = next_law([prefix for prefix, _, _ in frontier])
-        grown = []
-        for (prefix, state, mass), law in zip(frontier, laws):
-            q = constrained_law(automaton, law, state, budget - depth)
-            for y in np.flatnonzero(q > 0):
-                seq, nxt = prefix + (int(y),), int(dense[state, y])
-                if nxt == DONE or depth + 1 == budget:
-                    out[seq] = out.get(seq, 0.0) + mass * q[y]
-                else:
-                    grown.append((seq, nxt, mass * q[y]))
-        frontier = grown
-        if not frontier:
-            break
-    return out
+    return _enumerate(automaton, next_law, budget, lambda law, state, left: constrained_law(automaton, law, state,
+                                                                                               left), keep_cut=True)
 
 
 def conditional_law(automaton: TokenAutomaton, next_law: Callable, budget: int) -> dict[tuple[int, ...], float]:
@@ -103,21 +87,35 @@ def conditional_law(automaton: TokenAutomaton, next_law: Callable, budget: int) 
     included), by enumerating every valid prefix."""
     dense = automaton.transitions()
     live = live_states(dense)
+    out = _enumerate(automaton, next_law, budget, lambda law, state, left: law * live[dense[state]],
+                     keep_cut=False)
+    total = sum(out.values())
+    return {seq: m / total for seq, m in out.items()}
+
+
+def _enumerate(automaton: TokenAutomaton, next_law: Callable, budget: int, weights: Callable,
+               keep_cut: bool) -> dict[tuple[int, ...], float]:
+    """Every token sequence of positive mass, grown prefix by prefix: `weights(law, state, tokens left) -> [V]`
+    gives each next token's mass factor; a sequence ends at DONE (EOS in an accepting state), or at the budget,
+    where it is kept only if `keep_cut`."""
+    dense = automaton.transitions()
     out: dict[tuple[int, ...], float] = {}
     frontier = [((), automaton.initial, 1.0)]
     for depth in range(budget):
-        laws = next_law([prefix for prefix, _, _ in frontier])
+        if not frontier:
+            break
         grown = []
-        for (prefix, state, mass), law in zip(frontier, laws):
-            for y in range(len(law)):
-                nxt = int(dense[state, y])
-                if nxt == DONE:
-                    out[prefix + (y,)] = mass * law[y]
-                elif live[nxt] and depth + 1 < budget:
-                    grown.append((prefix + (y,), nxt, mass * law[y]))
+        for (prefix, state, mass), law in zip(frontier, next_law([prefix for prefix, _, _ in frontier])):
+            w = weights(law, state, budget - depth)
+            for y in np.flatnonzero(w > 0):
+                seq, nxt = prefix + (int(y),), int(dense[state, y])
+                if nxt == DONE or depth + 1 == budget:
+                    if nxt == DONE or keep_cut:
+                        out[seq] = out.get(seq, 0.0) + mass * w[y]
+                else:
+                    grown.append((seq, nxt, mass * w[y]))
         frontier = grown
-    total = sum(out.values())
-    return {seq: m / total for seq, m in out.items()}
+    return out
 
 
 def total_variation(a: dict, b: dict) -> float:

@@ -19,6 +19,7 @@ from specjax.testing.grammars import (TINY_EOS, TINY_GRAMMARS, TINY_VOCABULARY, 
 from specjax.testing.pairs import tiny_pair
 from specjax.testing.stats import chi_square_pvalue_counts
 from transport.exact.chain import chain_output_law, completions
+from trees.tree import ancestor_mask, depth_positions
 
 PROMPT = [3, 5, 7]
 SAMPLING = SamplingConfig()
@@ -101,14 +102,9 @@ def test_runner_laws_on_chain_and_tree_blocks(pair, mode):
     parents = [-1, 0, 0, 1, 2]
     depth = [0, 1, 1, 2, 2]
     t = len(tokens)
-    visible = np.zeros((t, t), bool)
-    for i in range(t):
-        j = i
-        while j >= 0:
-            visible[i, j] = True
-            j = parents[j]
-    block = Block(tokens=jnp.asarray([tokens], jnp.int32), positions=start[:, None] + jnp.asarray([depth]),
-                  slots=start[:, None] + jnp.arange(t)[None], window=start, visible=jnp.asarray(visible)[None])
+    block = Block(tokens=jnp.asarray([tokens], jnp.int32), positions=depth_positions(jnp.asarray([depth]), start),
+                  slots=start[:, None] + jnp.arange(t)[None], window=start,
+                  visible=ancestor_mask(jnp.asarray([parents]), max(depth)))
     out = handle.forward(cache, block)
     paths = []
     for i in range(t):
