@@ -10,7 +10,8 @@ The public API, loaded lazily (importing `specjax` imports nothing heavy; each n
 
 The packages, in the direction of their imports (each imports only those before it):
 `validation`, `sampling`, `metrics` (shared leaves) -> `model` (config, families, the one decoder, cache, block,
-layout, io) -> `runners` (the runner protocol and every drafter) -> `verify` (acceptance rules) -> `decode` (the
+layout, io) -> `runners` (the runner protocol and every drafter) -> `constrain` (grammar automata carried by a
+runner) -> `verify` (acceptance rules) -> `decode` (the
 loop, the round contract, chains, policies) -> `parallel`, `costs`, `training`, `testing`; above them `trees`,
 `transport`, then `specjax.methods` (every method by name), `specjax.bench` (the experiment library) and
 `specjax.apps` (the commands). `tests/test_layering.py` checks every rule.
@@ -27,6 +28,9 @@ _API = {
     "ChainSpeculator": "specjax.decode.chain", "Speculator": "specjax.decode.speculator",
     "SamplingConfig": "specjax.sampling", "GREEDY": "specjax.sampling",
     "accept_chain": "specjax.verify.chain",
+    # grammar constraints (regexes and JSON schemas as token automata)
+    "compile_regex": "specjax.constrain.compile", "regex_from_json_schema": "specjax.constrain.compile",
+    "TokenAutomaton": "specjax.constrain.automaton",
     # models, handles and drafters
     "ModelConfig": "specjax.model.config", "named_config": "specjax.model.config", "init_model": "specjax.model.decoder",
     "Handle": "specjax.runners.base", "model_handle": "specjax.runners.model", "early_exit": "specjax.runners.model",
