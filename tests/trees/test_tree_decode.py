@@ -79,6 +79,10 @@ def test_sampled_tree_decoding_matches_exact_target_law(method, tiny_pair, exact
     acc = np.asarray(out.accepted)
     assert np.any(acc >= 2)                      # deep nodes were accepted, so the test covers the walk below root
     assert 1.0 < out.acceptance_length
+    # per depth (vLLM's convention for trees): entry d = rounds whose accepted path reached depth d + 1
+    per_depth = out.acceptance_per_position
+    assert len(per_depth) == acc.max() and abs(out.acceptance_length - 1 - sum(per_depth)) < 1e-12
+    assert per_depth[1] == ((acc >= 2) & (acc >= 0)).sum() / (acc >= 0).sum()
 
 
 def test_law_test_has_power_against_the_q_rule_for_deterministic_children(tiny_pair, exact_t1):
