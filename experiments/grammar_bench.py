@@ -41,6 +41,7 @@ class GrammarBenchConfig:
     seed: int = 0
 
 
+CONFIG = GrammarBenchConfig
 PRESETS = {"quick": GrammarBenchConfig(tasks=("weather_json", "iso_date"), max_new_tokens=24, repeats=1)}
 
 
