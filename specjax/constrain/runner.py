@@ -36,10 +36,19 @@ class ConstrainedCache:
     origin: jax.Array
 
 
+@struct.dataclass
+class ConstrainedParams:
+    """A constrained runner's parameters: the wrapped runner's, and the automaton (arrays, so a new grammar of the
+    same shape reuses the compiled loop)."""
+
+    inner: Any
+    automaton: TokenAutomaton
+
+
 @dataclass(frozen=True)
 class ConstrainedRunner(WrappingRunner):
-    """`inner` with its logits constrained by the automaton in its parameters: params = (inner params,
-    `TokenAutomaton`). Hidden states pass through unchanged."""
+    """`inner` with its logits constrained by the automaton in its parameters (`ConstrainedParams`). Hidden states
+    pass through unchanged."""
 
     @property
     def emits_exit_hidden(self):
@@ -47,11 +56,11 @@ class ConstrainedRunner(WrappingRunner):
         return False
 
     def inner_params(self, params):
-        return params[0]
+        return params.inner
 
     def init_cache(self, params, batch_size, capacity):
-        automaton = params[1]
-        return ConstrainedCache(self.inner.init_cache(params[0], batch_size, capacity),
+        automaton = params.automaton
+        return ConstrainedCache(self.inner.init_cache(params.inner, batch_size, capacity),
                                 jnp.full((batch_size, capacity), automaton.initial, jnp.int32),
                                 jnp.full((batch_size, capacity), -1, jnp.int32),
                                 jnp.full((batch_size,), capacity, jnp.int32))
@@ -66,8 +75,8 @@ class ConstrainedRunner(WrappingRunner):
                                 cache.origin)
 
     def forward(self, params, cache, block: Block) -> Forward:
-        inner_params, automaton = params
-        out = self.inner.forward(inner_params, cache.inner, block)
+        automaton = params.automaton
+        out = self.inner.forward(params.inner, cache.inner, block)
         states, positions = block_states(automaton, cache, block)
         generated = block.positions - cache.origin[:, None] + 1           # tokens generated up to each query
         remaining = jnp.maximum(automaton.log_h.shape[1] - 1, 0) - generated
@@ -101,4 +110,4 @@ def constrain(handle: Handle, automaton: TokenAutomaton) -> Handle:
     if automaton.vocab_size != handle.config.vocab_size:
         raise ValueError(f"the automaton covers {automaton.vocab_size} tokens, the model's vocabulary is "
                          f"{handle.config.vocab_size}")
-    return Handle(ConstrainedRunner(handle.runner), (handle.params, automaton))
+    return Handle(ConstrainedRunner(handle.runner), ConstrainedParams(handle.params, automaton))
