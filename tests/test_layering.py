@@ -2,9 +2,9 @@
 
 Layers, bottom up (each may import only what is below it):
 - the core, `specjax` without `apps`, `bench` and `methods`: its own inner order is
-  leaves (`validation`, `sampling`, `metrics`) -> `model` -> `runners` -> `constrain` -> `verify` -> `parallel` ->
-  `costs` -> `decode` -> `training` -> `testing` (the rules below name what matters: `model` imports neither `runners` nor
-  `decode`; `runners` do not import `decode`; `costs` import only model configurations; `training` imports `decode`,
+  leaves (`validation`, `sampling`, `metrics`) -> `model` -> `runners` -> `constrain`, `crossvocab` -> `verify` ->
+  `parallel` -> `costs` -> `decode` -> `training` -> `testing` (the rules below name what matters: `model` imports
+  neither `runners` nor `decode`; `runners` do not import `decode`; `costs` import only model configurations; `training` imports `decode`,
   never the reverse);
 - `trees` (draft trees) on the core; `transport` (theory) on the core's validation and verifier vocabulary only;
 - `specjax.methods` (every method by name), `specjax.bench` (the experiment library) and `specjax.apps` (the
@@ -37,6 +37,8 @@ FORBIDDEN = {
                       "specjax.testing", "flax", "jax"),
     "specjax.constrain": ("specjax.decode", "specjax.verify", "specjax.parallel", "specjax.costs",
                           "specjax.training", "specjax.testing"),
+    "specjax.crossvocab": ("specjax.constrain", "specjax.decode", "specjax.verify", "specjax.parallel",
+                           "specjax.costs", "specjax.training", "specjax.testing"),
     "specjax.decode": ("specjax.training", "specjax.testing"),
     "specjax.training": ("specjax.testing",),
     "specjax.bench": ("specjax.apps",),

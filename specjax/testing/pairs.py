@@ -44,3 +44,17 @@ def exact_joint_law(target: Handle, prompt: list[int], sampling: SamplingConfig,
         probs = np.asarray(next_probs(seqs), np.float64).reshape((v,) * i + (v,))
         law = law[..., None] * probs
     return law
+
+
+# Two tiny vocabularies over the alphabet "abc" that split strings differently (id 0: a special token spelling
+# nothing): ten target tokens are drafter tokens too, the others ("ab", "ba", "bc", "bca", "cab") read as two.
+TINY_TARGET_SPELLINGS = (None, b"a", b"b", b"c", b"ab", b"ba", b"ca", b"abc", b"cc", b"aa", b"bc", b"cab", b"bb",
+                         b"ac", b"cb", b"bca")
+TINY_DRAFTER_SPELLINGS = (None, b"a", b"b", b"c", b"aa", b"bb", b"cc", b"abc", b"ca", b"bab", b"cb", b"ac")
+
+
+def tiny_cross_pair(target_seed: int = 0, draft_seed: int = 1) -> tuple[Handle, Handle]:
+    """A V=16 target and a V=12 drafter of another vocabulary (`TINY_TARGET_SPELLINGS`, `TINY_DRAFTER_SPELLINGS`)."""
+    draft = named_config("tiny-draft").replace(vocab_size=len(TINY_DRAFTER_SPELLINGS))
+    return (model_handle(init_model(named_config("tiny"), target_seed)),
+            model_handle(init_model(draft, draft_seed)))
