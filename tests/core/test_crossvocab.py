@@ -4,7 +4,6 @@ restricted to the shared tokens), the loop's samples against the target's exact 
 greedy equality with AR as chain and tree, and bad input."""
 from __future__ import annotations
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -153,7 +152,8 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="max_pieces"):
         vocab_map(TINY_TARGET_SPELLINGS, TINY_DRAFTER_SPELLINGS, max_pieces=0)
     with pytest.raises(ValueError, match="fallback"):
-        vocab_map(TINY_TARGET_SPELLINGS, TINY_DRAFTER_SPELLINGS)        # no drafter token spells b" "
+        vocab_map(TINY_TARGET_SPELLINGS, TINY_DRAFTER_SPELLINGS, fallback=12)
+    assert int(vocab_map(TINY_TARGET_SPELLINGS, TINY_DRAFTER_SPELLINGS)[0].pieces[0, 0]) == 1   # no b" ": "a"
     with pytest.raises(ValueError, match="share no token"):
         cross_vocab(drafter, vocab_map([None, b"x", b"y"], [b"z", b" "])[0])
     with pytest.raises(ValueError, match="another drafter"):            # a map built for a larger drafter

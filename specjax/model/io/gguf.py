@@ -176,7 +176,7 @@ def context_length(reader) -> int | None:
 def gguf_tokenizer(reader):
     """The `specjax.model.io.tokenizer.Tokenizer` of an open reader's `tokenizer.*` metadata."""
     from specjax.model.io.tokenizer import tokenizer_from_gguf_metadata
-    return tokenizer_from_gguf_metadata(tokenizer_metadata(reader))
+    return tokenizer_from_gguf_metadata(tokenizer_metadata(reader), _field(reader, "general.architecture"))
 
 
 def gguf_model(reader, config: ModelConfig, *, source: str = "GGUF", mesh: Mesh | None = None) -> LlamaLM:

@@ -33,6 +33,8 @@ class Tokenizer:
     bos_id: int | None
     eos_id: int | None
     chat_template: str | None = None
+    add_bos: bool = False
+    """Whether a prompt starts with `bos_id` (Gemma's SentencePiece files say so; SmolLM2 and Qwen2 add none)."""
 
     @property
     def vocab_size(self) -> int:
@@ -87,12 +89,16 @@ def chatml(messages: Sequence[Mapping[str, str]], template: str, add_generation_
     return "".join(parts)
 
 
-def tokenizer_from_gguf_metadata(meta: Mapping[str, Any]) -> Tokenizer:
-    """Byte-level BPE tokenizer from GGUF `tokenizer.*` fields (model "gpt2"; pre-tokenizer "smollm"/"gpt2"...)."""
+def tokenizer_from_gguf_metadata(meta: Mapping[str, Any], architecture: str | None = None) -> Tokenizer:
+    """The tokenizer of GGUF `tokenizer.*` fields: byte-level BPE (model "gpt2"; pre-tokenizer "smollm"/"gpt2"), or
+    SentencePiece (model "llama", e.g. Gemma 3; `architecture` names the file's model family)."""
     tk = _tokenizers()
     kind = meta.get("tokenizer.ggml.model")
+    if kind == "llama":
+        return _sentencepiece_from_gguf(meta, architecture)
     if kind != "gpt2":
-        raise ValueError(f"GGUF tokenizer model {kind!r} is not supported (byte-level BPE 'gpt2' only)")
+        raise ValueError(f"GGUF tokenizer model {kind!r} is not supported (byte-level BPE 'gpt2', SentencePiece "
+                         "'llama')")
     tokens = list(meta["tokenizer.ggml.tokens"])
     types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
     merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
@@ -119,6 +125,22 @@ def tokenizer_from_gguf_metadata(meta: Mapping[str, Any]) -> Tokenizer:
                      meta.get("tokenizer.chat_template"))
 
 
+def _sentencepiece_from_gguf(meta: Mapping[str, Any], architecture: str | None) -> Tokenizer:
+    """A SentencePiece GGUF's tokenizer, rebuilt by transformers' GGUF converter (the `parity` extra): merges are
+    recovered from the pieces' scores and Gemma's whitespace pieces fixed there, which is not worth redoing here."""
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import (GGUF_TOKENIZER_MAPPING,
+                                                                           convert_gguf_tokenizer)
+    except ImportError:
+        raise ValueError("a SentencePiece GGUF tokenizer (Gemma) is read with transformers' converter: "
+                         "pip install -e '.[parity]'") from None
+    fields = {name: meta[f"tokenizer.{key}"] for key, name in GGUF_TOKENIZER_MAPPING["tokenizer"].items()
+              if f"tokenizer.{key}" in meta}
+    backend, _ = convert_gguf_tokenizer(architecture or "llama", fields)
+    return Tokenizer(backend, meta.get("tokenizer.ggml.bos_token_id"), meta.get("tokenizer.ggml.eos_token_id"),
+                     meta.get("tokenizer.chat_template"), add_bos=bool(meta.get("tokenizer.ggml.add_bos_token")))
+
+
 def tokenizer_from_hf_dir(directory: str | Path) -> Tokenizer:
     """Tokenizer of a Hugging Face checkpoint directory (tokenizer.json + tokenizer_config.json / chat_template)."""
     tk = _tokenizers()
@@ -138,3 +160,51 @@ def tokenizer_from_hf_dir(directory: str | Path) -> Tokenizer:
         return None if tok is None else backend.token_to_id(tok)
 
     return Tokenizer(backend, special_id("bos_token"), special_id("eos_token"), template)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character each byte is written as, inverted."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def token_bytes(tokenizer: "Tokenizer") -> list[bytes | None]:
+    """The bytes of every token id of a `specjax.model.io.tokenizer.Tokenizer` (None for special tokens): byte-level
+    BPE pieces decoded through GPT-2's byte alphabet, SentencePiece pieces with '▁' as a space and `<0xNN>` as a
+    byte."""
+    backend = tokenizer.backend
+    special = {i for i, t in backend.get_added_tokens_decoder().items() if getattr(t, "special", False)}
+    vocab = backend.get_vocab(with_added_tokens=True)
+    pieces: list[str | None] = [None] * tokenizer.vocab_size
+    for piece, i in vocab.items():
+        if i < len(pieces):
+            pieces[i] = piece
+    # byte-level BPE decodes through GPT-2's byte alphabet; SentencePiece vocabularies (Gemma's) may hold 'Ġ' too
+    byte_level = type(backend.decoder).__name__ == "ByteLevel"
+    decoder = _byte_decoder()
+    out: list[bytes | None] = []
+    for i, piece in enumerate(pieces):
+        if piece is None or i in special:
+            out.append(None)
+        elif byte_level:
+            out.append(bytes(decoder[c] for c in piece) if all(c in decoder for c in piece) else None)
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            out.append(bytes([int(piece[3:5], 16)]))
+        else:
+            out.append(piece.replace("▁", " ").encode("utf-8"))
+    return out
+
+
+def byte_fallback_ids(tokenizer: "Tokenizer") -> list[int]:
+    """The ids of a SentencePiece vocabulary's `<0xNN>` byte tokens (empty for byte-level BPE): they spell the same
+    bytes as some pieces, and a tokenizer emits them only for bytes no piece covers."""
+    vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
+    return sorted(i for piece, i in vocab.items() if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"))
