@@ -46,9 +46,11 @@ def add_generate_parser(sub) -> None:
                                                    "model:random:P-draft on a random:P preset that has one, "
                                                    "lookup:3 on any other target)")
     p.add_argument("--cross-vocab", default=None, choices=CROSS_VOCAB_RULES,
-                   help="a model:<...> drafter of another vocabulary drafts by token-level intersection (tli, "
-                        "lossless at every temperature; the default when the vocabularies differ); slem and slrs "
-                        "are refused here (exact string-level suite only)")
+                   help="a model:<...> drafter of another vocabulary: tli (token-level intersection in the jitted "
+                        "loop, chains and trees; the default when the vocabularies differ) or slem (drafted text "
+                        "re-encoded by the target's tokenizer and verified by exact match, a host step per round, "
+                        "chains, one row at a time); both lossless at every temperature. slrs is refused (see "
+                        "transport/THEORY.md 5.7)")
     p.add_argument("--method", default="chain", choices=sorted(METHODS), help=METHOD_HELP)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
@@ -155,6 +157,12 @@ def _drafter(args, target: TargetSpec, method: Speculator) -> tuple[DrafterSpec 
         print(f"note: {name} has another vocabulary: drafting by token-level intersection (--cross-vocab tli)",
               file=sys.stderr)
     spec.fit(target)
+    if getattr(spec, "cross_vocab", None) == "slem":
+        if args.method != "chain" or args.draft_policy is not None or args.verifier is not None or args.mesh:
+            raise ValueError("--cross-vocab slem drafts chains of -K tokens verified by exact match: no tree "
+                             "method, --draft-policy, --verifier or --mesh")
+        if args.regex or args.json_schema:
+            raise ValueError("--cross-vocab slem does not take a grammar constraint (use tli)")
     if args.drafter is None:
         print(f"note: no --drafter given: drafting with {name} (the default for {target.label})", file=sys.stderr)
     return spec, name
@@ -248,6 +256,8 @@ def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     from specjax.bench.timing import timed
     from specjax.decode.loop import generate
 
+    if getattr(plan.drafter, "cross_vocab", None) == "slem":
+        return _decode_slem(plan, target, drafter, tokens, lengths, args)
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 2 ** 30)
     constraint = None if plan.grammar is None else make_faithful(
         plan.grammar, plan.automaton, target.handle, tokens, lengths, plan.sampling, args.max_new_tokens)
@@ -256,6 +266,36 @@ def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     key = jax.random.key(args.seed)
     _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
     out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
+    return out, seconds, compile_seconds
+
+
+def _decode_slem(plan: GeneratePlan, target, drafter, tokens, lengths, args):
+    """SLEM, one row at a time (`specjax.crossvocab.slem`), as a `GenerateResult`: once to compile, once timed."""
+    import jax
+
+    from specjax.bench.timing import timed
+    from specjax.crossvocab.slem import slem_generate
+    from specjax.decode.loop import GenerateResult
+
+    codecs = plan.drafter.codecs(plan.target)
+    rows = [np.asarray(t[:n]).tolist() for t, n in zip(np.asarray(tokens), np.asarray(lengths))]
+
+    def run():
+        return [slem_generate(target.handle, drafter, *codecs, row, jax.random.fold_in(jax.random.key(args.seed), i),
+                              num_draft=args.num_draft, max_new_tokens=args.max_new_tokens, sampling=plan.sampling,
+                              eos_id=target.eos_id) for i, row in enumerate(rows)]
+
+    _, compile_seconds = timed(run)
+    results, seconds = timed(run)
+    rounds = max(len(r.accepted) for r in results)
+    pad = lambda seqs, width: np.asarray([list(q) + [-1] * (width - len(q)) for q in seqs], np.int32)
+    out = GenerateResult(tokens=pad([r.tokens for r in results], args.max_new_tokens),
+                         lengths=np.asarray([len(r.tokens) for r in results], np.int32),
+                         accepted=pad([r.accepted for r in results], rounds),
+                         drafted=pad([r.drafted for r in results], rounds),
+                         num_rounds=np.asarray([len(r.accepted) for r in results], np.int32))
+    host = sum(r.host_seconds for r in results)
+    print(f"slem: host step (re-encoding) {host:.2f} s of {seconds:.2f} s", file=sys.stderr)
     return out, seconds, compile_seconds
 
 

@@ -182,11 +182,18 @@ class ModelDrafterSpec:
         run (SLEM and SLRS re-tokenize drafted text: their exact laws are in transport.exact.strings)."""
         if rule not in CROSS_VOCAB_RULES:
             raise ValueError(f"unknown cross-vocabulary rule {rule!r}; rules: {', '.join(CROSS_VOCAB_RULES)}")
-        if rule != "tli":
-            raise ValueError(f"--cross-vocab {rule}: the decode loop runs token-level intersection (tli) only; {rule} "
-                             "re-tokenizes drafted text on the host and is so far implemented in the exact "
-                             "string-level suite (transport.exact.strings)")
+        if rule == "slrs":
+            raise ValueError("--cross-vocab slrs: its exact proposal law sums every drafter tokenization of the "
+                             "drafted string (exponential); the affordable one-path law is lossy (TV 0.43 on the "
+                             "tiny suite, transport.exact.strings). Use tli (jitted) or slem (host-stepped)")
         return dataclasses.replace(self, cross_vocab=rule)
+
+    def codecs(self, target: TargetFacts):
+        """(target codec, drafter codec): each model's token bytes and tokenizer, for SLEM's re-encoding."""
+        from specjax.apps.grammar import vocabulary_bytes
+        from specjax.crossvocab.slem import tokenizer_codec
+        return tuple(tokenizer_codec(m.tokenizer, vocabulary_bytes(m.tokenizer, m.config.vocab_size))
+                     for m in (target, self.target))
 
     def fit(self, target: TargetFacts) -> None:
         vocab = self.target.config.vocab_size
@@ -211,7 +218,7 @@ class ModelDrafterSpec:
 
     def build(self, target: LoadedTarget, seed: int, dtype: str | None, in_hybrid: bool = False) -> Handle:
         drafter = load_target(self.target, seed, dtype=dtype).handle
-        if self.cross_vocab is None:
+        if self.cross_vocab in (None, "slem"):          # SLEM's drafter drafts in its own vocabulary
             return drafter
         from specjax.crossvocab import cross_vocab
         return cross_vocab(drafter, self.vocab_pair(target)[0])

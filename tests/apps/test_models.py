@@ -208,12 +208,12 @@ def hf_dir_with_words(tmp_path, name: str, words: list[str]):
 
 
 def test_cross_vocab_flags_are_checked_before_any_weights(tmp_path, capsys, no_building):
-    """--cross-vocab: SLEM and SLRS refused in the loop, only for a model drafter, both models need token strings,
+    """--cross-vocab: SLRS refused, SLEM only for plain chains, only for a model drafter, both models need token strings,
     and token-level intersection needs enough shared tokens (the count is said)."""
     out = str(tmp_path / "g.json")
     base = ["generate", "--target", "random:byte-tiny", "--out", out]
-    assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "slem"]) == 2
-    assert "(tli) only" in capsys.readouterr().err
+    assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "slrs"]) == 2
+    assert "exponential" in capsys.readouterr().err
     assert cli.main(base + ["--drafter", "lookup:3", "--cross-vocab", "tli"]) == 2
     assert "separate draft model" in capsys.readouterr().err
     assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "tli"]) == 2
@@ -223,3 +223,8 @@ def test_cross_vocab_flags_are_checked_before_any_weights(tmp_path, capsys, no_b
     from specjax.apps.models import drafter_spec, target_spec
     with pytest.raises(ValueError, match="shares 201 tokens .* needs at least 256"):
         drafter_spec(f"model:{drafter}").with_cross_vocab("tli").fit(target_spec(str(target)))
+    drafter = hf_dir_with_words(tmp_path, "d2", [f"w{i}" for i in range(300)] + ["v"])
+    for flags, said in ((["--method", "eagle2"], "chains"), (["--regex", "a+"], "grammar")):
+        assert cli.main(["generate", "--target", str(target), "--drafter", f"model:{drafter}", "--cross-vocab",
+                         "slem", "--out", out] + flags) == 2
+        assert said in capsys.readouterr().err

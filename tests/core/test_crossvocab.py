@@ -166,3 +166,34 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="vocabulary"):                 # the loop checks the presented vocabulary
         generate(target, np.asarray([PROMPT]), np.asarray([3]), jax.random.key(0),
                  method=make_method("chain", num_draft=2), drafter=cross_vocab(drafter, vocab), max_new_tokens=4)
+
+
+def tiny_codecs():
+    """Greedy longest-match tokenizers of the tiny pair's spellings (the codecs SLEM re-encodes text with)."""
+    from specjax.crossvocab.slem import TextCodec
+    from specjax.crossvocab.vocab import spell
+
+    def codec(spellings):
+        index = {b: i for i, b in enumerate(spellings) if b}
+        return TextCodec(spellings, lambda data: spell(data, index, max(map(len, index))) or [])
+    return codec(TINY_TARGET_SPELLINGS), codec(TINY_DRAFTER_SPELLINGS)
+
+
+def test_slem_greedy_equals_greedy_ar_and_samples_the_target_law(pair):
+    """SLEM (host-stepped): greedy output equals AR token for token; at T = 1 the first two tokens of 1500 runs
+    pass chi-square against the target's exact law, and fail it against the law at T = 0.7 (negative control)."""
+    from specjax.crossvocab.slem import slem_generate
+    target, drafter, _, _ = pair
+    t_codec, d_codec = tiny_codecs()
+    ar = generate(target, np.asarray([PROMPT]), np.asarray([3]), jax.random.key(0), max_new_tokens=12,
+                  sampling=GREEDY)
+    out = slem_generate(target, drafter, t_codec, d_codec, PROMPT, jax.random.key(0), num_draft=3,
+                        max_new_tokens=12, sampling=GREEDY)
+    assert out.tokens == np.asarray(ar.tokens[0, :12]).tolist()
+    assert out.acceptance_length > 1.0 and len(out.accepted) < 12
+    law = exact_joint_law(target, PROMPT, SamplingConfig(), 2)
+    firsts = np.asarray([slem_generate(target, drafter, t_codec, d_codec, PROMPT, jax.random.key(seed),
+                                       num_draft=3, max_new_tokens=2).tokens[:2] for seed in range(1500)])
+    assert chi_square_pvalue_counts(*outcome_counts(firsts, law)) > 1e-3
+    colder = exact_joint_law(target, PROMPT, SamplingConfig(temperature=0.7), 2)
+    assert chi_square_pvalue_counts(*outcome_counts(firsts, colder)) < 1e-6
