@@ -45,7 +45,7 @@ def _require(module: str) -> None:
 
 
 def smollm2_reader():
-    """An open `gguf.GGUFReader` of the packaged GGUF (memory-mapped: opening reads the metadata, no tensor).
+    """An open `gguf.GGUFReader` of the packaged GGUF (`specjax.model.io.gguf.gguf_reader`).
     ModelNotInstalledError with the pip command when the package or a reader (gguf, tokenizers) is missing."""
     path = smollm2_gguf_path()
     _require("gguf")
