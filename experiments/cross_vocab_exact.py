@@ -43,7 +43,7 @@ def run_seed(cfg: ExactConfig, seed: int) -> dict:
     exact = S.target_law(rnd)
     comparison = compare_rules(rnd)
     rows = {}
-    for rule in S.RULES + S.CONTROLS:
+    for rule in S.RULES + S.CONTROLS + S.AUDITED:
         law = S.round_law(rnd, rule)
         rows[rule] = {"tv": total_variation(law.output, exact), "accepted": law.accepted, "chars": law.chars}
         if rule in comparison.rules:

@@ -118,6 +118,23 @@ def test_negative_controls_are_lossy():
             assert S.string_tv(S.string_law(law.output, TARGET, rnd.depth + 1), target_strings) > 1e-3
 
 
+def test_omnidraft_translation_is_lossy_and_the_audit_says_by_how_much():
+    """OmniDraft's n-gram cache: K drafter tokens merged into target tokens (longest cached n-gram first), verified
+    with q'(t) = the product of the drafter's conditionals along t's n-gram. q' is not the law the translation
+    drafts from (a longest match looks ahead; other paths spell the same text), so the output is not the target's:
+    TV > 1e-4 at T = 1 and T = 0.5 on three seeds (0.0005 to 0.08), while TLI on the same rounds is exact."""
+    assert T.encode(DRAFTER, "aab") == (2, 1)                        # "aab" is cached as the 2-gram aa|b
+    for seed, temperature in itertools.product(range(3), (1.0, 0.5)):
+        rnd = make_round(seed, temperature)
+        assert S.translate(rnd, (0, 1, 2)) == (2,)                      # a|b -> "ab"; "aa" alone is no n-gram
+        assert S.translate(rnd, (2, 1, 4)) == (4,)                      # aa|b -> "aab"; "abb" ends the draft
+        target = S.target_law(rnd)
+        assert total_variation(S.round_law(rnd, "omnidraft").output, target) > 1e-4, (seed, temperature)
+        assert total_variation(S.round_law(rnd, "tli").output, target) < 1e-12
+    with pytest.raises(ValueError, match="exact enumeration only"):
+        S.sample_outputs(make_round(), "omnidraft", np.random.default_rng(0), 10)
+
+
 def test_slrs_and_slem_are_chain_rules_over_the_segmentation_law():
     """ψ tables feed transport.exact.chain unchanged; the token rule accepts at least as much as exact match."""
     for seed, temperature in itertools.product(range(3), (0.5, 1.0)):

@@ -31,7 +31,9 @@ from transport.exact.tokenizers import Model, check_tokenizer, encode, pieces, s
 
 RULES = ("tli", "slem", "slrs")
 CONTROLS = ("slrs_canonical", "tli_naive")
-_VERIFIER = {"tli": "token", "tli_naive": "token", "slem": "exact_match", "slrs": "token", "slrs_canonical": "token"}
+AUDITED = ("omnidraft",)          # published rules whose exactness the suite measures (OmniDraft's n-gram cache)
+_VERIFIER = {"tli": "token", "tli_naive": "token", "slem": "exact_match", "slrs": "token", "slrs_canonical": "token",
+             "omnidraft": "token"}
 
 
 def _checked(law, size: int, who: str) -> np.ndarray:
@@ -95,7 +97,7 @@ class Round:
 def check_rule(rule: str) -> str:
     """`rule` if it is one of RULES or CONTROLS; ValueError otherwise."""
     if rule not in _VERIFIER:
-        raise ValueError(f"unknown cross-vocabulary rule {rule!r}; expected one of {RULES + CONTROLS}")
+        raise ValueError(f"unknown cross-vocabulary rule {rule!r}; expected one of {RULES + CONTROLS + AUDITED}")
     return rule
 
 
@@ -206,6 +208,53 @@ def _segmentation_drafts(rnd: Round, canonical: bool) -> Iterator[Draft]:
         yield x, prob, rows
 
 
+def omnidraft_row(rnd: Round, prefix: tuple[int, ...]) -> np.ndarray:
+    """q'(t | prefix) `[V]`, OmniDraft's translated draft probability: the product of the drafter's conditionals
+    along t's cached n-gram `pieces(t)` after the pieces of the prefix (one path, not renormalised)."""
+    dtok = tuple(rnd.drafter.tokenizer)
+    context = rnd.drafter_context(rnd.history + prefix)
+    row = np.ones(len(rnd.target.tokenizer))
+    for t, string in enumerate(rnd.target.tokenizer):
+        ctx = context
+        for w in pieces(dtok, string):
+            row[t] *= rnd.q(ctx)[w]
+            ctx += (w,)
+    return row
+
+
+def translate(rnd: Round, drafted: tuple[int, ...]) -> tuple[int, ...]:
+    """OmniDraft's translation of K drafter tokens: left to right, the longest run of them that is some target
+    token's cached n-gram `pieces(t)` becomes t; the draft ends at the first run that is none (or a cut n-gram)."""
+    dtok, cache = tuple(rnd.drafter.tokenizer), {}
+    for t, string in enumerate(rnd.target.tokenizer):
+        cache[pieces(dtok, string)] = t
+    out, i = [], 0
+    while i < len(drafted):
+        n = next((n for n in range(len(drafted) - i, 0, -1) if drafted[i:i + n] in cache), 0)
+        if not n:
+            break
+        out.append(cache[drafted[i:i + n]])
+        i += n
+    return tuple(out)
+
+
+def _omnidraft_drafts(rnd: Round) -> Iterator[Draft]:
+    """Every K-token drafter sequence from the drafter's own law, translated; verified with q' rows."""
+    v, k = len(rnd.target.tokenizer), rnd.depth
+    stack = [(rnd.context, (), 1.0)]
+    merged: dict[tuple[int, ...], float] = defaultdict(float)
+    while stack:
+        ctx, drafted, prob = stack.pop()
+        if len(drafted) == k:
+            merged[translate(rnd, drafted)] += prob
+            continue
+        for w, qw in enumerate(rnd.q(ctx)):
+            if qw > 0:
+                stack.append((ctx + (w,), drafted + (w,), prob * qw))
+    for x, prob in merged.items():
+        yield x, prob, np.array([omnidraft_row(rnd, x[:i]) for i in range(len(x))]).reshape(len(x), v)
+
+
 @dataclass(frozen=True)
 class RoundLaw:
     """The exact law of one round of a rule."""
@@ -236,8 +285,8 @@ class RoundLaw:
 def round_law(rnd: Round, rule: str) -> RoundLaw:
     """Exact law of one round of `rule` (RULES or CONTROLS), enumerating every draft (exponential: tiny cases)."""
     verifier = _VERIFIER[check_rule(rule)]
-    drafts = _tli_drafts(rnd, rule == "tli_naive") if rule.startswith("tli") else \
-        _segmentation_drafts(rnd, rule == "slrs_canonical")
+    drafts = (_tli_drafts(rnd, rule == "tli_naive") if rule.startswith("tli") else _omnidraft_drafts(rnd)
+              if rule == "omnidraft" else _segmentation_drafts(rnd, rule == "slrs_canonical"))
     tok, k = rnd.target.tokenizer, rnd.depth
     p_tables = target_tables(rnd)
     comp = completions(p_tables, k)
@@ -281,7 +330,8 @@ def sample_outputs(rnd: Round, rule: str, rng: np.random.Generator, count: int) 
     """`[count]` sampled rounds of `rule`, each completed with target samples to K+1 tokens and given as its flat
     index in the `[V]*(K+1)` layout of `round_law(...).output`. The rounds are simulated step by step (stream,
     segmentation, sample-and-compare or accept-reject); only SLRS's ψ comes from `segmentation_law`."""
-    check_rule(rule)
+    if check_rule(rule) in AUDITED:
+        raise ValueError(f"{rule} is audited by exact enumeration only (round_law)")
     v, k = len(rnd.target.tokenizer), rnd.depth
     psi = conditional_tables(segmentation_law(rnd), v, k) if rule == "slrs" else None
 
