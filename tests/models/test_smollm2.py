@@ -92,9 +92,9 @@ PROMPT = "Write a Python function that returns the square of a number."
 
 @pytest.mark.slow
 def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurrently):
-    """Temperature 0: every drafter form with chains (prompt lookup; early exit; the shipped EAGLE head, full and
-    VocabTrim + low-rank; a REST datastore built from a few standard-library files), the EAGLE head verified by block
-    verification, DISD and the coupled Gumbel list (an RSD-C tree), the VocabTrim head with an
+    """Temperature 0: drafter forms with chains (prompt lookup; early exit; the shipped EAGLE head, VocabTrim and
+    VocabTrim + low-rank; the untrimmed head and a REST chain alone: the tiny-pair tests), the EAGLE head verified by
+    block verification, DISD and the coupled Gumbel list (an RSD-C tree), the VocabTrim head with an
     adaptive draft length and an adaptive EAGLE-2 tree size, DEL's self-drafting from a per-round exit, and the
     EAGLE head + datastore + online n-gram hybrid with a tree, and an EAGLE-3 head on fused features drafting a tree,
     reproduce AR token for token (the head with every tree method: the command-line test below; proposal drafters
@@ -144,9 +144,7 @@ def test_greedy_speculative_equals_ar_for_every_drafter_and_method(smol, concurr
             ("eagle, coupled rsd-c", target.handle, eagle, make_method("rsd-c", budget=8, verifier="gumbel_list")),
             ("early-exit:8", target.handle, load_drafter("early-exit:8", target), chain),
             ("eagle-lowrank:64", target.handle, load_drafter("eagle-lowrank:64", target), chain),
-            ("eagle-full", target.handle, load_drafter("eagle-full", target), chain),
-            ("lookup:3", target.handle, load_drafter("lookup:3", target), chain),
-            ("rest (stdlib files)", target.handle, datastore_handle(config, store), chain)]
+            ("lookup:3", target.handle, load_drafter("lookup:3", target), chain)]
 
     def decode(handle, drafter, method):
         return lambda: generate(handle, prompt, lengths, jax.random.key(1), method=method, max_new_tokens=16,
