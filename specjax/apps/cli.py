@@ -156,13 +156,13 @@ def _drafter(args, target: TargetSpec, method: Speculator) -> tuple[DrafterSpec 
         spec = spec.with_cross_vocab("tli")
         print(f"note: {name} has another vocabulary: drafting by token-level intersection (--cross-vocab tli)",
               file=sys.stderr)
-    spec.fit(target)
     if getattr(spec, "cross_vocab", None) == "slem":
         if args.method != "chain" or args.draft_policy is not None or args.verifier is not None or args.mesh:
             raise ValueError("--cross-vocab slem drafts chains of -K tokens verified by exact match: no tree "
                              "method, --draft-policy, --verifier or --mesh")
         if args.regex or args.json_schema:
             raise ValueError("--cross-vocab slem does not take a grammar constraint (use tli)")
+    spec.fit(target)
     if args.drafter is None:
         print(f"note: no --drafter given: drafting with {name} (the default for {target.label})", file=sys.stderr)
     return spec, name

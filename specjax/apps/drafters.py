@@ -207,6 +207,12 @@ class ModelDrafterSpec:
             if not model.has_tokenizer:
                 raise ValueError(f"drafting across vocabularies reads both models' token strings: {model.label} has "
                                  "no tokenizer")
+        if self.cross_vocab == "slem":
+            probe = "The quick brown fox, 42 times.\n"          # SLEM re-encodes drafted text: bytes must survive
+            for model, codec in zip((target, self.target), self.codecs(target)):
+                if codec.decode(codec.encode(probe.encode())) != probe.encode():
+                    raise ValueError(f"SLEM re-encodes text, but {model.label}'s tokenizer does not give back the "
+                                     f"bytes it encodes ({probe!r})")
         overlap = self.vocab_pair(target)[1]
         if overlap.shared < MIN_SHARED_TOKENS:
             raise ValueError(f"drafter {self.target.name} shares {overlap.shared} tokens with {target.label}: "

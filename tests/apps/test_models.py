@@ -223,6 +223,8 @@ def test_cross_vocab_flags_are_checked_before_any_weights(tmp_path, capsys, no_b
     from specjax.apps.models import drafter_spec, target_spec
     with pytest.raises(ValueError, match="shares 201 tokens .* needs at least 256"):
         drafter_spec(f"model:{drafter}").with_cross_vocab("tli").fit(target_spec(str(target)))
+    with pytest.raises(ValueError, match="does not give back the bytes"):          # words: no byte round trip
+        drafter_spec(f"model:{drafter}").with_cross_vocab("slem").fit(target_spec(str(target)))
     drafter = hf_dir_with_words(tmp_path, "d2", [f"w{i}" for i in range(300)] + ["v"])
     for flags, said in ((["--method", "eagle2"], "chains"), (["--regex", "a+"], "grammar")):
         assert cli.main(["generate", "--target", str(target), "--drafter", f"model:{drafter}", "--cross-vocab",
