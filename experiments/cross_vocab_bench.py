@@ -100,6 +100,9 @@ def run_pair(pair: str, cfg: BenchConfig, results: Results, out: Path) -> None:
                 runs = slem_runs(target, own, codecs, ids, cfg, sampling)
                 results.add(f"{prefix} | SLEM K{cfg.num_draft}", dict(
                     summarize(runs), host_seconds=sum(r.samples[0] for r in runs), outputs=[r.tokens for r in runs]))
+            # every block compiles its own loops; each keeps its code mapped, and past ~65k memory maps
+            # (vm.max_map_count) LLVM cannot place the next one: release them
+            jax.clear_caches()
             if cfg.transformers and pair == cfg.pairs.split(",")[0] and not results.done(f"{prefix} | transformers"):
                 from _cross_vocab_hf import run_hf_cross_vocab
                 rows = run_hf_cross_vocab(pair, ids, cfg.max_new_tokens, temperature, cfg.threads, cfg.seed,
