@@ -9,8 +9,9 @@ bonus after all K) is the next pending token. Every emitted token is the target'
 the target's at every temperature whatever was drafted. The drafter then re-reads the committed text in its own
 tokenization, re-scoring only from the first token that changed (a merge across the old boundary can change it).
 
-The device calls (one drafter token, a padded drafter re-read, a padded target verification) are jitted once per
-shape; the host step (tokenizing, comparing) is timed on its own and reported as `host_seconds`.
+The device calls (the K drafter tokens of a round in one call, a padded drafter re-read, a padded target
+verification) are jitted once per shape; the host step (tokenizing, comparing) is timed on its own and reported
+as `host_seconds`.
 """
 from __future__ import annotations
 
@@ -141,14 +142,24 @@ def _reread(drafter: Handle, cache, ids: list[int], same: int, valid: list[int] 
     return logits[0, len(new) - 1], cache, list(ids)
 
 
+@partial(jax.jit, static_argnames=("runner", "num_draft", "sampling"), donate_argnames=("cache",))
+def _draft_tokens(runner, params, cache, logits, length, key, num_draft: int, sampling: SamplingConfig):
+    """K drafter tokens `[K]` sampled from the drafter's own law in one device call (no host sync per token): the
+    first from `logits [V_d]`, each later one after scoring the previous at slot `length + i`."""
+    def step(i, carry):
+        cache, logits, tokens = carry
+        token = sample_token(jax.random.fold_in(key, i), warp_logits(logits[None], sampling))[0]
+        out = runner.forward(params, cache, Block.chain(token[None, None], (length + i)[None]))
+        return out.cache, out.logits[0, -1], tokens.at[i].set(token)
+
+    tokens = jnp.zeros((num_draft,), jnp.int32)
+    cache, logits, tokens = jax.lax.fori_loop(0, num_draft - 1, step, (cache, logits, tokens))
+    last = sample_token(jax.random.fold_in(key, num_draft - 1), warp_logits(logits[None], sampling))[0]
+    return tokens.at[num_draft - 1].set(last), cache
+
+
 def _draft(drafter: Handle, cache, logits, length: int, num_draft: int, sampling: SamplingConfig, key):
-    """K drafter tokens sampled from the drafter's own law, one call each after the first (whose law is given)."""
-    drafted = []
-    for i in range(num_draft):
-        token = int(sample_token(jax.random.fold_in(key, i), warp_logits(logits[None], sampling))[0])
-        drafted.append(token)
-        if i + 1 < num_draft:
-            out, cache = _score(drafter.runner, drafter.params, cache, jnp.asarray([[token]]),
-                                jnp.asarray([length + i]))
-            logits = out[0, -1]
-    return drafted, cache
+    """K drafter tokens sampled from the drafter's own law (one jitted call), as a list, and the cache."""
+    tokens, cache = _draft_tokens(drafter.runner, drafter.params, cache, logits, jnp.int32(length), key,
+                                  num_draft=num_draft, sampling=sampling)
+    return np.asarray(tokens).tolist(), cache
