@@ -49,8 +49,8 @@ def add_generate_parser(sub) -> None:
                    help="a model:<...> drafter of another vocabulary: tli (token-level intersection in the jitted "
                         "loop, chains and trees; the default when the vocabularies differ) or slem (drafted text "
                         "re-encoded by the target's tokenizer and verified by exact match, a host step per round, "
-                        "chains, one row at a time); both lossless at every temperature. slrs is refused (see "
-                        "transport/THEORY.md 5.7)")
+                        "chains, one row at a time); both lossless at every temperature. slrs and omnidraft are refused "
+                        "with the measured reason (see transport/THEORY.md 5.7)")
     p.add_argument("--method", default="chain", choices=sorted(METHODS), help=METHOD_HELP)
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",

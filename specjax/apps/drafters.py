@@ -156,7 +156,7 @@ class ProposalSpec:
                                 repeat_unmatched=repeat)
 
 
-CROSS_VOCAB_RULES = ("tli", "slem", "slrs")
+CROSS_VOCAB_RULES = ("tli", "slem", "slrs", "omnidraft")
 MIN_SHARED_TOKENS = 256          # fewer shared tokens than the bytes of ASCII text: TLI would draft almost nothing
 
 
@@ -186,6 +186,12 @@ class ModelDrafterSpec:
             raise ValueError("--cross-vocab slrs: its exact proposal law sums every drafter tokenization of the "
                              "drafted string (exponential); the affordable one-path law is lossy (TV 0.43 on the "
                              "tiny suite, transport.exact.strings). Use tli (jitted) or slem (host-stepped)")
+        if rule == "omnidraft":
+            raise ValueError("--cross-vocab omnidraft: OmniDraft's n-gram cache verifies a merged draft with the "
+                             "product of the drafter's probabilities along one cached n-gram, which is not the law "
+                             "the draft came from: lossy at T > 0 (TV 0.013-0.16 at T = 1 on the tiny suite, "
+                             "transport.exact.strings), and at T = 0 it accepts what tli and slem accept. Use tli "
+                             "or slem")
         return dataclasses.replace(self, cross_vocab=rule)
 
     def codecs(self, target: TargetFacts):

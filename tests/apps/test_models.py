@@ -208,12 +208,14 @@ def hf_dir_with_words(tmp_path, name: str, words: list[str]):
 
 
 def test_cross_vocab_flags_are_checked_before_any_weights(tmp_path, capsys, no_building):
-    """--cross-vocab: SLRS refused, SLEM only for plain chains, only for a model drafter, both models need token strings,
+    """--cross-vocab: SLRS and OmniDraft refused with their measured reasons, SLEM only for plain chains, only for a model drafter, both models need token strings,
     and token-level intersection needs enough shared tokens (the count is said)."""
     out = str(tmp_path / "g.json")
     base = ["generate", "--target", "random:byte-tiny", "--out", out]
     assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "slrs"]) == 2
     assert "exponential" in capsys.readouterr().err
+    assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "omnidraft"]) == 2
+    assert "lossy at T > 0 (TV 0.013" in capsys.readouterr().err
     assert cli.main(base + ["--drafter", "lookup:3", "--cross-vocab", "tli"]) == 2
     assert "separate draft model" in capsys.readouterr().err
     assert cli.main(base + ["--drafter", "model:random:tiny", "--cross-vocab", "tli"]) == 2

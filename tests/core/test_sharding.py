@@ -6,7 +6,8 @@ must be set before jax starts, and one process pays jax's start once):
   raises ValueError before anything is traced;
 - a multi-file safetensors checkpoint with its index json is read tensor by tensor, each device reading only its
   own shard of a split tensor, into the layout `generate` uses; orbax drafter checkpoints restore straight into
-  their shardings; `init_sharded` draws the same weights whatever the layout."""
+  their shardings; `init_sharded` draws the same weights whatever the layout;
+- a drafter of another vocabulary (TLI) decodes the same tokens on a mesh as on one device."""
 import os
 import subprocess
 import sys
@@ -197,6 +198,27 @@ SCRIPT = textwrap.dedent("""
     for a, b in zip(jax.tree.leaves(wide.params), jax.tree.leaves(square.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert np.all(np.asarray(square.params["final_norm"]["scale"][...]) == 1.0)
+
+    # 6. a drafter of another vocabulary (token-level intersection): its vocabulary map travels with its parameters
+    #    and the same tokens come back on every mesh, chain at T = 1 and tree at T = 0
+    from specjax.crossvocab import cross_vocab, vocab_map
+    from specjax.testing.pairs import TINY_DRAFTER_SPELLINGS, TINY_TARGET_SPELLINGS, tiny_cross_pair
+    small, other = tiny_cross_pair()                                   # V 16 and V 12, 4 heads each
+    tli = cross_vocab(other, vocab_map(TINY_TARGET_SPELLINGS, TINY_DRAFTER_SPELLINGS, max_pieces=3, fallback=3)[0])
+    cases = [(chain, 1.0, shape) for shape in (None, (2, 4), (8, 1))] + [(tree, 0.0, s) for s in (None, (2, 4))]
+
+    def run_tli(case):
+        method, temperature, shape = case
+        return generate(small, prompts % 16, lengths, jax.random.key(3), method=method, drafter=tli,
+                        max_new_tokens=8, sampling=SamplingConfig(temperature),
+                        mesh=None if shape is None else meshes[shape])
+
+    with ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0))))) as pool:
+        crossed = dict(zip(cases, pool.map(run_tli, cases)))
+    for (method, temperature, shape), many in crossed.items():
+        one = crossed[(method, temperature, None)]
+        assert shape is None or len(many.tokens.sharding.device_set) == 8, many.tokens.sharding
+        np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(many.tokens), err_msg=f"TLI {shape}")
     print("SHARDED-OK")
 """)
 
