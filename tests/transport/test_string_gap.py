@@ -27,7 +27,7 @@ def test_sums_equal_the_exact_suite_when_every_path_is_expanded(seed, temperatur
     spell_p, spell_q = G.spelling(TARGET, m), G.spelling(DRAFTER, m)
     law_p, law_q = G.string_law(p, spell_p, side="p", **ALL), G.string_law(q, spell_q, side="q", **ALL)
     assert law_p.slack == 0 and law_q.slack == 0
-    opt = G.optimum(law_p, law_q)
+    opt = G.optimum(law_p, law_q, m)
     exact = O.prefix_overlap(S.target_string_law(rnd, m), S.drafter_string_law(rnd, m))
     assert opt.lower == pytest.approx(exact, abs=1e-12) and opt.slack == 0
     accepted = G.tli_accepted(p, tli, spell_p, rnd.depth, **ALL)
@@ -39,13 +39,13 @@ def test_sums_equal_the_exact_suite_when_every_path_is_expanded(seed, temperatur
     assert slem <= opt.lower + 1e-12                     # SLEM's drafts follow Q: OPT(Q) bounds it
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_pruned_sums_bracket_the_exact_values(seed):
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("pruned", [dict(eps=0.05, max_nodes=2), dict(eps=0.2, max_nodes=1), dict(eps=0.01)])
+def test_pruned_sums_bracket_the_exact_values(seed, pruned):
     rnd, m = make_round(seed), 3
     p, q, tli = models(rnd)
     spell_p, spell_q = G.spelling(TARGET, m), G.spelling(DRAFTER, m)
-    pruned = dict(eps=0.05, max_nodes=2)
-    opt = G.optimum(G.string_law(p, spell_p, side="p", **pruned), G.string_law(q, spell_q, side="q", **pruned))
+    opt = G.optimum(G.string_law(p, spell_p, side="p", **pruned), G.string_law(q, spell_q, side="q", **pruned), m)
     exact = O.prefix_overlap(S.target_string_law(rnd, m), S.drafter_string_law(rnd, m))
     assert opt.slack > 0 and opt.lower - 1e-12 <= exact <= opt.upper + 1e-12
     accepted = G.tli_accepted(p, tli, spell_p, rnd.depth, **pruned)
@@ -59,10 +59,10 @@ def test_a_law_against_itself_reaches_the_horizon_and_disjoint_texts_share_nothi
     spell = G.spelling(TARGET, m)
     law = G.string_law(p, spell, side="p", **ALL)
     twin = G.StringLaw({s.replace(G.UNEXPANDED["p"], G.UNEXPANDED["q"]): v for s, v in law.law.items()}, 0.0, 0)
-    assert G.optimum(law, twin).lower == pytest.approx(m, abs=1e-12)       # Q = P: LCP = m surely
+    assert G.optimum(law, twin, m).lower == pytest.approx(m, abs=1e-12)       # Q = P: LCP = m surely
     only_b = G.StringLaw({"bbb": 1.0}, 0.0, 0)
     only_a = G.StringLaw({"aaa": 1.0}, 0.0, 0)
-    assert G.optimum(only_a, only_b).lower == 0.0
+    assert G.optimum(only_a, only_b, 3).lower == 0.0
     # a drafter that never drafts (no shared mass) accepts nothing
     zero = G.tli_accepted(p, lambda paths: np.zeros((len(paths), len(TARGET))), spell, 3, **ALL)
     assert zero.lower == 0.0 and zero.slack == 0.0

@@ -155,10 +155,30 @@ class Bounded:
         return self.lower + self.slack / 2
 
 
-def optimum(p: StringLaw, q: StringLaw) -> Bounded:
+def optimum(p: StringLaw, q: StringLaw, horizon: int) -> Bounded:
     """max E[LCP within m bytes] over couplings of the two string laws (= Σ_j (1 − TV_j), `prefix_overlap`), bounded
-    by the unexpanded mass of both."""
-    return Bounded(prefix_overlap(p.law, q.law), p.slack + q.slack)
+    by their unexpanded mass. The lower bound leaves unexpanded mass unmatched. Mass u left unexpanded after known
+    bytes s can add, at each of the m − |s| levels past s, no more than u and no more than the other law's mass on
+    strings that start with s (its mass known there, plus its own unexpanded mass at prefixes of s): that is the
+    slack, tighter than `p.slack + q.slack` wherever the other law puts little mass after s."""
+    sentinels = tuple(UNEXPANDED.values())
+    laws = (p.law, q.law)
+    under: list[dict[str, float]] = [defaultdict(float), defaultdict(float)]   # mass of strings starting with v
+    open_: list[dict[str, float]] = [{}, {}]                                   # unexpanded mass by known bytes
+    for law, mass_under, unexpanded in zip(laws, under, open_):
+        for key, mass in law.items():
+            known = key[:-1] if key.endswith(sentinels) else key
+            if known is not key:
+                unexpanded[known] = unexpanded.get(known, 0.0) + mass
+            for j in range(len(known) + 1):
+                mass_under[known[:j]] += mass
+    slack = 0.0
+    for side in (0, 1):
+        other_under, other_open = under[1 - side], open_[1 - side]
+        for known, mass in open_[side].items():
+            reach = other_under.get(known, 0.0) + sum(other_open.get(known[:j], 0.0) for j in range(len(known)))
+            slack += (horizon - len(known)) * min(mass, reach)
+    return Bounded(prefix_overlap(p.law, q.law), min(slack, p.slack + q.slack))
 
 
 def tli_accepted(target_rows: Rows, draft_rows: Rows, spell: Spelling, depth: int, *, eps: float = 1e-3,
