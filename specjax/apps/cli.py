@@ -24,7 +24,9 @@ from specjax.verify.names import CHAIN_VERIFIERS, LOSSY_CHAIN_VERIFIERS, TREE_VE
 from trees import TREE_METHODS
 
 METHOD_HELP = ("ar (autoregressive) | chain (default) | a draft tree: eagle2 (the EAGLE-2 tree builder; eagle is "
-               f"an alias of it), {', '.join(m for m in TREE_METHODS if m != 'eagle2')}")
+               f"an alias of it), {', '.join(m for m in TREE_METHODS if m != 'eagle2')} | auto (AR or a chain of up "
+               "to -K drafts per request, chosen from this machine's cost profile and the acceptance observed so far; "
+               "see --profile)")
 
 
 def default_target() -> str:
@@ -51,7 +53,10 @@ def add_generate_parser(sub) -> None:
                         "re-encoded by the target's tokenizer and verified by exact match, a host step per round, "
                         "chains, one row at a time); both lossless at every temperature. slrs and omnidraft are refused "
                         "with the measured reason (see transport/THEORY.md 5.7)")
-    p.add_argument("--method", default="chain", choices=sorted(METHODS), help=METHOD_HELP)
+    p.add_argument("--method", default="chain", choices=sorted(METHODS) + ["auto"], help=METHOD_HELP)
+    p.add_argument("--profile", default=None, type=Path, metavar="FILE",
+                   help="--method auto: the cost profile to choose by (`specjax profile`); default: this machine's, "
+                        "cached (measured on first use)")
     p.add_argument("-K", "--num-draft", type=int, default=4, help="draft tokens per round (chain)")
     p.add_argument("--draft-policy", default=None, metavar="NAME[:VALUE]",
                    help="per-row draft length for chains, -K being K_max: fixed, confidence:H (stop below top "
@@ -124,6 +129,8 @@ def _method(args) -> tuple[Speculator, dict]:
     """The speculator `--method` and its flags name, and the options it was built with."""
     from specjax.methods import make_method
 
+    if args.method == "auto":                  # the drafter is resolved as for a chain of -K (the longest choice)
+        return make_method("chain", num_draft=args.num_draft), {"max_draft": args.num_draft}
     options = ({} if args.method == "ar" else dict(num_draft=args.num_draft) if args.method == "chain"
                else dict(budget=args.budget))
     if args.verifier is not None and args.method != "ar":
@@ -197,6 +204,9 @@ def plan_generate(args) -> GeneratePlan:
     if args.dtype is not None:
         check_dtype("--dtype", args.dtype)
     prompts = _prompts(args)
+    if args.method == "auto":
+        from specjax.apps.auto import check_auto
+        check_auto(args)
     target = target_spec(args.target or default_target())
     grammar = plan_grammar(args)
     automaton = None if grammar is None else compile_grammar(grammar, target.tokenizer, target.config.vocab_size,
@@ -249,7 +259,7 @@ def load_models(plan: GeneratePlan, args):
 
 
 def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
-    """(result, seconds, compile-and-run seconds): `generate` once to compile, once timed."""
+    """(result, seconds, compile-and-run seconds, extra report entries): `generate` once to compile, once timed."""
     import jax
 
     from specjax.apps.grammar import make_faithful
@@ -257,7 +267,11 @@ def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     from specjax.decode.loop import generate
 
     if getattr(plan.drafter, "cross_vocab", None) == "slem":
-        return _decode_slem(plan, target, drafter, tokens, lengths, args)
+        return *_decode_slem(plan, target, drafter, tokens, lengths, args), {}
+    if args.method == "auto":
+        from specjax.apps.auto import decode_auto
+        out, seconds, compile_seconds, entry = decode_auto(plan, target, drafter, tokens, lengths, args)
+        return out, seconds, compile_seconds, {"auto": entry}
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 2 ** 30)
     constraint = None if plan.grammar is None else make_faithful(
         plan.grammar, plan.automaton, target.handle, tokens, lengths, plan.sampling, args.max_new_tokens)
@@ -266,7 +280,7 @@ def decode(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     key = jax.random.key(args.seed)
     _, compile_seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)     # compiles
     out, seconds = timed(generate, target.handle, tokens, lengths, key, **kwargs)
-    return out, seconds, compile_seconds
+    return out, seconds, compile_seconds, {}
 
 
 def _decode_slem(plan: GeneratePlan, target, drafter, tokens, lengths, args):
@@ -299,8 +313,8 @@ def _decode_slem(plan: GeneratePlan, target, drafter, tokens, lengths, args):
     return out, seconds, compile_seconds
 
 
-def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: float, args) -> None:
-    """Print each row's text and a summary line; write the stats JSON to --out."""
+def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: float, args, extra=None) -> None:
+    """Print each row's text and a summary line; write the stats JSON to --out (with `extra`'s entries)."""
     for prompt, row, n in zip(plan.prompts, np.asarray(out.tokens), np.asarray(out.lengths)):
         print(f"--- {prompt!r}\n{target.decode(row[:n])}")
     num_tokens = int(np.asarray(out.lengths).sum())
@@ -312,7 +326,7 @@ def report(plan: GeneratePlan, target, out, seconds: float, compile_seconds: flo
              "drafted_per_round": out.drafted_per_round,
              "rounds": int(np.asarray(out.num_rounds).max()), "tokens": num_tokens, "seconds": seconds,
              "tokens_per_s": num_tokens / seconds, "compile_and_run_seconds": compile_seconds,
-             "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)]}
+             "accepted_per_round": [row[row >= 0].tolist() for row in np.asarray(out.accepted)], **(extra or {})}
     if getattr(plan.drafter, "cross_vocab", None) is not None:
         overlap = plan.drafter.vocab_pair(plan.target)[1]
         stats["cross_vocab"] = {"rule": plan.drafter.cross_vocab, "shared_tokens": overlap.shared,
@@ -344,11 +358,11 @@ def run_generate(args) -> int:
         if target.random_weights:
             print(f"note: {target.label} has RANDOMLY INITIALISED weights: the text is noise; the statistics show "
                   "the machinery.", file=sys.stderr)
-        out, seconds, compile_seconds = decode(plan, target, drafter, tokens, lengths, args)
+        out, seconds, compile_seconds, extra = decode(plan, target, drafter, tokens, lengths, args)
     except (ValueError, ModelNotInstalledError) as e:
         print(f"specjax generate: {e}", file=sys.stderr)
         return 2
-    report(plan, target, out, seconds, compile_seconds, args)
+    report(plan, target, out, seconds, compile_seconds, args, extra)
     return 0
 
 
