@@ -40,10 +40,17 @@ def check_auto(args) -> None:
         raise ValueError(f"--profile {args.profile}: no such file (write one with `specjax profile`)")
 
 
+def first_use_config():
+    """The grid measured on first use: one cache capacity, batch 1, T = 1..FIRST_USE_MAX_T, few repeats."""
+    from specjax.bench.profile import ProfileConfig
+    return ProfileConfig(contexts=(FIRST_USE_CONTEXT,), tokens=tuple(range(1, FIRST_USE_MAX_T + 1)),
+                         level_tokens=(1, 2), repeats=3, overhead_runs=2)
+
+
 def machine_profile(target, drafter, drafter_name: str, args, log=print):
     """(DeviceProfile, where it came from): --profile, the cache, or measured now and cached. ValueError when a
     profile names another target or drafter than this run's."""
-    from specjax.bench.profile import ProfileConfig, device_name, measure_profile
+    from specjax.bench.profile import device_name, measure_profile
     from specjax.costs.profile import DeviceProfile
 
     labels = {"target": target.label, "drafter": drafter_name}
@@ -56,8 +63,7 @@ def machine_profile(target, drafter, drafter_name: str, args, log=print):
                 raise ValueError(f"the profile {path} was measured with {key} {profile.meta[key]!r}, this run uses "
                                  f"{value!r}")
         return profile, str(path)
-    cfg = ProfileConfig(contexts=(FIRST_USE_CONTEXT,), tokens=tuple(range(1, FIRST_USE_MAX_T + 1)),
-                        level_tokens=(1, 2), repeats=3, overhead_runs=2)
+    cfg = first_use_config()
     log(f"auto: measuring this machine's cost profile once ({target.label} + {drafter_name}), cached at {path}")
     profile = measure_profile(target.handle, drafter, cfg, labels, log=lambda m: None)
     profile.save(path)
