@@ -40,17 +40,18 @@ class GapConfig:
     """prompts per set"""
     answer_tokens: int = 32
     """the target's sampled answer per prompt; contexts are cut from it"""
-    stride: int = 8
+    stride: int = 16
     """a context every `stride` answer tokens"""
     temperature: float = 1.0
     horizon: int = 8
     """m, in bytes"""
     num_draft: int = 4
     """K of the TLI and SLEM rounds"""
-    eps: float = 1e-4
+    eps: float = 3e-4
     """paths of less mass are not expanded (their bytes go to the interval's width)"""
-    max_nodes: int = 512
-    """paths expanded per level at most"""
+    max_nodes: int = 256
+    """paths expanded per level at most (a level of N paths scores up to N·depth nodes at once, each with V
+    logits: memory grows as N·depth·V)"""
     slem_samples: int = 32
     """R, SLEM drafts sampled per context"""
     seed: int = 0
