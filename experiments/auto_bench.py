@@ -5,8 +5,8 @@
 For each drafter: the machine's cost profile is measured first (the grid `specjax generate --method auto` measures on
 first use), then every prompt (the first `per_category` of each MT-bench category and of HumanEval) is decoded by AR,
 by a fixed chain of K = `num_draft`, and by `auto` starting from the prior estimate and learning across the prompts
-in order. Each prompt is run twice per method (the first run compiles) and the second is timed; auto's choice for a
-prompt is made once. Writes `<out>.json` (resumable per drafter and method), `<out>.md` (tokens/s ratio to AR per
+in order. Each prompt is run once per method to compile, then timed `repeats` times (the median is kept); auto's
+choice for a prompt is made once, from the estimate before it. Writes `<out>.json` (resumable per drafter and method), `<out>.md` (tokens/s ratio to AR per
 category) and `<out>.png`.
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ class AutoBenchConfig:
     num_draft: int = 4
     """K of the fixed chain, and auto's largest K"""
     temperature: float = 0.0
+    repeats: int = 3
+    """timed runs per prompt and method (their median is kept)"""
     seed: int = 0
 
 
@@ -55,16 +57,17 @@ def run_method(name: str, target, drafter, prompts, costs, cfg: AutoBenchConfig)
             kw = dict(profile=costs, estimate=estimate, max_draft=cfg.num_draft, max_new_tokens=cfg.max_new_tokens,
                       sampling=sampling, eos_id=target.eos_id)
             generate_auto(target.handle, drafter, [prompt], key, **kw)                    # compiles
-            run, seconds = timed(generate_auto, target.handle, drafter, [prompt], key, **kw)
-            res, choice, estimate = run.result, run.choices[0], run.estimate
+            runs = [timed(generate_auto, target.handle, drafter, [prompt], key, **kw) for _ in range(cfg.repeats)]
+            seconds = float(np.median([s for _, s in runs]))
+            res, choice, estimate = runs[0][0].result, runs[0][0].choices[0], runs[0][0].estimate
         else:
             k = 0 if name == "AR" else cfg.num_draft
             kw = dict(method=ChainSpeculator(k), drafter=drafter if k else None, max_new_tokens=cfg.max_new_tokens,
                       sampling=sampling, eos_id=target.eos_id)
             ids, lengths = np.asarray([prompt], np.int32), np.asarray([len(prompt)], np.int32)
             jax.block_until_ready(generate(target.handle, ids, lengths, key, **kw))   # compiles (and finishes)
-            res, seconds = timed(generate, target.handle, ids, lengths, key, **kw)
-            choice = None
+            runs = [timed(generate, target.handle, ids, lengths, key, **kw) for _ in range(cfg.repeats)]
+            res, seconds, choice = runs[0][0], float(np.median([s for _, s in runs])), None
         n = int(np.asarray(res.lengths)[0])
         records.append({"tokens": np.asarray(res.tokens[0, :n]).tolist(), "seconds": seconds,
                         "tau": res.acceptance_length, "choice": choice})
