@@ -11,20 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.decode.batching import bucket_size
 from specjax.model.block import Block
 from specjax.runners.base import Handle
+from specjax.sampling import SamplingConfig, warp_logits
 
 
-def _bucket(n: int, least: int = 16) -> int:
-    """n padded to a power of two (at least `least`): a handful of compiled shapes."""
-    return max(least, 1 << max(n - 1, 0).bit_length())
-
-
-@partial(jax.jit, static_argnames=("runner",))
-def _laws(runner, params, cache, block: Block, rows: jax.Array, temperature: jax.Array):
-    """softmax(logits / T) `[N, V]` float32 at `rows [N]` of the block, and the cache it wrote."""
+@partial(jax.jit, static_argnames=("runner", "sampling"))
+def _laws(runner, params, cache, block: Block, rows: jax.Array, sampling: SamplingConfig):
+    """The warped laws `[N, V]` float32 at `rows [N]` of the block, and the cache it wrote."""
     out = runner.forward(params, cache, block)
-    return jax.nn.softmax(out.logits[0, rows].astype(jnp.float32) / temperature, axis=-1), out.cache
+    return warp_logits(out.logits[0, rows], sampling), out.cache
 
 
 class PathScorer:
@@ -42,15 +39,15 @@ class PathScorer:
         if getattr(handle.runner, "reads_features", False):
             raise ValueError(f"{handle.runner.name} reads the target's features: score it along a text instead")
         self.handle, self.length = handle, len(context)
-        self.capacity, self.temperature = capacity, jnp.float32(temperature)
-        padded = _bucket(self.length)
+        self.capacity, self.sampling = capacity, SamplingConfig(temperature=temperature)
+        padded = bucket_size(self.length)
         if padded > capacity:
             raise ValueError(f"a context of {self.length} tokens pads to {padded} > capacity {capacity}")
         tokens = np.zeros((1, padded), np.int32)
         tokens[0, :self.length] = context         # the padding after it is written past the window, never seen
         block = Block.chain(jnp.asarray(tokens), jnp.zeros((1,), jnp.int32))
         root, self.cache = _laws(handle.runner, handle.params, handle.init_cache(1, capacity), block,
-                                 jnp.asarray([self.length - 1]), self.temperature)
+                                 jnp.asarray([self.length - 1]), self.sampling)
         self.root = np.asarray(root[0])
         self.calls = 0
 
@@ -60,7 +57,7 @@ class PathScorer:
         if not prefixes:
             return np.broadcast_to(self.root, (len(paths), self.root.size))
         index = {p: i for i, p in enumerate(prefixes)}
-        n = _bucket(len(prefixes))
+        n = bucket_size(len(prefixes))
         if self.length + n > self.capacity:
             raise ValueError(f"{len(prefixes)} nodes after {self.length} tokens exceed the capacity {self.capacity}")
         tokens = np.zeros((1, n), np.int32)
@@ -74,10 +71,10 @@ class PathScorer:
         block = Block(tokens=jnp.asarray(tokens), positions=jnp.asarray(positions), slots=jnp.asarray(slots),
                       window=jnp.asarray([self.length], jnp.int32), visible=jnp.asarray(visible))
         wanted = [index[tuple(p)] if p else -1 for p in paths]
-        rows = np.zeros(_bucket(len(wanted), 1), np.int32)          # padded too: one program per pair of buckets
+        rows = np.zeros(bucket_size(len(wanted)), np.int32)          # padded too: one program per pair of buckets
         rows[:len(wanted)] = np.maximum(wanted, 0)
         laws, _ = _laws(self.handle.runner, self.handle.params, self.cache, block, jnp.asarray(rows),
-                        self.temperature)
+                        self.sampling)
         self.calls += 1
         laws = np.array(laws[:len(wanted)])
         empty = [k for k, i in enumerate(wanted) if i < 0]

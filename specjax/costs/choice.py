@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from specjax.costs.latency import ar_plan, chain_plan, predict
+from specjax.costs.latency import AcceptanceProfile, ar_plan, chain_plan, predict
 from specjax.costs.profile import CostProfile
 from specjax.validation import check_int
 
@@ -51,8 +51,9 @@ class AcceptanceEstimate:
         return (prior * self.strength + acc) / (self.strength + tried)
 
     def chain_tau(self, num_draft: int) -> float:
-        """τ(K) = 1 + Σ_{i≤K} Π_{j≤i} r_j under the posterior means."""
-        return float(1.0 + np.cumprod(self.rates(check_int("num_draft", num_draft, low=1))).sum())
+        """τ(K) = 1 + Σ_{i≤K} Π_{j≤i} r_j under the posterior means (the latency model's `chain_tau`)."""
+        rates = self.rates(check_int("num_draft", num_draft, low=1))
+        return AcceptanceProfile(tuple((float(r),) for r in rates)).chain_tau(num_draft)
 
     def update(self, accepted: np.ndarray, drafted: np.ndarray) -> "AcceptanceEstimate":
         """The estimate after a chain decode's per-round logs `accepted [..., R]` (-1 where no round ran) and

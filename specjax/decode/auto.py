@@ -9,7 +9,7 @@ output law is the target's (greedy: AR's tokens) whatever is chosen.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import jax
@@ -57,7 +57,6 @@ def generate_auto(target: Handle, drafter: Handle | None, prompts: Sequence[Sequ
 
 
 def _ar_only(profile: CostProfile) -> CostProfile:
-    from dataclasses import replace
     return replace(profile, drafter=None, tree_level=None)
 
 

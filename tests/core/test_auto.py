@@ -9,8 +9,9 @@ from specjax.costs.choice import AcceptanceEstimate, choose
 from specjax.costs.profile import CostCurve, CostProfile
 from specjax.decode.auto import generate_auto
 from specjax.decode.loop import generate
-from specjax.sampling import GREEDY
-from specjax.testing.pairs import tiny_pair
+from specjax.sampling import GREEDY, SamplingConfig
+from specjax.testing.pairs import exact_joint_law, tiny_pair
+from specjax.testing.stats import chi_square_pvalue_counts
 
 GRID = tuple(range(1, 18))
 
@@ -76,3 +77,24 @@ def test_auto_decoding_is_greedy_ar_and_revises_its_choice():
     assert sum(run.estimate.tried) > 0
     with pytest.raises(ValueError, match="prompt"):
         generate_auto(target, drafter, [], jax.random.key(0), profile=GPU, estimate=AcceptanceEstimate())
+
+
+def test_auto_decoding_samples_the_target_law_while_its_choice_moves():
+    """T = 1: the first two tokens of 600 requests (one prompt, each request its own key) decoded by auto, which
+    starts on a chain and moves to AR as the tiny drafter disappoints, pass chi-square against the target's exact
+    law, and fail it against the law at T = 0.7 (negative control)."""
+    target, drafter = tiny_pair()
+    prompt = [3, 5, 7]
+    run = generate_auto(target, drafter, [prompt] * 600, jax.random.key(1), profile=profile(0.25, 0.2),
+                        estimate=AcceptanceEstimate((0.95,), strength=20.0), max_draft=3, max_new_tokens=2)
+    methods = [c["method"] for c in run.choices]
+    assert "chain" in methods and "ar" in methods, methods
+    firsts = np.asarray(run.result.tokens)[:, :2]
+    v = target.config.vocab_size
+
+    def counts(law):
+        return np.bincount(firsts[:, 0] * v + firsts[:, 1], minlength=v * v).astype(float), law.reshape(-1)
+
+    assert chi_square_pvalue_counts(*counts(exact_joint_law(target, prompt, SamplingConfig(), 2))) > 1e-3
+    colder = exact_joint_law(target, prompt, SamplingConfig(temperature=0.7), 2)
+    assert chi_square_pvalue_counts(*counts(colder)) < 1e-6

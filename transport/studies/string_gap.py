@@ -150,10 +150,6 @@ class Bounded:
     def upper(self) -> float:
         return self.lower + self.slack
 
-    @property
-    def middle(self) -> float:
-        return self.lower + self.slack / 2
-
 
 def optimum(p: StringLaw, q: StringLaw, horizon: int) -> Bounded:
     """max E[LCP within m bytes] over couplings of the two string laws (= Σ_j (1 − TV_j), `prefix_overlap`), bounded
