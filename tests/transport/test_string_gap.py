@@ -1,5 +1,6 @@
 """The real-law sums of `transport.studies.string_gap` against the exact string-level suite: with every path
-expanded they equal the enumerated optimum (`prefix_overlap` of the exact string laws), TLI's exact accepted
+expanded they equal the enumerated optimum (`prefix_overlap` of the exact string laws, and HiGHS's LP over them),
+TLI's exact accepted
 characters and SLEM's; with paths pruned the exact value lies inside [lower, upper]."""
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ def test_sums_equal_the_exact_suite_when_every_path_is_expanded(seed, temperatur
     opt = G.optimum(law_p, law_q, m)
     exact = O.prefix_overlap(S.target_string_law(rnd, m), S.drafter_string_law(rnd, m))
     assert opt.lower == pytest.approx(exact, abs=1e-12) and opt.slack == 0
+    lp = O.optimal_lcp(S.target_string_law(rnd, m), S.drafter_string_law(rnd, m)).value     # HiGHS, float64
+    assert opt.lower == pytest.approx(lp, abs=1e-8)
     accepted = G.tli_accepted(p, tli, spell_p, rnd.depth, **ALL)
     assert accepted.lower == pytest.approx(S.round_law(rnd, "tli").chars_within(m), abs=1e-12)
     segmentation = S.segmentation_law(rnd)               # SLEM's drafts, each weighed by its probability
